@@ -1,0 +1,58 @@
+"""review_queue, review_export (per batch) and human_labels (imported reviews)."""
+
+import dagster as dg
+
+from labelloop import batch as B
+from labelloop import project as P
+from pipelines.partitions import batches
+from resources.prelabeler import PreLabelerResource
+from resources.review_tool import LabelStudioFilesResource
+from resources.storage import WorkspaceResource
+
+
+@dg.asset(partitions_def=batches, deps=["prelabels"], group_name="review", kinds={"python", "parquet"})
+def review_queue(context: dg.AssetExecutionContext, storage: WorkspaceResource,
+                 prelabeler: PreLabelerResource) -> dg.MaterializeResult:
+    """Routing per image by confidence (auto_accept / human_review), a seeded QA sample of the
+    auto-accepted images, least-confidence priority, the routing policy id."""
+    ws = storage.workspace()
+    model_id = prelabeler.get(ws.config()).model_id
+    s = B.route_batch(ws, context.partition_key, model_id)
+    return dg.MaterializeResult(metadata={
+        "policy_id": s["policy_id"], "model_id": model_id, "dagster/row_count": s["images"],
+        **{f"route/{k}": v for k, v in sorted(s["routes"].items())},
+    })
+
+
+@dg.asset(partitions_def=batches, deps=["review_queue"], group_name="review", kinds={"python", "json"})
+def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource, prelabeler: PreLabelerResource,
+                  review_tool: LabelStudioFilesResource) -> dg.MaterializeResult:
+    """Label Studio import file (tasks with our image_id and percent-box pre-annotations) and
+    labeling config for the images routed to review that no one has reviewed yet."""
+    ws = storage.workspace()
+    model_id = prelabeler.get(ws.config()).model_id
+    reviewed = set(P.review_store(ws).latest_reviews())
+    s = B.export_batch(ws, context.partition_key, model_id, reviewed)
+    return dg.MaterializeResult(metadata={
+        "tool": review_tool.tool, "tasks": s["tasks"], "predictions_sent": s["predictions_sent"],
+        "already_reviewed": s["already_reviewed"], "file": dg.MetadataValue.path(str(ws.root / s["file"])),
+    })
+
+
+@dg.asset(deps=["review_export"], group_name="review", kinds={"python", "parquet"})
+def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource) -> dg.MaterializeResult:
+    """Reviewed annotations imported from the review inbox (Label Studio JSON / JSON-MIN),
+    idempotent per annotation identity; bad tasks rejected one by one with their reason."""
+    ws = storage.workspace()
+    s = P.import_inbox(ws)
+    for e in s["errors"]:
+        context.log.error(e)
+    for f in s["files"]:
+        for r in f.get("reject_reasons", []):
+            context.log.warning(f"{f['file']}: rejected {r}")
+    store = P.review_store(ws)
+    return dg.MaterializeResult(metadata={
+        "files": len(s["files"]), "new_reviews": s["new_reviews"], "already_imported": s["skipped"],
+        "rejected": s["rejects"], "file_errors": len(s["errors"]),
+        "dagster/row_count": len(store.human_labels()), "reviewed_images": len(store.latest_reviews()),
+    })

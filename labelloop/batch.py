@@ -1,0 +1,249 @@
+"""Per-batch stages: raw_images -> prelabels -> review_queue -> review_export.
+
+Each function takes a :class:`~labelloop.workspace.Workspace` and a batch name, reads the
+upstream tables, writes its own (atomically) and returns a summary dict for the caller's
+metadata. No Dagster here; the assets in ``assets/`` are thin wrappers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labelloop import labelstudio, tables
+from labelloop.images import ImageError, assign_duplicates, inspect_image, load_rgb
+from labelloop.ingest import list_image_files
+from labelloop.prelabel.protocol import PreLabeler
+from labelloop.routing import route_images
+from labelloop.schemas import EXPORTED_PREDICTIONS, IMAGES, PREDICTIONS, REVIEW_QUEUE
+from labelloop.workspace import Workspace, read_manifest
+
+CHUNK_META = b"labelloop.image_ids"
+
+
+# ---- raw_images ------------------------------------------------------------------------------
+def images_path(ws: Workspace, batch: str) -> Path:
+    return ws.table("raw_images", f"{batch}.parquet")
+
+
+def all_images(ws: Workspace, exclude_batch: str | None = None) -> list[dict]:
+    """IMAGES rows of every materialized batch (optionally leaving one out)."""
+    folder = ws.table("raw_images")
+    rows = []
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.parquet")):
+            if p.stem != exclude_batch:
+                rows.extend(tables.read_rows(p, IMAGES))
+    return sorted(rows, key=lambda r: r["ingest_seq"])
+
+
+def scan_batch(ws: Workspace, batch: str) -> dict:
+    """Decode-check every file of ``inbox/<batch>/`` and write ``tables/raw_images/<batch>``.
+
+    One row per file (IMAGES schema): status ``ok`` or ``rejected`` with a specific reason; a
+    bad file never fails the batch. Exact and near duplicates are assigned against every other
+    batch under the workspace lock (representatives are first-ingested, never reassigned).
+    Files dropped into the inbox by hand (not in the manifest) get ingest_seq after the
+    manifest's and their inbox path as origin.
+    """
+    cfg = ws.config()
+    folder = ws.batch_dir(batch)
+    manifest = {r["source_path"]: r for r in read_manifest(ws, batch)}
+    files = list_image_files(folder) if folder.is_dir() else []
+    extra_seq = 10**12 + max((r["ingest_seq"] for r in manifest.values()), default=0)
+    rows = []
+    for i, f in enumerate(files):
+        rel = f.relative_to(folder).as_posix()
+        m = manifest.get(rel, {})
+        info = inspect_image(f, cfg.images.max_pixels)
+        rows.append({**info, "uri": ws.relative(f), "batch": batch, "source_path": rel,
+                     "origin_path": m.get("origin_path", str(f)), "ingest_seq": m.get("ingest_seq", extra_seq + i),
+                     "duplicate_of": None, "near_duplicate_of": None})
+    with ws.lock():
+        rows = assign_duplicates(rows, all_images(ws, exclude_batch=batch), cfg.images.near_duplicate_distance)
+        tables.write_rows(rows, IMAGES, images_path(ws, batch))
+    ok = [r for r in rows if r["status"] == "ok"]
+    return {
+        "images": len(rows), "ok": len(ok), "rejected": len(rows) - len(ok),
+        "duplicates": sum(1 for r in rows if r["duplicate_of"]),
+        "near_duplicates": sum(1 for r in rows if r["near_duplicate_of"]),
+        "rejects": [f"{r['source_path']}: {r['reject_reason']}" for r in rows if r["status"] != "ok"],
+    }
+
+
+def images_to_label(ws: Workspace, batch: str) -> list[dict]:
+    """Rows of ``batch`` that get pre-labels: ok, not an exact or near duplicate."""
+    rows = tables.read_rows(images_path(ws, batch), IMAGES)
+    return [r for r in rows if r["status"] == "ok" and not r["duplicate_of"] and not r["near_duplicate_of"]]
+
+
+# ---- prelabels --------------------------------------------------------------------------------
+def prelabel_dir(ws: Workspace, batch: str, model_id: str) -> Path:
+    return ws.table("prelabels", batch, model_id.replace("/", "_"))
+
+
+def _done_image_ids(folder: Path) -> set[str]:
+    done: set[str] = set()
+    if folder.is_dir():
+        for p in folder.glob("part-*.parquet"):
+            meta = pq.read_schema(p).metadata or {}
+            done.update(json.loads(meta.get(CHUNK_META, b"[]")))
+    return done
+
+
+def prediction_id(model_id: str, image_id: str, category: str, index: int) -> str:
+    """``pr-`` + 16 hex of sha256(model_id, image_id, category, rank within category)."""
+    return "pr-" + hashlib.sha256(f"{model_id}\0{image_id}\0{category}\0{index}".encode()).hexdigest()[:16]
+
+
+def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, chunk_size: int = 200) -> dict:
+    """Predict every image of ``batch`` missing from ``(image_id, model_id)`` and store it.
+
+    Resumable: each chunk of ``chunk_size`` images is one part file (Parquet, atomic) whose
+    metadata lists the images it covers (including those with no detection), so a re-run
+    after a crash keeps finished chunks and computes only what is missing. A new model_id
+    writes a new folder and never touches older predictions or human labels.
+    """
+    folder = prelabel_dir(ws, batch, model.model_id)
+    done = _done_image_ids(folder)
+    todo = [r for r in images_to_label(ws, batch) if r["image_id"] not in done]
+    seen: set[str] = set()
+    todo = [r for r in todo if not (r["image_id"] in seen or seen.add(r["image_id"]))]
+    n_parts = len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
+    started, n_pred, failed = time.perf_counter(), 0, []
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start:start + chunk_size]
+        rows, covered = [], []
+        for img in chunk:
+            try:
+                rgb = load_rgb(ws.root / img["uri"])
+            except ImageError as exc:
+                failed.append(f"{img['source_path']}: {exc}")
+                continue
+            dets = model.predict([rgb])[0]
+            covered.append(img["image_id"])
+            rank: dict[str, int] = {}
+            for d in dets:
+                k = rank[d.category] = rank.get(d.category, -1) + 1
+                rows.append({"prediction_id": prediction_id(model.model_id, img["image_id"], d.category, k),
+                             "image_id": img["image_id"], "category": d.category, "bbox": list(d.bbox),
+                             "score": d.score, "mask": d.mask, "model_id": model.model_id,
+                             "checkpoint_sha256": model.checkpoint_sha256, "prompt": d.prompt, "run_id": run_id})
+        table = tables.to_table(rows, PREDICTIONS)
+        table = table.replace_schema_metadata({CHUNK_META: json.dumps(covered).encode()})
+        tables.write_table(table, folder / f"part-{n_parts:05d}.parquet")
+        n_parts += 1
+        n_pred += len(rows)
+    seconds = time.perf_counter() - started
+    return {"model_id": model.model_id, "device": model.device, "images_predicted": len(todo) - len(failed),
+            "images_cached": len(done), "predictions_new": n_pred, "seconds": round(seconds, 3),
+            "images_per_second": round((len(todo) - len(failed)) / seconds, 3) if seconds > 0 and todo else None,
+            "failed": failed}
+
+
+def batch_predictions(ws: Workspace, batch: str, model_id: str) -> list[dict]:
+    return tables.read_rows(prelabel_dir(ws, batch, model_id), PREDICTIONS)
+
+
+# ---- review_queue -----------------------------------------------------------------------------
+def queue_path(ws: Workspace, batch: str) -> Path:
+    return ws.table("review_queue", f"{batch}.parquet")
+
+
+def route_batch(ws: Workspace, batch: str, model_id: str) -> dict:
+    """Route the batch's images by confidence (labelloop.routing) and write its review queue."""
+    cfg = ws.config()
+    rows = route_images(images_to_label(ws, batch), batch_predictions(ws, batch, model_id), cfg)
+    tables.write_rows(rows, REVIEW_QUEUE, queue_path(ws, batch))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["route"]] = counts.get(r["route"], 0) + 1
+    return {"policy_id": cfg.policy_id(), "routes": counts, "images": len(rows)}
+
+
+def all_queue(ws: Workspace) -> list[dict]:
+    return tables.read_rows(ws.table("review_queue"), REVIEW_QUEUE)
+
+
+# ---- review_export ----------------------------------------------------------------------------
+def exported_path(ws: Workspace, batch: str) -> Path:
+    return ws.table("review_export", f"{batch}.parquet")
+
+
+def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -> dict:
+    """Write ``review_out/<batch>/tasks.json`` (Label Studio import file with pre-annotations)
+    and ``label_config.xml`` for the images routed to review (human_review and qa_sample),
+    leaving out images already reviewed (``reviewed``: image_ids). Records what was sent in
+    ``tables/review_export/<batch>.parquet`` and stamps ``exported_to``/``exported_at`` on the
+    queue rows."""
+    cfg = ws.config()
+    queue = tables.read_rows(queue_path(ws, batch), REVIEW_QUEUE)
+    send = [q for q in queue if q["route"] != "auto_accept" and q["image_id"] not in reviewed]
+    ids = {q["image_id"] for q in send}
+    images = [r for r in images_to_label(ws, batch) if r["image_id"] in ids]
+    low = {c.name: cfg.thresholds(c.name).low for c in cfg.categories}
+    preds = [p for p in batch_predictions(ws, batch, model_id) if p["image_id"] in ids and p["score"] >= low.get(p["category"], 2)]
+    tasks, exported = labelstudio.build_import_tasks(images, preds, model_version=model_id, batch=batch)
+    order = {q["image_id"]: i for i, q in enumerate(send)}
+    tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))  # highest priority first
+    out = ws.review_out / batch
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    _atomic_text(out / "label_config.xml", labelstudio.label_config_xml(cfg.category_names) + "\n")
+    tables.write_rows(exported, EXPORTED_PREDICTIONS, exported_path(ws, batch))
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    rel = ws.relative(out / "tasks.json")
+    for q in queue:
+        if q["image_id"] in ids:
+            q["exported_to"], q["exported_at"] = rel, now
+    tables.write_rows(queue, REVIEW_QUEUE, queue_path(ws, batch))
+    return {"tasks": len(tasks), "predictions_sent": len(exported), "already_reviewed": len(
+        [q for q in queue if q["route"] != "auto_accept" and q["image_id"] in reviewed]), "file": rel}
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def all_exported(ws: Workspace) -> list[dict]:
+    """Every prediction sent to review (our exports and registered foreign import files)."""
+    return tables.read_rows(ws.table("review_export"), EXPORTED_PREDICTIONS)
+
+
+# ---- staleness ----------------------------------------------------------------------------------
+def stale_reason(ws: Workspace, batch: str, model_id: str) -> str | None:
+    """Why ``batch``'s per-batch tables are missing or stale, or None when they are current:
+    files in the inbox differ from raw_images, predictions of ``model_id`` are missing, the
+    queue was routed with another policy or is older than the predictions, or the export is
+    older than the queue."""
+    ip = images_path(ws, batch)
+    if not ip.is_file():
+        return "raw_images not materialized"
+    folder = ws.batch_dir(batch)
+    on_disk = {f.relative_to(folder).as_posix() for f in list_image_files(folder)} if folder.is_dir() else set()
+    if on_disk != {r["source_path"] for r in tables.read_rows(ip, IMAGES)}:
+        return "inbox files changed"
+    wanted = {r["image_id"] for r in images_to_label(ws, batch)}
+    if wanted - _done_image_ids(prelabel_dir(ws, batch, model_id)):
+        return f"predictions of {model_id} missing"
+    qp = queue_path(ws, batch)
+    if not qp.is_file():
+        return "review_queue not materialized"
+    queue = tables.read_rows(qp, REVIEW_QUEUE)
+    if {q["image_id"] for q in queue} != wanted or any(q["policy_id"] != ws.config().policy_id() for q in queue):
+        return "routing policy or images changed"
+    parts = list(prelabel_dir(ws, batch, model_id).glob("part-*.parquet"))
+    if parts and max(p.stat().st_mtime_ns for p in parts) > qp.stat().st_mtime_ns:
+        return "predictions newer than the review queue"
+    ep = exported_path(ws, batch)
+    if not ep.is_file() or ep.stat().st_mtime_ns < qp.stat().st_mtime_ns - 10**9:
+        return "review_export older than the review queue"
+    return None

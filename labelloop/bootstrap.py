@@ -1,0 +1,50 @@
+"""``labelloop init``: make a directory a workspace (git + DVC repository, config, folders)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from labelloop import versioning
+from labelloop.config import load_config
+from labelloop.workspace import Workspace
+
+GITIGNORE = ["/inbox/", "/tables/", "/review_inbox/", "/review_out/", "/.dagster/", "/.labelloop/", "/.release-old-*"]
+
+# Dagster instance settings shared by the CLI, sensors and `dagster dev` (DAGSTER_HOME).
+# Pools without an explicit limit get 1, so the `gpu` pool never blocks a CPU-only machine;
+# `labelloop` sets the gpu pool to the GPU count (at least 1) on every start.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+    granularity: op
+"""
+
+
+def package_text(name: str) -> str:
+    """Text of a file shipped in ``labelloop/data`` (works from any install)."""
+    return resources.files("labelloop.data").joinpath(name).read_text(encoding="utf-8")
+
+
+def init_workspace(ws: Workspace, config_text: str | None = None) -> Workspace:
+    """Create (or complete) the workspace at ``ws.root``; idempotent, never overwrites an
+    existing labelloop.yaml or dvc.yaml.
+
+    Raises:
+        labelloop.config.ConfigError: an existing labelloop.yaml is invalid.
+        labelloop.versioning.VersioningError: git or DVC failed.
+    """
+    ws.root.mkdir(parents=True, exist_ok=True)
+    if not ws.config_path.exists():
+        ws.config_path.write_text(config_text or package_text("labelloop.yaml"), encoding="utf-8")
+    load_config(ws.config_path)
+    for d in (ws.inbox, ws.review_inbox, ws.review_out, ws.tables, ws.state, ws.dagster_home):
+        d.mkdir(parents=True, exist_ok=True)
+    dy = ws.dagster_home / "dagster.yaml"
+    if not dy.exists():
+        dy.write_text(DAGSTER_YAML, encoding="utf-8")
+    versioning.init_repo(ws.root, package_text("dvc.yaml"), ws.dvc_remote, GITIGNORE)
+    return ws

@@ -1,0 +1,245 @@
+"""COCO object-detection JSON: build a release file from labels, and read one back.
+
+Format: https://cocodataset.org/#format-data ("Object Detection"). Boxes are ``[x, y, w, h]``
+pixels (top-left anchored) in the file and ``[x0, y0, x1, y1]`` pixels everywhere else in
+labelloop; masks go in ``segmentation`` as polygons, or as compressed RLE when they have holes
+(see :func:`labelloop.masks.coco_segmentation`). Output is deterministic: no dates, ids assigned
+from sorted keys, keys sorted on serialization.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from labelloop.geometry import box_problem, xywh_to_xyxy, xyxy_to_xywh
+from labelloop.masks import coco_segmentation, decode_rle, rle_area, segmentation_to_rle
+
+INFO = {
+    "description": "labelloop dataset release (COCO object detection)",
+    "contributor": "labelloop",
+    "url": "",
+    "version": "1.0",
+}
+_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
+_READ_BOX_TOL = 0.01  # px; other exporters round coordinates
+
+
+def build_coco(images: list[dict], labels: list[dict], categories: list[str]) -> dict:
+    """Assemble a COCO object-detection dataset dict.
+
+    Args:
+        images: dicts with ``image_id`` (sha256 hex), ``file_name`` (path relative to the
+            release root as written in it, e.g. ``"images/train/ab12.jpg"``), ``width`` and
+            ``height`` (pixels, EXIF-corrected); any other key (e.g. ``source_path``) is copied
+            onto the COCO image entry.
+        labels: LABELS-shaped dicts (:data:`labelloop.schemas.LABELS`): ``label_id``,
+            ``image_id``, ``category``, ``bbox`` xyxy pixels, ``mask`` (RLE JSON or None),
+            ``score``, ``origin``; other keys are ignored.
+        categories: category names; COCO ids are 1.. in this order, supercategory ``"object"``.
+
+    Returns:
+        ``{"info", "licenses": [], "categories", "images", "annotations"}``. Image ids are 1..
+        in ascending ``image_id`` order, each entry carries ``"sha256": image_id``; annotation
+        ids are 1.. in (image, ``label_id``) order with ``bbox`` xywh, ``area`` (mask area when
+        there is a mask, else box ``w * h``), ``iscrowd: 0``, ``segmentation`` (``[]`` without a
+        mask), ``label_id``, ``origin`` and, for model labels with a score, ``score``.
+
+    Raises:
+        ValueError: duplicate category or image, a label whose category is not in
+            ``categories`` or whose image is not in ``images``, a box that is not valid inside
+            its image (:func:`labelloop.geometry.box_problem`), or a mask that is malformed or
+            of another size than its image.
+    """
+    if len(set(categories)) != len(categories):
+        raise ValueError(f"duplicate category names in {categories!r}")
+    cat_ids = {name: i for i, name in enumerate(categories, start=1)}
+    out_images, img_index = [], {}
+    for img in sorted(images, key=lambda d: d["image_id"]):
+        missing = [k for k in _IMAGE_KEYS if k not in img]
+        if missing:
+            raise ValueError(f"image {img.get('image_id')!r} lacks {missing}")
+        if img["image_id"] in img_index:
+            raise ValueError(f"image {img['image_id']!r} is listed twice")
+        entry = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
+        entry.update(
+            id=len(out_images) + 1,
+            file_name=img["file_name"],
+            width=int(img["width"]),
+            height=int(img["height"]),
+            sha256=img["image_id"],
+        )
+        img_index[img["image_id"]] = entry
+        out_images.append(entry)
+
+    by_image: dict[str, list[dict]] = {}
+    for lab in labels:
+        where = f"label {lab.get('label_id')!r}"
+        if lab.get("category") not in cat_ids:
+            raise ValueError(f"{where} has category {lab.get('category')!r}, not one of {categories!r}")
+        if lab.get("image_id") not in img_index:
+            raise ValueError(f"{where} refers to image {lab.get('image_id')!r}, which is not in the images")
+        by_image.setdefault(lab["image_id"], []).append(lab)
+
+    annotations = []
+    for img in out_images:
+        for lab in sorted(by_image.get(img["sha256"], []), key=lambda d: str(d.get("label_id"))):
+            where = f"label {lab.get('label_id')!r}"
+            problem = box_problem(lab.get("bbox"), img["width"], img["height"])
+            if problem:
+                raise ValueError(f"{where}: {problem}")
+            x, y, w, h = xyxy_to_xywh(lab["bbox"])
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": img["id"],
+                "category_id": cat_ids[lab["category"]],
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "segmentation": [],
+                "label_id": lab.get("label_id"),
+                "origin": lab.get("origin"),
+            }
+            if lab.get("mask"):
+                try:
+                    mask = decode_rle(lab["mask"])
+                except ValueError as exc:
+                    raise ValueError(f"{where}: bad mask: {exc}") from None
+                if mask.shape != (img["height"], img["width"]):
+                    raise ValueError(
+                        f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} (h x w), "
+                        f"image is {img['height']}x{img['width']}"
+                    )
+                ann["area"] = rle_area(lab["mask"])
+                ann["segmentation"] = coco_segmentation(lab["mask"])
+            if lab.get("origin") == "model" and lab.get("score") is not None:
+                ann["score"] = float(lab["score"])
+            annotations.append(ann)
+
+    return {
+        "info": dict(INFO),
+        "licenses": [],
+        "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in cat_ids.items()],
+        "images": out_images,
+        "annotations": annotations,
+    }
+
+
+def dumps_coco(obj: dict) -> bytes:
+    """Serialize a COCO dict deterministically: UTF-8 JSON, sorted keys, compact separators,
+    non-ASCII kept, trailing newline. Same input -> same bytes.
+
+    Raises:
+        ValueError: a NaN or infinite number (not valid JSON).
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+def _require(d: Any, keys: tuple[str, ...], what: str, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: {what} is not an object")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ValueError(f"{where}: {what} lacks {missing}")
+
+
+def read_coco_annotations(path: str | os.PathLike) -> tuple[list[dict], list[dict], list[str]]:
+    """Read a COCO object-detection JSON into labelloop shapes.
+
+    Returns:
+        ``(images, labels, categories)``:
+
+        - images: ``image_id`` (the entry's ``sha256`` when present, else its ``file_name``),
+          ``file_name``, ``width``, ``height`` and every other key of the entry except ``id``
+          and ``sha256``; in file order.
+        - labels: ``label_id`` (the annotation's ``label_id``, else its COCO id as a string),
+          ``image_id``, ``category`` (name), ``bbox`` xyxy pixels, ``mask`` (RLE JSON of the
+          ``segmentation``, or None when it is missing or empty), ``score`` and ``origin``
+          (None when absent) and ``iscrowd`` (0/1); in file order.
+        - categories: names in ascending category id order.
+
+    Raises:
+        ValueError: naming ``path`` and the problem: unreadable or not JSON, missing
+            top-level lists or keys, duplicate ids, unknown category or image id, a bbox that
+            is not 4 finite numbers with positive size inside the image (0.01 px tolerance),
+            or a malformed segmentation.
+    """
+    where = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: cannot read COCO JSON: {exc}") from None
+    _require(data, ("images", "annotations", "categories"), "the top level", where)
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise ValueError(f"{where}: '{key}' must be a list")
+
+    cats: dict[Any, str] = {}
+    for c in data["categories"]:
+        _require(c, ("id", "name"), "a category", where)
+        if not isinstance(c["id"], int) or isinstance(c["id"], bool):
+            raise ValueError(f"{where}: category id {c['id']!r} is not an integer")
+        if c["id"] in cats:
+            raise ValueError(f"{where}: category id {c['id']!r} is used twice")
+        cats[c["id"]] = str(c["name"])
+
+    images, by_id = [], {}
+    for im in data["images"]:
+        what = f"image {im.get('id')!r}" if isinstance(im, dict) else "an image"
+        _require(im, ("id", "file_name", "width", "height"), what, where)
+        if not isinstance(im["id"], (int, str)):
+            raise ValueError(f"{where}: {what} id must be an integer or a string")
+        if im["id"] in by_id:
+            raise ValueError(f"{where}: image id {im['id']!r} is used twice")
+        w, h = im["width"], im["height"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (w, h)):
+            raise ValueError(f"{where}: image {im['id']!r} has bad size {w!r}x{h!r}")
+        entry = {"image_id": im.get("sha256") or im["file_name"], "file_name": im["file_name"], "width": w, "height": h}
+        entry.update({k: v for k, v in im.items() if k not in ("id", "sha256", "file_name", "width", "height")})
+        by_id[im["id"]] = entry
+        images.append(entry)
+
+    labels = []
+    for ann in data["annotations"]:
+        what = f"annotation {ann.get('id')!r}" if isinstance(ann, dict) else "an annotation"
+        _require(ann, ("id", "image_id", "category_id", "bbox"), what, where)
+        if not isinstance(ann["category_id"], int) or ann["category_id"] not in cats:
+            raise ValueError(f"{where}: {what} has unknown category id {ann['category_id']!r}")
+        img = by_id.get(ann["image_id"]) if isinstance(ann["image_id"], (int, str)) else None
+        if img is None:
+            raise ValueError(f"{where}: {what} has unknown image id {ann['image_id']!r}")
+        box = ann["bbox"]
+        if (
+            not isinstance(box, list)
+            or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        ):
+            raise ValueError(f"{where}: {what} has bad bbox {box!r} (want [x, y, w, h] numbers)")
+        bbox = xywh_to_xyxy(box)
+        problem = box_problem(bbox, img["width"], img["height"], tol=_READ_BOX_TOL)
+        if problem:
+            raise ValueError(f"{where}: {what} has bad bbox {box!r} (xywh): {problem}")
+        seg = ann.get("segmentation")
+        mask = None
+        if seg:
+            try:
+                mask = segmentation_to_rle(seg, img["height"], img["width"])
+            except ValueError as exc:
+                raise ValueError(f"{where}: {what} has a bad segmentation: {exc}") from None
+        labels.append(
+            {
+                "label_id": str(ann["label_id"]) if ann.get("label_id") is not None else str(ann["id"]),
+                "image_id": img["image_id"],
+                "category": cats[ann["category_id"]],
+                "bbox": bbox,
+                "mask": mask,
+                "score": ann.get("score"),
+                "origin": ann.get("origin"),
+                "iscrowd": int(ann.get("iscrowd") or 0),
+            }
+        )
+    return images, labels, [cats[k] for k in sorted(cats)]

@@ -1,0 +1,369 @@
+"""Image files: identity, header checks, decoding to RGB, duplicates and release copies.
+
+Conventions: ``image_id`` is the sha256 hex digest of the file's bytes. ``width``/``height`` are
+pixels of the *displayed* image, i.e. after the EXIF Orientation tag (EXIF 2.3, tag 0x0112,
+values 1-8) is applied with ``PIL.ImageOps.exif_transpose``; origin top-left, x right, y down.
+``format``/``mode`` are Pillow's names (Pillow docs, "Image file formats" and "Concepts: Modes").
+``phash`` is ``str(imagehash.phash(rgb))``: imagehash's 64-bit DCT perceptual hash as 16 hex
+digits; near duplicates are judged by Hamming distance. Multi-frame files use their first frame.
+Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) applies on top of ``max_pixels``;
+truncated files are never accepted (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+CHUNK = 1 << 20
+INSPECT_KEYS = ("image_id", "width", "height", "format", "mode", "bytes", "exif_orientation",
+                "phash", "status", "reject_reason")
+REASON_CODES = ("empty", "not an image", "unsupported format", "truncated", "corrupt",
+                "too many pixels", "unreadable")
+# Formats labelloop decodes; anything else Pillow recognizes is "unsupported format".
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM",
+                               "TGA", "JPEG2000", "AVIF"})
+# Signatures of formats Pillow reads (an unidentified file with one is damaged or exotic) ...
+_KNOWN_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF",
+                     b"GIF89a": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+# ... and image formats it cannot read (ISO-BMFF "ftyp" brand at byte 8).
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
+                b"avif": "AVIF", b"avis": "AVIF", b"crx ": "Canon CR3"}
+# What Pillow's plugins raise on bad content.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
+                  struct.error, zlib.error, MemoryError)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
+_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+class ImageError(ValueError):
+    """A file cannot be used as an image; the message names the file and the problem.
+
+    ``reason`` is ``"<code>: <detail>"`` with ``code`` in :data:`REASON_CODES`.
+    """
+
+    code: str | None = None
+    reason: str | None = None
+    facts: dict[str, Any] = {}
+
+
+def _fail(path, code: str, detail: str, facts: dict | None = None) -> ImageError:
+    err = ImageError(f"{os.fspath(path)}: {code}: {detail}")
+    err.code, err.reason, err.facts = code, f"{code}: {detail}", dict(facts or {})
+    return err
+
+
+def _hash_and_size(path) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def sha256_file(path) -> str:
+    """sha256 hex digest (64 lowercase hex chars) of the file's bytes, read in 1 MiB chunks.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    return _hash_and_size(path)[0]
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """EXIF Orientation (EXIF 2.3 tag 0x0112) of an opened image, an int in 1..8.
+
+    1 = stored as displayed, 6 = rotate 90 degrees clockwise to display, 8 = 90 degrees
+    counter-clockwise, 3 = 180; 2/4/5/7 add a mirror. Absent, unreadable or out-of-range values
+    give 1, as ``ImageOps.exif_transpose`` leaves such images untouched. Pillow falls back to
+    XMP ``tiff:Orientation``. For PNG this decodes the pixels (an ``eXIf`` chunk may follow them).
+    """
+    try:
+        value = int(img.getexif().get(0x0112, 1))
+    except _DECODE_ERRORS:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _scaled_l(arr: np.ndarray, top: float | None) -> Image.Image:
+    """Greyscale array -> "L" as ``arr * 255 / top``, or min-max when ``top`` is None."""
+    if top is None:
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        arr, top = arr - lo, (hi - lo) or 1.0
+    return Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8))
+
+
+def _grey_to_l(im: Image.Image) -> Image.Image:
+    """Integer ("I;16*", "I") or float ("F") greyscale -> "L" without clipping (see load_rgb)."""
+    arr = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        finite = np.isfinite(arr)
+        arr = np.where(finite, arr, arr[finite].min() if finite.any() else 0.0)
+        return _scaled_l(arr, 1.0 if arr.size and arr.min() >= 0 and arr.max() <= 1 else None)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0:  # signed data: no bit depth maps it onto 0-255, use its range
+        return _scaled_l(arr, None)
+    nominal = 16 if im.mode.startswith("I;16") or hi <= 65535 else 32
+    tag = getattr(im, "tag_v2", {}).get(258) if im.format == "TIFF" else None  # BitsPerSample
+    tag = tag[0] if isinstance(tag, tuple) else tag
+    bits = tag if isinstance(tag, int) and 1 <= tag <= nominal and hi < 2**tag else nominal
+    return _scaled_l(arr, 2.0**bits - 1)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Decoded image of any Pillow mode -> 8-bit "RGB", alpha composited on white, empty info."""
+    if im.mode in _GREY_MODES:
+        out = _grey_to_l(im).convert("RGB")
+    elif im.mode in _ALPHA_MODES or im.info.get("transparency") is not None:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        out = Image.alpha_composite(white, rgba).convert("RGB")
+    else:  # 1, L, P, RGB, CMYK (the JPEG plugin undoes Adobe-inverted CMYK), YCbCr, ...
+        out = im.convert("RGB")
+    out.info = {}
+    return out
+
+
+def _identify_failure(fp, head: bytes) -> tuple[str, str]:
+    """(reason code, detail) for a non-empty file no Pillow plugin would open."""
+    for sig, fmt in _KNOWN_SIGNATURES.items():
+        if head.startswith(sig):
+            try:  # ask the format's own plugin why, for the detail
+                fp.seek(0)
+                Image.init()
+                Image.OPEN[fmt][0](fp, "").close()
+                why, short = "unreadable header", False
+            except Exception as e:  # noqa: BLE001 - any plugin failure is only a message here
+                why, short = str(e) or type(e).__name__, isinstance(e, (struct.error, EOFError))
+            if any(w in why for w in ("unknown pixel mode", "unknown data", "not supported")):
+                return "unsupported format", f"{fmt}: {why}"
+            return ("truncated" if short else "corrupt"), f"{fmt}: {why}"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return "unsupported format", _FTYP_BRANDS[head[8:12]]
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
+        return "unsupported format", "JPEG XL"
+    text = head.lstrip().lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "unsupported format", "SVG (vector image)"
+    return "not an image", "no image format recognizes its bytes"
+
+
+def _decode(path, max_pixels: int | None = None) -> tuple[dict, Image.Image, bool]:
+    """Open, check the header, fully decode frame 0 and convert it to the displayed RGB image.
+
+    Returns ``(facts, rgb, plain)``: facts has format, mode, width, height, exif_orientation;
+    ``plain`` is True when the file's own bytes display as ``rgb`` (single-frame JPEG/PNG, mode
+    RGB or L, no transparency, orientation 1). Raises ImageError carrying the facts known so far.
+    """
+    facts: dict[str, Any] = {"format": None, "mode": None}
+    try:
+        fp = open(path, "rb")
+    except OSError as e:
+        raise _fail(path, "unreadable", str(e)) from None
+    with fp:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(fp) as im:
+                    facts.update(format=im.format, mode=im.mode)
+                    w, h = im.size
+                    if im.format not in SUPPORTED_FORMATS:
+                        raise _fail(path, "unsupported format", str(im.format), facts)
+                    if max_pixels is not None and w * h > max_pixels:
+                        detail = f"{w}x{h} = {w * h} pixels > max_pixels {max_pixels}"
+                        raise _fail(path, "too many pixels", detail, facts)
+                    im.load()  # full decode: raises on truncated data
+                    facts["mode"] = im.mode
+                    orientation = exif_orientation(im)
+                    rgb = _to_rgb(ImageOps.exif_transpose(im))
+                    plain = (im.format in ("JPEG", "PNG") and im.mode in ("RGB", "L")
+                             and orientation == 1 and im.info.get("transparency") is None
+                             and getattr(im, "n_frames", 1) == 1)
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise _fail(path, "too many pixels", str(e), facts) from None
+        except UnidentifiedImageError:
+            fp.seek(0)
+            head = fp.read(1024)
+            code, detail = _identify_failure(fp, head) if head else ("empty", "zero-byte file")
+            raise _fail(path, code, detail, facts) from None
+        except _DECODE_ERRORS as e:
+            msg = str(e) or type(e).__name__
+            low, code = msg.lower(), "corrupt"
+            if "truncated" in low or "incomplete" in low or isinstance(e, EOFError):
+                code = "truncated"
+            elif "decoder" in low and "not available" in low:
+                code = "unsupported format"
+            raise _fail(path, code, msg, facts) from None
+    facts.update(width=rgb.width, height=rgb.height, exif_orientation=orientation)
+    return facts, rgb, plain
+
+
+def inspect_image(path, max_pixels: int) -> dict:
+    """Identity, header facts and validity of one image file; never raises for bad content.
+
+    Returns a dict: ``image_id`` (sha256 hex), ``width``/``height`` (int pixels after EXIF
+    transpose), ``format`` (Pillow name, e.g. "JPEG"), ``mode`` (Pillow mode as decoded, before RGB
+    conversion, e.g. "CMYK", "I;16"), ``bytes`` (file size), ``exif_orientation`` (1..8), ``phash``
+    (16 hex digits, imagehash.phash of the displayed RGB image), ``status`` ("ok" | "rejected"),
+    ``reject_reason`` (None, or ``"<code>: <detail>"``, code in :data:`REASON_CODES`).
+    ``width * height`` is checked against ``max_pixels`` from the header, before any pixel is
+    decoded. Rejected rows keep ``image_id``/``bytes`` (None only when the file cannot be read,
+    "unreadable") and the header's format/mode when known; width, height and phash are None.
+    """
+    row: dict[str, Any] = dict.fromkeys(INSPECT_KEYS)
+    row.update(exif_orientation=1, status="rejected")
+    try:
+        row["image_id"], row["bytes"] = _hash_and_size(path)
+    except OSError as e:
+        row["reject_reason"] = f"unreadable: {e}"
+        return row
+    if row["bytes"] == 0:
+        row["reject_reason"] = "empty: zero-byte file"
+        return row
+    try:
+        facts, rgb, _ = _decode(path, max_pixels)
+    except ImageError as e:
+        row.update(format=e.facts.get("format"), mode=e.facts.get("mode"), reject_reason=e.reason)
+        return row
+    row.update(facts, phash=str(imagehash.phash(rgb)), status="ok")
+    return row
+
+
+def load_rgb(path) -> Image.Image:
+    """The displayed image: first frame, fully decoded, EXIF-transposed, 8-bit "RGB", no info.
+
+    Conversions (no clipping): "I;16*" scaled by 255/65535 (or by TIFF BitsPerSample), "I" by its
+    bit depth (16 if the values fit, else 32; min-max if negative); "F" times 255 when within
+    [0, 1], else min-max (NaN/inf -> darkest); alpha modes and images with
+    ``info["transparency"]`` (palette, L, RGB) composited on white; "CMYK", "1", "L", "P" and
+    other modes via Pillow's ``convert("RGB")``.
+
+    Raises:
+        ImageError: the file cannot be read or decoded (message names the file and the reason).
+    """
+    return _decode(path)[1]
+
+
+def hamming(phash_a: str, phash_b: str) -> int:
+    """Number of differing bits of two equal-length hex hashes (as imagehash's ``a - b``).
+
+    Raises:
+        ValueError: the lengths differ or a string is not hex.
+    """
+    if len(phash_a) != len(phash_b):
+        raise ValueError(f"hashes of different lengths: {phash_a!r}, {phash_b!r}")
+    return (int(phash_a, 16) ^ int(phash_b, 16)).bit_count()
+
+
+def _popcount64(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(x).astype(np.int64)
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
+
+
+def assign_duplicates(rows: list[dict], prior: list[dict], max_distance: int) -> list[dict]:
+    """Copies of ``rows`` (same order) with ``duplicate_of`` and ``near_duplicate_of`` set.
+
+    Rows are IMAGES dicts (image_id, source_path, ingest_seq, status, phash of 16 hex digits);
+    ``prior`` holds already-assigned rows of other batches. Rows are processed in ascending
+    ``ingest_seq``; "earlier" means a smaller ``ingest_seq``, in ``prior`` or in ``rows``.
+    Exact duplicate: an earlier ok row has the same image_id -> ``duplicate_of`` = source_path of
+    the earliest one. Otherwise near duplicate: the closest (ties: earliest) earlier ok,
+    non-duplicate row within ``max_distance`` phash bits -> ``near_duplicate_of`` = its group
+    representative's image_id (its own ``near_duplicate_of``, else its image_id), so groups never
+    chain and representatives keep None. Rejected rows get neither. Inputs are not mutated.
+    """
+    out = [dict(r, duplicate_of=None, near_duplicate_of=None) for r in rows]
+    first: dict[str, tuple[int, str]] = {}  # image_id -> (ingest_seq, source_path) of earliest ok
+    n = len(prior) + len(rows)
+    seqs, hashes, valid = np.zeros(n, np.int64), np.zeros(n, np.uint64), np.zeros(n, bool)
+    reps: list[str | None] = [None] * n  # near-duplicate candidates: ok, non-duplicate, hashed
+
+    def add_candidate(i: int, r: dict, rep: str) -> None:
+        seqs[i], hashes[i], valid[i], reps[i] = int(r["ingest_seq"]), int(r["phash"], 16), True, rep
+
+    for i, r in enumerate(prior):
+        if r.get("status") != "ok":
+            continue
+        s = int(r["ingest_seq"])
+        if r["image_id"] not in first or s < first[r["image_id"]][0]:
+            first[r["image_id"]] = (s, r["source_path"])
+        if r.get("duplicate_of") is None and r.get("phash"):
+            add_candidate(i, r, r.get("near_duplicate_of") or r["image_id"])
+    for k in sorted(range(len(rows)), key=lambda j: int(rows[j]["ingest_seq"])):
+        r, s = out[k], int(out[k]["ingest_seq"])
+        if r.get("status") != "ok":
+            continue
+        earliest = first.get(r["image_id"])
+        if earliest is not None and earliest[0] < s:
+            r["duplicate_of"] = earliest[1]
+            continue
+        first[r["image_id"]] = (s, r["source_path"])
+        if not r.get("phash"):
+            continue
+        idx = np.flatnonzero(valid & (seqs < s))
+        dist = _popcount64(hashes[idx] ^ np.uint64(int(r["phash"], 16)))
+        idx, dist = idx[dist <= max_distance], dist[dist <= max_distance]
+        if idx.size:
+            r["near_duplicate_of"] = reps[idx[np.lexsort((seqs[idx], dist))[0]]]
+        add_candidate(len(prior) + k, r, r["near_duplicate_of"] or r["image_id"])
+    return out
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_release_copy(path, dest_dir, stem: str) -> str:
+    """Write the image as consumers must see it into ``dest_dir``; return the file name written.
+
+    A single-frame JPEG or PNG of mode "RGB"/"L", without transparency and with EXIF orientation
+    1 (or none), is copied byte for byte to ``stem + ".jpg"``/``".png"`` (no re-encoding loss).
+    Anything else is written as ``load_rgb(path)`` to ``stem + ".png"`` without EXIF, ICC or
+    time chunks, so the same input always gives the same bytes. The write is atomic (temporary
+    file in ``dest_dir``, then ``os.replace``); ``dest_dir`` is created if missing.
+
+    Raises:
+        ImageError: the file cannot be read or decoded.
+        OSError: ``dest_dir`` cannot be written.
+    """
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    facts, rgb, plain = _decode(path)
+    name = stem + (".jpg" if plain and facts["format"] == "JPEG" else ".png")
+
+    def write(f) -> None:
+        if not plain:
+            rgb.save(f, format="PNG")
+            return
+        with open(path, "rb") as src:
+            while chunk := src.read(CHUNK):
+                f.write(chunk)
+
+    _atomic_write(dest / name, write)
+    return name

@@ -1,0 +1,53 @@
+"""The ``PreLabeler`` protocol every backend implements (classical CPU default now; Grounding
+DINO + SAM on CUDA later).
+
+A pre-labeler takes decoded, EXIF-transposed RGB images and returns, per image, detections
+with ``bbox = (x0, y0, x1, y1)`` in pixels of that image, a score in [0, 1], the category
+name from the project ontology, the prompt used, and optionally a COCO RLE mask (JSON text)
+of the image's size. ``model_id`` identifies the weights and the inference settings that
+change the output; routing thresholds are not part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One predicted object. ``bbox``: xyxy float pixels; ``score``: [0, 1]; ``mask``: COCO RLE
+    JSON text of the full image (h, w) or ``None``."""
+
+    category: str
+    bbox: tuple[float, float, float, float]
+    score: float
+    prompt: str | None = None
+    mask: str | None = None
+
+
+@runtime_checkable
+class PreLabeler(Protocol):
+    """Images in, detections out, with a stable ``model_id``."""
+
+    model_id: str
+    checkpoint_sha256: str
+    device: str
+
+    def predict(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        """``images``: RGB PIL images (EXIF already applied). Returns one list per image."""
+        ...
+
+
+def model_id_for(backend: str, checkpoint_sha256: str, settings: dict) -> str:
+    """``<backend>@<12 hex of the weights' sha256>-<8 hex of the settings' sha256>``.
+
+    ``settings`` holds everything that changes the output (prompts, thresholds applied inside
+    the model, NMS, input size); canonical JSON (sorted keys) is hashed.
+    """
+    s = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{backend}@{checkpoint_sha256[:12]}-{s[:8]}"

@@ -1,0 +1,262 @@
+"""Cross-batch stages: human_labels (review import) -> labels -> qa_report -> dataset_release.
+
+Plain functions over a :class:`~labelloop.workspace.Workspace`; the Dagster assets call them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from labelloop import batch as B
+from labelloop import labelstudio, tables
+from labelloop.qa import build_qa_report
+from labelloop.release import build_release, swap_in
+from labelloop.report import render_html
+from labelloop.resolve import resolve_labels
+from labelloop.review_import import import_review, register_import_tasks
+from labelloop.review_store import ReviewStore
+from labelloop.review_sources import source_for
+from labelloop.routing import QA_SAMPLE, kept_predictions
+from labelloop.schemas import EXPORTED_PREDICTIONS, LABELS, REJECTS, RESOLVED_IMAGES
+from labelloop.images import load_rgb, sha256_file
+from labelloop import versioning as V
+from labelloop.workspace import Workspace, WorkspaceError
+
+
+class ReleaseBlocked(RuntimeError):
+    """A blocking QA gate failed, or the QA report does not describe the current labels."""
+
+
+def review_store(ws: Workspace) -> ReviewStore:
+    return ReviewStore(ws.table("human_labels"))
+
+
+def current_predictions(ws: Workspace, model_id: str) -> list[dict]:
+    """Predictions of ``model_id`` across every batch."""
+    return [p for b in ws.batches() for p in B.batch_predictions(ws, b, model_id)]
+
+
+# ---- human_labels ---------------------------------------------------------------------------
+def review_files(ws: Workspace) -> list[Path]:
+    """Every ``*.json`` under the review inbox, sorted by path (hidden files left out)."""
+    if not ws.review_inbox.is_dir():
+        return []
+    return sorted(p for p in ws.review_inbox.rglob("*.json")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ws.review_inbox).parts))
+
+
+def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False) -> dict:
+    """Import one Label Studio JSON / JSON-MIN export into the review store.
+
+    Idempotent by annotation identity (source, task, annotation, updated_at). A malformed file
+    is reported (``error``) and leaves the store untouched; bad tasks are rejected one by one.
+    ``dry_run`` computes the same summary without storing anything. The source is ``source``,
+    else the one named when the file was copied in, else labelstudio.default_source.
+    """
+    ws_path = Path(path).resolve()
+    if ws_path.is_relative_to(ws.root):
+        ws_path = ws.resolve_inside(ws.relative(ws_path))
+    try:
+        records = labelstudio.read_export(ws_path)
+    except (labelstudio.ExportFormatError, OSError, UnicodeDecodeError) as exc:
+        return {"file": str(path), "error": str(exc), "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
+    store = review_store(ws)
+    in_inbox = ws_path.is_relative_to(ws.review_inbox.resolve())
+    src = source or (source_for(ws, ws_path) if in_inbox else None) or labelstudio.default_source(
+        records, ws_path, ws.review_inbox)
+    digest = sha256_file(ws_path)
+    with ws.lock():
+        result = import_review(
+            records, file_name=str(path), import_sha256=digest, source=src,
+            images=B.all_images(ws), exported=B.all_exported(ws), known_review_keys=store.known_review_keys(),
+            categories=ws.config().category_names, accept_iou=ws.config().qa.accept_iou,
+        )
+        if (result["reviews"] or result["rejects"]) and not dry_run:
+            keys = sorted(r["review_id"] for r in result["reviews"]) + [digest, src]
+            store.commit_import(hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16], result)
+    return {"file": str(path), "source": src, "reviews": len(result["reviews"]), "labels": len(result["human_labels"]),
+            "rejects": len(result["rejects"]), "skipped": result["skipped"],
+            "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]]}
+
+
+def import_inbox(ws: Workspace) -> dict:
+    """Import every file of the review inbox (``human_labels``). Returns per-file summaries."""
+    files = [import_file(ws, p) for p in review_files(ws)]
+    return {"files": files, "new_reviews": sum(f["reviews"] for f in files),
+            "skipped": sum(f["skipped"] for f in files), "rejects": sum(f["rejects"] for f in files),
+            "errors": [f"{f['file']}: {f['error']}" for f in files if f.get("error")]}
+
+
+def register_export(ws: Workspace, path: Path, source: str) -> dict:
+    """Record a Label Studio *import* file sent by another process as predictions we exported,
+    so reviews of those tasks link to them (``tables/review_export/registered/``)."""
+    try:
+        tasks = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"{path}: cannot read a Label Studio import file: {exc}") from None
+    if not isinstance(tasks, list):
+        raise WorkspaceError(f"{path}: a Label Studio import file is a JSON list of tasks")
+    rows, rejects = register_import_tasks(tasks, source=source, images=B.all_images(ws))
+    slug = hashlib.sha256(source.encode()).hexdigest()[:12]
+    tables.write_rows(rows, EXPORTED_PREDICTIONS, ws.table("review_export", "registered", f"{slug}.parquet"))
+    return {"predictions": len(rows), "rejects": [f"{r['item']}: {r['reason']}" for r in rejects]}
+
+
+# ---- labels ---------------------------------------------------------------------------------
+def labels_dir(ws: Workspace) -> Path:
+    return ws.table("labels")
+
+
+def resolve(ws: Workspace, model_id: str) -> dict:
+    """Resolve labels (human > auto-accepted model label) into ``tables/labels/``."""
+    cfg = ws.config()
+    store = review_store(ws)
+    labels, resolved = resolve_labels(B.all_images(ws), B.all_queue(ws), current_predictions(ws, model_id),
+                                      store.latest_reviews(), store.current_human_labels(), cfg)
+    tables.write_rows(labels, LABELS, labels_dir(ws) / "labels.parquet")
+    tables.write_rows(resolved, RESOLVED_IMAGES, labels_dir(ws) / "resolved_images.parquet")
+    by_origin: dict[str, int] = {}
+    for lab in labels:
+        by_origin[lab["origin"]] = by_origin.get(lab["origin"], 0) + 1
+    return {"labels": len(labels), "images_resolved": len(resolved), "by_origin": by_origin,
+            "reviewed_images": sum(1 for r in resolved if r["resolution"] == "reviewed"),
+            "negatives": sum(1 for r in resolved if r["n_labels"] == 0)}
+
+
+def read_labels(ws: Workspace) -> tuple[list[dict], list[dict]]:
+    d = labels_dir(ws)
+    return tables.read_rows(d / "labels.parquet", LABELS), tables.read_rows(d / "resolved_images.parquet", RESOLVED_IMAGES)
+
+
+def labels_sha256(ws: Workspace) -> str:
+    """sha256 of the resolved labels (canonical JSON of both tables), the QA <-> release link."""
+    labels, resolved = read_labels(ws)
+    body = json.dumps([labels, resolved], sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+# ---- qa_report ------------------------------------------------------------------------------
+def qa_paths(ws: Workspace) -> tuple[Path, Path]:
+    d = ws.table("qa")
+    return d / "qa_report.json", d / "qa_report.html"
+
+
+def qa(ws: Workspace, model_id: str) -> dict:
+    """Measure the current labels (labelloop.qa) and write qa_report.json + qa_report.html."""
+    cfg = ws.config()
+    labels, resolved = read_labels(ws)
+    store = review_store(ws)
+    images = B.all_images(ws)
+    sizes = {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"}
+    queue = B.all_queue(ws)
+    preds = kept_predictions(current_predictions(ws, model_id), cfg)
+    qa_ids = {q["image_id"] for q in queue if q["route"] == QA_SAMPLE}
+    report = build_qa_report(
+        labels=labels, labels_sha256=labels_sha256(ws), policy_id=cfg.policy_id(), review_queue=queue,
+        reviews=store.reviews(), human_labels=store.current_human_labels(), predictions=preds, images=sizes,
+        categories=cfg.category_names, auto_labels=[p for p in preds if p["image_id"] in qa_ids],
+        resolved_images=resolved, move_iou=cfg.qa.audit_move_iou, target=cfg.qa.audit_error_target,
+        confidence=cfg.qa.confidence,
+    )
+    report["model_id"] = model_id
+    example = _example(ws, images, labels)
+    jpath, hpath = qa_paths(ws)
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    B._atomic_text(jpath, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    B._atomic_text(hpath, render_html(report, example))
+    return report
+
+
+def _example(ws: Workspace, images: list[dict], labels: list[dict]):
+    """The labeled image with the most labels (ties: image_id) for the report, or None."""
+    count: dict[str, int] = {}
+    for lab in labels:
+        count[lab["image_id"]] = count.get(lab["image_id"], 0) + 1
+    if not count:
+        return None
+    best = min(count, key=lambda i: (-count[i], i))
+    row = next(r for r in images if r["image_id"] == best and r["status"] == "ok")
+    return load_rgb(ws.root / row["uri"]), [lab for lab in labels if lab["image_id"] == best]
+
+
+def read_qa(ws: Workspace) -> dict | None:
+    jpath, _ = qa_paths(ws)
+    return json.loads(jpath.read_text(encoding="utf-8")) if jpath.is_file() else None
+
+
+def failed_gates(report: dict) -> list[dict]:
+    return [g for g in report["gates"] if g["blocking"] and g["status"] == "fail"]
+
+
+def release_index_path(ws: Workspace, tag: str) -> Path:
+    return ws.state / "releases" / f"{tag}.json"
+
+
+def write_release_index(ws: Workspace, tag: str) -> None:
+    """Remember which label_ids and image_ids a release holds (read from release/labels.parquet)."""
+    rows = tables.read_rows(ws.release_dir / "labels.parquet", LABELS)
+    manifest = json.loads((ws.release_dir / "manifest.json").read_text(encoding="utf-8"))
+    body = {"tag": tag, "label_ids": sorted(r["label_id"] for r in rows), "counts": manifest["counts"],
+            "content_sha256": manifest["content_sha256"]}
+    p = release_index_path(ws, tag)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
+
+
+
+# ---- dataset_release ------------------------------------------------------------------------
+def release(ws: Workspace, push: bool = True) -> dict:
+    """Cut a release from the current labels if QA allows it.
+
+    Returns ``{"status": "released", "tag", "git_sha", "dvc_md5", "counts", ...}`` or
+    ``{"status": "unchanged", "tag": <latest>}`` when the files would equal the last release's.
+
+    Raises:
+        ReleaseBlocked: no QA report for these labels, or a blocking gate failed (message names
+            the gate, its measured value and threshold).
+    """
+    cfg = ws.config()
+    report = read_qa(ws)
+    current = labels_sha256(ws)
+    if report is None or report.get("labels_sha256") != current:
+        raise ReleaseBlocked("the QA report does not describe the current labels: materialize qa_report first")
+    if failed_gates(report):
+        g = failed_gates(report)[0]
+        raise ReleaseBlocked(f"QA gate {g['name']} failed: {g['reason']} (value {g['value']}, threshold {g['threshold']})")
+    labels, resolved = read_labels(ws)
+    staging = ws.state / "release-staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    manifest = build_release(staging, ws.root, resolved, labels, B.all_images(ws), cfg.category_names,
+                             cfg.release.model_dump())
+    with ws.lock():
+        tags = V.release_tags(ws.root)
+        if tags and tags[-1]["content_sha256"] == manifest["content_sha256"]:
+            shutil.rmtree(staging)
+            return {"status": "unchanged", "tag": tags[-1]["tag"], "counts": manifest["counts"]}
+        counter = ws.state / "release_counter"
+        n = V.next_release_number(ws.root, counter)
+        swap_in(staging, ws.release_dir)
+        warn = [g for g in report["gates"] if g["status"] == "warn"]
+        note = _release_note(f"dataset-v{n}", manifest, report, warn, tags)
+        info = V.commit_release(ws.root, n, note, manifest["content_sha256"], counter, push=push)
+        write_release_index(ws, info["tag"])
+    return {"status": "released", **info, "counts": manifest["counts"], "content_sha256": manifest["content_sha256"],
+            "warnings": [f"{g['name']}: {g['reason']}" for g in warn]}
+
+
+def _release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags: list[dict]) -> str:
+    c = manifest["counts"]
+    lines = [f"{tag}: {c['images']} images ({c['negatives']} negatives), {c['labels']} labels",
+             "per class: " + ", ".join(f"{k} {v}" for k, v in c["per_class"].items()),
+             "splits: " + ", ".join(f"{k} {v}" for k, v in c["per_split"].items()),
+             f"policy: {report.get('policy_id')}; model: {report.get('model_id')}",
+             "QA: " + "; ".join(f"{g['name']} {g['status']}" for g in report["gates"])]
+    lines += [f"warning: {g['name']}: {g['reason']}" for g in warn]
+    if tags:
+        lines.append(f"previous: {tags[-1]['tag']}")
+    return "\n".join(lines)

@@ -1,0 +1,349 @@
+"""QA of the label set: audited error rate, pre-label quality, schema checks and the gates.
+
+Sources of the formulas:
+
+- Binomial confidence interval: Wilson, E. B. (1927), "Probable inference, the law of
+  succession, and statistical inference", JASA 22(158). Computed with the maintained
+  implementation ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``.
+- Detection matching: COCO evaluation (pycocotools ``COCOeval.evaluateImg``) visits detections
+  by descending score; each takes the unmatched ground truth of its class with the highest
+  IoU at or above the threshold (:func:`labelloop.geometry.greedy_match`).
+- Gate rule: the audited error rate passes when the whole interval lies below the target, fails
+  (blocking) when the whole interval lies above it, and warns otherwise (not enough evidence).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Iterable, Sequence
+
+from scipy.stats import binomtest
+
+from labelloop.geometry import box_problem, greedy_match, iou
+
+ROUTES = ("auto_accept", "qa_sample", "human_review")
+MAX_PROBLEMS = 50
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson (1927) score interval of a binomial proportion ``k / n``; ``(0.0, 1.0)`` if n == 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return (min(max(float(ci.low), 0.0), 1.0), min(max(float(ci.high), 0.0), 1.0))
+
+
+def sample_size_needed(p_hat: float, target: float, confidence: float = 0.95, max_n: int = 100_000) -> int | None:
+    """Smallest audit size ``n`` whose Wilson upper bound is below ``target`` when the observed
+    error proportion is ``p_hat`` (``k = round(p_hat * n)`` errors).
+
+    Doubling search for a passing ``n``, then bisection between the last failing and the first
+    passing size. ``None`` when ``p_hat >= target`` (no sample can show the rate is below the
+    target) or when more than ``max_n`` images would be needed.
+    """
+    if p_hat >= target:
+        return None
+
+    def passes(n: int) -> bool:
+        return wilson_interval(round(p_hat * n), n, confidence)[1] < target
+
+    lo, hi = 0, 1  # invariant: lo fails (n = 0 gives [0, 1]), hi is the candidate
+    while not passes(hi):
+        if hi >= max_n:
+            return None
+        lo, hi = hi, min(hi * 2, max_n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _metric_row(tp: int, n_pred: int, n_true: int, ious: list[float]) -> dict:
+    return {"tp": tp, "fp": n_pred - tp, "fn": n_true - tp, "precision": tp / n_pred if n_pred else None,
+            "recall": tp / n_true if n_true else None, "mean_iou": sum(ious) / len(ious) if ious else None}
+
+
+def detection_metrics(
+    predictions: Sequence[dict], truths: Sequence[dict], iou_thresholds: Sequence[float] = (0.5, 0.75)
+) -> dict:
+    """Pre-labels (``predictions``: image_id, category, bbox, score) against human labels
+    (``truths``: image_id, category, bbox), COCO-style greedy one-to-one matching per image and
+    class at each IoU threshold.
+
+    Returns ``{"overall": {"iou@0.5": row, ...}, "per_class": {category: {"iou@0.5": row}}}``
+    with ``row = {tp, fp, fn, precision, recall, mean_iou}``; precision/recall/mean_iou are
+    ``None`` when undefined (no prediction / no truth / no match), never NaN.
+    """
+    groups: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))
+    for p in predictions:
+        groups[(p["image_id"], p["category"])][0].append(p)
+    for t in truths:
+        groups[(t["image_id"], t["category"])][1].append(t)
+    categories = sorted({cat for _, cat in groups})
+    out: dict = {"overall": {}, "per_class": {c: {} for c in categories}}
+    for thr in iou_thresholds:
+        key = f"iou@{thr:g}"
+        acc = {c: [0, 0, 0, []] for c in categories}  # tp, n_pred, n_true, ious
+        for (_, cat), (preds, trues) in sorted(groups.items()):
+            pairs = greedy_match(
+                [p["bbox"] for p in preds], [t["bbox"] for t in trues], thr,
+                [p["category"] for p in preds], [t["category"] for t in trues], same_class=True,
+                order_a=[float(p.get("score") or 0.0) for p in preds],
+            ) if preds and trues else []
+            a = acc[cat]
+            a[0], a[1], a[2] = a[0] + len(pairs), a[1] + len(preds), a[2] + len(trues)
+            a[3].extend(v for _, _, v in pairs)
+        for c in categories:
+            out["per_class"][c][key] = _metric_row(*acc[c])
+        tot = [sum(acc[c][i] for c in categories) for i in range(3)]
+        out["overall"][key] = _metric_row(*tot, [v for c in categories for v in acc[c][3]])
+    return out
+
+
+def _latest_per_route(review_queue: Iterable[dict]) -> dict[str, dict]:
+    """The last queue row per image (a re-routed image keeps its newest routing)."""
+    return {r["image_id"]: r for r in review_queue}
+
+
+def latest_reviews(reviews: Iterable[dict], image_ids: Iterable[str] | None = None) -> dict[str, dict]:
+    """The latest non-cancelled review per image (highest ``updated_at``, then ``review_id``).
+
+    A cancelled (skipped) review never counts as a review of the image.
+    """
+    wanted = None if image_ids is None else set(image_ids)
+    keep = [r for r in reviews if not r.get("was_cancelled") and (wanted is None or r["image_id"] in wanted)]
+    keep.sort(key=lambda r: (r.get("updated_at") or "", r.get("review_id") or ""))
+    return {r["image_id"]: r for r in keep}  # the last one per image wins
+
+
+def _rows_of_review(human_labels: Iterable[dict], latest: dict[str, dict]) -> dict[str, list[dict]]:
+    """Human label rows of each image's latest review (rows without review_id follow the image)."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for h in human_labels:
+        rev = latest.get(h["image_id"])
+        if rev is not None and (h.get("review_id") is None or h["review_id"] == rev.get("review_id")):
+            out[h["image_id"]].append(h)
+    return out
+
+
+def _image_errors(autos: list[dict], humans: list[dict], move_iou: float) -> list[str]:
+    """Why an audited image is in error (empty list when its auto labels were kept as they were)."""
+    errors: list[str] = []
+    by_pid = {a.get("prediction_id"): a for a in autos if a.get("prediction_id") is not None}
+    seen: set[str] = set()
+    unlinked: list[dict] = []
+    for h in humans:
+        pid = h.get("source_prediction_id")
+        action = h.get("action")
+        if action == "added":
+            errors.append(f"added {h.get('category')}")
+            continue
+        if pid is None or pid not in by_pid:
+            if action != "deleted":  # a deletion marker without a known auto label changes nothing
+                unlinked.append(h)
+            continue
+        seen.add(pid)
+        a = by_pid[pid]
+        if action == "deleted":
+            errors.append(f"deleted {a['category']} {pid}")
+        elif h.get("category") != a["category"]:
+            errors.append(f"relabeled {pid} {a['category']} -> {h.get('category')}")
+        elif iou(a["bbox"], h["bbox"]) < move_iou:
+            errors.append(f"moved {a['category']} {pid} (IoU {iou(a['bbox'], h['bbox']):.2f})")
+    rest = [a for a in autos if a.get("prediction_id") is None or a.get("prediction_id") not in seen]
+    pairs = greedy_match(
+        [a["bbox"] for a in rest], [h["bbox"] for h in unlinked], 0.5,
+        [a["category"] for a in rest], [h["category"] for h in unlinked], same_class=True,
+    ) if rest and unlinked else []
+    for i, _, v in pairs:
+        if v < move_iou:
+            errors.append(f"moved {rest[i]['category']} (IoU {v:.2f})")
+    matched_a = {i for i, _, _ in pairs}
+    matched_h = {j for _, j, _ in pairs}
+    errors += [f"deleted {a['category']} {a.get('prediction_id') or ''}".rstrip()
+               for i, a in enumerate(rest) if i not in matched_a]
+    errors += [f"added {h.get('category')}" for j, h in enumerate(unlinked) if j not in matched_h]
+    return errors
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def audit(
+    review_queue: Sequence[dict],
+    reviews: Sequence[dict],
+    human_labels: Sequence[dict],
+    auto_labels: Sequence[dict],
+    move_iou: float = 0.75,
+    target: float = 0.02,
+    confidence: float = 0.95,
+) -> dict:
+    """Audited error rate of auto-accepted labels on the QA sample, with its Wilson interval.
+
+    Audited images: route ``qa_sample`` in ``review_queue`` and a non-cancelled review (the
+    latest by ``updated_at`` when several). An image is in error when its latest review deleted
+    an auto label (``deleted`` marker with its ``source_prediction_id``, or the auto label is
+    missing), relabeled one (other category), moved one (IoU < ``move_iou``), or added a box.
+    Human rows without a link are matched to the remaining auto labels greedily (IoU >= 0.5,
+    same class): unmatched humans are additions, unmatched autos deletions.
+
+    Gate: ``fail`` when the interval's lower bound exceeds ``target``, ``pass`` when its upper
+    bound is below it, ``warn`` otherwise (with the audit size that would be needed).
+    """
+    qa_ids = sorted(i for i, r in _latest_per_route(review_queue).items() if r.get("route") == "qa_sample")
+    latest = latest_reviews(reviews, qa_ids)
+    audited = [i for i in qa_ids if i in latest]
+    humans = _rows_of_review(human_labels, latest)
+    autos: dict[str, list[dict]] = defaultdict(list)
+    for a in auto_labels:
+        autos[a["image_id"]].append(a)
+    details = {}
+    for image_id in audited:
+        errs = _image_errors(autos.get(image_id, []), humans.get(image_id, []), move_iou)
+        if errs:
+            details[image_id] = errs
+    n, k = len(audited), len(details)
+    low, high = wilson_interval(k, n, confidence)
+    p_hat = k / n if n else 0.0
+    needed = sample_size_needed(p_hat, target, confidence)
+    interval = f"{_pct(confidence)} interval [{low:.3f}, {high:.3f}]"
+    if n == 0:
+        status = "warn"
+        reason = "no QA-sample image reviewed yet"
+        if needed is not None:
+            reason += f"; about {needed} audited images with no errors would be needed"
+    elif low > target:
+        status = "fail"
+        reason = f"{interval} lies above the {_pct(target)} target: {k} of {n} audited images in error"
+    elif high < target:
+        status = "pass"
+        reason = f"{interval} lies below the {_pct(target)} target: {k} of {n} audited images in error"
+    else:
+        status = "warn"
+        reason = f"{interval} straddles the {_pct(target)} target ({k} of {n} audited images in error); "
+        if needed is not None:
+            rate = "no errors" if k == 0 else f"the observed {_pct(p_hat)} error rate"
+            reason += f"about {needed} audited images with {rate} would be needed"
+        elif p_hat >= target:
+            reason += f"the observed {_pct(p_hat)} error rate is not below the target, so more audits cannot pass"
+        else:
+            reason += "more than 100000 audited images would be needed"
+    return {"n_audited": n, "n_errors": k, "error_rate": (k / n) if n else None, "ci_low": low, "ci_high": high,
+            "target": target, "confidence": confidence, "status": status, "reason": reason,
+            "sample_size_needed": needed, "images_in_error": sorted(details), "errors": details}
+
+
+def schema_check(labels: Sequence[dict], images: dict[str, tuple[int, int]], categories: Sequence[str]) -> dict:
+    """Every label: known image, known category, box inside its ``(width, height)`` image with
+    positive area (:func:`labelloop.geometry.box_problem`). The first 50 problems are listed."""
+    known = set(categories)
+    problems, bad_images, n_invalid = [], set(), 0
+    for lab in labels:
+        found = []
+        size = images.get(lab.get("image_id"))
+        if size is None:
+            found.append(f"unknown image_id {lab.get('image_id')!r}")
+        if lab.get("category") not in known:
+            found.append(f"unknown category {lab.get('category')!r}")
+        if size is not None:
+            why = box_problem(lab.get("bbox"), int(size[0]), int(size[1]))
+            if why:
+                found.append(why)
+        if found:
+            n_invalid += 1
+            bad_images.add(lab.get("image_id"))
+            if len(problems) < MAX_PROBLEMS:
+                problems.append({"label_id": lab.get("label_id"), "image_id": lab.get("image_id"),
+                                 "problem": "; ".join(found)})
+    return {"status": "fail" if n_invalid else "pass", "n_labels": len(labels), "n_invalid": n_invalid,
+            "problems": problems, "images": sorted(str(i) for i in bad_images)}
+
+
+def route_counts(review_queue: Iterable[dict]) -> dict[str, int]:
+    """Images per route (the newest queue row per image); the three routes always present."""
+    c = Counter(r.get("route") for r in _latest_per_route(review_queue).values())
+    out = {r: c.pop(r, 0) for r in ROUTES}
+    out.update({str(k): v for k, v in sorted(c.items(), key=lambda kv: str(kv[0]))})
+    return out
+
+
+def class_counts(labels: Iterable[dict]) -> dict[str, dict]:
+    """Labels per category: ``{cat: {"total": n, "by_origin": {origin: n}, "by_route": {route: n}}}``."""
+    out: dict[str, dict] = {}
+    for lab in labels:
+        d = out.setdefault(lab["category"], {"total": 0, "by_origin": Counter(), "by_route": Counter()})
+        d["total"] += 1
+        d["by_origin"][str(lab.get("origin"))] += 1
+        d["by_route"][str(lab.get("route"))] += 1
+    return {c: {"total": d["total"], "by_origin": dict(sorted(d["by_origin"].items())),
+                "by_route": dict(sorted(d["by_route"].items()))} for c, d in sorted(out.items())}
+
+
+def _clean(x):
+    """JSON-ready copy: floats rounded to 6 decimals, NaN/inf -> None, tuples -> lists."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if hasattr(x, "item"):  # numpy scalar
+        x = x.item()
+    if isinstance(x, float):
+        return round(x, 6) if math.isfinite(x) else None
+    return x
+
+
+def build_qa_report(
+    *, labels: Sequence[dict], labels_sha256: str, policy_id: str | None, review_queue: Sequence[dict],
+    reviews: Sequence[dict], human_labels: Sequence[dict], predictions: Sequence[dict],
+    images: dict[str, tuple[int, int]], categories: Sequence[str], auto_labels: Sequence[dict] | None = None,
+    resolved_images: Sequence[dict] | None = None, move_iou: float = 0.75, target: float = 0.02,
+    confidence: float = 0.95, iou_thresholds: Sequence[float] = (0.5, 0.75),
+) -> dict:
+    """Assemble the JSON-serializable QA report (floats rounded to 6 decimals, no NaN).
+
+    Args:
+        labels: LABELS rows (the label set being released); schema-checked and counted.
+        labels_sha256: hash of the labels table, copied into the report.
+        policy_id: routing policy id (``ProjectConfig.policy_id()``).
+        review_queue, reviews, human_labels: REVIEW_QUEUE, REVIEWS, HUMAN_LABELS rows.
+        predictions: PREDICTIONS rows shown to reviewers (pass only the kept ones, score >= low);
+            those of reviewed images are compared with the human labels of the latest review.
+        images: ``image_id -> (width, height)``; categories: the ontology's names.
+        auto_labels: auto-accepted predictions of QA-sample images (image_id, category, bbox,
+            prediction_id). Default: ``labels`` rows with action ``auto_accepted``.
+        resolved_images: RESOLVED_IMAGES rows for the count (default: images with a label).
+        move_iou, target, confidence: QA settings (``ProjectConfig.qa``).
+    """
+    latest = latest_reviews(reviews)
+    reviewed = set(latest)
+    humans = _rows_of_review(human_labels, latest)
+    truths = [h for rows in humans.values() for h in rows if h.get("action") != "deleted"]
+    preds = [p for p in predictions if p["image_id"] in reviewed]
+    if auto_labels is None:
+        auto_labels = [lab for lab in labels if lab.get("action") == "auto_accepted"]
+    aud = audit(review_queue, reviews, human_labels, auto_labels, move_iou=move_iou, target=target,
+                confidence=confidence)
+    schema = schema_check(labels, images, categories)
+    resolved = (len({r["image_id"] for r in resolved_images}) if resolved_images is not None
+                else len({lab["image_id"] for lab in labels}))
+    gates = [
+        {"name": "schema_valid", "blocking": True, "status": schema["status"], "value": schema["n_invalid"],
+         "threshold": 0,
+         "reason": (f"{schema['n_invalid']} of {schema['n_labels']} labels invalid" if schema["n_invalid"]
+                    else f"all {schema['n_labels']} labels valid"),
+         "images": schema["images"]},
+        {"name": "audited_error_rate", "blocking": True, "status": aud["status"], "value": aud["error_rate"],
+         "threshold": target, "reason": aud["reason"], "images": aud["images_in_error"]},
+    ]
+    counts = {"routes": route_counts(review_queue), "classes": class_counts(labels), "labels": len(labels),
+              "images": len(images), "images_resolved": resolved, "images_reviewed": len(reviewed)}
+    return _clean({"labels_sha256": labels_sha256, "policy_id": policy_id, "counts": counts,
+                   "prelabel_vs_human": detection_metrics(preds, truths, iou_thresholds), "audit": aud,
+                   "schema": schema, "gates": gates})

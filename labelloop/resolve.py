@@ -1,0 +1,86 @@
+"""Resolve the label set: a human's review wins over the model, per image.
+
+For every image of the workspace (status ok):
+
+- reviewed (its latest non-cancelled review, :class:`labelloop.review_store.ReviewStore`):
+  the human labels of that review, deletion markers left out; an empty review is a labeled
+  negative (resolved with no labels);
+- else routed ``auto_accept`` or ``qa_sample``: the current model's predictions kept by routing
+  (score >= the category's low threshold), with action ``auto_accepted``;
+- else (waiting for review, or never routed): unresolved, left out of releases.
+
+A model re-run therefore never changes, hides or duplicates a reviewed label (invariant 1).
+``label_id`` is stable: ``lb-`` + 16 hex of sha256 over (origin, prediction_id or the human
+annotation_id), and a human annotation keeps its id across updated versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from labelloop.config import ProjectConfig
+from labelloop.routing import AUTO, QA_SAMPLE, kept_predictions
+
+
+def label_id(origin: str, key: str) -> str:
+    """``lb-`` + 16 hex of sha256(``origin`` + NUL + ``key``)."""
+    return "lb-" + hashlib.sha256(f"{origin}\0{key}".encode()).hexdigest()[:16]
+
+
+def resolve_labels(
+    images: list[dict],
+    queue: list[dict],
+    predictions: list[dict],
+    latest_reviews: dict[str, dict],
+    human_labels: list[dict],
+    config: ProjectConfig,
+) -> tuple[list[dict], list[dict]]:
+    """Returns ``(labels, resolved_images)`` as LABELS and RESOLVED_IMAGES rows, sorted by
+    image_id then label_id. ``images``: IMAGES rows (only status ok are considered);
+    ``queue``: REVIEW_QUEUE rows of all batches; ``predictions``: PREDICTIONS of the current
+    model; ``human_labels``: rows of the latest reviews (deletion markers are skipped)."""
+    route = {q["image_id"]: q for q in queue}
+    preds: dict[str, list[dict]] = {}
+    for p in kept_predictions(predictions, config):
+        preds.setdefault(p["image_id"], []).append(p)
+    humans: dict[str, list[dict]] = {}
+    for h in human_labels:
+        if h["action"] != "deleted":
+            humans.setdefault(h["image_id"], []).append(h)
+    labels, resolved = [], []
+    seen = set()
+    for img in sorted(images, key=lambda r: r["image_id"]):
+        iid = img["image_id"]
+        if img.get("status") != "ok" or iid in seen:
+            continue
+        seen.add(iid)
+        q = route.get(iid, {})
+        review = latest_reviews.get(iid)
+        base = {"route": q.get("route"), "route_reason": q.get("reason"), "policy_id": q.get("policy_id")}
+        if review is not None:
+            rows = [
+                {**base, "label_id": label_id("human", h["annotation_id"]), "image_id": iid,
+                 "category": h["category"], "bbox": list(h["bbox"]), "mask": h.get("mask"), "score": None,
+                 "origin": "human", "model_id": None, "checkpoint_sha256": None,
+                 "prediction_id": h.get("source_prediction_id"), "annotation_id": h["annotation_id"],
+                 "annotator": h["annotator"], "action": h["action"], "review_id": h["review_id"],
+                 "reviewed_at": h["reviewed_at"]}
+                for h in humans.get(iid, []) if h["review_id"] == review["review_id"]
+            ]
+            resolved.append({"image_id": iid, "resolution": "reviewed", "n_labels": len(rows),
+                             "review_id": review["review_id"], "route": q.get("route")})
+        elif q.get("route") in (AUTO, QA_SAMPLE):
+            rows = [
+                {**base, "label_id": label_id("model", p["prediction_id"]), "image_id": iid,
+                 "category": p["category"], "bbox": list(p["bbox"]), "mask": p.get("mask"), "score": p["score"],
+                 "origin": "model", "model_id": p["model_id"], "checkpoint_sha256": p["checkpoint_sha256"],
+                 "prediction_id": p["prediction_id"], "annotation_id": None, "annotator": None,
+                 "action": "auto_accepted", "review_id": None, "reviewed_at": None}
+                for p in preds.get(iid, [])
+            ]
+            resolved.append({"image_id": iid, "resolution": "auto_accepted", "n_labels": len(rows),
+                             "review_id": None, "route": q.get("route")})
+        else:
+            continue
+        labels.extend(sorted(rows, key=lambda r: r["label_id"]))
+    return labels, resolved

@@ -1,0 +1,369 @@
+"""Turn parsed Label Studio exports into REVIEWS / HUMAN_LABELS / REJECTS rows.
+
+Identity: an annotation *version* is ``(source, task_id, tool_annotation_id, updated_at)`` (the
+review key); :func:`review_id` hashes it. Importing is idempotent on that key, never on file
+bytes, so a re-export where Label Studio rewrote unrelated fields adds nothing, and an edited
+annotation (later ``updated_at``) becomes a new version of the same labels
+(:func:`human_label_id` does not include ``updated_at``).
+
+Every record is validated alone; a bad one is rejected (REJECTS row: file, ``"task T annotation
+A"``, reason) and nothing of it is stored, while the others import. Boxes are converted from
+Label Studio percent to pixels of *our* image (its EXIF-corrected ``width x height``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+from labelloop.geometry import box_problem, clip, greedy_match, iou, ls_to_xyxy
+from labelloop.labelstudio import REGION_TYPE, TOOL, ExportFormatError, image_ref_path, record_item
+
+MATCH_IOU = 0.5  # an unlinked region and an unlinked prediction at or above this IoU are the same object
+
+
+class _Reject(Exception):
+    """The record cannot be imported; the message is the REJECTS reason."""
+
+
+def _hash16(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def review_id(source: str, task_id: str, tool_annotation_id: str, updated_at: str) -> str:
+    """``"rv-"`` + 16 hex of sha256 over the review key joined by ``"\\x1f"``."""
+    return "rv-" + _hash16(source, task_id, tool_annotation_id, updated_at)
+
+
+def human_label_id(source: str, task_id: str, tool_annotation_id: str, part: str) -> str:
+    """``"hl-"`` + 16 hex of sha256(source, task, annotation, part); ``part`` is the region id,
+    ``"#<index>"`` for a region without id, or ``"del:<prediction_id>"`` for a deletion marker.
+    Stable across updated versions of the same annotation."""
+    return "hl-" + _hash16(source, task_id, tool_annotation_id, part)
+
+
+# --------------------------------------------------------------------------- image matching
+
+
+class ImageIndex:
+    """Resolves a task's image reference to one of our IMAGES rows.
+
+    Order: (1) ``data.image_id`` if it is a known image_id; (2) the referenced path
+    (:func:`labelloop.labelstudio.image_ref_path`) equal to an ok image's ``source_path`` or
+    ``uri``, or ending with ``"/" + source_path``; (3) the file name, when exactly one image_id has
+    a source_path with that name. Several image_ids at a step -> ambiguous; none -> unknown.
+    Byte-identical duplicates share an image_id and are one match.
+    """
+
+    def __init__(self, images: list[dict]):
+        self.ok = [r for r in images if r.get("status") in (None, "ok")]
+        self.ok.sort(key=lambda r: (r.get("duplicate_of") is not None, r.get("source_path") or ""))
+        self.by_id: dict[str, dict] = {}
+        for r in self.ok:
+            self.by_id.setdefault(r["image_id"], r)
+        self.rejected = {r["image_id"] for r in images if r["image_id"] not in self.by_id}
+
+    def _pick(self, rows: list[dict], ref: str) -> dict | None:
+        ids = sorted({r["image_id"] for r in rows})
+        if len(ids) > 1:
+            names = ", ".join(f"{self.by_id[i]['source_path']} ({i[:12]})" for i in ids)
+            raise _Reject(f"ambiguous image reference {ref!r}: matches {len(ids)} images: {names}")
+        return self.by_id[ids[0]] if ids else None
+
+    def match(self, image_ref: str | None, data_image_id: str | None = None) -> dict:
+        """The IMAGES row a reference points at. Raises ``_Reject`` (ambiguous / unknown)."""
+        if data_image_id:
+            if data_image_id in self.by_id:
+                return self.by_id[data_image_id]
+            if data_image_id in self.rejected:
+                raise _Reject(f"image {data_image_id[:12]} was rejected at ingest")
+        if not image_ref:
+            raise _Reject("unknown image: the task has no image reference")
+        path = image_ref_path(image_ref)
+        step2 = [
+            r
+            for r in self.ok
+            if path == r.get("source_path") or path.endswith("/" + (r.get("source_path") or "\0"))
+            or path == r.get("uri") or image_ref == r.get("uri")
+        ]
+        hit = self._pick(step2, image_ref)
+        if hit is None:
+            name = path.rsplit("/", 1)[-1]
+            hit = self._pick([r for r in self.ok if (r.get("source_path") or "").rsplit("/", 1)[-1] == name], image_ref)
+        if hit is None:
+            raise _Reject(f"unknown image {image_ref!r}: no ok image in the workspace has that id, path or file name")
+        return hit
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def _regions_px(rec: dict, image: dict, categories: set[str]) -> list[dict]:
+    """The record's regions with ``bbox`` in pixels of ``image``; any problem rejects the record."""
+    w, h = int(image["width"]), int(image["height"])
+    out, seen_ids = [], set()
+    for i, reg in enumerate(rec["regions"]):
+        name = f"region {reg['region_id']}" if reg.get("region_id") is not None else f"region #{i}"
+        if reg.get("region_id") is not None:
+            if reg["region_id"] in seen_ids:
+                raise _Reject(f"{name}: duplicate region id")
+            seen_ids.add(reg["region_id"])
+        cat = reg.get("category")
+        if cat is None:
+            raise _Reject(f"{name}: no label")
+        if cat not in categories:
+            raise _Reject(f"{name}: unknown category {cat!r} (known: {', '.join(sorted(categories))})")
+        for key, ours in (("original_width", w), ("original_height", h)):
+            theirs = reg.get(key)
+            if theirs is not None and abs(float(theirs) - ours) > 1:
+                dim = key.split("_")[1]
+                raise _Reject(
+                    f"{name}: {key} {theirs} disagrees with the {dim} {ours} of image "
+                    f"{image['source_path']} (size mismatch)"
+                )
+        if not isinstance(reg.get("value"), dict):
+            raise _Reject(f"{name}: missing value")
+        try:
+            bbox = ls_to_xyxy(reg["value"], w, h)
+        except ValueError as exc:
+            raise _Reject(f"{name}: {exc}") from None
+        problem = box_problem(bbox, w, h)
+        if problem:
+            raise _Reject(f"{name}: invalid geometry: {problem}")
+        out.append({"index": i, "region_id": reg.get("region_id"), "category": cat, "bbox": clip(bbox, w, h)})
+    return out
+
+
+def _seen_predictions(rec: dict, image: dict, exported: list[dict], source: str) -> list[dict]:
+    """EXPORTED_PREDICTIONS-like rows the reviewer saw for this image.
+
+    The exported rows of the image; when they come from several exports (sources), those of the
+    export sharing the most region ids with the annotation (all of them when none or a tie).
+    Without exported rows, the annotation's parent prediction regions (JSON export), with
+    ``prediction_id = "ls-<source>:<parent_prediction_id>:<region_id>"``.
+    """
+    if exported:
+        by_src: dict[str, list[dict]] = defaultdict(list)
+        for row in exported:
+            by_src[row["source"]].append(row)
+        if len(by_src) > 1:
+            ids = {r["region_id"] for r in rec["regions"] + rec.get("parent_regions", []) if r.get("region_id")}
+            overlap = sorted(((len(ids & {r["region_id"] for r in rows}), s) for s, rows in by_src.items()),
+                             reverse=True)
+            if overlap[0][0] > 0 and overlap[0][0] > overlap[1][0]:
+                return by_src[overlap[0][1]]
+        return list(exported)
+    out = []
+    w, h = int(image["width"]), int(image["height"])
+    for i, reg in enumerate(rec.get("parent_regions") or []):
+        try:
+            bbox = ls_to_xyxy(reg["value"], w, h)
+        except ValueError:
+            continue
+        if box_problem(bbox, w, h):
+            continue
+        rid = reg.get("region_id") or f"#{i}"
+        out.append(
+            {
+                "source": source,
+                "image_id": image["image_id"],
+                "region_id": reg.get("region_id"),
+                "prediction_id": f"ls-{source}:{rec.get('parent_prediction_id')}:{rid}",
+                "category": reg["category"],
+                "bbox": clip(bbox, w, h),
+                "score": reg.get("score"),
+            }
+        )
+    return out
+
+
+def _link(regions: list[dict], preds: list[dict]) -> dict[int, int]:
+    """Region index -> prediction index: by region id, then greedy IoU >= 0.5 (same class first)."""
+    links: dict[int, int] = {}
+    by_rid = {p["region_id"]: j for j, p in enumerate(preds) if p.get("region_id") is not None}
+    for i, reg in enumerate(regions):
+        j = by_rid.get(reg["region_id"]) if reg["region_id"] is not None else None
+        if j is not None and j not in links.values():
+            links[i] = j
+    for same_class in (True, False):
+        ri = [i for i in range(len(regions)) if i not in links]
+        pj = [j for j in range(len(preds)) if j not in links.values()]
+        if not ri or not pj:
+            break
+        pairs = greedy_match(
+            [regions[i]["bbox"] for i in ri],
+            [preds[j]["bbox"] for j in pj],
+            MATCH_IOU,
+            [regions[i]["category"] for i in ri],
+            [preds[j]["category"] for j in pj],
+            same_class=same_class,
+        )
+        for a, b, _ in pairs:
+            links[ri[a]] = pj[b]
+    return links
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou, import_sha256, file_name):
+    source, task_id, ann_id, updated_at = key
+    image = index.match(rec.get("image_ref"), rec.get("data_image_id"))
+    rid = review_id(*key)
+    common = {"review_id": rid, "image_id": image["image_id"], "annotator": rec["annotator"], "tool": TOOL,
+              "source": source, "reviewed_at": updated_at, "import_sha256": import_sha256}
+    review = {"review_id": rid, "source": source, "tool": TOOL, "task_id": task_id, "tool_annotation_id": ann_id,
+              "updated_at": updated_at, "image_id": image["image_id"], "annotator": rec["annotator"],
+              "was_cancelled": bool(rec.get("was_cancelled")), "n_regions": 0,
+              "import_sha256": import_sha256, "file": file_name}
+    if review["was_cancelled"]:
+        return review, []  # a skip: the image stays in review
+    regions = _regions_px(rec, image, categories)
+    preds = _seen_predictions(rec, image, exported_by_image.get(image["image_id"], []), source)
+    links = _link(regions, preds)
+    labels = []
+    for i, reg in enumerate(regions):
+        j = links.get(i)
+        if j is None:
+            action, pred_id = "added", None
+        else:
+            p = preds[j]
+            same = p["category"] == reg["category"] and iou(p["bbox"], reg["bbox"]) >= accept_iou
+            action, pred_id = ("accepted" if same else "corrected"), p["prediction_id"]
+        part = reg["region_id"] if reg["region_id"] is not None else f"#{reg['index']}"
+        labels.append(_label_row(common, human_label_id(source, task_id, ann_id, part), reg["category"],
+                                 reg["bbox"], reg["region_id"], pred_id, action))
+    linked = set(links.values())
+    for j in sorted((j for j in range(len(preds)) if j not in linked), key=lambda j: preds[j]["prediction_id"]):
+        p = preds[j]
+        labels.append(_label_row(common, human_label_id(source, task_id, ann_id, "del:" + p["prediction_id"]),
+                                 p["category"], p["bbox"], p.get("region_id"), p["prediction_id"], "deleted"))
+    review["n_regions"] = len(regions)
+    return review, labels
+
+
+def _label_row(common, annotation_id, category, bbox, region_id, pred_id, action) -> dict:
+    return {"annotation_id": annotation_id, "category": category, "bbox": [float(v) for v in bbox],
+            "mask": None, "keypoints": None, "occluded": False, "truncated": False, "region_id": region_id,
+            "source_prediction_id": pred_id, "action": action} | common
+
+
+def import_review(
+    records: list[dict],
+    *,
+    file_name: str,
+    import_sha256: str,
+    source: str,
+    images: list[dict],
+    exported: list[dict],
+    known_review_keys: set[tuple],
+    categories: list[str],
+    accept_iou: float = 0.95,
+) -> dict:
+    """Import parsed export records (:func:`labelloop.labelstudio.parse_export`).
+
+    Args:
+        records: parsed annotation records (JSON or JSON-MIN).
+        file_name: export file name, written on REVIEWS and REJECTS rows.
+        import_sha256: sha256 of the export file, for provenance only (never identity).
+        source: review source, e.g. ``"label-studio/project-1"`` (see ``default_source``).
+        images: IMAGES rows of the workspace.
+        exported: EXPORTED_PREDICTIONS rows (what reviewers were shown), any images.
+        known_review_keys: ``(source, task_id, tool_annotation_id, updated_at)`` already imported.
+        categories: the project's category names.
+        accept_iou: a linked region of the same class with IoU >= this is "accepted".
+
+    Returns:
+        ``{"reviews": [REVIEWS rows], "human_labels": [HUMAN_LABELS rows], "rejects": [REJECTS
+        rows], "skipped": int}``. Actions: ``accepted`` / ``corrected`` (linked to a prediction by
+        region id, else by IoU >= 0.5, same class first), ``added`` (no prediction), ``deleted``
+        (a marker per shown prediction no region links to; its category, bbox and id). A cancelled
+        annotation gives a REVIEWS row with ``was_cancelled`` and no labels; an empty result a
+        REVIEWS row with ``n_regions`` 0 (a labeled negative) plus deletion markers. Bboxes are
+        pixels of our image.
+    """
+    index = ImageIndex(images)
+    exported_by_image: dict[str, list[dict]] = defaultdict(list)
+    for row in exported:
+        exported_by_image[row["image_id"]].append(row)
+    seen = set(known_review_keys)
+    out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0}
+    for rec in records:
+        item = record_item(rec)
+        if rec.get("error"):
+            out["rejects"].append({"file": file_name, "item": item, "reason": rec["error"]})
+            continue
+        key = (source, str(rec["task_id"]), str(rec["tool_annotation_id"]), str(rec["updated_at"]))
+        if key in seen:
+            out["skipped"] += 1
+            continue
+        try:
+            review, labels = _import_record(
+                rec, key, index=index, exported_by_image=exported_by_image, categories=set(categories),
+                accept_iou=accept_iou, import_sha256=import_sha256, file_name=file_name,
+            )
+        except _Reject as exc:
+            out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})
+            continue
+        seen.add(key)
+        out["reviews"].append(review)
+        out["human_labels"].extend(labels)
+    return out
+
+
+def register_import_tasks(
+    tasks: list, *, source: str, images: list[dict], file_name: str | None = None
+) -> tuple[list[dict], list[dict]]:
+    """EXPORTED_PREDICTIONS rows for a Label Studio *import* file another process sent (tasks as
+    in docs "Import pre-annotated data": ``{"data": {"image": ...}, "predictions": [{"model_version",
+    "score", "result": [...]}]}``, or bare data dicts).
+
+    Tasks are matched to ``images`` as in :func:`import_review`. Rows: ``region_id`` = the
+    region's ``id``, ``prediction_id = "ls-<source>:<region_id>:<image_id[:12]>"`` (``#<p>.<r>``
+    for a region without id), bbox in pixels of our image, score = the region's (else the
+    prediction's), ``model_version`` from the prediction. A task with an unknown / ambiguous
+    image, a size mismatch or an invalid region is left out whole and reported in the REJECTS
+    rows (``file`` = ``file_name`` or ``source``, item ``"import task <i>"``).
+
+    Raises:
+        ExportFormatError: ``tasks`` is not a list of objects.
+    """
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise ExportFormatError("a Label Studio import file is a JSON list of task objects")
+    index = ImageIndex(images)
+    rows, rejects, seen_ids = [], [], set()
+    for t_i, task in enumerate(tasks):
+        data = task["data"] if isinstance(task.get("data"), dict) else task
+        try:
+            image = index.match(data.get("image"), data.get("image_id"))
+            w, h = int(image["width"]), int(image["height"])
+            task_rows = []
+            for p_i, pred in enumerate(task.get("predictions") or []):
+                if not isinstance(pred, dict) or not isinstance(pred.get("result", []), list):
+                    raise _Reject(f"prediction {p_i} is not an object with a 'result' list")
+                for r_i, reg in enumerate(pred.get("result") or []):
+                    if not isinstance(reg, dict) or str(reg.get("type")).lower() != REGION_TYPE:
+                        raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels region")
+                    rid = reg.get("id")
+                    rec = {"regions": [{"region_id": rid, "value": reg.get("value"),
+                                        "category": ((reg.get("value") or {}).get("rectanglelabels") or [None])[0],
+                                        "original_width": reg.get("original_width"),
+                                        "original_height": reg.get("original_height")}]}
+                    cats = {rec["regions"][0]["category"]} - {None}
+                    (px,) = _regions_px(rec, image, cats)
+                    pid = f"ls-{source}:{rid if rid is not None else f'#{p_i}.{r_i}'}:{image['image_id'][:12]}"
+                    score = reg.get("score", pred.get("score"))
+                    task_rows.append({"source": source, "image_id": image["image_id"],
+                                      "region_id": None if rid is None else str(rid), "prediction_id": pid,
+                                      "category": px["category"], "bbox": px["bbox"],
+                                      "score": None if score is None else float(score),
+                                      "model_version": pred.get("model_version")})
+        except _Reject as exc:
+            rejects.append({"file": file_name or source, "item": f"import task {t_i}", "reason": str(exc)})
+            continue
+        for row in task_rows:
+            if row["prediction_id"] not in seen_ids:
+                seen_ids.add(row["prediction_id"])
+                rows.append(row)
+    return rows, rejects

@@ -1,0 +1,198 @@
+"""Append-only store of imported reviews, one immutable folder per import.
+
+Layout under the store root (e.g. ``<workspace>/tables/human_labels``)::
+
+    imports/<import_id>/reviews.parquet        REVIEWS rows
+    imports/<import_id>/human_labels.parquet   HUMAN_LABELS rows
+    imports/<import_id>/rejects.parquet        REJECTS rows
+    imports/.tmp-*/                            an unfinished commit: ignored, removed at the next commit
+    .lock                                      serializes commits (filelock)
+
+A commit writes the three files into a temporary folder beside the final one and renames the
+folder into place (one ``os.rename``), so a crash leaves either the whole import or nothing
+visible. Import folders are never rewritten: imports from different sources (or files) get
+different ids (:func:`make_import_id`), and committing an id that exists returns it unchanged.
+
+What is written: an import with reviews (its rejects included), and also a result with
+rejects but no reviews, so a fully rejected file leaves a trace in :meth:`ReviewStore.rejects`
+(these rows never affect labels). A result with neither (e.g. everything already imported)
+writes nothing.
+
+Current state: the latest *version* of each ``(source, task, tool annotation)`` is the one with
+the highest ``updated_at`` (ties: ``review_id``); if it is cancelled, that annotation does not
+count. Per image the most recent remaining annotation wins, whoever made it (several annotators
+on one image: the last one to save decides; no consensus is attempted). The result depends
+only on the set of imported rows, never on the import order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from labelloop.schemas import HUMAN_LABELS, REJECTS, REVIEWS
+from labelloop.tables import read_rows, to_table
+
+_FILES = {"reviews": REVIEWS, "human_labels": HUMAN_LABELS, "rejects": REJECTS}
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def make_import_id(source: str, import_sha256: str) -> str:
+    """Folder name of the import of one file under one source: ``<slug>-<8 hex of
+    sha256(source)>-<16 hex of the file's sha256>``. Different sources never share an id."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("._-")[:80] or "source"
+    return f"{slug}-{hashlib.sha256(source.encode()).hexdigest()[:8]}-{import_sha256[:16]}"
+
+
+def _ts(value: str | None) -> tuple[dt.datetime, str]:
+    """Sort key of an ISO 8601 timestamp (``Z`` or offset; naive = UTC); unparsable ones sort first."""
+    try:
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+        return t.astimezone(dt.timezone.utc), str(value)
+    except ValueError:
+        return _EPOCH, str(value or "")
+
+
+def _version_key(r: dict) -> tuple:
+    return _ts(r.get("updated_at")), r.get("review_id") or ""
+
+
+class ReviewStore:
+    """Reviews imported from review tools, stored under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.imports_dir = self.root / "imports"
+
+    # ------------------------------------------------------------------ writing
+
+    def commit_import(self, import_id: str, result: dict) -> Path | None:
+        """Store the result of :func:`labelloop.review_import.import_review` atomically.
+
+        Args:
+            import_id: folder name, e.g. :func:`make_import_id` (letters, digits, ``._-``).
+            result: ``{"reviews", "human_labels", "rejects", ...}`` row lists.
+
+        Returns:
+            ``imports/<import_id>``; ``None`` when there was nothing to record (no reviews, no
+            rejects). An existing ``imports/<import_id>`` is returned as it is, never rewritten.
+
+        Raises:
+            ValueError: an invalid ``import_id``.
+            pyarrow.ArrowInvalid / ArrowTypeError: a row does not fit its schema (nothing written).
+        """
+        if not _ID_RE.fullmatch(import_id):
+            raise ValueError(f"invalid import id {import_id!r}: letters, digits, '.', '_', '-' only")
+        if not result.get("reviews") and not result.get("rejects"):
+            return None
+        tables = {name: to_table(result.get(name) or [], schema) for name, schema in _FILES.items()}
+        self.imports_dir.mkdir(parents=True, exist_ok=True)
+        final = self.imports_dir / import_id
+        with FileLock(str(self.root / ".lock")):
+            self._clean_temps()
+            if final.exists():
+                return final
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.imports_dir))
+            try:
+                for name, table in tables.items():
+                    path = tmp / f"{name}.parquet"
+                    pq.write_table(table, path)
+                    with open(path, "rb") as fh:
+                        os.fsync(fh.fileno())
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            _fsync_dir(self.imports_dir)
+        return final
+
+    def _clean_temps(self) -> None:
+        for p in self.imports_dir.glob(".tmp-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+
+    def import_ids(self) -> list[str]:
+        """Finished imports, sorted by id (unfinished ``.tmp-*`` folders are not imports)."""
+        if not self.imports_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.imports_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def _read(self, name: str) -> list[dict]:
+        rows: list[dict] = []
+        for iid in self.import_ids():
+            rows.extend(read_rows(self.imports_dir / iid / f"{name}.parquet", _FILES[name]))
+        return rows
+
+    def reviews(self) -> list[dict]:
+        """Every REVIEWS row of every finished import (one per review_id)."""
+        out: dict[str, dict] = {}
+        for r in self._read("reviews"):
+            out.setdefault(r["review_id"], r)
+        return list(out.values())
+
+    def human_labels(self) -> list[dict]:
+        """Every HUMAN_LABELS row (all versions, deletion markers included)."""
+        return self._read("human_labels")
+
+    def rejects(self) -> list[dict]:
+        """Every REJECTS row recorded at import."""
+        return self._read("rejects")
+
+    def known_review_keys(self) -> set[tuple[str, str, str, str]]:
+        """``(source, task_id, tool_annotation_id, updated_at)`` of every stored review version."""
+        return {(r["source"], r["task_id"], r["tool_annotation_id"], r["updated_at"]) for r in self.reviews()}
+
+    def latest_reviews(self) -> dict[str, dict]:
+        """``image_id -> REVIEWS row``: per image, the most recent current annotation.
+
+        Current = the latest version (``updated_at``, then ``review_id``) of each (source, task,
+        tool annotation) when that version is not cancelled. Among those of one image, the highest
+        ``updated_at`` (then ``review_id``) wins. Cancelled-only images are absent.
+        """
+        versions: dict[tuple, dict] = {}
+        for r in self.reviews():
+            k = (r["source"], r["task_id"], r["tool_annotation_id"])
+            if k not in versions or _version_key(r) > _version_key(versions[k]):
+                versions[k] = r
+        latest: dict[str, dict] = {}
+        for r in versions.values():
+            if r["was_cancelled"]:
+                continue
+            cur = latest.get(r["image_id"])
+            if cur is None or _version_key(r) > _version_key(cur):
+                latest[r["image_id"]] = r
+        return latest
+
+    def current_human_labels(self) -> list[dict]:
+        """HUMAN_LABELS rows of :meth:`latest_reviews` (deletion markers included), sorted by
+        image_id then annotation_id."""
+        ids = {r["review_id"] for r in self.latest_reviews().values()}
+        rows: dict[tuple, dict] = {}
+        for h in self.human_labels():
+            if h["review_id"] in ids:
+                rows.setdefault((h["image_id"], h["annotation_id"]), h)
+        return [rows[k] for k in sorted(rows)]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

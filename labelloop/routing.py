@@ -1,0 +1,74 @@
+"""Confidence routing: which images a human reviews.
+
+Per image (pre-labels of the current model): predictions below their category's ``low``
+threshold are dropped; the image is auto-accepted when every remaining prediction scores at
+least its category's ``high`` threshold, and goes to human review otherwise, including when
+none remain (the detector saw nothing it trusts; a human decides whether it is a negative).
+A seeded, reproducible QA sample of the auto-accepted images (``qa_sample_rate``, rounded up,
+at least one when any exist) is also sent to review to audit the auto-accepted labels.
+
+Priority is least confidence first (Settles, "Active Learning Literature Survey", 2009):
+``priority = 1 - min(kept scores)``, 1.0 for an image with no kept prediction; QA-sample
+images get priority 0 so they are reviewed after the uncertain ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+
+from labelloop.config import ProjectConfig
+
+AUTO = "auto_accept"
+QA_SAMPLE = "qa_sample"
+REVIEW = "human_review"
+
+
+def kept_predictions(predictions: list[dict], config: ProjectConfig) -> list[dict]:
+    """Predictions at or above their category's ``low`` threshold (unknown categories dropped)."""
+    names = set(config.category_names)
+    return [p for p in predictions if p["category"] in names and p["score"] >= config.thresholds(p["category"]).low]
+
+
+def _sample_key(seed: int, image_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()
+
+
+def route_images(images: list[dict], predictions: list[dict], config: ProjectConfig) -> list[dict]:
+    """Route ``images`` (IMAGES rows to pre-label: ok, not duplicates) given their predictions.
+
+    Returns REVIEW_QUEUE rows (without export columns) sorted by descending priority, then
+    source_path. The QA sample is the ``k`` auto-accepted images with the smallest
+    ``sha256(f"{seed}:{image_id}")``: reproducible and independent of batch order.
+    """
+    by_image: dict[str, list[dict]] = defaultdict(list)
+    for p in kept_predictions(predictions, config):
+        by_image[p["image_id"]].append(p)
+    policy = config.policy_id()
+    rows = []
+    for img in images:
+        kept = by_image.get(img["image_id"], [])
+        row = {"image_id": img["image_id"], "source_path": img["source_path"], "policy_id": policy,
+               "n_predictions": len(kept), "min_score": min((p["score"] for p in kept), default=None)}
+        if not kept:
+            row.update(route=REVIEW, priority=1.0, reason="no prediction at or above its low threshold")
+        else:
+            below = [p for p in kept if p["score"] < config.thresholds(p["category"]).high]
+            row["priority"] = round(1.0 - row["min_score"], 6)
+            if below:
+                worst = min(below, key=lambda p: p["score"])
+                t = config.thresholds(worst["category"]).high
+                row.update(route=REVIEW, reason=f"{len(below)} of {len(kept)} below high threshold "
+                           f"(lowest {worst['category']} {worst['score']:.2f} < {t})")
+            else:
+                row.update(route=AUTO, reason=f"all {len(kept)} predictions at or above high threshold")
+        rows.append(row)
+    auto = [r for r in rows if r["route"] == AUTO]
+    if auto:
+        k = max(1, math.ceil(config.routing.qa_sample_rate * len(auto)))
+        for r in sorted(auto, key=lambda r: _sample_key(config.routing.seed, r["image_id"]))[:k]:
+            r.update(route=QA_SAMPLE, priority=0.0,
+                     reason=f"QA sample of auto-accepted images ({config.routing.qa_sample_rate:.0%}, seed "
+                     f"{config.routing.seed}); " + r["reason"])
+    return sorted(rows, key=lambda r: (-r["priority"], r["source_path"]))

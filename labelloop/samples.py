@@ -1,0 +1,51 @@
+"""Real photographs shipped inside installed packages, used by ``labelloop demo`` and tests.
+
+scikit-image's data folder (astronaut, camera, chelsea, coffee, coins, rocket, motorcycle
+left/right, hubble deep field), matplotlib's grace_hopper.jpg, scikit-learn's china.jpg and
+flower.jpg. ``demo_review.json`` (package data) holds hand-drawn boxes for all of them as a
+Label Studio JSON export (project 7, reviewer 3), referencing ``photos/<file name>``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+SKIMAGE = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "rocket.jpg",
+           "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg"]
+
+
+def bundled_photos() -> list[Path]:
+    """Paths of the bundled photos, in a fixed order.
+
+    Raises:
+        FileNotFoundError: a photo is missing from its package (names the expected path).
+    """
+    import matplotlib
+    import skimage
+    import sklearn.datasets
+
+    sk = Path(skimage.__file__).parent / "data"
+    paths = [sk / n for n in SKIMAGE]
+    paths.append(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    paths += [Path(sklearn.datasets.__file__).parent / "images" / n for n in ("china.jpg", "flower.jpg")]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"bundled photo missing: expected {p} (reinstall scikit-image / matplotlib / scikit-learn)")
+    return paths
+
+
+def stage_photos(dest: Path) -> Path:
+    """Copy the bundled photos into ``dest/photos/`` and return that folder."""
+    out = Path(dest) / "photos"
+    out.mkdir(parents=True, exist_ok=True)
+    for p in bundled_photos():
+        shutil.copyfile(p, out / p.name)
+    return out
+
+
+def demo_review_path() -> Path:
+    """The hand-made Label Studio JSON export of the bundled photos (package data)."""
+    from importlib import resources
+
+    return Path(str(resources.files("labelloop.data").joinpath("demo_review.json")))

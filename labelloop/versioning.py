@@ -1,0 +1,155 @@
+"""Git + DVC for a workspace: init, release commits and tags, rollback.
+
+DVC is driven through its command line (``python -m dvc``), its stable contract; the
+release stage is declared in the workspace's ``dvc.yaml`` (template: the code repository's
+top-level dvc.yaml) and recorded with ``dvc commit`` after Dagster has written ``release/``
+(DVC docs, "dvc commit"; Dagster computes, DVC records). Each release is a git commit of
+``dvc.lock`` tagged ``dataset-vN`` (annotated; the message holds the release note and a
+``content-sha256:`` line). ``N`` is never reused. Rollback restores ``release/`` byte for byte
+from the DVC cache and never deletes a later tag. Callers hold the workspace lock.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+TAG_PREFIX = "dataset-v"
+TAG_RE = re.compile(r"^dataset-v(\d+)$")
+RELEASE_STAGE = "release"
+
+
+class VersioningError(RuntimeError):
+    """A git or DVC command failed; the message holds the command and its stderr."""
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0", DVC_IGNORE_ISATTY="1")
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env())
+    if check and proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise VersioningError(f"`{' '.join(cmd[2:] if cmd[0] == sys.executable else cmd)}` failed in {cwd}: "
+                              f"{msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+    return proc
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    """Run ``git args`` in ``root``; returns stdout stripped. Raises VersioningError."""
+    return _run(["git", *args], Path(root), check).stdout.strip()
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> str:
+    """Run ``python -m dvc args`` in ``root`` (analytics off). Raises VersioningError."""
+    return _run([sys.executable, "-m", "dvc", *args], Path(root), check).stdout.strip()
+
+
+def init_repo(root: Path, dvc_yaml_template: str, remote: Path, gitignore: list[str]) -> None:
+    """Make ``root`` a git + DVC repository (idempotent).
+
+    git init (with a local identity ``labelloop <labelloop@localhost>`` when none is
+    configured), ``dvc init``, analytics off, a local default DVC remote at ``remote``, the
+    release stage ``dvc.yaml``, the ``.gitignore`` entries; then one initial commit.
+    """
+    root = Path(root)
+    if not (root / ".git").exists():
+        git(root, "init", "-q", "-b", "main")
+    if not git(root, "config", "user.email", check=False):
+        git(root, "config", "user.name", "labelloop")
+        git(root, "config", "user.email", "labelloop@localhost")
+    if not (root / ".dvc").is_dir():
+        dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    remote.mkdir(parents=True, exist_ok=True)
+    dvc(root, "remote", "add", "-f", "-d", "local", str(remote))
+    if not (root / "dvc.yaml").exists():
+        (root / "dvc.yaml").write_text(dvc_yaml_template, encoding="utf-8")
+    gi = root / ".gitignore"
+    lines = gi.read_text(encoding="utf-8").splitlines() if gi.exists() else []
+    gi.write_text("\n".join(lines + [g for g in gitignore if g not in lines]) + "\n", encoding="utf-8")
+    git(root, "add", "-A")
+    if git(root, "status", "--porcelain"):
+        git(root, "commit", "-q", "-m", "labelloop init")
+
+
+def release_tags(root: Path) -> list[dict]:
+    """Release tags, oldest first: ``{"tag", "n", "git_sha", "content_sha256", "subject"}``."""
+    out = git(root, "tag", "-l", f"{TAG_PREFIX}*", "--format=%(refname:short)%00%(*objectname)%00%(contents)%00%00")
+    tags = []
+    for chunk in out.split("\0\0"):
+        parts = chunk.strip("\n").split("\0")
+        if len(parts) < 3 or not TAG_RE.match(parts[0].strip()):
+            continue
+        name, sha, body = parts[0].strip(), parts[1], parts[2]
+        m = re.search(r"^content-sha256: ([0-9a-f]{64})$", body, re.M)
+        tags.append({"tag": name, "n": int(TAG_RE.match(name).group(1)), "git_sha": sha,
+                     "content_sha256": m.group(1) if m else None,
+                     "subject": body.strip().splitlines()[0] if body.strip() else ""})
+    return sorted(tags, key=lambda t: t["n"])
+
+
+def next_release_number(root: Path, counter: Path) -> int:
+    """1 + max(highest tag number, the persisted counter): ``N`` is never reused, even when a
+    tag was deleted by hand."""
+    seen = max([t["n"] for t in release_tags(root)] + [0])
+    if counter.is_file():
+        seen = max(seen, int(counter.read_text().strip() or 0))
+    return seen + 1
+
+
+def release_out_md5(root: Path) -> str | None:
+    """The DVC md5 of ``release/`` recorded in dvc.lock (``<md5>.dir``), or None."""
+    lock = Path(root) / "dvc.lock"
+    if not lock.is_file():
+        return None
+    import yaml
+
+    data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    for out in data.get("stages", {}).get(RELEASE_STAGE, {}).get("outs", []):
+        if out.get("path") == "release":
+            return out.get("md5")
+    return None
+
+
+def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: Path, push: bool = True) -> dict:
+    """Record ``release/`` in dvc.lock, push it to the default remote, commit and tag it.
+
+    Returns ``{"tag", "git_sha", "dvc_md5"}``. Raises VersioningError.
+    """
+    root = Path(root)
+    tag = f"{TAG_PREFIX}{n}"
+    dvc(root, "commit", "-f", "-q", RELEASE_STAGE)
+    if push:
+        dvc(root, "push", "-q")
+    git(root, "add", "-A", "--", "dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml")
+    git(root, "commit", "-q", "--allow-empty", "-m", f"release {tag}\n\n{note}")
+    git(root, "tag", "-a", tag, "-m", f"{note}\n\ncontent-sha256: {content_sha256}\n")
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    counter.write_text(str(n))
+    return {"tag": tag, "git_sha": git(root, "rev-parse", "HEAD"), "dvc_md5": release_out_md5(root)}
+
+
+def rollback(root: Path, tag: str) -> dict:
+    """Restore ``release/`` to ``tag`` byte for byte (dvc.lock from the tag, then ``dvc checkout``),
+    and commit that as ``rollback to <tag>``. Later tags and the label tables are untouched, so
+    ``dvc status`` afterwards reports the current labels as changed dependencies.
+
+    Returns ``{"tag", "git_sha", "dvc_md5"}``. Raises VersioningError for an unknown tag.
+    """
+    root = Path(root)
+    if not TAG_RE.match(tag) or tag not in {t["tag"] for t in release_tags(root)}:
+        known = ", ".join(t["tag"] for t in release_tags(root)) or "none"
+        raise VersioningError(f"unknown release tag {tag!r} (releases: {known})")
+    git(root, "checkout", tag, "--", "dvc.lock")
+    dvc(root, "checkout", "-f", "-q", RELEASE_STAGE)
+    git(root, "add", "dvc.lock")
+    if git(root, "status", "--porcelain", "--", "dvc.lock"):
+        git(root, "commit", "-q", "-m", f"rollback release/ to {tag}")
+    return {"tag": tag, "git_sha": git(root, "rev-parse", "HEAD"), "dvc_md5": release_out_md5(root)}

@@ -1,0 +1,177 @@
+"""A workspace: one labeling project in a directory that is its own git + DVC repository.
+
+Layout under the root (all paths workspace-relative, POSIX)::
+
+    labelloop.yaml          project settings (labelloop.config)
+    dvc.yaml, dvc.lock      the release stage and its recorded hashes (content lineage)
+    inbox/<batch>/...       ingested images, one folder per batch (dynamic partition)
+    review_inbox/[source/]  review-tool exports dropped here (Label Studio JSON / JSON-MIN)
+    review_out/<batch>/     files for the review tool (tasks.json, label_config.xml)
+    tables/<asset>/...      Parquet tables per asset and partition
+    release/                the current release (a DVC output; tags dataset-vN)
+    .dagster/               DAGSTER_HOME: the Dagster instance shared by CLI, sensors and UI
+    .labelloop/             lock file, ingest manifests, local DVC remote
+
+Git and DVC operations take the workspace lock (:meth:`Workspace.lock`), so the CLI, sensors
+and the UI never run them concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from labelloop.config import CONFIG_FILE, ProjectConfig, load_config
+
+ENV_WORKSPACE = "LABELLOOP_WORKSPACE"
+BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class WorkspaceError(RuntimeError):
+    """The directory is not a usable workspace, or a path escapes it (message says which)."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths and settings of one workspace rooted at ``root`` (absolute)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike | None = None) -> "Workspace":
+        """Workspace at ``root``, else ``$LABELLOOP_WORKSPACE``, else the current directory."""
+        root = root or os.environ.get(ENV_WORKSPACE) or os.getcwd()
+        return cls(Path(root).expanduser().resolve())
+
+    # ---- paths -----------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def review_inbox(self) -> Path:
+        return self.root / "review_inbox"
+
+    @property
+    def review_out(self) -> Path:
+        return self.root / "review_out"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def release_dir(self) -> Path:
+        return self.root / "release"
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".labelloop"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("LABELLOOP_DAGSTER_HOME") or self.root / ".dagster")
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.state / "dvc-remote"
+
+    def table(self, *parts: str) -> Path:
+        return self.tables.joinpath(*parts)
+
+    def batch_dir(self, batch: str) -> Path:
+        check_batch_name(batch)
+        return self.inbox / batch
+
+    def manifest_path(self, batch: str) -> Path:
+        check_batch_name(batch)
+        return self.state / "ingest" / f"{batch}.jsonl"
+
+    def resolve_inside(self, rel: str) -> Path:
+        """``root / rel`` if it stays inside the workspace.
+
+        Raises:
+            WorkspaceError: ``rel`` is absolute or escapes the root (``..``, symlinks).
+        """
+        p = (self.root / rel).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise WorkspaceError(f"path {rel!r} escapes the workspace {self.root}")
+        return p
+
+    def relative(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    # ---- state -----------------------------------------------------------------------
+    def is_initialized(self) -> bool:
+        return self.config_path.is_file() and (self.root / ".dvc").is_dir() and (self.root / ".git").exists()
+
+    def require(self) -> "Workspace":
+        """Raise :class:`WorkspaceError` unless the workspace was created by ``labelloop init``."""
+        if not self.is_initialized():
+            raise WorkspaceError(
+                f"{self.root} is not a labelloop workspace (no labelloop.yaml, .git and .dvc): "
+                "run `labelloop init` there, or pass --workspace PATH"
+            )
+        return self
+
+    def config(self) -> ProjectConfig:
+        return load_config(self.config_path)
+
+    def lock(self, timeout: float = 600) -> FileLock:
+        """Workspace lock for git/DVC operations and shared registries (a file lock)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.state / "workspace.lock"), timeout=timeout)
+
+    def batches(self) -> list[str]:
+        """Batch names in ingest order (by the first ingest_seq of each manifest)."""
+        folder = self.state / "ingest"
+        names = [p.stem for p in folder.glob("*.jsonl")] if folder.is_dir() else []
+        extra = [p.name for p in self.inbox.iterdir() if p.is_dir() and BATCH_NAME.match(p.name)] if self.inbox.is_dir() else []
+        names = sorted(set(names) | set(extra))
+
+        def first_seq(name: str) -> tuple[int, str]:
+            rows = read_manifest(self, name)
+            return (min((r["ingest_seq"] for r in rows), default=1 << 62), name)
+
+        return sorted(names, key=first_seq)
+
+
+def check_batch_name(batch: str) -> str:
+    """Batch names are partition keys and folder names: letters, digits, ``. _ -``, <= 128.
+
+    Raises:
+        WorkspaceError: the name is empty, has a path separator or another character.
+    """
+    if not isinstance(batch, str) or not BATCH_NAME.match(batch):
+        raise WorkspaceError(
+            f"invalid batch name {batch!r}: use letters, digits, '.', '_' and '-' (not starting with '.' or '-')"
+        )
+    return batch
+
+
+def read_manifest(ws: Workspace, batch: str) -> list[dict]:
+    """Ingest manifest rows of ``batch`` (source_path, origin_path, ingest_seq, sha256, uri)."""
+    path = ws.manifest_path(batch)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def next_ingest_seq(ws: Workspace) -> int:
+    """1 + the largest ingest_seq in any manifest (1 for an empty workspace)."""
+    folder = ws.state / "ingest"
+    best = 0
+    if folder.is_dir():
+        for p in folder.glob("*.jsonl"):
+            for r in read_manifest(ws, p.stem):
+                best = max(best, int(r["ingest_seq"]))
+    return best + 1

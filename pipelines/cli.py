@@ -1,0 +1,349 @@
+"""The ``labelloop`` command line. Every stage runs through Dagster against the workspace's
+instance, so CLI runs, sensors and ``dagster dev`` share one history.
+
+Exit codes: 0 ok; 1 error (one-line reason as the last line of stderr); 2 usage error;
+3 release blocked by a QA gate (``release`` only; ``demo`` reports it and exits 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from labelloop.workspace import ENV_WORKSPACE, Workspace
+
+BLOCKED = 3
+
+
+class CliError(click.ClickException):
+    """A failure reported as one line on stderr."""
+
+    def show(self, file=None):
+        click.echo(f"labelloop: error: {self.format_message()}", err=True)
+
+
+def _ws(ctx: click.Context, require: bool = True) -> Workspace:
+    ws = Workspace.at(ctx.obj["workspace"])
+    return ws.require() if require else ws
+
+
+def _set_workspace(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["workspace"] = value
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["verbose"] = True
+        from pipelines.runner import quiet
+
+        quiet(True)
+
+
+def options(f):
+    """--workspace / --verbose accepted after the command name too (``labelloop demo --workspace P``)."""
+    f = click.option("--verbose", "-v", is_flag=True, expose_value=False, callback=_set_verbose,
+                     help="show Dagster's logs and full tracebacks")(f)
+    return click.option("--workspace", "-w", type=click.Path(file_okay=False), expose_value=False,
+                        callback=_set_workspace, is_eager=True,
+                        help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory)")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--workspace", "-w", type=click.Path(file_okay=False), envvar=ENV_WORKSPACE,
+              help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory)")
+@click.option("--verbose", "-v", is_flag=True, help="show Dagster's logs and full tracebacks")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None, verbose: bool) -> None:
+    """labelloop: pre-label images, route them to review, import reviews, QA, release with DVC."""
+    from pipelines.runner import quiet
+
+    ctx.ensure_object(dict)
+    ctx.obj.update(workspace=workspace, verbose=verbose)
+    quiet(verbose)
+
+
+@cli.command()
+@options
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create a workspace here (git + DVC repository, labelloop.yaml, folders, Dagster home)."""
+    from labelloop.bootstrap import init_workspace
+    from pipelines.runner import get_instance
+
+    ws = init_workspace(_ws(ctx, require=False))
+    get_instance(ws)
+    click.echo(f"workspace ready: {ws.root}")
+
+
+@cli.command()
+@options
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--batch", help="batch name (default: UTC timestamp)")
+@click.pass_context
+def ingest(ctx: click.Context, path: str, batch: str | None) -> None:
+    """Copy the image files under PATH into the inbox as a batch and register its partition."""
+    from labelloop.ingest import ingest as do_ingest
+    from pipelines.partitions import BATCHES
+    from pipelines.runner import get_instance
+
+    ws = _ws(ctx)
+    res = do_ingest(ws, path, batch)
+    get_instance(ws).add_dynamic_partitions(BATCHES, [res.batch])
+    click.echo(f"batch {res.batch}: {len(res.copied)} copied, {len(res.already_ingested)} already ingested, "
+               f"{len(res.skipped)} skipped")
+    for p, why in res.skipped:
+        click.echo(f"  skipped {p}: {why}")
+
+
+def _run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[dict]:
+    from labelloop import batch as B
+    from pipelines.runner import execute, get_instance
+    from resources.prelabeler import PreLabelerResource
+
+    instance = get_instance(ws)
+    model_id = PreLabelerResource().get(ws.config()).model_id
+    names = [only] if only else ws.batches()
+    if only and only not in ws.batches():
+        raise CliError(f"no batch named {only!r} (batches: {', '.join(ws.batches()) or 'none'})")
+    done = []
+    for b in names:
+        why = B.stale_reason(ws, b, model_id)
+        if why is None and not only:
+            continue
+        out = execute(ws, "batch_job", instance, partition_key=b, verbose=ctx.obj["verbose"])
+        if not out.success:
+            raise CliError(f"batch {b}: {out.reason()} (run {out.run_id})")
+        done.append({"batch": b, "reason": why or "requested", "run_id": out.run_id, "metadata": out.metadata})
+    out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
+    if not out.success:
+        raise CliError(f"resolve: {out.reason()} (run {out.run_id})")
+    done.append({"batch": None, "run_id": out.run_id, "metadata": out.metadata})
+    return done
+
+
+@cli.command()
+@options
+@click.option("--batch", help="only this batch (default: every batch with missing or stale assets)")
+@click.pass_context
+def run(ctx: click.Context, batch: str | None) -> None:
+    """Materialize the per-batch assets where missing or stale, then human_labels and labels."""
+    ws = _ws(ctx)
+    for d in _run_batches(ctx, ws, batch):
+        md = d["metadata"]
+        if d["batch"]:
+            ri, pl, rq, rx = (md.get(k, {}) for k in ("raw_images", "prelabels", "review_queue", "review_export"))
+            routes = ", ".join(f"{k.split('/')[1]} {v}" for k, v in rq.items() if k.startswith("route/"))
+            click.echo(f"batch {d['batch']} ({d['reason']}): {ri.get('ok', 0)} ok, {ri.get('rejected', 0)} rejected; "
+                       f"{pl.get('dagster/row_count', 0)} predictions; {routes}; {rx.get('tasks', 0)} tasks exported")
+        else:
+            lab = md.get("labels", {})
+            click.echo(f"labels: {lab.get('dagster/row_count', 0)} on {lab.get('images_resolved', 0)} resolved images "
+                       f"({lab.get('reviewed_images', 0)} reviewed)  [run {d['run_id'][:8]}]")
+
+
+def _copy_to_inbox(ws: Workspace, file: Path, source: str | None) -> Path:
+    from labelloop.images import sha256_file
+    from labelloop.review_sources import remember_source
+
+    ws.review_inbox.mkdir(parents=True, exist_ok=True)
+    if file.resolve().is_relative_to(ws.review_inbox.resolve()):
+        dest = file.resolve()
+    else:
+        dest = ws.review_inbox / file.name
+        if dest.exists() and sha256_file(dest) != sha256_file(file):
+            dest = ws.review_inbox / f"{file.stem}-{sha256_file(file)[:8]}{file.suffix}"
+        if not dest.exists():
+            tmp = dest.with_name(f".tmp-{dest.name}")
+            shutil.copyfile(file, tmp)
+            os.replace(tmp, dest)
+    if source:
+        remember_source(ws, dest, source)
+    return dest
+
+
+@cli.command("import-review")
+@options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", help="tool project the work came from (default: the export's project, "
+              "else the inbox subfolder, else the file stem)")
+@click.pass_context
+def import_review(ctx: click.Context, file: str, source: str | None) -> None:
+    """Copy a Label Studio JSON / JSON-MIN export into the review inbox and import it."""
+    from labelloop import project as P
+
+    ws = _ws(ctx)
+    dest = _copy_to_inbox(ws, Path(file), source)
+    check = P.import_file(ws, dest, source=source, dry_run=True)
+    if check.get("error"):
+        raise CliError(check["error"])
+    steps = _run_batches(ctx, ws, None)
+    hl = steps[-1]["metadata"].get("human_labels", {})
+    click.echo(f"{ws.relative(dest)}: {check['reviews']} new reviews, {check['skipped']} already imported, "
+               f"{check['rejects']} rejected; {hl.get('reviewed_images', 0)} images reviewed in all")
+    for r in check.get("reject_reasons", []):
+        click.echo(f"  rejected {r}")
+
+
+@cli.command("register-export")
+@options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", required=True, help="name of the export (e.g. label-studio/project-1)")
+@click.pass_context
+def register_export(ctx: click.Context, file: str, source: str) -> None:
+    """Record a Label Studio import file that another process sent, so reviews link to its predictions."""
+    from labelloop import project as P
+
+    s = P.register_export(_ws(ctx), Path(file), source)
+    click.echo(f"{file}: {s['predictions']} predictions registered, {len(s['rejects'])} tasks rejected")
+    for r in s["rejects"]:
+        click.echo(f"  rejected {r}")
+
+
+def do_release(ctx: click.Context, ws: Workspace) -> dict:
+    """Run release_job; returns {"status": released|unchanged|blocked, ...}."""
+    from pipelines.runner import execute, get_instance
+
+    out = execute(ws, "release_job", get_instance(ws), verbose=ctx.obj["verbose"])
+    md = out.metadata.get("dataset_release", {})
+    warnings = [f"{c['name']}: {c['reason']}" for c in out.warned_checks]
+    if out.success:
+        return {"status": md.get("status", "released"), "tag": md.get("tag"), "warnings": warnings,
+                "run_id": out.run_id, "metadata": md}
+    if out.failed_checks or any("QA" in f or "qa_report" in f for f in out.failures):
+        return {"status": "blocked", "reason": out.reason(), "checks": out.failed_checks, "warnings": warnings,
+                "run_id": out.run_id}
+    raise CliError(f"release: {out.reason()} (run {out.run_id})")
+
+
+@cli.command()
+@options
+@click.pass_context
+def release(ctx: click.Context) -> None:
+    """Materialize labels, qa_report (with its blocking checks) and dataset_release in one run."""
+    ws = _ws(ctx)
+    r = do_release(ctx, ws)
+    for w in r["warnings"]:
+        click.echo(f"warning: {w}")
+    if r["status"] == "blocked":
+        for c in r["checks"]:
+            if c.get("images"):
+                click.echo(f"  images behind {c['name']}: {', '.join(str(i)[:12] for i in c['images'][:20])}")
+        click.echo(f"labelloop: release blocked: {r['reason']}", err=True)
+        ctx.exit(BLOCKED)
+    if r["status"] == "unchanged":
+        click.echo(f"no change since {r['tag']}: no new release")
+    else:
+        m = r["metadata"]
+        click.echo(f"released {r['tag']}: {m.get('images')} images, {m.get('labels')} labels "
+                   f"(git {str(m.get('git_sha'))[:10]}, dvc {m.get('dvc_md5')})")
+
+
+@cli.command()
+@options
+@click.argument("tag")
+@click.pass_context
+def rollback(ctx: click.Context, tag: str) -> None:
+    """Restore release/ to TAG byte for byte (a recorded run; later tags and labels untouched)."""
+    from pipelines.runner import execute, get_instance
+
+    ws = _ws(ctx)
+    out = execute(ws, "rollback_job", get_instance(ws), run_config={"ops": {"rollback_release": {"config": {"tag": tag}}}},
+                  verbose=ctx.obj["verbose"])
+    if not out.success:
+        raise CliError(f"rollback: {out.reason()}")
+    click.echo(f"release/ restored to {tag} [run {out.run_id[:8]}]")
+
+
+@cli.command()
+@options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Batches, images with their status and route, and releases."""
+    from labelloop.audit import status as get_status
+
+    s = get_status(_ws(ctx))
+    if as_json:
+        click.echo(json.dumps(s, indent=1, default=str))
+        return
+    from pipelines.summary import format_status
+
+    click.echo(format_status(s))
+
+
+@cli.command()
+@options
+@click.argument("ident", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def lineage(ctx: click.Context, ident: str, as_json: bool) -> None:
+    """Provenance of an image_id, a label_id or a source file name."""
+    from labelloop.audit import lineage as get_lineage
+
+    try:
+        data = get_lineage(_ws(ctx), ident)
+    except KeyError as exc:
+        raise CliError(exc.args[0]) from None
+    if as_json:
+        click.echo(json.dumps(data, indent=1, default=str))
+        return
+    from pipelines.summary import format_lineage
+
+    click.echo(format_lineage(data))
+
+
+@cli.command()
+@options
+@click.pass_context
+def ui(ctx: click.Context) -> None:
+    """Open the Dagster UI (dagster dev) on this workspace's instance."""
+    ws = _ws(ctx)
+    env = dict(os.environ, DAGSTER_HOME=str(ws.dagster_home), LABELLOOP_WORKSPACE=str(ws.root))
+    exe = shutil.which("dagster") or "dagster"
+    os.execvpe(exe, [exe, "dev", "-m", "pipelines.definitions"], env)
+
+
+@cli.command()
+@options
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """The main job on the bundled photos in a fresh workspace (default ./labelloop-demo)."""
+    from pipelines.demo import run_demo
+
+    run_demo(ctx)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``labelloop`` command."""
+    from labelloop.config import ConfigError
+    from labelloop.versioning import VersioningError
+    from labelloop.workspace import WorkspaceError
+
+    try:
+        cli.main(args=argv, prog_name="labelloop", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1 if isinstance(exc, CliError) else 2)
+    except click.exceptions.Abort:
+        click.echo("labelloop: aborted", err=True)
+        sys.exit(1)
+    except (WorkspaceError, ConfigError, VersioningError, FileNotFoundError, OSError) as exc:
+        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
+            traceback.print_exc()
+        click.echo(f"labelloop: error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - last line of stderr names the failure
+        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
+            traceback.print_exc()
+        click.echo(f"labelloop: error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(0)

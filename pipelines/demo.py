@@ -1,0 +1,64 @@
+"""``labelloop demo``: the whole loop on the bundled photos in a fresh workspace.
+
+init -> ingest the bundled photos -> run (raw_images, prelabels, review_queue, review_export,
+human_labels, labels) -> release (dataset-v1 from the labels resolved so far) -> import the
+hand-made review (Label Studio JSON export) -> run -> release again (dataset-v2, or a release
+blocked by a QA gate, an expected outcome) -> summary.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from labelloop.workspace import Workspace
+
+MARKER = ".labelloop/demo-workspace"
+
+
+def fresh_demo_workspace(path: str | None) -> Workspace:
+    """A new, empty demo workspace at ``path`` (default ./labelloop-demo). A folder left by an
+    earlier demo (it carries .labelloop/demo-workspace) is replaced; any other non-empty folder
+    is refused, so the demo never deletes a user's data."""
+    from pipelines.cli import CliError
+
+    root = Path(path or "labelloop-demo").expanduser().resolve()
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).is_file():
+            raise CliError(f"{root} exists and is not a labelloop demo workspace: pass --workspace to a new folder")
+        shutil.rmtree(root)
+    return Workspace.at(root)
+
+
+def run_demo(ctx: click.Context) -> None:
+    from labelloop import samples
+    from labelloop.audit import status
+    from labelloop.bootstrap import init_workspace
+    from labelloop.ingest import ingest
+    from pipelines.cli import _copy_to_inbox, _run_batches, do_release
+    from pipelines.partitions import BATCHES
+    from pipelines.runner import get_instance
+    from pipelines.summary import demo_summary
+
+    ws = fresh_demo_workspace(ctx.obj["workspace"])
+    click.echo(f"[1/6] workspace {ws.root}")
+    init_workspace(ws)
+    (ws.root / MARKER).write_text("created by `labelloop demo`; `labelloop demo` may replace this folder\n")
+    instance = get_instance(ws)
+    photos = samples.stage_photos(ws.state / "demo-photos")
+    res = ingest(ws, photos, "photos")
+    instance.add_dynamic_partitions(BATCHES, [res.batch])
+    click.echo(f"[2/6] ingested {len(res.copied)} bundled photos as batch {res.batch}")
+    _run_batches(ctx, ws, None)
+    click.echo("[3/6] pre-labeled, routed and exported for review")
+    first = do_release(ctx, ws)
+    click.echo(f"[4/6] release: {first.get('tag') or first['status']}")
+    dest = _copy_to_inbox(ws, samples.demo_review_path(), None)
+    _run_batches(ctx, ws, None)
+    click.echo(f"[5/6] imported the hand-made review {ws.relative(dest)}")
+    second = do_release(ctx, ws)
+    click.echo(f"[6/6] release: {second.get('tag') or second['status']}")
+    click.echo("")
+    click.echo(demo_summary(ws, status(ws), [first, second]))

@@ -1,0 +1,7 @@
+"""Partitions: one dynamic partition per ingest batch (``labelloop ingest`` or the inbox sensor
+adds it)."""
+
+import dagster as dg
+
+BATCHES = "batches"
+batches = dg.DynamicPartitionsDefinition(name=BATCHES)

@@ -1,0 +1,108 @@
+"""Run labelloop's jobs through Dagster against a workspace's own instance (DAGSTER_HOME =
+``<workspace>/.dagster``), so every CLI run appears in the Dagster UI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from labelloop.bootstrap import DAGSTER_YAML
+from labelloop.workspace import Workspace
+from pipelines.partitions import BATCHES
+
+
+def gpu_count() -> int:
+    """Number of NVIDIA GPUs visible (``nvidia-smi -L``), 0 when none or no driver."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def get_instance(ws: Workspace) -> dg.DagsterInstance:
+    """The workspace's Dagster instance (SQLite under DAGSTER_HOME), with the ``gpu`` pool set to
+    the GPU count, at least 1 (0 would block every pre-label step forever)."""
+    home = ws.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["LABELLOOP_WORKSPACE"] = str(ws.root)
+    instance = dg.DagsterInstance.get()
+    limit = max(1, gpu_count())
+    info = instance.event_log_storage.get_concurrency_info("gpu")
+    if info.slot_count != limit:
+        instance.event_log_storage.set_concurrency_slots("gpu", limit)
+    return instance
+
+
+def quiet(verbose: bool) -> None:
+    """Dagster's console logging stays quiet unless ``verbose``; the instance keeps every event."""
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        for name in ("dagster", "dvc"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@dataclass
+class RunOutcome:
+    """What a job run did: success, run id, failed steps and failed checks with their figures."""
+
+    success: bool
+    run_id: str
+    failures: list[str] = field(default_factory=list)
+    failed_checks: list[dict] = field(default_factory=list)
+    warned_checks: list[dict] = field(default_factory=list)
+    metadata: dict[str, dict] = field(default_factory=dict)
+
+    def reason(self) -> str:
+        if self.failed_checks:
+            c = self.failed_checks[0]
+            return (f"blocking check {c['name']} failed: {c['reason']} "
+                    f"(measured {c['value']}, threshold {c['threshold']})")
+        return self.failures[0] if self.failures else "run failed"
+
+
+def _meta_value(v):
+    return getattr(v, "value", getattr(v, "text", v))
+
+
+def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, partition_key: str | None = None,
+            run_config: dict | None = None, tags: dict | None = None, verbose: bool = False) -> RunOutcome:
+    """Execute ``job_name`` in process against ``instance``; never raises for a failed step."""
+    from pipelines.definitions import build_definitions
+
+    job = build_definitions(str(ws.root)).resolve_job_def(job_name)
+    level = "DEBUG" if verbose else "CRITICAL"
+    config = {"loggers": {"console": {"config": {"log_level": level}}}, **(run_config or {})}
+    if partition_key:
+        instance.add_dynamic_partitions(BATCHES, [partition_key])
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, run_config=config,
+                                    tags={"labelloop/cli": job_name, **(tags or {})}, raise_on_error=False)
+    out = RunOutcome(success=result.success, run_id=result.run_id)
+    for ev in result.all_events:
+        if ev.event_type_value == "STEP_FAILURE":
+            err = ev.step_failure_data.error
+            desc = ev.step_failure_data.user_failure_data.description if ev.step_failure_data.user_failure_data else None
+            out.failures.append(f"{ev.step_key}: {desc or (err.message.strip().splitlines()[-1] if err else 'failed')}")
+        if ev.event_type_value == "ASSET_MATERIALIZATION":
+            mat = ev.event_specific_data.materialization
+            out.metadata[mat.asset_key.to_user_string()] = {k: _meta_value(v) for k, v in mat.metadata.items()}
+    for ev in result.get_asset_check_evaluations():
+        md = {k: _meta_value(v) for k, v in ev.metadata.items()}
+        row = {"name": ev.check_name, "reason": md.get("reason"), "value": md.get("value"),
+               "threshold": md.get("threshold"), "images": md.get("images")}
+        if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+            out.failed_checks.append(row)
+        elif not ev.passed:
+            out.warned_checks.append(row)
+    return out

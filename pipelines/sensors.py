@@ -1,0 +1,46 @@
+"""Sensors: new batch folders in the inbox, new or changed review exports."""
+
+import json
+
+import dagster as dg
+
+from labelloop import project as P
+from labelloop.workspace import BATCH_NAME, Workspace
+from pipelines.jobs import batch_job, resolve_job
+from pipelines.partitions import BATCHES
+from resources.storage import WorkspaceResource
+
+
+@dg.sensor(job=batch_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource):
+    """Registers a partition for each new folder under inbox/ and runs the batch job on it."""
+    ws = Workspace.at(storage.root)
+    if not ws.is_initialized() or not ws.inbox.is_dir():
+        return dg.SkipReason(f"{ws.root} is not an initialized workspace")
+    known = set(context.instance.get_dynamic_partitions(BATCHES))
+    new = sorted(p.name for p in ws.inbox.iterdir() if p.is_dir() and BATCH_NAME.match(p.name) and p.name not in known)
+    if not new:
+        return dg.SkipReason("no new batch folder")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=b, run_key=f"batch-{b}") for b in new],
+        dynamic_partitions_requests=[dg.DynamicPartitionsDefinition(name=BATCHES).build_add_request(new)],
+    )
+
+
+@dg.sensor(job=resolve_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def review_inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource):
+    """Imports new or changed review exports (cursor: file -> (size, mtime)); the import itself
+    is idempotent per annotation, so a rewritten export of the same work changes nothing."""
+    ws = Workspace.at(storage.root)
+    if not ws.is_initialized():
+        return dg.SkipReason(f"{ws.root} is not an initialized workspace")
+    seen = json.loads(context.cursor) if context.cursor else {}
+    now = {}
+    for p in P.review_files(ws):
+        st = p.stat()
+        now[ws.relative(p)] = [st.st_size, st.st_mtime_ns]
+    changed = sorted(k for k, v in now.items() if seen.get(k) != v)
+    context.update_cursor(json.dumps(now, sort_keys=True))
+    if not changed:
+        return dg.SkipReason("no new review export")
+    return dg.RunRequest(run_key=None, tags={"labelloop/files": ",".join(changed)[:200]})

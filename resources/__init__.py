@@ -1,0 +1,9 @@
+"""Dagster ConfigurableResources of labelloop: storage (the workspace), the pre-labeler,
+the DVC repository and the review tool."""
+
+from resources.dvc import DvcRepoResource
+from resources.prelabeler import PreLabelerResource
+from resources.review_tool import LabelStudioFilesResource
+from resources.storage import WorkspaceResource
+
+__all__ = ["DvcRepoResource", "LabelStudioFilesResource", "PreLabelerResource", "WorkspaceResource"]
