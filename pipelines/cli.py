@@ -327,7 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     from labelloop.workspace import WorkspaceError
 
     try:
-        cli.main(args=argv, prog_name="labelloop", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="labelloop", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
