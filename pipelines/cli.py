@@ -55,7 +55,28 @@ def options(f):
                         help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory)")(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns every library error into one line on stderr (exit 1); --verbose adds the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one-line reason names the failure
+            if (ctx.obj or {}).get("verbose"):
+                traceback.print_exc()
+            from labelloop.config import ConfigError
+            from labelloop.versioning import VersioningError
+            from labelloop.workspace import WorkspaceError
+
+            known = (WorkspaceError, ConfigError, VersioningError, FileNotFoundError, OSError, KeyError)
+            msg = (exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) if isinstance(exc, known) \
+                else f"{type(exc).__name__}: {exc}"
+            raise CliError(msg) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--workspace", "-w", type=click.Path(file_okay=False), envvar=ENV_WORKSPACE,
               help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory)")
 @click.option("--verbose", "-v", is_flag=True, help="show Dagster's logs and full tracebacks")
@@ -322,14 +343,8 @@ def demo(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``labelloop`` command."""
-    from labelloop.config import ConfigError
-    from labelloop.versioning import VersioningError
-    from labelloop.workspace import WorkspaceError
-
     try:
         rv = cli.main(args=argv, prog_name="labelloop", standalone_mode=False)
-        if isinstance(rv, int) and rv:
-            sys.exit(rv)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -338,14 +353,4 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("labelloop: aborted", err=True)
         sys.exit(1)
-    except (WorkspaceError, ConfigError, VersioningError, FileNotFoundError, OSError) as exc:
-        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
-            traceback.print_exc()
-        click.echo(f"labelloop: error: {exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:  # noqa: BLE001 - last line of stderr names the failure
-        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
-            traceback.print_exc()
-        click.echo(f"labelloop: error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
-    sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)

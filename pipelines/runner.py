@@ -72,6 +72,18 @@ class RunOutcome:
         return self.failures[0] if self.failures else "run failed"
 
 
+def _root_cause(err) -> str:
+    """The innermost error's message, without its class path (``pkg.mod.Error: text`` -> text)."""
+    if err is None:
+        return "failed"
+    while getattr(err, "cause", None) is not None:
+        err = err.cause
+    text = (err.message or "").strip().splitlines()
+    line = text[0] if text else err.cls_name or "failed"
+    head, sep, rest = line.partition(": ")
+    return rest if sep and "." in head and " " not in head else line
+
+
 def _meta_value(v):
     return getattr(v, "value", getattr(v, "text", v))
 
@@ -93,7 +105,7 @@ def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, parti
         if ev.event_type_value == "STEP_FAILURE":
             err = ev.step_failure_data.error
             desc = ev.step_failure_data.user_failure_data.description if ev.step_failure_data.user_failure_data else None
-            out.failures.append(f"{ev.step_key}: {desc or (err.message.strip().splitlines()[-1] if err else 'failed')}")
+            out.failures.append(f"{ev.step_key}: {desc or _root_cause(err)}")
         if ev.event_type_value == "ASSET_MATERIALIZATION":
             mat = ev.event_specific_data.materialization
             out.metadata[mat.asset_key.to_user_string()] = {k: _meta_value(v) for k, v in mat.metadata.items()}

@@ -1,0 +1,164 @@
+"""The whole loop through Dagster on the bundled real photos, in temporary workspaces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+from pycocotools.coco import COCO
+
+from helpers import cli
+from labelloop import samples, tables, versioning
+from labelloop.geometry import xyxy_to_xywh
+from labelloop.project import read_labels, review_store
+from labelloop.schemas import LABELS
+from labelloop.workspace import Workspace
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "ws"
+    out = cli(root, "demo")
+    return Workspace.at(root), out.output
+
+
+def test_demo_prints_the_summary_and_blocks_v2_on_the_audit(demo):
+    ws, out = demo
+    assert "images ingested   12 (12 ok, 0 rejected" in out
+    assert "release           dataset-v1 (1 images, 1 labels)" in out
+    assert "BLOCKED: blocking check audited_error_rate failed: 95% interval [0.207, 1.000]" in out
+    assert f"labelloop --workspace {ws.root} ui" in out
+    assert [t["tag"] for t in versioning.release_tags(ws.root)] == ["dataset-v1"]
+
+
+def test_demo_runs_twice_in_a_row(demo):
+    ws, _ = demo
+    out = cli(ws.root, "demo")
+    assert "[6/6] release: blocked" in out.output
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    res = cli(tmp_path, "demo", ok=False)
+    assert res.exit_code == 1 and "is not a labelloop demo workspace" in res.output
+    assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A workspace whose audit target is lenient (0.5) so both releases go through."""
+    base = tmp_path_factory.mktemp("rel")
+    root = base / "ws"
+    cli(root, "init")
+    cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
+    cfg["qa"]["audit_error_target"] = 0.5
+    (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    photos = samples.stage_photos(base)
+    cli(root, "ingest", str(photos), "--batch", "photos")
+    cli(root, "run")
+    out1 = cli(root, "release")
+    assert "released dataset-v1" in out1.output
+    cli(root, "import-review", str(samples.demo_review_path()))
+    out2 = cli(root, "release")
+    assert "released dataset-v2: 12 images, 7 labels" in out2.output, out2.output
+    return Workspace.at(root)
+
+
+def test_coco_loads_with_pycocotools_and_matches_the_labels(released):
+    ws = released
+    labels = {r["label_id"]: r for r in tables.read_rows(ws.release_dir / "labels.parquet", LABELS)}
+    seen = 0
+    for f in sorted((ws.release_dir / "coco").glob("instances_*.json")):
+        coco = COCO(str(f))
+        cats = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+        assert list(cats.values()) == ["person", "face", "cat"]
+        for img in coco.loadImgs(coco.getImgIds()):
+            assert (ws.release_dir / img["file_name"]).is_file()
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]])):
+                lab = labels[ann["label_id"]]
+                assert lab["image_id"] == img["sha256"] and cats[ann["category_id"]] == lab["category"]
+                assert ann["bbox"] == pytest.approx(xyxy_to_xywh(lab["bbox"]), abs=1e-6)
+                seen += 1
+    assert seen == len(labels) == 7
+    data = yaml.safe_load((ws.release_dir / "data.yaml").read_text())
+    assert data["nc"] == 3 and "path" not in data
+
+
+def test_release_is_byte_deterministic_and_twice_makes_no_new_tag(released):
+    ws = released
+    before = {p: p.read_bytes() for p in ws.release_dir.rglob("*") if p.is_file()}
+    out = cli(ws.root, "release")
+    assert "no change since dataset-v2" in out.output
+    assert [t["tag"] for t in versioning.release_tags(ws.root)] == ["dataset-v1", "dataset-v2"]
+    assert {p: p.read_bytes() for p in ws.release_dir.rglob("*") if p.is_file()} == before
+
+
+def test_negatives_have_empty_yolo_files(released):
+    txts = list((released.release_dir / "labels").rglob("*.txt"))
+    assert len(txts) == 12
+    assert sum(1 for t in txts if t.read_text() == "") == 8  # the hand-made review's negatives
+
+
+def test_model_rerun_never_changes_a_reviewed_label(released, tmp_path):
+    """Invariant 1: new inference settings = new model_id = new predictions; human labels stay."""
+    root = tmp_path / "copy"
+    shutil.copytree(released.root, root, symlinks=True)
+    ws = Workspace.at(root)
+    before = sorted((r["label_id"], tuple(r["bbox"]), r["category"]) for r in read_labels(ws)[0])
+    humans = review_store(ws).current_human_labels()
+    cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
+    cfg["prelabeler"]["max_side"] = 640
+    (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = cli(root, "run")
+    assert "predictions of opencv-classic@" in out.output  # the batch was stale for the new model
+    assert sorted((r["label_id"], tuple(r["bbox"]), r["category"]) for r in read_labels(ws)[0]) == before
+    assert review_store(ws).current_human_labels() == humans
+    assert len(list((root / "tables" / "prelabels" / "photos").iterdir())) == 2
+    tasks = json.loads(next((root / "review_out" / "photos").glob("tasks.json")).read_text())
+    assert tasks == []  # every image was reviewed: nothing re-sent
+
+
+def test_rollback_restores_bytes_and_keeps_later_tags(released, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(released.root, root, symlinks=True)
+    ws = Workspace.at(root)
+    v2 = {p.relative_to(ws.release_dir): p.read_bytes() for p in ws.release_dir.rglob("*") if p.is_file()}
+    cli(root, "rollback", "dataset-v1")
+    v1_manifest = json.loads((ws.release_dir / "manifest.json").read_text())
+    assert v1_manifest["counts"]["images"] < 12
+    for rel, sha in v1_manifest["files"].items():
+        import hashlib
+
+        assert hashlib.sha256((ws.release_dir / rel).read_bytes()).hexdigest() == sha
+    assert [t["tag"] for t in versioning.release_tags(root)] == ["dataset-v1", "dataset-v2"]
+    assert "changed deps" in versioning.dvc(root, "status")
+    cli(root, "rollback", "dataset-v2")
+    assert {p.relative_to(ws.release_dir): p.read_bytes() for p in ws.release_dir.rglob("*") if p.is_file()} == v2
+    res = cli(root, "rollback", "dataset-v9", ok=False)
+    assert res.exit_code == 1 and "unknown release tag 'dataset-v9'" in res.output
+
+
+def test_status_and_lineage_json(released):
+    ws = released
+    st = json.loads(cli(ws.root, "status", "--json").output)
+    (batch,) = st["batches"]
+    img = next(i for i in batch["images"] if i["source_path"] == "astronaut.png")
+    assert {"image_id", "source_path", "width", "height", "status", "reject_reason", "duplicate_of",
+            "near_duplicate_of", "route"} <= img.keys()
+    assert (img["width"], img["height"], img["status"], img["route"]) == (512, 512, "ok", "human_review")
+    assert any(i["near_duplicate_of"] for i in batch["images"])
+    assert [r["tag"] for r in st["releases"]] == ["dataset-v1", "dataset-v2"]
+    lin = json.loads(cli(ws.root, "lineage", "astronaut.png", "--json").output)
+    assert lin["image"]["image_id"] == img["image_id"]
+    person = next(lab for lab in lin["labels"] if lab["category"] == "person")
+    assert person["origin"] == "human" and person["annotator"] == "ls-user-3"
+    assert person["bbox_xyxy"] == pytest.approx([19, 15, 363, 512], abs=0.01)
+    assert person["release"] == ["dataset-v2"]
+    assert {"label_id", "origin", "category", "bbox_xyxy", "score", "model_id", "annotator", "action",
+            "route_reason", "release"} <= person.keys()
+    auto = json.loads(cli(ws.root, "lineage", "grace_hopper.jpg", "--json").output)
+    assert auto["image"]["route"] == "qa_sample"

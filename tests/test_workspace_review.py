@@ -1,0 +1,111 @@
+"""The Label Studio 1.23.2 fixtures through a real workspace: the fixture photos ingested,
+import_tasks.json registered as the export we sent, the exports imported through Dagster."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+
+from helpers import cli, ls_fixtures, skimage_data
+from labelloop import tables
+from labelloop.geometry import iou
+from labelloop.project import read_labels, review_store
+from labelloop.schemas import LABELS
+from labelloop.workspace import Workspace
+
+FX = ls_fixtures()
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fxws")
+    src = root / "src" / "photos"
+    src.mkdir(parents=True)
+    for n in PHOTOS:
+        shutil.copyfile(skimage_data() / n, src / n)
+    wsroot = root / "ws"
+    cli(wsroot, "init")
+    cli(wsroot, "ingest", str(src), "--batch", "fixture")
+    cli(wsroot, "run")
+    out = cli(wsroot, "register-export", str(FX / "import_tasks.json"), "--source", "label-studio/project-1")
+    assert "3 predictions registered, 0 tasks rejected" in out.output
+    cli(wsroot, "import-review", str(FX / "export_json.json"))
+    return Workspace.at(wsroot)
+
+
+def _sha(name):
+    return hashlib.sha256((skimage_data() / name).read_bytes()).hexdigest()
+
+
+def _by_image(rows):
+    out = {}
+    for r in rows:
+        out.setdefault(r["image_id"], []).append(r)
+    return out
+
+
+def test_reviewer_actions_of_notes_md(ws):
+    """NOTES.md: astronaut face moved + person corrected, chelsea face relabeled cat and
+    enlarged, coffee a labeled negative; the reviewer is pseudonymous."""
+    store = review_store(ws)
+    human = _by_image(store.current_human_labels())
+    astro = {h["category"]: h for h in human[_sha("astronaut.png")]}
+    assert astro["face"]["action"] == "corrected" and astro["person"]["action"] == "corrected"
+    assert astro["face"]["bbox"] == pytest.approx([176, 55, 274, 180], abs=1e-6)
+    assert astro["person"]["bbox"] == pytest.approx([20, 15, 365, 512], abs=1e-6)
+    assert iou(astro["person"]["bbox"], [30, 40, 360, 512]) == pytest.approx(0.9084, abs=1e-3)
+    (cat,) = human[_sha("chelsea.png")]
+    assert (cat["category"], cat["action"]) == ("cat", "corrected")
+    assert cat["bbox"] == pytest.approx([0, 0, 451, 300])
+    assert _sha("coffee.png") not in human
+    assert {h["annotator"] for rows in human.values() for h in rows} == {"ls-user-1"}
+    latest = store.latest_reviews()
+    assert latest[_sha("coffee.png")]["n_regions"] == 0
+
+
+def test_labels_are_the_human_labels_and_coffee_is_a_negative(ws):
+    labels, resolved = read_labels(ws)
+    res = {r["image_id"]: r for r in resolved}
+    assert res[_sha("coffee.png")]["resolution"] == "reviewed" and res[_sha("coffee.png")]["n_labels"] == 0
+    by = _by_image(labels)
+    assert sorted(lab["category"] for lab in by[_sha("astronaut.png")]) == ["face", "person"]
+    assert all(lab["origin"] == "human" for lab in labels)
+
+
+def test_importing_twice_or_a_json_min_of_the_same_work_changes_nothing(ws):
+    before_reviews = review_store(ws).reviews()
+    before_labels = (ws.table("labels") / "labels.parquet").read_bytes()
+    out = cli(ws.root, "import-review", str(FX / "export_json.json"))
+    assert "0 new reviews, 3 already imported" in out.output
+    out = cli(ws.root, "import-review", str(FX / "export_json_min.json"), "--source", "label-studio/project-1")
+    assert "0 new reviews, 3 already imported" in out.output
+    assert review_store(ws).reviews() == before_reviews
+    assert (ws.table("labels") / "labels.parquet").read_bytes() == before_labels
+
+
+def test_a_reexport_with_rewritten_fields_changes_nothing(ws, tmp_path):
+    import json
+
+    data = json.loads((FX / "export_json.json").read_text())
+    for t in data:
+        t["updated_at"] = "2026-12-01T00:00:00Z"
+        t["total_annotations"] = 9
+        for a in t["annotations"]:
+            if a.get("prediction"):
+                a["prediction"]["created_ago"] = "3 days"
+    p = tmp_path / "project-1-at-2026-12-01.json"
+    p.write_text(json.dumps(data))
+    out = cli(ws.root, "import-review", str(p))
+    assert "0 new reviews, 3 already imported" in out.output
+    assert len(review_store(ws).reviews()) == 3
+
+
+def test_release_holds_the_reviewed_images(ws):
+    out = cli(ws.root, "release")
+    assert "released dataset-v1: 3 images, 3 labels" in out.output
+    rows = tables.read_rows(ws.release_dir / "labels.parquet", LABELS)
+    assert sorted(r["category"] for r in rows) == ["cat", "face", "person"]
+    assert (ws.release_dir / "manifest.json").is_file()
