@@ -282,6 +282,10 @@ def rollback(ctx: click.Context, tag: str) -> None:
     click.echo(f"release/ restored to {tag} [run {out.run_id[:8]}]")
 
 
+def _emit(data: dict, as_json: bool, fmt) -> None:
+    click.echo(json.dumps(data, indent=1, default=str) if as_json else fmt(data))
+
+
 @cli.command()
 @options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
@@ -290,13 +294,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Batches, images with their status and route, and releases."""
     from labelloop.audit import status as get_status
 
-    s = get_status(_ws(ctx))
-    if as_json:
-        click.echo(json.dumps(s, indent=1, default=str))
-        return
     from pipelines.summary import format_status
 
-    click.echo(format_status(s))
+    _emit(get_status(_ws(ctx)), as_json, format_status)
 
 
 @cli.command()
@@ -312,12 +312,9 @@ def lineage(ctx: click.Context, ident: str, as_json: bool) -> None:
         data = get_lineage(_ws(ctx), ident)
     except KeyError as exc:
         raise CliError(exc.args[0]) from None
-    if as_json:
-        click.echo(json.dumps(data, indent=1, default=str))
-        return
     from pipelines.summary import format_lineage
 
-    click.echo(format_lineage(data))
+    _emit(data, as_json, format_lineage)
 
 
 @cli.command()

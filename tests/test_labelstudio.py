@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ls_fixtures
+
 from labelloop.geometry import ls_to_xyxy
 from labelloop.labelstudio import (
     ExportFormatError,
@@ -27,17 +29,7 @@ from labelloop.labelstudio import (
 from labelloop.review_import import import_review
 
 
-def _fixtures() -> Path:
-    env = os.environ.get("LABELLOOP_LS_FIXTURES")
-    here = Path(__file__).resolve().parents[1]
-    for cand in ([Path(env)] if env else []) + [here / "shared", here.parent / "shared"]:
-        p = cand / "fixtures" / "label-studio-1.23.2" if not (cand / "NOTES.md").exists() else cand
-        if (p / "export_json.json").exists():
-            return p
-    pytest.skip("Label Studio fixtures not found (set LABELLOOP_LS_FIXTURES)", allow_module_level=True)
-
-
-FX = _fixtures()
+FX = ls_fixtures()
 CATS = ["person", "face", "cat"]
 
 

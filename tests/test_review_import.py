@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from helpers import ls_fixtures
 import skimage
 
 from labelloop.geometry import iou, xyxy_to_ls
@@ -18,17 +20,7 @@ from labelloop.review_store import ReviewStore, make_import_id
 from labelloop.schemas import HUMAN_LABELS, REJECTS, REVIEWS
 
 
-def _fixtures() -> Path:
-    env = os.environ.get("LABELLOOP_LS_FIXTURES")
-    here = Path(__file__).resolve().parents[1]
-    for cand in ([Path(env)] if env else []) + [here / "shared", here.parent / "shared"]:
-        p = cand / "fixtures" / "label-studio-1.23.2" if not (cand / "NOTES.md").exists() else cand
-        if (p / "export_json.json").exists():
-            return p
-    pytest.skip("Label Studio fixtures not found (set LABELLOOP_LS_FIXTURES)", allow_module_level=True)
-
-
-FX = _fixtures()
+FX = ls_fixtures()
 SK = Path(skimage.__file__).parent / "data"
 CATS = ["person", "face", "cat"]
 SIZES = {"astronaut.png": (512, 512), "chelsea.png": (451, 300), "coffee.png": (600, 400)}

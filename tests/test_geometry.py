@@ -1,0 +1,51 @@
+"""IoU, matching and box validation (labelloop.geometry) with hand-computed values."""
+
+import numpy as np
+import pytest
+
+from labelloop.geometry import box_problem, clip, greedy_match, iou, iou_matrix, ls_to_xyxy
+
+
+def test_iou_hand_computed():
+    assert iou([0, 0, 10, 10], [0, 0, 10, 12]) == pytest.approx(100 / 120)
+    assert iou([0, 0, 10, 10], [5, 5, 15, 15]) == pytest.approx(25 / 175)
+    assert iou([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0  # touching edges share no area
+    assert iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0
+    # the Label Studio fixture's corrected person box (NOTES.md)
+    assert iou([30, 40, 360, 512], [20, 15, 365, 512]) == pytest.approx(155760 / 171465)
+
+
+def test_iou_matrix_matches_pairwise():
+    a = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], float)
+    b = np.array([[0, 0, 10, 12], [100, 100, 110, 110], [5, 5, 15, 15]], float)
+    m = iou_matrix(a, b)
+    assert m.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            assert m[i, j] == pytest.approx(iou(a[i], b[j]))
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_greedy_match_visits_by_score_and_respects_class():
+    truths = [[0, 0, 10, 10]]
+    preds = [[0, 0, 10, 11], [0, 0, 10, 10]]
+    # the higher-scored prediction takes the truth even though the other overlaps more
+    pairs = greedy_match(preds, truths, 0.5, order_a=[0.9, 0.5])
+    assert pairs == [(0, 0, pytest.approx(100 / 110))]
+    assert greedy_match(preds, truths, 0.5, ["cat", "cat"], ["dog"]) == []
+    assert greedy_match(preds, truths, 0.5, ["cat", "cat"], ["dog"], same_class=False)[0][:2] == (0, 0)
+
+
+def test_box_problem_and_clip():
+    assert box_problem([0, 0, 10, 10], 10, 10) is None
+    assert "zero or negative area" in box_problem([5, 5, 5, 9], 10, 10)
+    assert "outside the 10x10 image" in box_problem([0, 0, 11, 10], 10, 10)
+    assert "non-finite" in box_problem([0, float("nan"), 1, 1], 10, 10)
+    assert clip([-3, -1, 12, 5], 10, 10) == [0.0, 0.0, 10.0, 5.0]
+
+
+def test_rotated_label_studio_box_is_rejected_not_read_unrotated():
+    with pytest.raises(ValueError, match="rotated rectangle"):
+        ls_to_xyxy({"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 30}, 100, 100)
+    with pytest.raises(ValueError, match="numeric"):
+        ls_to_xyxy({"x": "a", "y": 1, "width": 5, "height": 5}, 100, 100)

@@ -1,0 +1,198 @@
+"""Ingest (labelloop.ingest) of real photo files into a real workspace (labelloop init)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import skimage_data
+from labelloop.bootstrap import init_workspace
+from labelloop.ingest import ingest, list_image_files
+from labelloop.workspace import Workspace, WorkspaceError, read_manifest
+
+DATA = skimage_data()
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def put(root: Path, rel: str, photo: str) -> Path:
+    dest = root / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DATA / photo, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ingest-template") / "ws"
+    init_workspace(Workspace.at(root))
+    return root
+
+
+@pytest.fixture
+def ws(template, tmp_path) -> Workspace:
+    """A fresh copy of an initialized workspace (one `labelloop init` for the module)."""
+    root = tmp_path / "ws"
+    shutil.copytree(template, root, symlinks=True)
+    w = Workspace.at(root)
+    assert w.is_initialized() and w.batches() == []
+    return w
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_nested_folders_keep_relative_posix_source_path(ws, tmp_path):
+    src = tmp_path / "src"
+    put(src, "top.jpg", "rocket.jpg")
+    put(src, "a/b/chelsea.png", "chelsea.png")
+    put(src, "a/coffee.png", "coffee.png")
+    res = ingest(ws, src, batch="b1")
+    assert res.batch == "b1"
+    assert res.copied == ["a/b/chelsea.png", "a/coffee.png", "top.jpg"]
+    assert res.already_ingested == [] and res.skipped == []
+    assert files_under(ws.inbox / "b1") == ["a/b/chelsea.png", "a/coffee.png", "top.jpg"]
+    rows = read_manifest(ws, "b1")
+    assert rows == [
+        {"source_path": "a/b/chelsea.png", "origin_path": str(src / "a/b/chelsea.png"), "ingest_seq": 1,
+         "sha256": sha(DATA / "chelsea.png"), "uri": "inbox/b1/a/b/chelsea.png"},
+        {"source_path": "a/coffee.png", "origin_path": str(src / "a/coffee.png"), "ingest_seq": 2,
+         "sha256": sha(DATA / "coffee.png"), "uri": "inbox/b1/a/coffee.png"},
+        {"source_path": "top.jpg", "origin_path": str(src / "top.jpg"), "ingest_seq": 3,
+         "sha256": sha(DATA / "rocket.jpg"), "uri": "inbox/b1/top.jpg"},
+    ]
+    for r in rows:
+        assert (ws.root / r["uri"]).read_bytes() == Path(r["origin_path"]).read_bytes()
+    assert ws.batches() == ["b1"]
+    assert not list((ws.inbox / "b1").rglob(".tmp-*"))
+
+
+def test_unicode_and_spaces_in_names(ws, tmp_path):
+    src = tmp_path / "src"
+    rel = "Fotos del día/café au lait ☕ 1.png"
+    put(src, rel, "coffee.png")
+    res = ingest(ws, src, batch="uni")
+    assert res.copied == [rel]
+    assert (ws.inbox / "uni" / rel).read_bytes() == (DATA / "coffee.png").read_bytes()
+    line = ws.manifest_path("uni").read_text(encoding="utf-8")
+    assert "café au lait ☕ 1.png" in line  # stored as UTF-8, not \u escapes
+    (row,) = read_manifest(ws, "uni")
+    assert row["source_path"] == rel and row["uri"] == f"inbox/uni/{rel}"
+
+
+def test_same_file_twice_is_a_noop_in_any_batch(ws, tmp_path):
+    src = tmp_path / "src"
+    put(src, "astronaut.png", "astronaut.png")
+    assert ingest(ws, src, batch="b1").copied == ["astronaut.png"]
+    manifest = ws.manifest_path("b1").read_bytes()
+    again = ingest(ws, src, batch="b1")
+    assert (again.copied, again.already_ingested, again.skipped) == ([], ["astronaut.png"], [])
+    assert ws.manifest_path("b1").read_bytes() == manifest
+    other = ingest(ws, src, batch="b2")
+    assert (other.copied, other.already_ingested, other.skipped) == ([], ["astronaut.png"], [])
+    assert files_under(ws.inbox / "b2") == [] and read_manifest(ws, "b2") == []
+
+
+def test_same_bytes_under_another_name_are_copied(ws, tmp_path):
+    src = tmp_path / "src"
+    put(src, "cat.png", "chelsea.png")
+    ingest(ws, src, batch="b1")
+    src2 = tmp_path / "src2"
+    put(src2, "cat.png", "chelsea.png")  # same (source_path, bytes): already ingested
+    put(src2, "same cat.png", "chelsea.png")  # same bytes, another path: copied
+    res = ingest(ws, src2, batch="b2")
+    assert res.copied == ["same cat.png"] and res.already_ingested == ["cat.png"]
+    (row,) = read_manifest(ws, "b2")
+    assert row["sha256"] == sha(DATA / "chelsea.png") and row["ingest_seq"] == 2
+
+
+def test_non_images_and_hidden_files_are_not_copied(ws, tmp_path):
+    src = tmp_path / "src"
+    put(src, "keep.png", "camera.png")
+    put(src, "UPPER.JPG", "rocket.jpg")
+    put(src, ".hidden.png", "coins.png")
+    put(src, ".cache/inside.png", "moon.png")
+    put(src, "sub/.also-hidden.jpg", "retina.jpg")
+    (src / "README.txt").write_text("not an image")
+    (src / "notes.md").write_text("# notes")
+    (src / "png").write_bytes((DATA / "text.png").read_bytes())  # no extension
+    assert [p.relative_to(src).as_posix() for p in list_image_files(src)] == ["UPPER.JPG", "keep.png"]
+    res = ingest(ws, src, batch="b1")
+    assert res.copied == ["UPPER.JPG", "keep.png"] and res.skipped == []
+    assert files_under(ws.inbox / "b1") == ["UPPER.JPG", "keep.png"]
+
+
+def test_single_file_source(ws, tmp_path):
+    f = put(tmp_path / "src" / "deep", "one.png", "horse.png")
+    res = ingest(ws, f, batch="single")
+    assert res.copied == ["one.png"]
+    assert read_manifest(ws, "single")[0]["origin_path"] == str(f)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "-dash", "x" * 129, "sp ace"])
+def test_invalid_batch_name_raises(ws, tmp_path, name):
+    src = tmp_path / "src"
+    put(src, "a.png", "coffee.png")
+    with pytest.raises(WorkspaceError, match="invalid batch name") as exc:
+        ingest(ws, src, batch=name)
+    assert repr(name) in str(exc.value)
+    assert files_under(ws.inbox) == [] and not (ws.root / "x").exists()
+    assert list((ws.state / "ingest").glob("*.jsonl")) == []
+    assert ws.batches() == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: ingest(batch='') treats the empty name as 'no name' and creates a "
+                   "timestamp batch instead of raising WorkspaceError")
+def test_empty_batch_name_raises(ws, tmp_path):
+    src = tmp_path / "src"
+    put(src, "a.png", "coffee.png")
+    with pytest.raises(WorkspaceError, match="invalid batch name ''"):
+        ingest(ws, src, batch="")  # actually returns IngestResult(batch='YYYYmmdd-HHMMSS', copied=['a.png'])
+
+
+def test_reused_batch_with_different_bytes_at_same_path_is_skipped(ws, tmp_path):
+    src = tmp_path / "src"
+    f = put(src, "img.png", "astronaut.png")
+    ingest(ws, src, batch="b1")
+    shutil.copyfile(DATA / "coffee.png", f)  # new bytes, same source path
+    res = ingest(ws, src, batch="b1")
+    assert res.copied == [] and res.already_ingested == []
+    assert res.skipped == [
+        ("img.png", "batch b1 already holds different bytes at this source path; ingest into a new batch")
+    ]
+    assert (ws.inbox / "b1" / "img.png").read_bytes() == (DATA / "astronaut.png").read_bytes()
+    assert len(read_manifest(ws, "b1")) == 1
+    # a new batch takes it
+    assert ingest(ws, src, batch="b2").copied == ["img.png"]
+    assert (ws.inbox / "b2" / "img.png").read_bytes() == (DATA / "coffee.png").read_bytes()
+
+
+def test_ingest_seq_increases_across_batches(ws, tmp_path):
+    s1, s2, s3 = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
+    put(s1, "a.png", "astronaut.png")
+    put(s1, "b.png", "coffee.png")
+    put(s2, "c.png", "chelsea.png")
+    put(s3, "d.png", "camera.png")
+    ingest(ws, s1, batch="zz-first")
+    ingest(ws, s2, batch="aa-second")
+    ingest(ws, s3, batch="zz-first")  # appended to the first batch later on
+    assert [r["ingest_seq"] for r in read_manifest(ws, "zz-first")] == [1, 2, 4]
+    assert [r["ingest_seq"] for r in read_manifest(ws, "aa-second")] == [3]
+    assert ws.batches() == ["zz-first", "aa-second"]  # ingest order, not name order
+    lines = ws.manifest_path("zz-first").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x)["source_path"] for x in lines] == ["a.png", "b.png", "d.png"]
+
+
+def test_missing_source_raises_naming_it(ws, tmp_path):
+    missing = tmp_path / "nowhere" / "photos"
+    with pytest.raises(WorkspaceError) as exc:
+        ingest(ws, missing, batch="b1")
+    assert str(exc.value) == f"{missing}: no such file or folder"
+    assert ws.batches() == []
