@@ -17,10 +17,11 @@ def dataset_release(context: dg.AssetExecutionContext, storage: WorkspaceResourc
     try:
         s = P.release(ws, push=dvc.push)
     except P.ReleaseBlocked as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise dg.Failure(description=f"release blocked: {exc}", allow_retries=False) from None
     if s["status"] == "unchanged":
-        context.log.info(f"release would equal {s['tag']}: no new tag")
-        return dg.MaterializeResult(metadata={"status": "unchanged", "tag": s["tag"]})
+        context.log.info(f"release would equal {s['tag']}: no new tag"
+                         + (f"; release/ restored to {s['tag']}" if s["restored"] else ""))
+        return dg.MaterializeResult(metadata={"status": "unchanged", "tag": s["tag"], "restored": s["restored"]})
     for w in s["warnings"]:
         context.log.warning(w)
     c = s["counts"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def init_workspace(ws: Workspace, config_text: str | None = None) -> Workspace:
     """
     ws.root.mkdir(parents=True, exist_ok=True)
     if not ws.config_path.exists():
-        ws.config_path.write_text(config_text or package_text("labelloop.yaml"), encoding="utf-8")
+        text = config_text or package_text("labelloop.yaml").replace("project: demo", f"project: {json.dumps(ws.root.name)}", 1)
+        ws.config_path.write_text(text, encoding="utf-8")
     load_config(ws.config_path)
     for d in (ws.inbox, ws.review_inbox, ws.review_out, ws.tables, ws.state, ws.dagster_home):
         d.mkdir(parents=True, exist_ok=True)

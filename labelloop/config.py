@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILE = "labelloop.yaml"
 
@@ -70,9 +70,9 @@ class QA(_Strict):
 
 
 class Release(_Strict):
-    train: float = 0.8
-    val: float = 0.1
-    test: float = 0.1
+    train: float = Field(0.8, ge=0.0, le=1.0)
+    val: float = Field(0.1, ge=0.0, le=1.0)
+    test: float = Field(0.1, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _sum(self):
@@ -99,14 +99,15 @@ class ProjectConfig(_Strict):
     release: Release = Release()
     prelabeler: PreLabeler = PreLabeler()
 
-    @model_validator(mode="after")
-    def _unique(self):
-        names = [c.name for c in self.categories]
-        if len(set(names)) != len(names):
-            raise ValueError(f"category names must be unique: {names}")
+    @field_validator("categories")
+    @classmethod
+    def _unique(cls, categories: list[Category]) -> list[Category]:
+        names = [c.name for c in categories]
         if not names:
             raise ValueError("at least one category is required")
-        return self
+        if len(set(names)) != len(names):
+            raise ValueError(f"category names must be unique: {names}")
+        return categories
 
     def category(self, name: str) -> Category:
         for c in self.categories:
@@ -149,6 +150,8 @@ def load_config(path: str | Path) -> ProjectConfig:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run `labelloop init` to create a workspace)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -69,7 +69,7 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
     files = [src] if src.is_file() else list_image_files(src)
     base = src.parent if src.is_file() else src
     with ws.lock():
-        batch = check_batch_name(batch) if batch else default_batch_name(ws)
+        batch = check_batch_name(batch) if batch is not None else default_batch_name(ws)
         result = IngestResult(batch=batch)
         known = {(r["source_path"], r["sha256"]) for b in ws.batches() for r in read_manifest(ws, b)}
         in_batch = {r["source_path"]: r["sha256"] for r in read_manifest(ws, batch)}
@@ -108,7 +108,7 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
             known.add((rel, digest))
             seq += 1
             result.copied.append(rel)
-        if new_rows or not ws.manifest_path(batch).exists():
+        if new_rows:
             path = ws.manifest_path(batch)
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as fh:

@@ -227,6 +227,8 @@ def release(ws: Workspace, push: bool = True) -> dict:
         g = failed_gates(report)[0]
         raise ReleaseBlocked(f"QA gate {g['name']} failed: {g['reason']} (value {g['value']}, threshold {g['threshold']})")
     labels, resolved = read_labels(ws)
+    if not resolved:
+        raise ReleaseBlocked("nothing to release: no image is resolved yet (auto-accepted or reviewed)")
     staging = ws.state / "release-staging"
     if staging.exists():
         shutil.rmtree(staging)
@@ -237,7 +239,11 @@ def release(ws: Workspace, push: bool = True) -> dict:
         tags = V.release_tags(ws.root)
         if tags and tags[-1]["content_sha256"] == manifest["content_sha256"]:
             shutil.rmtree(staging)
-            return {"status": "unchanged", "tag": tags[-1]["tag"], "counts": manifest["counts"]}
+            out = {"status": "unchanged", "tag": tags[-1]["tag"], "counts": manifest["counts"], "restored": False}
+            if _current_content(ws) != manifest["content_sha256"]:  # release/ was rolled back
+                V.rollback(ws.root, tags[-1]["tag"])
+                out["restored"] = True
+            return out
         counter = ws.state / "release_counter"
         n = V.next_release_number(ws.root, counter)
         swap_in(staging, ws.release_dir)
@@ -247,6 +253,14 @@ def release(ws: Workspace, push: bool = True) -> dict:
         write_release_index(ws, info["tag"])
     return {"status": "released", **info, "counts": manifest["counts"], "content_sha256": manifest["content_sha256"],
             "warnings": [f"{g['name']}: {g['reason']}" for g in warn]}
+
+
+def _current_content(ws: Workspace) -> str | None:
+    p = ws.release_dir / "manifest.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))["content_sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags: list[dict]) -> str:

@@ -59,8 +59,11 @@ def route_images(images: list[dict], predictions: list[dict], config: ProjectCon
             if below:
                 worst = min(below, key=lambda p: p["score"])
                 t = config.thresholds(worst["category"]).high
+                shown = f"{worst['score']:.3f}"
+                if float(shown) >= t:  # never print a score rounded up to its threshold
+                    shown = f"{worst['score']:.6f}"
                 row.update(route=REVIEW, reason=f"{len(below)} of {len(kept)} below high threshold "
-                           f"(lowest {worst['category']} {worst['score']:.2f} < {t})")
+                           f"(lowest {worst['category']} {shown} < {t})")
             else:
                 row.update(route=AUTO, reason=f"all {len(kept)} predictions at or above high threshold")
         rows.append(row)

@@ -81,13 +81,16 @@ def init_repo(root: Path, dvc_yaml_template: str, remote: Path, gitignore: list[
 
 def release_tags(root: Path) -> list[dict]:
     """Release tags, oldest first: ``{"tag", "n", "git_sha", "content_sha256", "subject"}``."""
-    out = git(root, "tag", "-l", f"{TAG_PREFIX}*", "--format=%(refname:short)%00%(*objectname)%00%(contents)%00%00")
+    # fields end with US (0x1f), records with RS (0x1e): neither occurs in tag names or messages
+    fmt = "%(refname:short)%1f%(*objectname)%1f%(objectname)%1f%(contents)%1f%1e"
+    # not git(): str.strip() would eat the separators (Python counts 0x1c-0x1f as whitespace)
+    out = _run(["git", "for-each-ref", f"refs/tags/{TAG_PREFIX}*", f"--format={fmt}"], Path(root)).stdout
     tags = []
-    for chunk in out.split("\0\0"):
-        parts = chunk.strip("\n").split("\0")
-        if len(parts) < 3 or not TAG_RE.match(parts[0].strip()):
+    for chunk in out.split("\x1e"):
+        parts = chunk.lstrip("\n").split("\x1f")
+        if len(parts) < 4 or not TAG_RE.match(parts[0].strip()):
             continue
-        name, sha, body = parts[0].strip(), parts[1], parts[2]
+        name, sha, body = parts[0].strip(), parts[1] or parts[2], parts[3]
         m = re.search(r"^content-sha256: ([0-9a-f]{64})$", body, re.M)
         tags.append({"tag": name, "n": int(TAG_RE.match(name).group(1)), "git_sha": sha,
                      "content_sha256": m.group(1) if m else None,

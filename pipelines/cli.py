@@ -94,7 +94,8 @@ def cli(ctx: click.Context, workspace: str | None, verbose: bool) -> None:
 @options
 @click.pass_context
 def init(ctx: click.Context) -> None:
-    """Create a workspace here (git + DVC repository, labelloop.yaml, folders, Dagster home)."""
+    """Create a workspace (git + DVC repository, labelloop.yaml, folders, Dagster home) at
+    --workspace, else $LABELLOOP_WORKSPACE, else the current directory."""
     from labelloop.bootstrap import init_workspace
     from pipelines.runner import get_instance
 
@@ -116,7 +117,8 @@ def ingest(ctx: click.Context, path: str, batch: str | None) -> None:
 
     ws = _ws(ctx)
     res = do_ingest(ws, path, batch)
-    get_instance(ws).add_dynamic_partitions(BATCHES, [res.batch])
+    if res.batch in ws.batches():
+        get_instance(ws).add_dynamic_partitions(BATCHES, [res.batch])
     click.echo(f"batch {res.batch}: {len(res.copied)} copied, {len(res.already_ingested)} already ingested, "
                f"{len(res.skipped)} skipped")
     for p, why in res.skipped:
@@ -161,7 +163,7 @@ def run(ctx: click.Context, batch: str | None) -> None:
         if d["batch"]:
             ri, pl, rq, rx = (md.get(k, {}) for k in ("raw_images", "prelabels", "review_queue", "review_export"))
             routes = ", ".join(f"{k.split('/')[1]} {v}" for k, v in rq.items() if k.startswith("route/"))
-            click.echo(f"batch {d['batch']} ({d['reason']}): {ri.get('ok', 0)} ok, {ri.get('rejected', 0)} rejected; "
+            click.echo(f"batch {d['batch']} [ran: {d['reason']}]: {ri.get('ok', 0)} ok, {ri.get('rejected', 0)} rejected; "
                        f"{pl.get('dagster/row_count', 0)} predictions; {routes}; {rx.get('tasks', 0)} tasks exported")
         else:
             lab = md.get("labels", {})
@@ -200,9 +202,12 @@ def import_review(ctx: click.Context, file: str, source: str | None) -> None:
     from labelloop import project as P
 
     ws = _ws(ctx)
+    existed = {p.resolve() for p in P.review_files(ws)}
     dest = _copy_to_inbox(ws, Path(file), source)
     check = P.import_file(ws, dest, source=source, dry_run=True)
     if check.get("error"):
+        if dest.resolve() not in existed:
+            dest.unlink(missing_ok=True)  # not an export: leave the inbox as it was
         raise CliError(check["error"])
     steps = _run_batches(ctx, ws, None)
     hl = steps[-1]["metadata"].get("human_labels", {})
@@ -237,7 +242,7 @@ def do_release(ctx: click.Context, ws: Workspace) -> dict:
     if out.success:
         return {"status": md.get("status", "released"), "tag": md.get("tag"), "warnings": warnings,
                 "run_id": out.run_id, "metadata": md}
-    if out.failed_checks or any("QA" in f or "qa_report" in f for f in out.failures):
+    if out.failed_checks or any("release blocked: " in f for f in out.failures):
         return {"status": "blocked", "reason": out.reason(), "checks": out.failed_checks, "warnings": warnings,
                 "run_id": out.run_id}
     raise CliError(f"release: {out.reason()} (run {out.run_id})")
@@ -259,7 +264,8 @@ def release(ctx: click.Context) -> None:
         click.echo(f"labelloop: release blocked: {r['reason']}", err=True)
         ctx.exit(BLOCKED)
     if r["status"] == "unchanged":
-        click.echo(f"no change since {r['tag']}: no new release")
+        restored = f"; release/ restored to {r['tag']}" if r["metadata"].get("restored") else ""
+        click.echo(f"no change since {r['tag']}: no new release{restored}")
     else:
         m = r["metadata"]
         click.echo(f"released {r['tag']}: {m.get('images')} images, {m.get('labels')} labels "
@@ -319,20 +325,23 @@ def lineage(ctx: click.Context, ident: str, as_json: bool) -> None:
 
 @cli.command()
 @options
+@click.option("--port", "-p", default=3000, show_default=True, help="port of the UI on 127.0.0.1")
 @click.pass_context
-def ui(ctx: click.Context) -> None:
-    """Open the Dagster UI (dagster dev) on this workspace's instance."""
+def ui(ctx: click.Context, port: int) -> None:
+    """Open the Dagster UI (dagster dev) on this workspace's instance (stop it with Ctrl-C)."""
     ws = _ws(ctx)
     env = dict(os.environ, DAGSTER_HOME=str(ws.dagster_home), LABELLOOP_WORKSPACE=str(ws.root))
-    exe = shutil.which("dagster") or "dagster"
-    os.execvpe(exe, [exe, "dev", "-m", "pipelines.definitions"], env)
+    click.echo(f"Dagster UI on http://127.0.0.1:{port} for {ws.root} (DAGSTER_HOME={ws.dagster_home})")
+    args = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    os.execve(sys.executable, args, env)
 
 
 @cli.command()
 @options
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """The main job on the bundled photos in a fresh workspace (default ./labelloop-demo)."""
+    """The main job on the bundled photos in a fresh workspace: --workspace, else
+    $LABELLOOP_WORKSPACE, else ./labelloop-demo (not the current directory)."""
     from pipelines.demo import run_demo
 
     run_demo(ctx)

@@ -74,9 +74,21 @@ def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
     lines += [
         f"COCO / YOLO       {ws.release_dir / 'coco'}  {ws.release_dir / 'data.yaml'}",
         f"QA report         {hpath}  ({jpath.name})",
-        f"Dagster UI        labelloop --workspace {ws.root} ui",
+        f"Dagster UI        {_labelloop_exe()} --workspace {ws.root} ui",
     ]
     return "\n".join(lines)
+
+
+def _labelloop_exe() -> str:
+    """The labelloop command as the user can type it (the venv's script when not on PATH)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).with_name("labelloop")
+    if shutil.which("labelloop") == str(beside) or not beside.exists():
+        return "labelloop"
+    return str(beside)
 
 
 def _model_ids(ws: Workspace) -> list[str]:

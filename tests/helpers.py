@@ -6,19 +6,18 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 
 def ls_fixtures() -> Path:
-    """The Label Studio 1.23.2 round-trip fixtures (../shared/fixtures beside the repository)."""
+    """The Label Studio 1.23.2 round-trip fixtures: files made by a real Label Studio server
+    (copied from shared/fixtures into tests/fixtures so a clean clone has them)."""
     env = os.environ.get("LABELLOOP_LS_FIXTURES")
-    here = Path(__file__).resolve().parents[1]
-    for cand in ([Path(env)] if env else []) + [here / "shared", here.parent / "shared"]:
-        p = cand if (cand / "NOTES.md").exists() else cand / "fixtures" / "label-studio-1.23.2"
+    here = Path(__file__).resolve().parent
+    for p in ([Path(env)] if env else []) + [here / "fixtures" / "label-studio-1.23.2"]:
         if (p / "export_json.json").exists():
             return p
-    pytest.skip("Label Studio fixtures not found (set LABELLOOP_LS_FIXTURES)", allow_module_level=True)
+    raise FileNotFoundError(f"Label Studio fixtures missing: expected {here / 'fixtures' / 'label-studio-1.23.2'}")
 
 
 def skimage_data() -> Path:

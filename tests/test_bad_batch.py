@@ -41,7 +41,7 @@ def test_each_bad_file_gets_its_row(batch):
 
 def test_the_rest_of_the_batch_is_routed_and_exported(batch):
     ws, expected, rows, out = batch
-    assert "batch bad-1 (raw_images not materialized): 8 ok, 4 rejected" in out
+    assert "batch bad-1 [ran: raw_images not materialized]: 8 ok, 4 rejected" in out
     routed = [p for p, r in rows.items() if r["route"]]
     assert len(routed) == 7  # 8 ok files, one exact duplicate not routed again
     tasks = json.loads((ws.review_out / "bad-1" / "tasks.json").read_text())
@@ -72,3 +72,24 @@ def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "w" / "labelloop.yaml").write_text("categories: []\n")
     res = cli(tmp_path / "w", "run", ok=False)
     assert res.exit_code != 0 and "labelloop.yaml" in res.output and "at least one category" in res.output
+
+
+def test_nothing_to_release_nothing_new_to_ingest_and_a_bad_export_left_out(tmp_path):
+    from helpers import skimage_data
+    import shutil
+
+    root = tmp_path / "w"
+    cli(root, "init")
+    res = cli(root, "release", ok=False)
+    assert res.exit_code == 3 and "nothing to release: no image is resolved yet" in res.output
+    (tmp_path / "p").mkdir()
+    shutil.copyfile(skimage_data() / "coffee.png", tmp_path / "p" / "coffee.png")
+    cli(root, "ingest", str(tmp_path / "p"), "--batch", "one")
+    out = cli(root, "ingest", str(tmp_path / "p"), "--batch", "two")
+    assert "0 copied, 1 already ingested" in out.output
+    assert [b["name"] for b in json.loads(cli(root, "status", "--json").output)["batches"]] == ["one"]
+    bad = tmp_path / "export.json"
+    bad.write_text("{not json")
+    res = cli(root, "import-review", str(bad), ok=False)
+    assert res.exit_code == 1 and "export.json" in res.output and "not valid JSON" in res.output
+    assert not (root / "review_inbox" / "export.json").exists()

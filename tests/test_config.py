@@ -50,9 +50,7 @@ def test_minimal_file_takes_the_defaults(tmp_path):
     assert (cfg.routing.qa_sample_rate, cfg.routing.seed, cfg.prelabeler.max_side) == (0.1, 0, 800)
 
 
-@pytest.mark.parametrize(
-    "text, problem",
-    [
+INVALID = [
         ("categories:\n  - {name: person, detector: hog}\n"
          "  - {name: face, detector: haar, thresholds: {low: 0.9, high: 0.5}}\n",
          "categories.1.thresholds: Value error, low (0.9) must be <= high (0.5)"),
@@ -77,8 +75,10 @@ def test_minimal_file_takes_the_defaults(tmp_path):
         ("project: x\n", "categories: Field required"),
         ("categories:\n  - {name: '', detector: hog}\n",
          "categories.0.name: String should have at least 1 character"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("text, problem", INVALID, ids=[p.split(":")[0] for _, p in INVALID])
 def test_invalid_value_names_file_and_key_path(tmp_path, text, problem):
     path = write(tmp_path, text)
     assert error_of(path) == f"{path}: {problem}"
@@ -97,16 +97,14 @@ def test_duplicate_category_names(tmp_path):
     assert msg.endswith("category names must be unique: ['person', 'person']")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: model-level errors on the category list are reported at key path "
-                   "'<root>' instead of 'categories'")
 @pytest.mark.parametrize("text", ["categories:\n  - {name: person, detector: hog}\n  - {name: person, detector: x}\n",
-                                  "categories: []\n"])
+                                  "categories: []\n"], ids=["duplicate", "empty"])
 def test_category_list_errors_name_the_categories_key(tmp_path, text):
     path = write(tmp_path, text)
     assert error_of(path).startswith(f"{path}: categories: ")
 
 
-@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "", "42\n"])
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "", "42\n"], ids=["list", "str", "empty", "int"])
 def test_non_mapping_yaml(tmp_path, text):
     path = write(tmp_path, text)
     assert error_of(path) == f"{path}: expected a mapping at the top level"
@@ -128,15 +126,11 @@ def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a labelloop.yaml that is not UTF-8 raises UnicodeDecodeError, not "
-                   "ConfigError naming the file")
 def test_non_utf8_file_is_a_config_error(tmp_path):
     path = write(tmp_path, "project: café\n" + ONE_CAT, encoding="latin-1")
     assert error_of(path).startswith(f"{path}: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Release fractions have no range check; negative val/test that sum "
-                   "to 1 with train > 1 are accepted")
 def test_negative_release_fraction_is_rejected(tmp_path):
     path = write(tmp_path, ONE_CAT + "release: {train: 1.5, val: -0.25, test: -0.25}\n")
     assert error_of(path).startswith(f"{path}: release.")

@@ -62,4 +62,4 @@ def test_prelabels_resume_after_a_crash(tmp_path):
     assert sorted(map(key, preds)) == sorted(map(key, B.batch_predictions(wf, "b1", model.model_id)))
     # the CLI then finds nothing stale for that model and completes the rest of the batch
     out = cli(root, "run")
-    assert "batch b1 (review_queue not materialized)" in out.output
+    assert "batch b1 [ran: review_queue not materialized]" in out.output

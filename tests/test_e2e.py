@@ -136,8 +136,11 @@ def test_rollback_restores_bytes_and_keeps_later_tags(released, tmp_path):
         assert hashlib.sha256((ws.release_dir / rel).read_bytes()).hexdigest() == sha
     assert [t["tag"] for t in versioning.release_tags(root)] == ["dataset-v1", "dataset-v2"]
     assert "changed deps" in versioning.dvc(root, "status")
-    cli(root, "rollback", "dataset-v2")
+    # releasing the unchanged labels makes no new tag but brings release/ back to dataset-v2
+    out = cli(root, "release")
+    assert "no change since dataset-v2: no new release; release/ restored to dataset-v2" in out.output
     assert {p.relative_to(ws.release_dir): p.read_bytes() for p in ws.release_dir.rglob("*") if p.is_file()} == v2
+    assert "changed deps" not in versioning.dvc(root, "status")
     res = cli(root, "rollback", "dataset-v9", ok=False)
     assert res.exit_code == 1 and "unknown release tag 'dataset-v9'" in res.output
 

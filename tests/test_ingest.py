@@ -148,8 +148,6 @@ def test_invalid_batch_name_raises(ws, tmp_path, name):
     assert ws.batches() == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ingest(batch='') treats the empty name as 'no name' and creates a "
-                   "timestamp batch instead of raising WorkspaceError")
 def test_empty_batch_name_raises(ws, tmp_path):
     src = tmp_path / "src"
     put(src, "a.png", "coffee.png")
