@@ -7,14 +7,15 @@ from pipelines.partitions import batches
 from resources.prelabeler import PreLabelerResource
 from resources.storage import WorkspaceResource
 
-# Ready for dagster-k8s: the GPU request and node selector a k8s_job_executor applies per step.
+# Ready for dagster-k8s: the GPU request and node selector a k8s_job_executor applies per step
+# (dagster-k8s reads the "dagster-k8s/config" op tag; see README, "Pre-labeling on a GPU").
 K8S_GPU_TAGS = {"dagster-k8s/config": {
     "container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}},
     "pod_spec_config": {"node_selector": {"nvidia.com/gpu.present": "true"}},
 }}
 
 
-@dg.asset(partitions_def=batches, deps=["raw_images"], group_name="prelabel", kinds={"python", "parquet"},
+@dg.asset(partitions_def=batches, deps=["raw_images"], group_name="prelabel", kinds={"python", "pytorch", "parquet"},
           pool="gpu", op_tags=K8S_GPU_TAGS,
           retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL))
 def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
@@ -23,13 +24,22 @@ def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     model id and checkpoint sha256 on every row. Resumable in chunks; a new model_id adds a
     new prediction set and never touches human labels."""
     ws = storage.workspace()
-    model = prelabeler.get(ws.config())
-    s = B.prelabel_batch(ws, context.partition_key, model, context.run_id)
+    cfg = ws.config()
+    model = prelabeler.get(cfg, root=str(ws.root))
+    s = B.prelabel_batch(ws, context.partition_key, model, context.run_id, chunk_size=cfg.prelabeler.chunk_size)
     for f in s["failed"]:
         context.log.warning(f"not pre-labeled: {f}")
+    halving = getattr(model, "halving", None)
+    extra = {}
+    if cfg.prelabeler.backend == "foundation":
+        extra = {"batch_size": halving.batch_size if halving else cfg.prelabeler.batch_size,
+                 "oom_halvings": len(halving.events) if halving else 0,
+                 "compute_dtype": getattr(model, "compute_dtype", "float32")}
     return dg.MaterializeResult(metadata={
         "model_id": s["model_id"], "device": s["device"], "checkpoint_sha256": model.checkpoint_sha256,
         "images_predicted": s["images_predicted"], "images_cached": s["images_cached"],
+        "images_failed": len(s["failed"]),
         "predictions_new": s["predictions_new"], "images_per_second": s["images_per_second"] or 0.0,
         "dagster/row_count": len(B.batch_predictions(ws, context.partition_key, s["model_id"])),
+        **extra,
     })

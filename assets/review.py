@@ -6,7 +6,7 @@ from labelloop import batch as B
 from labelloop import project as P
 from pipelines.partitions import batches
 from resources.prelabeler import PreLabelerResource
-from resources.review_tool import LabelStudioFilesResource
+from resources.review_tool import LabelStudioFilesResource, pull_metadata, push_metadata
 from resources.storage import WorkspaceResource
 
 
@@ -33,17 +33,22 @@ def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     model_id = prelabeler.get(ws.config()).model_id
     reviewed = set(P.review_store(ws).latest_reviews())
     s = B.export_batch(ws, context.partition_key, model_id, reviewed)
+    pushed = review_tool.push_batch(ws, context.partition_key)  # live Label Studio server; None for files
     return dg.MaterializeResult(metadata={
         "tool": review_tool.tool, "tasks": s["tasks"], "predictions_sent": s["predictions_sent"],
         "already_reviewed": s["already_reviewed"], "file": dg.MetadataValue.path(str(ws.root / s["file"])),
+        **push_metadata(pushed),
     })
 
 
 @dg.asset(deps=["review_export"], group_name="review", kinds={"python", "parquet"})
-def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource) -> dg.MaterializeResult:
-    """Reviewed annotations imported from the review inbox (Label Studio JSON / JSON-MIN),
-    idempotent per annotation identity; bad tasks rejected one by one with their reason."""
+def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
+                 review_tool: LabelStudioFilesResource) -> dg.MaterializeResult:
+    """Reviewed annotations imported from the review inbox (Label Studio JSON / JSON-MIN) and,
+    with a live Label Studio server, pulled from it; idempotent per annotation identity; bad
+    tasks rejected one by one with their reason."""
     ws = storage.workspace()
+    pulled = review_tool.pull_reviews(ws)  # live Label Studio server; None for files
     s = P.import_inbox(ws)
     for e in s["errors"]:
         context.log.error(e)
@@ -55,4 +60,5 @@ def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource) 
         "files": len(s["files"]), "new_reviews": s["new_reviews"], "already_imported": s["skipped"],
         "rejected": s["rejects"], "file_errors": len(s["errors"]),
         "dagster/row_count": len(store.human_labels()), "reviewed_images": len(store.latest_reviews()),
+        **pull_metadata(pulled, context.log),
     })

@@ -57,9 +57,12 @@ def status(ws: Workspace) -> dict:
 
 
 def lineage(ws: Workspace, ident: str) -> dict:
-    """Provenance of an image_id (or unique prefix), a label_id, or a source file name.
+    """Provenance of an image_id (or unique prefix), a label_id, or a source file name, for the
+    current labels (a release's: :func:`labelloop.lineage.lineage_at_release`).
 
-    Returns ``{"image": {...}, "labels": [...], "deleted": [...], "reviews": [...]}``.
+    Returns ``{"image": {...}, "labels": [...], "deleted": [...], "reviews": [...]}``; each label
+    carries the RELEASE_LINEAGE fields (prompt, thresholds, review task, run id, QA sample ...)
+    and ``release``: the tags holding it.
 
     Raises:
         KeyError: nothing matches ``ident``, or it matches several images (message lists them).
@@ -85,9 +88,16 @@ def lineage(ws: Workspace, ident: str) -> dict:
         p = release_index_path(ws, t["tag"])
         if p.is_file():
             in_release[t["tag"]] = set(json.loads(p.read_text(encoding="utf-8"))["label_ids"])
+    from labelloop.lineage import release_lineage_rows
+    from labelloop.release_flow import gather_inputs
+
+    mine = [lab for lab in labels if lab["image_id"] == iid]
+    inputs = gather_inputs(ws, mine, [])
+    info = {iid: {**first, "coco_image_id": None, "file_name": None, "split": None}}
+    traced = {r["label_id"]: r for r in release_lineage_rows(mine, info, {}, inputs)}
     out_labels = []
-    for lab in (l for l in labels if l["image_id"] == iid):
-        out_labels.append({
+    for lab in mine:
+        out_labels.append({**traced[lab["label_id"]],
             "label_id": lab["label_id"], "origin": lab["origin"], "category": lab["category"], "bbox_xyxy": lab["bbox"],
             "score": lab["score"], "model_id": lab["model_id"], "checkpoint_sha256": lab["checkpoint_sha256"],
             "prediction_id": lab["prediction_id"], "annotator": lab["annotator"], "action": lab["action"],

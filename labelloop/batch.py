@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from labelloop import labelstudio, tables
 from labelloop.images import ImageError, assign_duplicates, inspect_image, load_rgb
 from labelloop.ingest import list_image_files
-from labelloop.prelabel.protocol import PreLabeler
+from labelloop.prelabel.protocol import PreLabeler, iter_predictions
 from labelloop.routing import route_images
 from labelloop.schemas import EXPORTED_PREDICTIONS, IMAGES, PREDICTIONS, REVIEW_QUEUE
 from labelloop.workspace import Workspace, read_manifest
@@ -117,29 +117,38 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
     todo = [r for r in todo if not (r["image_id"] in seen or seen.add(r["image_id"]))]
     n_parts = len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
     started, n_pred, failed = time.perf_counter(), 0, []
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start:start + chunk_size]
-        rows, covered = [], []
-        for img in chunk:
-            try:
-                rgb = load_rgb(ws.root / img["uri"])
-            except ImageError as exc:
-                failed.append(f"{img['source_path']}: {exc}")
-                continue
-            dets = model.predict([rgb])[0]
+    rows: list[dict] = []
+    covered: list[str] = []
+    pending = 0  # images of todo handled since the last part file
+
+    def flush() -> None:
+        nonlocal n_parts, n_pred, rows, covered, pending
+        table = tables.to_table(rows, PREDICTIONS)
+        table = table.replace_schema_metadata({CHUNK_META: json.dumps(covered).encode()})
+        tables.write_table(table, folder / f"part-{n_parts:05d}.parquet")
+        n_parts, n_pred = n_parts + 1, n_pred + len(rows)
+        rows, covered, pending = [], [], 0
+
+    # One stream over the whole batch (the batched backend keeps its DataLoader running across
+    # part files); a part file is written after every chunk_size images, in input order.
+    for i, result in iter_predictions(model, [ws.root / img["uri"] for img in todo]):
+        img = todo[i]
+        pending += 1
+        if isinstance(result, BaseException):  # undecodable file, or out of memory alone
+            failed.append(f"{img['source_path']}: {result}")
+        else:
             covered.append(img["image_id"])
             rank: dict[str, int] = {}
-            for d in dets:
+            for d in result:
                 k = rank[d.category] = rank.get(d.category, -1) + 1
                 rows.append({"prediction_id": prediction_id(model.model_id, img["image_id"], d.category, k),
                              "image_id": img["image_id"], "category": d.category, "bbox": list(d.bbox),
                              "score": d.score, "mask": d.mask, "model_id": model.model_id,
                              "checkpoint_sha256": model.checkpoint_sha256, "prompt": d.prompt, "run_id": run_id})
-        table = tables.to_table(rows, PREDICTIONS)
-        table = table.replace_schema_metadata({CHUNK_META: json.dumps(covered).encode()})
-        tables.write_table(table, folder / f"part-{n_parts:05d}.parquet")
-        n_parts += 1
-        n_pred += len(rows)
+        if pending == chunk_size:
+            flush()
+    if pending:
+        flush()
     seconds = time.perf_counter() - started
     return {"model_id": model.model_id, "device": model.device, "images_predicted": len(todo) - len(failed),
             "images_cached": len(done), "predictions_new": n_pred, "seconds": round(seconds, 3),
@@ -158,8 +167,11 @@ def queue_path(ws: Workspace, batch: str) -> Path:
 
 def route_batch(ws: Workspace, batch: str, model_id: str) -> dict:
     """Route the batch's images by confidence (labelloop.routing) and write its review queue."""
+    from labelloop.active_learning import assign_reviewers, prioritize  # issue 4: priority, budget, double review
+
     cfg = ws.config()
-    rows = route_images(images_to_label(ws, batch), batch_predictions(ws, batch, model_id), cfg)
+    images, preds = images_to_label(ws, batch), batch_predictions(ws, batch, model_id)
+    rows = assign_reviewers(prioritize(route_images(images, preds, cfg), images, preds, cfg), cfg)
     tables.write_rows(rows, REVIEW_QUEUE, queue_path(ws, batch))
     counts: dict[str, int] = {}
     for r in rows:
@@ -177,25 +189,40 @@ def exported_path(ws: Workspace, batch: str) -> Path:
 
 
 def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -> dict:
-    """Write ``review_out/<batch>/tasks.json`` (Label Studio import file with pre-annotations)
-    and ``label_config.xml`` for the images routed to review (human_review and qa_sample),
-    leaving out images already reviewed (``reviewed``: image_ids). Records what was sent in
+    """Write ``review_out/<batch>/tasks.json`` (Label Studio import file with pre-annotations),
+    ``label_config.xml`` and ``annotations.xml`` (the same pre-annotations as CVAT for images 1.1,
+    :mod:`labelloop.cvat`) for the images routed to review that active learning selected, plus
+    the QA sample (:func:`labelloop.active_learning.to_send`), leaving out images already reviewed
+    (``reviewed``: image_ids) unless ``review.resend_reviewed``. Records what was sent in
     ``tables/review_export/<batch>.parquet`` and stamps ``exported_to``/``exported_at`` on the
     queue rows."""
+    from labelloop.active_learning import to_send  # issue 4: only what active learning selected (+ QA sample)
+
     cfg = ws.config()
     queue = tables.read_rows(queue_path(ws, batch), REVIEW_QUEUE)
-    send = [q for q in queue if q["route"] != "auto_accept" and q["image_id"] not in reviewed]
+    send = [q for q in to_send(queue) if cfg.review.resend_reviewed or q["image_id"] not in reviewed]
     ids = {q["image_id"] for q in send}
     images = [r for r in images_to_label(ws, batch) if r["image_id"] in ids]
     low = {c.name: cfg.thresholds(c.name).low for c in cfg.categories}
     preds = [p for p in batch_predictions(ws, batch, model_id) if p["image_id"] in ids and p["score"] >= low.get(p["category"], 2)]
-    tasks, exported = labelstudio.build_import_tasks(images, preds, model_version=model_id, batch=batch)
+    tasks, exported = labelstudio.build_import_tasks(
+        images, preds, model_version=model_id, batch=batch, keypoints=cfg.keypoint_schema(),
+        reviewers={q["image_id"]: q.get("reviewers_required") or 1 for q in send})
     order = {q["image_id"]: i for i, q in enumerate(send)}
     tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))  # highest priority first
+    from labelloop.gold import mix_honeypots  # gold images, unmarked, among the tasks (issue 5)
+
+    tasks, exported = mix_honeypots(ws, batch, model_id, tasks, exported)
     out = ws.review_out / batch
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
-    _atomic_text(out / "label_config.xml", labelstudio.label_config_xml(cfg.category_names) + "\n")
+    _atomic_text(out / "label_config.xml",
+                 labelstudio.label_config_xml(cfg.category_names, keypoints=cfg.keypoint_schema() or None) + "\n")
+    from labelloop.cvat import build_cvat_xml  # issue 4: the same batch for CVAT (annotations.xml)
+
+    cvat_xml = build_cvat_xml(images, preds, cfg.category_names, task_name=f"{cfg.project}/{batch}",
+                              mask_shape=cfg.review.cvat_mask_shape, keypoints=cfg.keypoint_schema())
+    _atomic_text(out / "annotations.xml", cvat_xml.decode("utf-8"))
     tables.write_rows(exported, EXPORTED_PREDICTIONS, exported_path(ws, batch))
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     rel = ws.relative(out / "tasks.json")
@@ -240,6 +267,10 @@ def stale_reason(ws: Workspace, batch: str, model_id: str) -> str | None:
     queue = tables.read_rows(qp, REVIEW_QUEUE)
     if {q["image_id"] for q in queue} != wanted or any(q["policy_id"] != ws.config().policy_id() for q in queue):
         return "routing policy or images changed"
+    from labelloop.active_learning import al_policy_id  # issue 4
+
+    if any(q.get("al_policy_id") != al_policy_id(ws.config()) for q in queue):
+        return "active-learning or double-review settings changed"
     parts = list(prelabel_dir(ws, batch, model_id).glob("part-*.parquet"))
     if parts and max(p.stat().st_mtime_ns for p in parts) > qp.stat().st_mtime_ns:
         return "predictions newer than the review queue"

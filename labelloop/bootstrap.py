@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +24,25 @@ concurrency:
     default_limit: 1
     granularity: op
 """
+
+
+# Production instance storage: runs, event logs and schedules in PostgreSQL (dagster-postgres).
+# The URL is read from the environment at instance load, never written into the file.
+PG_ENV = "LABELLOOP_DAGSTER_PG_URL"
+DAGSTER_YAML_POSTGRES = DAGSTER_YAML + f"""\
+storage:
+  postgres:
+    postgres_url:
+      env: {PG_ENV}
+"""
+
+
+def dagster_yaml() -> str:
+    """The instance settings for a new workspace: PostgreSQL storage when
+    ``$LABELLOOP_DAGSTER_PG_URL`` is set (``postgresql+psycopg2://user:password@host:port/db``; SQLAlchemy 2.1 reads a bare
+    ``postgresql://`` as psycopg 3, which dagster-postgres does not install), else
+    SQLite files under DAGSTER_HOME."""
+    return DAGSTER_YAML_POSTGRES if os.environ.get(PG_ENV) else DAGSTER_YAML
 
 
 def package_text(name: str) -> str:
@@ -47,6 +67,6 @@ def init_workspace(ws: Workspace, config_text: str | None = None) -> Workspace:
         d.mkdir(parents=True, exist_ok=True)
     dy = ws.dagster_home / "dagster.yaml"
     if not dy.exists():
-        dy.write_text(DAGSTER_YAML, encoding="utf-8")
+        dy.write_text(dagster_yaml(), encoding="utf-8")
     versioning.init_repo(ws.root, package_text("dvc.yaml"), ws.dvc_remote, GITIGNORE)
     return ws

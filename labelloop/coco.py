@@ -1,10 +1,20 @@
 """COCO object-detection JSON: build a release file from labels, and read one back.
 
-Format: https://cocodataset.org/#format-data ("Object Detection"). Boxes are ``[x, y, w, h]``
-pixels (top-left anchored) in the file and ``[x0, y0, x1, y1]`` pixels everywhere else in
-labelloop; masks go in ``segmentation`` as polygons, or as compressed RLE when they have holes
-(see :func:`labelloop.masks.coco_segmentation`). Output is deterministic: no dates, ids assigned
-from sorted keys, keys sorted on serialization.
+Format: https://cocodataset.org/#format-data ("Object Detection" and "Keypoint Detection").
+Boxes are ``[x, y, w, h]`` pixels (top-left anchored) in the file and ``[x0, y0, x1, y1]`` pixels
+everywhere else in labelloop. Segmentation, as COCO's own files write it:
+
+- one object (``iscrowd: 0``): polygons, one per connected part, when the mask has no holes;
+  compressed RLE when it has holes (polygons cannot carry a hole) - see
+  :func:`labelloop.masks.coco_segmentation`; ``[]`` for a box without a mask;
+- a crowd region (``iscrowd: 1``, a label whose ``iscrowd`` is true): uncompressed RLE
+  (``counts`` a list of run lengths), the box rasterized when the label has no mask.
+
+Keypoints (categories given ``keypoints`` names): ``keypoints`` is ``[x1, y1, v1, ...]`` with
+3 numbers per named point, v = 0 not labeled (x = y = 0), 1 labeled but not visible, 2 visible;
+``num_keypoints`` counts the points with v > 0; the category carries ``keypoints`` and
+``skeleton`` (1-based index pairs). Output is deterministic: no dates, ids from sorted keys or
+the stable id registry (:mod:`labelloop.coco_ids`), keys sorted on serialization.
 """
 
 from __future__ import annotations
@@ -27,8 +37,52 @@ _IMAGE_KEYS = ("image_id", "file_name", "width", "height")
 _READ_BOX_TOL = 0.01  # px; other exporters round coordinates
 
 
-def build_coco(images: list[dict], labels: list[dict], categories: list[str]) -> dict:
-    """Assemble a COCO object-detection dataset dict.
+def uncompressed_rle(mask) -> dict:
+    """COCO's uncompressed RLE of an ``(H, W)`` mask: ``{"size": [H, W], "counts": [runs]}``,
+    runs over the column-major (Fortran) flattening, starting with a (possibly empty) run of 0s
+    (the form of COCO's ``iscrowd: 1`` annotations; ``pycocotools.mask.frPyObjects`` reads it)."""
+    import numpy as np
+
+    flat = np.asarray(mask, dtype=np.uint8).ravel(order="F") != 0
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        runs = [0] + runs
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(v) for v in runs]}
+
+
+def _keypoints(lab: dict, names: list[str] | None, width: int, height: int, where: str) -> tuple[list[float], int] | None:
+    """COCO ``(keypoints, num_keypoints)`` of a label, or None when its category has no keypoints."""
+    kp = lab.get("keypoints")
+    if not names:
+        if kp:
+            raise ValueError(f"{where} has keypoints but its category {lab.get('category')!r} defines none")
+        return None
+    if not kp:
+        return [0.0] * (3 * len(names)), 0
+    if len(kp) != 3 * len(names):
+        raise ValueError(f"{where} has {len(kp)} keypoint numbers; category {lab.get('category')!r} "
+                         f"needs {3 * len(names)} (x, y, v for {len(names)} points)")
+    out, n = [], 0
+    for i in range(len(names)):
+        x, y, v = (float(t) for t in kp[3 * i: 3 * i + 3])
+        if v not in (0.0, 1.0, 2.0) or not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"{where}: keypoint {names[i]!r} has visibility {v} (want 0, 1, 2) or a non-finite x, y")
+        if v == 0:
+            out += [0.0, 0.0, 0.0]
+            continue
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise ValueError(f"{where}: keypoint {names[i]!r} ({x:.1f}, {y:.1f}) outside the {width}x{height} image")
+        out += [x, y, v]
+        n += 1
+    return out, n
+
+
+def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
+               image_ids: dict[str, int] | None = None, annotation_ids: dict[str, int] | None = None,
+               keypoints: dict[str, dict] | None = None) -> dict:
+    """Assemble a COCO object-detection (and keypoint) dataset dict.
 
     Args:
         images: dicts with ``image_id`` (sha256 hex), ``file_name`` (path relative to the
@@ -38,34 +92,48 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str]) ->
         labels: LABELS-shaped dicts (:data:`labelloop.schemas.LABELS`): ``label_id``,
             ``image_id``, ``category``, ``bbox`` xyxy pixels, ``mask`` (RLE JSON or None),
             ``score``, ``origin``; other keys are ignored.
+            ``keypoints`` (flat x, y, v triples in pixels, or None) and ``iscrowd`` (truthy: a
+            crowd region) are used when present.
         categories: category names; COCO ids are 1.. in this order, supercategory ``"object"``.
+        image_ids: ``image_id -> COCO image id`` (stable ids, :class:`labelloop.coco_ids.CocoIds`);
+            default 1.. in ascending image_id order.
+        annotation_ids: ``label_id -> COCO annotation id``; default 1.. in (image, label_id) order.
+        keypoints: ``category -> {"keypoints": [names], "skeleton": [[i, j], ...]}`` for the pose
+            categories.
 
     Returns:
-        ``{"info", "licenses": [], "categories", "images", "annotations"}``. Image ids are 1..
-        in ascending ``image_id`` order, each entry carries ``"sha256": image_id``; annotation
-        ids are 1.. in (image, ``label_id``) order with ``bbox`` xywh, ``area`` (mask area when
-        there is a mask, else box ``w * h``), ``iscrowd: 0``, ``segmentation`` (``[]`` without a
-        mask), ``label_id``, ``origin`` and, for model labels with a score, ``score``.
+        ``{"info", "licenses": [], "categories", "images", "annotations"}``. Images are in
+        COCO id order, each entry carries ``"sha256": image_id``; annotations go image by image in
+        ``label_id`` order with ``bbox`` xywh, ``area`` (mask area when there is a mask, else box
+        ``w * h``), ``iscrowd`` 0 or 1, ``segmentation`` (see the module docstring), ``label_id``,
+        ``origin``, for model labels with a score ``score``, and for pose categories
+        ``keypoints`` and ``num_keypoints``.
 
     Raises:
         ValueError: duplicate category or image, a label whose category is not in
             ``categories`` or whose image is not in ``images``, a box that is not valid inside
-            its image (:func:`labelloop.geometry.box_problem`), or a mask that is malformed or
-            of another size than its image.
+            its image (:func:`labelloop.geometry.box_problem`), a mask that is malformed or
+            of another size than its image, keypoints of the wrong length, visibility or
+            position, or a missing or repeated stable id.
     """
     if len(set(categories)) != len(categories):
         raise ValueError(f"duplicate category names in {categories!r}")
     cat_ids = {name: i for i, name in enumerate(categories, start=1)}
+    kp_names = {c: list((keypoints or {}).get(c, {}).get("keypoints") or []) for c in categories}
+    if image_ids is None:
+        image_ids = {iid: n for n, iid in enumerate(sorted({d["image_id"] for d in images}), start=1)}
     out_images, img_index = [], {}
-    for img in sorted(images, key=lambda d: d["image_id"]):
+    for img in sorted(images, key=lambda d: (image_ids.get(d["image_id"], 0), d["image_id"])):
         missing = [k for k in _IMAGE_KEYS if k not in img]
         if missing:
             raise ValueError(f"image {img.get('image_id')!r} lacks {missing}")
         if img["image_id"] in img_index:
             raise ValueError(f"image {img['image_id']!r} is listed twice")
+        if img["image_id"] not in image_ids:
+            raise ValueError(f"image {img['image_id']!r} has no COCO id")
         entry = {k: v for k, v in img.items() if k not in _IMAGE_KEYS}
         entry.update(
-            id=len(out_images) + 1,
+            id=int(image_ids[img["image_id"]]),
             file_name=img["file_name"],
             width=int(img["width"]),
             height=int(img["height"]),
@@ -83,7 +151,9 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str]) ->
             raise ValueError(f"{where} refers to image {lab.get('image_id')!r}, which is not in the images")
         by_image.setdefault(lab["image_id"], []).append(lab)
 
-    annotations = []
+    if len({e["id"] for e in out_images}) != len(out_images):
+        raise ValueError("two images were given the same COCO id")
+    annotations, seen_ids = [], set()
     for img in out_images:
         for lab in sorted(by_image.get(img["sha256"], []), key=lambda d: str(d.get("label_id"))):
             where = f"label {lab.get('label_id')!r}"
@@ -91,8 +161,12 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str]) ->
             if problem:
                 raise ValueError(f"{where}: {problem}")
             x, y, w, h = xyxy_to_xywh(lab["bbox"])
+            ann_id = len(annotations) + 1 if annotation_ids is None else annotation_ids.get(lab.get("label_id"))
+            if ann_id is None or ann_id in seen_ids:
+                raise ValueError(f"{where} has {'no' if ann_id is None else 'a repeated'} COCO annotation id")
+            seen_ids.add(ann_id)
             ann = {
-                "id": len(annotations) + 1,
+                "id": int(ann_id),
                 "image_id": img["id"],
                 "category_id": cat_ids[lab["category"]],
                 "bbox": [x, y, w, h],
@@ -114,6 +188,12 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str]) ->
                     )
                 ann["area"] = rle_area(lab["mask"])
                 ann["segmentation"] = coco_segmentation(lab["mask"])
+            if lab.get("iscrowd"):
+                mask = decode_rle(lab["mask"]) if lab.get("mask") else _box_mask(lab["bbox"], img["width"], img["height"])
+                ann.update(iscrowd=1, segmentation=uncompressed_rle(mask), area=float(mask.sum()))
+            kp = _keypoints(lab, kp_names[lab["category"]], img["width"], img["height"], where)
+            if kp is not None:
+                ann["keypoints"], ann["num_keypoints"] = kp
             if lab.get("origin") == "model" and lab.get("score") is not None:
                 ann["score"] = float(lab["score"])
             annotations.append(ann)
@@ -121,10 +201,28 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str]) ->
     return {
         "info": dict(INFO),
         "licenses": [],
-        "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in cat_ids.items()],
+        "categories": [_category(n, i, (keypoints or {}).get(n)) for n, i in cat_ids.items()],
         "images": out_images,
         "annotations": annotations,
     }
+
+
+def _category(name: str, cid: int, kp: dict | None) -> dict:
+    out = {"id": cid, "name": name, "supercategory": "object"}
+    if kp and kp.get("keypoints"):
+        out["keypoints"] = list(kp["keypoints"])
+        out["skeleton"] = [list(p) for p in kp.get("skeleton") or []]
+    return out
+
+
+def _box_mask(bbox, width: int, height: int):
+    """The pixels whose centres lie inside the xyxy box (pycocotools' rasterization rule)."""
+    import numpy as np
+
+    x0, y0, x1, y1 = bbox
+    cols = (np.arange(width) + 0.5 >= x0) & (np.arange(width) + 0.5 <= x1)
+    rows = (np.arange(height) + 0.5 >= y0) & (np.arange(height) + 0.5 <= y1)
+    return (rows[:, None] & cols[None, :]).astype(np.uint8)
 
 
 def dumps_coco(obj: dict) -> bytes:
@@ -158,7 +256,8 @@ def read_coco_annotations(path: str | os.PathLike) -> tuple[list[dict], list[dic
         - labels: ``label_id`` (the annotation's ``label_id``, else its COCO id as a string),
           ``image_id``, ``category`` (name), ``bbox`` xyxy pixels, ``mask`` (RLE JSON of the
           ``segmentation``, or None when it is missing or empty), ``score`` and ``origin``
-          (None when absent) and ``iscrowd`` (0/1); in file order.
+          (None when absent), ``iscrowd`` (0/1) and ``keypoints`` (flat x, y, v list, or None);
+          in file order.
         - categories: names in ascending category id order.
 
     Raises:
@@ -240,6 +339,7 @@ def read_coco_annotations(path: str | os.PathLike) -> tuple[list[dict], list[dic
                 "score": ann.get("score"),
                 "origin": ann.get("origin"),
                 "iscrowd": int(ann.get("iscrowd") or 0),
+                "keypoints": [float(v) for v in ann["keypoints"]] if ann.get("keypoints") else None,
             }
         )
     return images, labels, [cats[k] for k in sorted(cats)]

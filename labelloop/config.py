@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from labelloop.prelabel.specs import DetectorSpec, SegmenterSpec
 
 CONFIG_FILE = "labelloop.yaml"
 
@@ -49,12 +51,28 @@ class Category(_Strict):
     prompt: str | None = Field(None, description="text prompt for open-vocabulary detectors")
     masks: bool = False
     thresholds: Thresholds | None = None
+    # pose categories (COCO keypoints): point names in order and the skeleton's 1-based index pairs
+    keypoints: list[str] | None = Field(None, description="keypoint names, e.g. COCO person's 17")
+    skeleton: list[list[int]] | None = Field(None, description="pairs of 1-based keypoint indices (COCO)")
+
+    @model_validator(mode="after")
+    def _keypoints(self):
+        kp = self.keypoints or []
+        if len(set(kp)) != len(kp) or any(not k for k in kp):
+            raise ValueError(f"keypoint names must be unique and non-empty: {kp}")
+        for pair in self.skeleton or []:
+            if len(pair) != 2 or not all(1 <= i <= len(kp) for i in pair):
+                raise ValueError(f"skeleton pair {pair} must be two keypoint indices in 1..{len(kp)}")
+        return self
 
 
 class Routing(_Strict):
     defaults: Thresholds = Thresholds()
     qa_sample_rate: float = Field(0.10, ge=0.0, le=1.0, description="share of auto-accepted images audited")
     seed: int = 0
+    calibrated_policy: str | None = Field(
+        None, description="calibration/<id>.json (relative to the workspace) written by `labelloop calibrate`; "
+        "its per-class thresholds override the ones above (labelloop.calibration)")
 
 
 class Images(_Strict):
@@ -67,12 +85,78 @@ class QA(_Strict):
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     accept_iou: float = Field(0.95, gt=0.0, le=1.0, description="IoU at or above which a reviewed box counts as accepted")
     audit_move_iou: float = Field(0.75, gt=0.0, le=1.0, description="a moved auto label below this IoU is an error")
+    # gold set, agreement, label errors (labelloop.gold_eval, labelloop.agreement, labelloop.label_errors)
+    strict: bool = Field(False, description="strict mode: reviewers' mean IoU vs gold must reach gold_mean_iou_strict")
+    gold_mean_iou: float = Field(0.5, gt=0.0, le=1.0)
+    gold_mean_iou_strict: float = Field(0.75, gt=0.0, le=1.0)
+    gold_class_accuracy: float = Field(0.95, gt=0.0, le=1.0)
+    kappa_min: float = Field(0.8, ge=-1.0, le=1.0, description="Cohen's kappa between reviewers must reach this")
+    kappa_guidelines: float = Field(0.6, ge=-1.0, le=1.0, description="below this kappa the guidelines are flagged")
+    honeypots_per_batch: int = Field(2, ge=0, description="gold images mixed into each batch's review export")
+    bootstrap_resamples: int = Field(2000, ge=100, le=100_000)
+    label_error_threshold: float = Field(0.25, gt=0.0, lt=1.0, description="cleanlab box score below this = suspect")
+    max_suspects: int = Field(50, ge=0, description="suspect labels sent to review per QA run (worst first)")
+
+
+class Cost(_Strict):
+    """Unit prices of hand labeling (defaults: middle of the field's published ranges,
+    classification $0.03-0.10 per image, boxes $0.02-0.10 per object, masks $0.10-3.00 each)."""
+
+    currency: str = "USD"
+    classification_per_image: float = Field(0.065, ge=0.0)
+    box_per_object: float = Field(0.06, ge=0.0)
+    mask_per_object: float = Field(1.55, ge=0.0)
+    accepted_box_factor: float = Field(1.0, ge=0.0, le=1.0,
+                                       description="share of the box price paid for a pre-annotation accepted unchanged")
+
+
+class Calibration(_Strict):
+    """How `labelloop calibrate` fits per-class high thresholds from reviewed outcomes."""
+
+    precision_target: float = Field(0.98, gt=0.0, lt=1.0, description="reviewed precision (95% lower bound) to reach")
+    min_predictions: int = Field(30, ge=1, description="reviewed predictions of a class needed to fit its threshold")
+
+
+class ActiveLearning(_Strict):
+    """Which routed images a human sees first, and how many per batch (labelloop.active_learning)."""
+
+    strategy: Literal["least_confidence", "margin", "entropy", "disagreement", "combined"] = "combined"
+    weights: dict[Literal["least_confidence", "margin", "entropy", "disagreement"], float] = Field(
+        default_factory=lambda: {"least_confidence": 1.0, "margin": 1.0, "entropy": 1.0, "disagreement": 1.0},
+        description="weights of the combined strategy")
+    budget: int | None = Field(None, ge=1, description="human_review images sent per batch (null = all)")
+    diversity_weight: float = Field(0.3, ge=0.0, le=1.0, description="share of the score from phash distance")
+    min_phash_distance: int = Field(10, ge=0, le=64, description="closer to a selected image = near duplicate, not sent")
+    empty_image_uncertainty: float = Field(1.0, ge=0.0, le=1.0, description="uncertainty of an image with no prediction")
+    match_iou: float = Field(0.5, gt=0.0, le=1.0, description="overlapping detections of different classes = one object")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, w: dict) -> dict:
+        if any(v < 0 for v in w.values()) or not any(v > 0 for v in w.values()):
+            raise ValueError(f"weights must be >= 0 with at least one > 0, got {w}")
+        return w
+
+
+class Review(_Strict):
+    """Review round trip settings (issue 4): export formats, double review, import limits."""
+
+    double_review_share: float = Field(0.10, ge=0.0, le=1.0, description="share of review images given two reviewers")
+    resend_reviewed: bool = Field(False, description="re-send images that already have a review")
+    max_export_mb: float = Field(200.0, gt=0.0, description="larger review files are refused before reading")
+    cvat_mask_shape: Literal["mask", "polygon"] = Field("mask", description="how masks go to CVAT")
 
 
 class Release(_Strict):
     train: float = Field(0.8, ge=0.0, le=1.0)
     val: float = Field(0.1, ge=0.0, le=1.0)
     test: float = Field(0.1, ge=0.0, le=1.0)
+    yolo_task: Literal["detect", "segment", "pose"] = Field(
+        "detect", description="Ultralytics label layout of release/labels (labelloop.yolo)")
+
+    def ratios(self) -> dict[str, float]:
+        """``{"train", "val", "test"}`` shares (sum 1)."""
+        return {"train": self.train, "val": self.val, "test": self.test}
 
     @model_validator(mode="after")
     def _sum(self):
@@ -82,10 +166,27 @@ class Release(_Strict):
 
 
 class PreLabeler(_Strict):
-    backend: Literal["opencv"] = "opencv"
+    """``backend: opencv`` (embedded CPU default) or ``foundation`` (Grounding DINO + SAM from
+    local checkpoints; needs ``pip install 'labelloop[gpu]'``). See labelloop.prelabel.specs."""
+
+    backend: Literal["opencv", "foundation"] = "opencv"
     device: str = "cpu"
     max_side: int = Field(800, gt=0, description="images are downscaled to this longest side for detection")
     grabcut_iterations: int = Field(3, ge=1)
+    # foundation backend (labelloop.prelabel.foundation)
+    detector: DetectorSpec | None = None
+    segmenter: SegmenterSpec | None = None
+    batch_size: int = Field(8, gt=0, description="images per forward pass (halved on CUDA out-of-memory)")
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes decoding and resizing images")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="autocast dtype: auto = bfloat16 on CUDA, float32 (no autocast) on CPU")
+    chunk_size: int = Field(200, gt=0, description="images per prediction part file (the unit a crash can lose)")
+
+    @model_validator(mode="after")
+    def _foundation(self):
+        if self.backend == "foundation" and self.detector is None:
+            raise ValueError("backend foundation needs prelabeler.detector (path, sha256)")
+        return self
 
 
 class ProjectConfig(_Strict):
@@ -98,6 +199,12 @@ class ProjectConfig(_Strict):
     qa: QA = QA()
     release: Release = Release()
     prelabeler: PreLabeler = PreLabeler()
+    cost: Cost = Cost()
+    calibration: Calibration = Calibration()
+    active_learning: ActiveLearning = ActiveLearning()
+    review: Review = Review()
+    # per-class thresholds of routing.calibrated_policy, filled by load_config
+    _calibrated: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("categories")
     @classmethod
@@ -117,11 +224,17 @@ class ProjectConfig(_Strict):
 
     def thresholds(self, category: str) -> Thresholds:
         c = self.category(category)
+        if category in self._calibrated:
+            return self._calibrated[category]
         return c.thresholds or self.routing.defaults
 
     @property
     def category_names(self) -> list[str]:
         return [c.name for c in self.categories]
+
+    def keypoint_schema(self) -> dict[str, list[str]]:
+        """``{category: [keypoint names]}`` of the categories with keypoints."""
+        return {c.name: list(c.keypoints) for c in self.categories if c.keypoints}
 
     def policy_id(self) -> str:
         """Routing policy id: ``policy-`` + 12 hex of sha256 over the thresholds per category,
@@ -157,9 +270,32 @@ def load_config(path: str | Path) -> ProjectConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        return ProjectConfig.model_validate(raw)
+        cfg = ProjectConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
+    if cfg.routing.calibrated_policy:
+        cfg._calibrated = _calibrated_thresholds(path, cfg)
+    return cfg
+
+
+def _calibrated_thresholds(path: Path, cfg: ProjectConfig) -> dict[str, Thresholds]:
+    """Per-class thresholds of ``routing.calibrated_policy`` (a JSON file relative to the folder of
+    ``labelloop.yaml``, written by labelloop.calibration); ConfigError names the file and problem."""
+    rel = cfg.routing.calibrated_policy
+    file = (path.parent / rel).resolve()
+    if not file.is_relative_to(path.parent.resolve()):
+        raise ConfigError(f"{path}: routing.calibrated_policy {rel!r} lies outside the workspace")
+    try:
+        thresholds = json.loads(file.read_text(encoding="utf-8"))["thresholds"]
+        out = {name: Thresholds.model_validate(t) for name, t in thresholds.items()}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: routing.calibrated_policy: {file} not found") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: routing.calibrated_policy: {file} is not a calibrated policy ({exc})") from None
+    unknown = sorted(set(out) - set(cfg.category_names))
+    if unknown:
+        raise ConfigError(f"{path}: routing.calibrated_policy: {file} has thresholds for unknown categories {unknown}")
+    return out

@@ -7,8 +7,11 @@ so its area is ``(x1 - x0) * (y1 - y0)``. Edge formats:
 - COCO: ``[x, y, w, h]`` in pixels, top-left anchored (https://cocodataset.org/#format-data).
 - YOLO: ``cx cy w h`` normalized by the image width/height (Ultralytics dataset docs).
 - Label Studio RectangleLabels: ``x, y, width, height`` in percent (0-100) of the displayed
-  image, top-left anchored, ``rotation`` in degrees about the top-left corner (Label Studio
-  docs, "Import pre-annotated data").
+  image, top-left anchored, ``rotation`` in degrees (clockwise) about the top-left corner (Label
+  Studio docs, "Import pre-annotated data"). A rotated rectangle is read as the axis-aligned box
+  enclosing it (:func:`ls_to_xyxy`); the rotation is kept beside it by the importers.
+- CVAT boxes: ``xtl, ytl, xbr, ybr`` pixels, ``rotation`` in degrees (clockwise) about the
+  box centre (CVAT for images 1.1).
 """
 
 from __future__ import annotations
@@ -56,21 +59,69 @@ def xyxy_to_ls(bbox: Sequence[float], width: int, height: int) -> dict[str, floa
     }
 
 
+def rotated_rect_corners(x0: float, y0: float, w: float, h: float, rotation: float,
+                         pivot: str = "top-left") -> np.ndarray:
+    """Corners of a ``w x h`` pixel rectangle with top-left ``(x0, y0)`` rotated by ``rotation``
+    degrees, clockwise on screen (y points down), about its top-left corner (Label Studio) or
+    its centre (``pivot="center"``, CVAT). Returns a ``(4, 2)`` float64 array: top-left,
+    top-right, bottom-right, bottom-left of the unrotated rectangle, rotated."""
+    t = np.deg2rad(float(rotation))
+    c, s = np.cos(t), np.sin(t)
+    local = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
+    if pivot == "center":
+        local -= (w / 2.0, h / 2.0)
+        origin = np.array([x0 + w / 2.0, y0 + h / 2.0])
+    elif pivot == "top-left":
+        origin = np.array([x0, y0])
+    else:
+        raise ValueError(f"pivot must be 'top-left' or 'center', got {pivot!r}")
+    rot = np.array([[c, -s], [s, c]])  # y down: a positive angle turns +x towards +y (clockwise)
+    return local @ rot.T + origin
+
+
+def enclosing_box(corners: np.ndarray) -> list[float]:
+    """Axis-aligned ``[x0, y0, x1, y1]`` enclosing ``(N, 2)`` points."""
+    pts = np.asarray(corners, dtype=float).reshape(-1, 2)
+    return [float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())]
+
+
+def ls_rotation(value: dict) -> float:
+    """Rotation of a Label Studio rectangle in degrees, normalized to ``[0, 360)``; 0 when absent.
+
+    Raises:
+        ValueError: ``rotation`` is not a finite number.
+    """
+    try:
+        r = float(value.get("rotation") or 0.0)
+    except (TypeError, ValueError):
+        raise ValueError(f"rectangle rotation must be a number, got {value.get('rotation')!r}") from None
+    if not np.isfinite(r):
+        raise ValueError(f"rectangle rotation must be finite, got {r}")
+    r = r % 360.0
+    return 0.0 if min(r, 360.0 - r) < 1e-6 else r
+
+
 def ls_to_xyxy(value: dict, width: int, height: int) -> list[float]:
     """Label Studio percent rectangle -> ``[x0, y0, x1, y1]`` pixels of a ``width x height`` image.
 
+    A rotated rectangle (``rotation`` != 0: degrees, clockwise, about its top-left corner
+    ``(x, y)``, Label Studio docs "Object Detection template / Rotation") becomes the
+    axis-aligned box that encloses its four corners, computed in *pixels* (percentages of a
+    non-square image are not isotropic). Callers that must keep the rotation read it with
+    :func:`ls_rotation` and store it beside the box (labelloop keeps it as an attribute).
+
     Raises:
-        ValueError: a field is missing or not a number, or the box is rotated (rotated
-            rectangles have no xyxy form; labelloop rejects them rather than guess).
+        ValueError: a field is missing or not a number, or the rotation is not finite.
     """
     try:
         x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"rectangle needs numeric x, y, width, height; got {value!r}") from None
-    rotation = float(value.get("rotation") or 0.0)
-    if abs(rotation) % 360 > 1e-6:
-        raise ValueError(f"rotated rectangle ({rotation} degrees) is not supported")
-    return [x * width / 100.0, y * height / 100.0, (x + w) * width / 100.0, (y + h) * height / 100.0]
+    rotation = ls_rotation(value)
+    px, py, pw, ph = x * width / 100.0, y * height / 100.0, w * width / 100.0, h * height / 100.0
+    if rotation == 0.0:
+        return [px, py, px + pw, py + ph]
+    return enclosing_box(rotated_rect_corners(px, py, pw, ph, rotation))
 
 
 def area(bbox: Sequence[float]) -> float:

@@ -1,10 +1,10 @@
 """Label Studio file formats: labeling config, import tasks with predictions, exports.
 
 Formats follow Label Studio 1.23 (pinned by the real files in
-``shared/fixtures/label-studio-1.23.2``):
+``tests/fixtures/label-studio-1.23.2``):
 
-- labeling config: docs "Labeling configuration" / "RectangleLabels tag";
-- import tasks with predictions: docs "Import pre-annotated data";
+- labeling config and import tasks with predictions: :mod:`labelloop.labelstudio_tasks`
+  (re-exported here);
 - exports: docs "Export annotations" (``JSON`` = list of tasks with ``annotations``; ``JSON-MIN`` =
   one flat object per annotation, data fields at the top level, regions under the control name).
 
@@ -24,57 +24,58 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
-from xml.sax.saxutils import quoteattr
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from labelloop.geometry import ls_to_xyxy, xyxy_to_ls
-
-TOOL = "label-studio"
-OBJECT_NAME = "image"  # <Image name="image" value="$image"/>
-CONTROL_NAME = "label"  # <RectangleLabels name="label" toName="image">
-REGION_TYPE = "rectanglelabels"
-LOCAL_FILES_PREFIX = "/data/local-files/?d="
+from labelloop.geometry import ls_to_xyxy
+from labelloop.labelstudio_regions import _parent_regions, _RecordError, _region
+from labelloop.labelstudio_tasks import (  # noqa: F401 - re-exported: the Label Studio API of labelloop
+    CONTROL_NAME,
+    CONTROLS,
+    KEYPOINT_CONTROL,
+    LOCAL_FILES_PREFIX,
+    OBJECT_NAME,
+    POLYGON_CONTROL,
+    REGION_TYPE,
+    TOOL,
+    build_import_tasks,
+    image_reference,
+    label_config_xml,
+)
 
 # Top-level keys of a JSON-MIN record that are not data fields or region lists.
 _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
 _REGION_HINTS = ("rectanglelabels", "x", "points", "polygonlabels", "keypointlabels", "brushlabels", "labels")
+DEFAULT_MAX_EXPORT_BYTES = 200 * 2**20  # review.max_export_mb default
 
 
 class ExportFormatError(ValueError):
     """A Label Studio file is not JSON or not shaped like the expected format (message says why)."""
 
 
-class _RecordError(Exception):
-    """A problem confined to one annotation; carried in the record's ``error`` field."""
+class ExportTooLarge(ExportFormatError):
+    """An export file over the size limit; refused before it is read (message names file and sizes)."""
 
 
-# --------------------------------------------------------------------------- config, import
 
 
-def label_config_xml(categories: list[str]) -> str:
-    """Labeling config for boxes: ``<View>`` with ``<Image name="image" value="$image"/>`` and
-    ``<RectangleLabels name="label" toName="image">`` holding one ``<Label value=.../>`` per
-    category, in the given order (Label Studio docs, "RectangleLabels tag"). Values are
-    XML-escaped.
+def check_size(path: str | Path, max_bytes: int | None) -> int:
+    """Size of ``path`` in bytes; refuses a file over ``max_bytes`` before anything reads it.
 
     Raises:
-        ValueError: no categories, or a duplicate or empty category name.
+        ExportTooLarge: the file is larger than ``max_bytes`` (the message names the file, its
+            size and the limit, and the setting that raises it: ``review.max_export_mb``).
+        OSError: the file cannot be stat'ed.
     """
-    if not categories or len(set(categories)) != len(categories) or any(not c for c in categories):
-        raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {categories}")
-    lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>',
-             f'  <RectangleLabels name="{CONTROL_NAME}" toName="{OBJECT_NAME}">',
-             *(f"    <Label value={quoteattr(c)}/>" for c in categories), "  </RectangleLabels>"]
-    return "\n".join(["<View>", *lines, "</View>"])
-
-
-def image_reference(uri: str) -> str:
-    """Label Studio local-files URL of a workspace-relative ``uri``:
-    ``"/data/local-files/?d=" + quote(uri)`` (slashes kept). Requires
-    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` = the workspace root (docs, "Local storage")."""
-    return LOCAL_FILES_PREFIX + quote(uri.lstrip("/"), safe="/")
+    size = os.stat(path).st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ExportTooLarge(
+            f"{path}: {size / 2**20:.1f} MiB is over the {max_bytes / 2**20:.1f} MiB limit for a review export "
+            "(review.max_export_mb in labelloop.yaml); export fewer tasks per file or raise the limit"
+        )
+    return size
 
 
 def image_ref_path(image_ref: str) -> str:
@@ -94,57 +95,6 @@ def image_ref_path(image_ref: str) -> str:
         return unquote(parts.path).lstrip("/")
     path = ref.replace("\\", "/")
     return path[2:] if path.startswith("./") else path
-
-
-def build_import_tasks(
-    images: list[dict], predictions: list[dict], model_version: str, batch: str
-) -> tuple[list[dict], list[dict]]:
-    """Label Studio import tasks with pre-annotations (docs, "Import pre-annotated data").
-
-    Args:
-        images: IMAGES rows to send (``image_id, uri, source_path, width, height``); one task per
-            distinct image_id (a byte-identical duplicate is sent once, under its original).
-        predictions: PREDICTIONS rows; those of other images are ignored.
-        model_version: written on each task's prediction.
-        batch: the export name; EXPORTED_PREDICTIONS rows get ``source = "labelloop/<batch>"``.
-
-    Returns:
-        ``(tasks, exported)``: tasks sorted by source_path, each
-        ``{"data": {"image", "image_id", "source_path", "batch"}, "predictions": [{"model_version",
-        "score", "result"}]}`` where ``score`` is the lowest region score (0.0 without regions) and
-        each region is ``{"id": prediction_id, "from_name": "label", "to_name": "image",
-        "type": "rectanglelabels", "original_width", "original_height", "image_rotation": 0,
-        "value": {x, y, width, height (percent), "rotation": 0, "rectanglelabels": [category]},
-        "score"}``; ``exported`` are EXPORTED_PREDICTIONS rows (``region_id = prediction_id``).
-    """
-    chosen: dict[str, dict] = {}
-    for img in sorted(images, key=lambda r: (r.get("duplicate_of") is not None, r["source_path"])):
-        chosen.setdefault(img["image_id"], img)
-    by_image: dict[str, list[dict]] = {}
-    for p in predictions:
-        if p["image_id"] in chosen:
-            by_image.setdefault(p["image_id"], []).append(p)
-    source = f"labelloop/{batch}"
-    tasks, exported = [], []
-    for img in sorted(chosen.values(), key=lambda r: r["source_path"]):
-        w, h = int(img["width"]), int(img["height"])
-        preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
-        result = []
-        for p in preds:
-            value = xyxy_to_ls(p["bbox"], w, h) | {"rectanglelabels": [p["category"]]}
-            result.append({"id": p["prediction_id"], "from_name": CONTROL_NAME, "to_name": OBJECT_NAME,
-                           "type": REGION_TYPE, "original_width": w, "original_height": h, "image_rotation": 0,
-                           "value": value, "score": float(p["score"])})
-            exported.append({"source": source, "image_id": img["image_id"], "region_id": p["prediction_id"],
-                             "prediction_id": p["prediction_id"], "category": p["category"],
-                             "bbox": [float(v) for v in p["bbox"]], "score": float(p["score"]),
-                             "model_version": model_version})
-        score = min((float(p["score"]) for p in preds), default=0.0)
-        data = {"image": image_reference(img["uri"]), "image_id": img["image_id"],
-                "source_path": img["source_path"], "batch": batch}
-        tasks.append({"data": data, "predictions": [{"model_version": model_version, "score": score,
-                                                     "result": result}]})
-    return tasks, exported
 
 
 # --------------------------------------------------------------------------- exports
@@ -171,47 +121,6 @@ def record_item(rec: dict) -> str:
 
 def _str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)
-
-
-def _region(item: Any, index: int, *, min_format: bool) -> dict:
-    """Normalize one result item (JSON) or region value (JSON-MIN); format problems raise."""
-    if not isinstance(item, dict):
-        raise _RecordError(f"region #{index} is not an object")
-    if min_format:
-        value = {k: v for k, v in item.items() if k not in ("original_width", "original_height", "image_rotation")}
-        rid, rtype = None, REGION_TYPE if "rectanglelabels" in item else None
-        name = f"region #{index}"
-    else:
-        value, rid, rtype = item.get("value"), _str_or_none(item.get("id")), item.get("type")
-        name = f"region {rid}" if rid is not None else f"region #{index}"
-    if str(rtype).lower() != REGION_TYPE:
-        raise _RecordError(f"{name}: unsupported result type {rtype!r} (only rectanglelabels boxes are imported)")
-    if not isinstance(value, dict):
-        raise _RecordError(f"{name}: missing value")
-    labels = value.get("rectanglelabels")
-    if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
-        raise _RecordError(f"{name}: needs exactly one label, got {labels!r}")
-    try:
-        ls_to_xyxy(value, 100, 100)  # numeric fields present, not rotated
-    except ValueError as exc:
-        raise _RecordError(f"{name}: {exc}") from None
-    return {"region_id": rid, "category": labels[0], "value": value, "original_width": item.get("original_width"),
-            "original_height": item.get("original_height"), "type": REGION_TYPE}
-
-
-def _parent_regions(prediction: Any) -> list[dict]:
-    """Regions of the prediction an annotation was created from; unusable ones are dropped."""
-    out = []
-    result = prediction.get("result")
-    for i, item in enumerate(result if isinstance(result, list) else []):
-        try:
-            reg = _region(item, i, min_format=False)
-        except _RecordError:
-            continue
-        score = item.get("score", prediction.get("score"))
-        reg.pop("type")
-        out.append(reg | {"score": None if score is None else float(score)})
-    return out
 
 
 def _base(task_id: str, fmt: str, image_ref: Any, data_image_id: Any, project: Any) -> dict:
@@ -276,17 +185,19 @@ def _json_records(tasks: list[dict]) -> list[dict]:
     return out
 
 
-def _min_region_lists(obj: dict) -> list[Any]:
-    """Values of a JSON-MIN record that hold regions (keyed by control name, e.g. ``label``)."""
+def _min_region_lists(obj: dict) -> list[tuple[str, Any]]:
+    """``(control, region)`` pairs of a JSON-MIN record: values under a control name of the
+    labeling config (e.g. ``label``), and, under any other key, lists that look like regions
+    (reported as regions of an unknown control, so the record is rejected, not half-read)."""
     found = []
     for key, value in obj.items():
         if key in _MIN_META:
             continue
-        if key == CONTROL_NAME and not isinstance(value, list):
-            found.append(value)  # malformed; _region reports it
+        if key in CONTROLS:
+            found.extend((key, v) for v in (value if isinstance(value, list) else [value]))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            if key == CONTROL_NAME or any(h in v for v in value for h in _REGION_HINTS):
-                found.extend(value)
+            if any(h in v for v in value for h in _REGION_HINTS):
+                found.extend((key, v) for v in value)
     return found
 
 
@@ -297,7 +208,8 @@ def _min_records(items: list[dict]) -> list[dict]:
         rec = _base(tid, "json-min", obj.get("image"), obj.get("image_id"), None)
         try:
             _fill(rec, obj, "annotation_id", "annotator")
-            rec["regions"] = [_region(r, k, min_format=True) for k, r in enumerate(_min_region_lists(obj))]
+            rec["regions"] = [_region(r, k, min_format=True, control=c)
+                              for k, (c, r) in enumerate(_min_region_lists(obj))]
         except _RecordError as exc:
             rec["error"] = str(exc)
         out.append(rec)
@@ -317,16 +229,18 @@ def parse_export(obj: Any) -> list[dict]:
         {"task_id": str, "tool_annotation_id": str, "updated_at": str, "created_at": str|None,
          "annotator": "ls-user-...", "was_cancelled": bool, "image_ref": str,
          "data_image_id": str|None, "project": str|None, "format": "json"|"json-min",
-         "regions": [{"region_id": str|None, "category": str, "value": {x, y, width, height,
-                      rotation, rectanglelabels} (percent), "original_width", "original_height",
-                      "type": "rectanglelabels"}],
+         "regions": [{"region_id": str|None, "kind": "rectangle"|"polygon"|"keypoint"|"visibility",
+                      "category": str (label; keypoint name; None for visibility choices),
+                      "value": the result's value (percent), "original_width", "original_height",
+                      "type": "rectanglelabels"|"polygonlabels"|"keypointlabels"|"choices"}],
          "parent_regions": [{"region_id", "category", "value", "original_width",
                              "original_height", "score"}],   # JSON only: annotation.prediction
          "parent_prediction_id": str|None,
          "error": str|None}
 
-    A problem confined to one annotation (rotated or non-rectangle region, missing value or
-    label, no ``updated_at``, no image reference...) does not raise: the record carries it in
+    A problem confined to one annotation (a ``from_name`` / ``to_name`` / type that is not one of
+    labelloop's controls, missing value or label, no ``updated_at``, no image reference...) does
+    not raise; rotated rectangles are kept (``value.rotation``): the record carries it in
     ``error`` so the importer rejects that annotation alone. Drafts are ignored.
 
     Raises:
@@ -362,14 +276,19 @@ def parse_export(obj: Any) -> list[dict]:
     raise ExportFormatError("the file mixes JSON export tasks and JSON-MIN annotations")
 
 
-def read_export(path: str | Path) -> list[dict]:
+def read_export(path: str | Path, max_bytes: int | None = DEFAULT_MAX_EXPORT_BYTES) -> list[dict]:
     """Read a Label Studio export file (UTF-8 JSON, BOM tolerated) and :func:`parse_export` it.
 
+    The size is checked first (:func:`check_size`): a file over ``max_bytes`` is refused whole
+    before it is read (``None``: no limit).
+
     Raises:
+        ExportTooLarge: over ``max_bytes``.
         ExportFormatError: not UTF-8, not JSON, or wrongly shaped; the message starts with the path.
         OSError: the file cannot be read.
     """
     path = Path(path)
+    check_size(path, max_bytes)
     try:
         obj = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
@@ -412,8 +331,10 @@ def region_bbox(region: dict, width: float | None = None, height: float | None =
     """Pixel ``[x0, y0, x1, y1]`` of a parsed region, on a ``width x height`` image (default: the
     region's own ``original_width/height``).
 
+    A rotated rectangle gives the axis-aligned box enclosing it (:func:`labelloop.geometry.ls_to_xyxy`).
+
     Raises:
-        ValueError: no size known, a non-numeric field, or a rotated rectangle.
+        ValueError: no size known or a non-numeric field.
     """
     w = width if width is not None else region.get("original_width")
     h = height if height is not None else region.get("original_height")

@@ -12,14 +12,11 @@ from pathlib import Path
 
 from labelloop import batch as B
 from labelloop import labelstudio, tables
-from labelloop.qa import build_qa_report
 from labelloop.release import build_release, swap_in
-from labelloop.report import render_html
 from labelloop.resolve import resolve_labels
 from labelloop.review_import import import_review, register_import_tasks
 from labelloop.review_store import ReviewStore
 from labelloop.review_sources import source_for
-from labelloop.routing import QA_SAMPLE, kept_predictions
 from labelloop.schemas import EXPORTED_PREDICTIONS, LABELS, REJECTS, RESOLVED_IMAGES
 from labelloop.images import load_rgb, sha256_file
 from labelloop import versioning as V
@@ -41,43 +38,52 @@ def current_predictions(ws: Workspace, model_id: str) -> list[dict]:
 
 # ---- human_labels ---------------------------------------------------------------------------
 def review_files(ws: Workspace) -> list[Path]:
-    """Every ``*.json`` under the review inbox, sorted by path (hidden files left out)."""
+    """Every ``*.json``, ``*.xml`` and ``*.zip`` under the review inbox (Label Studio, CVAT, COCO),
+    sorted by path (hidden files left out)."""
     if not ws.review_inbox.is_dir():
         return []
-    return sorted(p for p in ws.review_inbox.rglob("*.json")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ws.review_inbox).parts))
+    return sorted(p for p in ws.review_inbox.rglob("*") if p.suffix.lower() in (".json", ".xml", ".zip")
+                  and p.is_file() and not any(part.startswith(".") for part in p.relative_to(ws.review_inbox).parts))
 
 
 def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False) -> dict:
-    """Import one Label Studio JSON / JSON-MIN export into the review store.
+    """Import one review file into the review store: Label Studio JSON / JSON-MIN, CVAT for images
+    1.1 XML or COCO JSON (:func:`labelloop.review_files.read_review_file`, format read from the
+    content; files over ``review.max_export_mb`` are refused whole).
 
     Idempotent by annotation identity (source, task, annotation, updated_at). A malformed file
     is reported (``error``) and leaves the store untouched; bad tasks are rejected one by one.
     ``dry_run`` computes the same summary without storing anything. The source is ``source``,
-    else the one named when the file was copied in, else labelstudio.default_source.
+    else the one named when the file was copied in, else the format's default source
+    (``label-studio/project-N``, ``cvat/task-N``, ``coco/<stem>``).
     """
+    from labelloop.review_files import read_review_file
+
     ws_path = Path(path).resolve()
     if ws_path.is_relative_to(ws.root):
         ws_path = ws.resolve_inside(ws.relative(ws_path))
+    cfg = ws.config()
     try:
-        records = labelstudio.read_export(ws_path)
+        parsed = read_review_file(ws_path, max_bytes=int(cfg.review.max_export_mb * 2**20),
+                                  keypoints=cfg.keypoint_schema(), inbox=ws.review_inbox)
+        records = parsed["records"]
     except (labelstudio.ExportFormatError, OSError, UnicodeDecodeError) as exc:
         return {"file": str(path), "error": str(exc), "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
     store = review_store(ws)
     in_inbox = ws_path.is_relative_to(ws.review_inbox.resolve())
-    src = source or (source_for(ws, ws_path) if in_inbox else None) or labelstudio.default_source(
-        records, ws_path, ws.review_inbox)
+    src = source or (source_for(ws, ws_path) if in_inbox else None) or parsed["default_source"]
     digest = sha256_file(ws_path)
     with ws.lock():
         result = import_review(
             records, file_name=str(path), import_sha256=digest, source=src,
             images=B.all_images(ws), exported=B.all_exported(ws), known_review_keys=store.known_review_keys(),
-            categories=ws.config().category_names, accept_iou=ws.config().qa.accept_iou,
+            categories=cfg.category_names, accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(),
         )
         if (result["reviews"] or result["rejects"]) and not dry_run:
             keys = sorted(r["review_id"] for r in result["reviews"]) + [digest, src]
             store.commit_import(hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16], result)
-    return {"file": str(path), "source": src, "reviews": len(result["reviews"]), "labels": len(result["human_labels"]),
+    return {"file": str(path), "source": src, "format": parsed["format"], "reviews": len(result["reviews"]),
+            "labels": len(result["human_labels"]),
             "rejects": len(result["rejects"]), "skipped": result["skipped"],
             "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]]}
 
@@ -145,29 +151,12 @@ def qa_paths(ws: Workspace) -> tuple[Path, Path]:
 
 
 def qa(ws: Workspace, model_id: str) -> dict:
-    """Measure the current labels (labelloop.qa) and write qa_report.json + qa_report.html."""
-    cfg = ws.config()
+    """Measure the current labels and write qa_report.json + qa_report.html, plus one report per
+    batch and the label-error suspects' review tasks (labelloop.qa_workspace)."""
+    from labelloop.qa_workspace import run_qa
+
     labels, resolved = read_labels(ws)
-    store = review_store(ws)
-    images = B.all_images(ws)
-    sizes = {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"}
-    queue = B.all_queue(ws)
-    preds = kept_predictions(current_predictions(ws, model_id), cfg)
-    qa_ids = {q["image_id"] for q in queue if q["route"] == QA_SAMPLE}
-    report = build_qa_report(
-        labels=labels, labels_sha256=labels_sha256(ws), policy_id=cfg.policy_id(), review_queue=queue,
-        reviews=store.reviews(), human_labels=store.current_human_labels(), predictions=preds, images=sizes,
-        categories=cfg.category_names, auto_labels=[p for p in preds if p["image_id"] in qa_ids],
-        resolved_images=resolved, move_iou=cfg.qa.audit_move_iou, target=cfg.qa.audit_error_target,
-        confidence=cfg.qa.confidence,
-    )
-    report["model_id"] = model_id
-    example = _example(ws, images, labels)
-    jpath, hpath = qa_paths(ws)
-    jpath.parent.mkdir(parents=True, exist_ok=True)
-    B._atomic_text(jpath, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    B._atomic_text(hpath, render_html(report, example))
-    return report
+    return run_qa(ws, model_id, labels, resolved, labels_sha256(ws), _example(ws, B.all_images(ws), labels))
 
 
 def _example(ws: Workspace, images: list[dict], labels: list[dict]):
@@ -208,15 +197,21 @@ def write_release_index(ws: Workspace, tag: str) -> None:
 
 
 # ---- dataset_release ------------------------------------------------------------------------
-def release(ws: Workspace, push: bool = True) -> dict:
-    """Cut a release from the current labels if QA allows it.
+def release(ws: Workspace, push: bool = True, resplit: bool = False, run_id: str | None = None,
+            settings=None) -> dict:
+    """Cut a release from the current labels if QA allows it (the files, checks, commit, tag and
+    push: :func:`labelloop.release_flow.cut_checked`).
 
-    Returns ``{"status": "released", "tag", "git_sha", "dvc_md5", "counts", ...}`` or
+    ``resplit``: assign every near-duplicate group's split anew; ``run_id``: the Dagster run,
+    written in the tag; ``settings``: :class:`labelloop.remotes.RemoteSettings` to apply first.
+
+    Returns ``{"status": "released", "tag", "git_sha", "dvc_md5", "counts", "diff", ...}`` or
     ``{"status": "unchanged", "tag": <latest>}`` when the files would equal the last release's.
 
     Raises:
         ReleaseBlocked: no QA report for these labels, or a blocking gate failed (message names
             the gate, its measured value and threshold).
+        labelloop.release_check.ReleaseInvalid: a written file failed validation.
     """
     cfg = ws.config()
     report = read_qa(ws)
@@ -224,35 +219,21 @@ def release(ws: Workspace, push: bool = True) -> dict:
     if report is None or report.get("labels_sha256") != current:
         raise ReleaseBlocked("the QA report does not describe the current labels: materialize qa_report first")
     if failed_gates(report):
-        g = failed_gates(report)[0]
-        raise ReleaseBlocked(f"QA gate {g['name']} failed: {g['reason']} (value {g['value']}, threshold {g['threshold']})")
+        raise ReleaseBlocked("; ".join(
+            f"QA gate {g['name']} failed: {g['reason']} (value {g['value']}, threshold {g['threshold']}"
+            + (f"; images {', '.join(str(i)[:12] for i in g['images'][:10])}" if g.get("images") else "") + ")"
+            for g in failed_gates(report)))
     labels, resolved = read_labels(ws)
     if not resolved:
         raise ReleaseBlocked("nothing to release: no image is resolved yet (auto-accepted or reviewed)")
-    staging = ws.state / "release-staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    manifest = build_release(staging, ws.root, resolved, labels, B.all_images(ws), cfg.category_names,
-                             cfg.release.model_dump())
-    with ws.lock():
-        tags = V.release_tags(ws.root)
-        if tags and tags[-1]["content_sha256"] == manifest["content_sha256"]:
-            shutil.rmtree(staging)
-            out = {"status": "unchanged", "tag": tags[-1]["tag"], "counts": manifest["counts"], "restored": False}
-            if _current_content(ws) != manifest["content_sha256"]:  # release/ was rolled back
-                V.rollback(ws.root, tags[-1]["tag"])
-                out["restored"] = True
-            return out
-        counter = ws.state / "release_counter"
-        n = V.next_release_number(ws.root, counter)
-        swap_in(staging, ws.release_dir)
-        warn = [g for g in report["gates"] if g["status"] == "warn"]
-        note = _release_note(f"dataset-v{n}", manifest, report, warn, tags)
-        info = V.commit_release(ws.root, n, note, manifest["content_sha256"], counter, push=push)
-        write_release_index(ws, info["tag"])
-    return {"status": "released", **info, "counts": manifest["counts"], "content_sha256": manifest["content_sha256"],
-            "warnings": [f"{g['name']}: {g['reason']}" for g in warn]}
+    from labelloop.release_flow import cut_checked
+
+    out = cut_checked(ws, report, labels, resolved, push=push, resplit=resplit, run_id=run_id, settings=settings)
+    if out["status"] == "released":
+        from labelloop.qa_workspace import archive_release_report
+
+        archive_release_report(ws, out["tag"])
+    return out
 
 
 def _current_content(ws: Workspace) -> str | None:

@@ -3,17 +3,19 @@
 Layout of ``release/`` (paths relative to it)::
 
     images/<split>/<image_id[:16]>.<ext>   EXIF-applied copies (what the boxes refer to)
-    coco/instances_<split>.json            COCO detection JSON; file_name is relative to release/
-    labels/<split>/<image_id[:16]>.txt     YOLO labels (empty file = reviewed negative)
+    coco/instances_<split>.json            COCO JSON (boxes, polygons / RLE, crowd, keypoints)
+    labels/<split>/<image_id[:16]>.txt     YOLO labels in the configured layout (empty = negative)
     data.yaml                              Ultralytics dataset file (no `path`: resolved here)
     labels.parquet                         every label with its provenance (LABELS schema)
-    manifest.json                          sha256 of every file above, counts, splits
+    images.parquet                         every image: split, group, COCO id, how it was resolved
+    lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
+    manifest.json                          sha256 of every file above, counts, split balance
 
-Splits (train/val/test) come from a hash of the image's near-duplicate group representative
-(``near_duplicate_of`` or its own image_id): near duplicates share a split and an image keeps
-its split across releases. Files hold no timestamps and use sorted keys, so the same labels
-give the same bytes; ``content_sha256`` (sha256 of the manifest's file table) identifies a
-release's content.
+Splits come from :mod:`labelloop.splits` (stored once per near-duplicate group), COCO ids from
+:mod:`labelloop.coco_ids` (stable across releases). Files hold no timestamps and no run ids, and
+use sorted keys, so the same labels and registries give the same bytes; ``content_sha256``
+(sha256 of the manifest's file table) identifies a release's content. Every file is re-read
+and checked before the release is accepted (:mod:`labelloop.release_check`).
 """
 
 from __future__ import annotations
@@ -22,25 +24,89 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labelloop import coco, tables, yolo
+from labelloop.coco_ids import CocoIds
 from labelloop.images import save_release_copy
-from labelloop.schemas import LABELS
+from labelloop.lineage import release_lineage_rows
+from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.splits import SPLITS, assign_splits, balance_report, group_of, load_assignments
 
-SPLITS = ("train", "val", "test")
+__all__ = ["SPLITS", "ReleaseInputs", "ReleasePlan", "build_release", "plan_release", "swap_in"]
 
 
-def split_for(group_id: str, ratios: dict[str, float]) -> str:
-    """Deterministic split of a near-duplicate group: ``int(sha256(group_id)[:8], 16) / 2**32``
-    compared with the cumulative ``ratios`` (train, val, test order)."""
-    u = int(hashlib.sha256(group_id.encode()).hexdigest()[:8], 16) / 2**32
-    acc = 0.0
-    for name in SPLITS:
-        acc += ratios.get(name, 0.0)
-        if u < acc:
-            return name
-    return SPLITS[-1]
+@dataclass
+class ReleaseInputs:
+    """Everything a release is made of (rows as the workspace tables hold them).
+
+    ``images``: IMAGES rows (``uri`` relative to the workspace root); ``resolved``:
+    RESOLVED_IMAGES; ``labels``: LABELS; ``reviews``: REVIEWS rows by review_id;
+    ``human_labels``: HUMAN_LABELS rows by (annotation_id, review_id); ``predictions``:
+    ``prediction_id -> {"prompt", "run_id", ...}``; ``queue``: REVIEW_QUEUE rows by image_id;
+    ``thresholds``: ``category -> (low, high)`` of the routing policy ``policy_id``;
+    ``keypoints``: ``category -> {"keypoints": names, "skeleton": pairs}``.
+    """
+
+    images: list[dict]
+    resolved: list[dict]
+    labels: list[dict]
+    categories: list[str]
+    ratios: dict[str, float]
+    yolo_task: str = "detect"
+    keypoints: dict[str, dict] = field(default_factory=dict)
+    reviews: dict[str, dict] = field(default_factory=dict)
+    human_labels: dict[tuple, dict] = field(default_factory=dict)
+    predictions: dict[str, dict] = field(default_factory=dict)
+    queue: dict[str, dict] = field(default_factory=dict)
+    thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    policy_id: str | None = None
+
+
+@dataclass
+class ReleasePlan:
+    """Splits and ids of one release: ``split_of`` (group -> split), ``split_rows`` (the updated
+    assignment registry), ``balance`` (:func:`labelloop.splits.balance_report`) and ``ids``."""
+
+    images: list[dict]  # the IMAGES row of each released image, by image_id order
+    split_of: dict[str, str]
+    split_rows: dict[str, dict]
+    balance: dict
+    ids: CocoIds
+
+
+def _released_images(inputs: ReleaseInputs) -> list[dict]:
+    by_id: dict[str, dict] = {}
+    for img in sorted(inputs.images, key=lambda r: r["ingest_seq"]):
+        if img["status"] == "ok":
+            by_id.setdefault(img["image_id"], img)
+    missing = sorted({r["image_id"] for r in inputs.resolved} - set(by_id))
+    if missing:
+        raise ValueError(f"resolved images missing from the image table: {', '.join(m[:12] for m in missing)}")
+    return [by_id[r["image_id"]] for r in sorted(inputs.resolved, key=lambda r: r["image_id"])]
+
+
+def plan_release(inputs: ReleaseInputs, splits_path: Path, ids_path: Path, resplit: bool = False) -> ReleasePlan:
+    """Assign splits (stored ones kept unless ``resplit``) and COCO ids for ``inputs``.
+
+    Nothing is written: :meth:`ReleasePlan.ids` ``.save()`` and
+    :func:`labelloop.splits.save_assignments` persist the registries once the release is made.
+    """
+    released = _released_images(inputs)
+    by_image = {img["image_id"]: img for img in released}
+    groups: dict[str, dict] = {}
+    for img in released:
+        g = groups.setdefault(group_of(img), {"images": 0, "classes": Counter()})
+        g["images"] += 1
+    for lab in inputs.labels:
+        img = by_image.get(lab["image_id"])
+        if img is not None:
+            groups[group_of(img)]["classes"][lab["category"]] += 1
+    split_of, rows = assign_splits(groups, load_assignments(splits_path), inputs.ratios, resplit=resplit)
+    balance = balance_report(groups, split_of, inputs.ratios, inputs.categories)
+    return ReleasePlan(released, split_of, rows, balance, CocoIds(ids_path))
 
 
 def _sha256(path: Path) -> str:
@@ -51,67 +117,102 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def build_release(
-    out_dir: Path,
-    root: Path,
-    resolved: list[dict],
-    labels: list[dict],
-    images: list[dict],
-    categories: list[str],
-    ratios: dict[str, float],
-) -> dict:
-    """Write a release into the empty folder ``out_dir``.
+def _kpt_count(inputs: ReleaseInputs) -> int:
+    counts = {len(v.get("keypoints") or []) for v in inputs.keypoints.values() if v.get("keypoints")}
+    if inputs.yolo_task != "pose":
+        return 0
+    if len(counts) != 1:
+        raise ValueError("release.yolo_task pose needs every category with keypoints to have the same number of them "
+                         f"(and at least one such category); got {sorted(counts) or 'none'}")
+    return counts.pop()
 
-    ``resolved``: RESOLVED_IMAGES rows; ``labels``: LABELS rows; ``images``: IMAGES rows (uri
-    relative to ``root``). Returns the manifest dict (``files``, ``counts``, ``content_sha256``).
+
+def _image_row(img: dict, split: str, file_name: str, res: dict, inputs: ReleaseInputs, labels: list[dict],
+               coco_id: int) -> dict:
+    review = inputs.reviews.get(res.get("review_id") or "", {})
+    q = inputs.queue.get(img["image_id"], {})
+    return {
+        "image_id": img["image_id"], "coco_image_id": coco_id, "file_name": file_name, "split": split,
+        "group_id": group_of(img), "width": img["width"], "height": img["height"], "uri": img["uri"],
+        "source_path": img["source_path"], "origin_path": img.get("origin_path"), "batch": img.get("batch"),
+        "exif_orientation": img.get("exif_orientation"), "resolution": res["resolution"], "n_labels": len(labels),
+        "model_id": next((lab["model_id"] for lab in labels if lab.get("model_id")), None)
+        if res["resolution"] != "reviewed" else None,
+        "review_id": res.get("review_id"), "review_source": review.get("source"), "review_task_id": review.get("task_id"),
+        "annotator": review.get("annotator"), "reviewed_at": review.get("updated_at"),
+        "route": q.get("route") or res.get("route"), "route_reason": q.get("reason"),
+        "qa_sample": (q.get("route") or res.get("route")) == "qa_sample", "policy_id": q.get("policy_id"),
+    }
+
+
+def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan) -> dict:
+    """Write a release into the empty folder ``out_dir`` (see the module docstring).
+
+    Returns the manifest dict (``files``, ``counts``, ``split_balance``, ``yolo_task``,
+    ``content_sha256``). Registers new COCO ids in ``plan.ids`` (not saved here).
 
     Raises:
-        ValueError: a label has an unknown category (from :func:`labelloop.coco.build_coco`).
+        ValueError: a label with an unknown category, an invalid box, mask or keypoints (from
+            :func:`labelloop.coco.build_coco` / :func:`labelloop.yolo.label_text`), or a pose
+            layout without a common keypoint count.
         labelloop.images.ImageError: a stored image can no longer be decoded.
     """
     out_dir = Path(out_dir)
-    by_id: dict[str, dict] = {}
-    for img in sorted(images, key=lambda r: r["ingest_seq"]):
-        if img["status"] == "ok":
-            by_id.setdefault(img["image_id"], img)
-    per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for r in sorted(resolved, key=lambda r: r["image_id"]):
-        img = by_id[r["image_id"]]
-        split = split_for(img.get("near_duplicate_of") or img["image_id"], ratios)
-        fname = save_release_copy(root / img["uri"], out_dir / "images" / split, img["image_id"][:16])
-        per_split[split].append({"image_id": img["image_id"], "file_name": f"images/{split}/{fname}",
-                                 "width": img["width"], "height": img["height"],
-                                 "source_path": img["source_path"], "split": split})
+    kpt = _kpt_count(inputs)
+    resolved = {r["image_id"]: r for r in inputs.resolved}
     labels_by_image: dict[str, list[dict]] = {}
-    for lab in labels:
+    for lab in inputs.labels:
         labels_by_image.setdefault(lab["image_id"], []).append(lab)
+    image_ids = plan.ids.image_ids([img["image_id"] for img in plan.images])
+    released_labels = [lab for lab in inputs.labels if lab["image_id"] in image_ids]
+    ann_ids = plan.ids.annotation_ids(released_labels, image_ids)
+    per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    image_rows = []
+    for img in plan.images:
+        split = plan.split_of[group_of(img)]
+        fname = save_release_copy(root / img["uri"], out_dir / "images" / split, img["image_id"][:16])
+        file_name = f"images/{split}/{fname}"
+        per_split[split].append({"image_id": img["image_id"], "file_name": file_name, "width": img["width"],
+                                 "height": img["height"], "source_path": img["source_path"], "split": split})
+        image_rows.append(_image_row(img, split, file_name, resolved[img["image_id"]], inputs,
+                                     labels_by_image.get(img["image_id"], []), image_ids[img["image_id"]]))
     used = [s for s in SPLITS if per_split[s]]
     for split in used:
         ims = per_split[split]
         ids = {i["image_id"] for i in ims}
-        obj = coco.build_coco(ims, [lab for lab in labels if lab["image_id"] in ids], categories)
+        obj = coco.build_coco(ims, [lab for lab in released_labels if lab["image_id"] in ids], inputs.categories,
+                              image_ids=image_ids, annotation_ids=ann_ids, keypoints=inputs.keypoints)
         (out_dir / "coco").mkdir(parents=True, exist_ok=True)
         (out_dir / "coco" / f"instances_{split}.json").write_bytes(coco.dumps_coco(obj))
         for im in ims:
-            txt = yolo.yolo_lines(labels_by_image.get(im["image_id"], []), im["width"], im["height"], categories)
+            txt = yolo.label_text(inputs.yolo_task, labels_by_image.get(im["image_id"], []), im["width"], im["height"],
+                                  inputs.categories, kpt)
             p = out_dir / "labels" / split / (Path(im["file_name"]).stem + ".txt")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(txt, encoding="utf-8")
-    (out_dir / "data.yaml").write_text(yolo.data_yaml(categories, used), encoding="utf-8")
-    released = {i["image_id"] for s in used for i in per_split[s]}
-    tables.write_rows(sorted((lab for lab in labels if lab["image_id"] in released), key=lambda r: r["label_id"]),
-                      LABELS, out_dir / "labels.parquet")
+    pose = next((v for v in inputs.keypoints.values() if v.get("keypoints")), None) if kpt else None
+    (out_dir / "data.yaml").write_text(
+        yolo.data_yaml(inputs.categories, used, kpt_shape=[kpt, 3] if kpt else None,
+                       flip_idx=yolo.flip_index(pose["keypoints"]) if pose else None), encoding="utf-8")
+    ordered = sorted(released_labels, key=lambda r: r["label_id"])
+    tables.write_rows(ordered, LABELS, out_dir / "labels.parquet")
+    tables.write_rows(sorted(image_rows, key=lambda r: r["image_id"]), RELEASE_IMAGES, out_dir / "images.parquet")
+    lineage = release_lineage_rows(ordered, {r["image_id"]: r for r in image_rows}, ann_ids, inputs)
+    tables.write_rows(lineage, RELEASE_LINEAGE, out_dir / "lineage.parquet")
     files = {p.relative_to(out_dir).as_posix(): _sha256(p) for p in sorted(out_dir.rglob("*")) if p.is_file()}
+    released = {r["image_id"] for r in image_rows}
     counts = {
         "images": len(released),
-        "labels": sum(1 for lab in labels if lab["image_id"] in released),
+        "labels": len(released_labels),
         "per_split": {s: len(per_split[s]) for s in used},
-        "per_class": {c: sum(1 for lab in labels if lab["category"] == c and lab["image_id"] in released)
-                      for c in categories},
+        "per_class": {c: sum(1 for lab in released_labels if lab["category"] == c) for c in inputs.categories},
+        "per_origin": dict(sorted(Counter(lab["origin"] for lab in released_labels).items())),
         "negatives": sum(1 for i in released if not labels_by_image.get(i)),
+        "crowd": sum(1 for lab in released_labels if lab.get("iscrowd")),
     }
     content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-    manifest = {"files": files, "counts": counts, "content_sha256": content}
+    manifest = {"files": files, "counts": counts, "split_balance": plan.balance, "yolo_task": inputs.yolo_task,
+                "content_sha256": content}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 

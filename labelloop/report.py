@@ -16,9 +16,10 @@ from typing import Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 DPI = 100
-STATUS_COLOURS = {"pass": "#1a7f37", "warn": "#b58100", "fail": "#cf222e"}
+STATUS_COLOURS = {"pass": "#1a7f37", "warn": "#b58100", "fail": "#cf222e", "not_measured": "#8c959f"}
 ORIGIN_COLOURS = {"human": (0, 114, 178), "model": (230, 97, 0)}  # Okabe-Ito blue / orange
 MAX_SIDE = 800
+GALLERY_SIDE = 400
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#1f2328;max-width:1100px}
@@ -30,6 +31,8 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:3px}.muted{color:#656d76}
 .bar{position:relative;height:18px;background:#eaeef2;width:500px;margin:.5em 0}
 .ci{position:absolute;top:0;height:18px;background:#54aeff}
 .target{position:absolute;top:-4px;height:26px;width:2px;background:#cf222e}
+.gallery{display:flex;flex-wrap:wrap;gap:12px}figure.g{margin:0;max-width:410px}figcaption{font-size:.85em}
+img.plot{max-width:100%}
 """
 
 
@@ -47,7 +50,7 @@ def _fmt(v, digits: int = 3) -> str:
 
 def _status(s: str) -> str:
     colour = STATUS_COLOURS.get(s, "#57606a")
-    return f'<span class="status" style="background:{colour}">{escape(str(s).upper())}</span>'
+    return f'<span class="status" style="background:{colour}">{escape(str(s).replace("_", " ").upper())}</span>'
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -185,22 +188,98 @@ def _schema_html(s: dict) -> str:
     return out
 
 
-def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None) -> str:
+def _pair_png(image: Image.Image, set_a: dict, set_b: dict) -> bytes:
+    """The image (longest side <= 400 px) with two label sets: ``set_a`` blue (solid, 3 px),
+    ``set_b`` orange (2 px); each set ``{"name", "boxes": [{"category", "bbox"}]}``."""
+    img = image.convert("RGB")
+    scale = min(1.0, GALLERY_SIDE / max(img.size))
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    for colour, width, s in ((ORIGIN_COLOURS["human"], 3, set_a), (ORIGIN_COLOURS["model"], 2, set_b)):
+        for b in s.get("boxes", []):
+            x0, y0, x1, y1 = (float(v) * scale for v in b["bbox"])
+            draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
+            draw.text((x0 + 2, y0 + 1), str(b.get("category")), fill=colour, font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _gallery_html(gallery: Sequence[tuple[Image.Image, dict]]) -> str:
+    if not gallery:
+        return '<p class="muted">No image with two label sets to compare yet (gold, double review or model vs human).</p>'
+    cells = []
+    for image, entry in gallery:
+        a, b = entry["set_a"], entry["set_b"]
+        cells.append(
+            f'<figure class="g"><img alt="{escape(entry["title"])}" src="{_png_data_uri(_pair_png(image, a, b))}">'
+            f'<figcaption><code>{escape(entry["image_id"][:12])}</code> {escape(entry["title"])}<br>'
+            f'<span style="color:#0072b2">&#9632; {escape(a["name"])}</span> &nbsp; '
+            f'<span style="color:#e66100">&#9632; {escape(b["name"])}</span></figcaption></figure>')
+    return '<div class="gallery">' + "".join(cells) + "</div>"
+
+
+def _plot(png: bytes | None, alt: str, missing: str) -> str:
+    if png is None:
+        return f'<p class="muted">{escape(missing)}</p>'
+    return f'<img class="plot" alt="{escape(alt)}" src="{_png_data_uri(png)}">'
+
+
+def _extra_sections(report: dict, gallery) -> list[str]:
+    from labelloop import report_plots as RP
+    from labelloop import report_sections as RS
+
+    mvh = report.get("model_vs_human") or {}
+    stats = report.get("label_stats") or {}
+    conf = [("model vs human (reviewed)", report.get("model_confusion") or {}, "model", "human"),
+            ("reviewer vs gold", (report.get("gold") or {}).get("pooled", {}).get("confusion") or {}, "reviewer", "gold"),
+            ("reviewer A vs B", (report.get("agreement") or {}).get("pooled", {}).get("confusion") or {}, "A", "B")]
+    return [
+        "<h2>Reviewers vs gold set (honeypots)</h2>", RS.gold_html(report.get("gold") or {}),
+        "<h2>Inter-annotator agreement</h2>", RS.agreement_html(report.get("agreement") or {}),
+        "<h2>Model vs human: COCO AP (pycocotools)</h2>",
+        '<p class="muted">Reviewed images; human labels are the ground truth. Informs routing, never blocks.</p>',
+        RS.coco_html(mvh),
+        _plot(RP.pr_curves_png(mvh), "precision-recall curves", "No PR curve: no reviewed ground truth yet."),
+        "<h2>Confusion matrices</h2>",
+        '<p class="muted">Objects matched one to one by IoU &ge; 0.5 regardless of class; "missing" = no match.</p>',
+        _plot(RP.confusion_png(conf), "confusion matrices", "No matched objects to tabulate yet."),
+        "<h2>Worst-agreeing images</h2>", _gallery_html(gallery or []),
+        "<h2>Possible label errors (cleanlab)</h2>", RS.suspects_html(report.get("label_errors") or {}),
+        "<h2>Label statistics and class-balance drift</h2>", RS.stats_html(stats),
+        _plot(RP.box_sizes_png(stats.get("box_sizes") or {}, stats.get("objects_per_image") or {}),
+              "box sizes and objects per image", "No label yet."),
+        "<h2>Cost</h2>", RS.cost_html(report.get("cost") or {}),
+        "<h2>Calibrated routing</h2>", RS.calibration_html(report.get("calibration") or {}),
+        _plot(RP.calibration_png(report.get("calibration")), "calibration curves", "No calibration curve."),
+    ]
+
+
+def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None,
+                gallery: Sequence[tuple[Image.Image, dict]] | None = None) -> str:
     """The QA report as one self-contained, byte-deterministic HTML page.
 
     Args:
-        report: the dict of :func:`labelloop.qa.build_qa_report`.
+        report: the dict of :func:`labelloop.qa.build_qa_report`, extended by
+            :func:`labelloop.qa_workspace.build_report` (gold, agreement, model_vs_human, ...).
         example: an image and its boxes (dicts with category, bbox xyxy pixels, origin
             ``human`` | ``model``) to draw, or ``None`` to leave the example out.
+        gallery: worst-agreeing images, each ``(image, {"image_id", "title", "set_a": {"name",
+            "boxes"}, "set_b": {...}})`` (see :func:`labelloop.qa_workspace.gallery_entries`).
     """
     counts = report.get("counts", {})
+    scope = report.get("scope") or "all labels (release candidate)"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>labelloop QA report</title>',
         f"<style>{CSS}</style></head><body>",
-        "<h1>labelloop QA report</h1>",
+        f"<h1>labelloop QA report: {escape(str(scope))}</h1>",
         f"<p>labels sha256 <code>{escape(str(report.get('labels_sha256')))}</code> &middot; "
-        f"policy <code>{escape(str(report.get('policy_id')))}</code></p>",
+        f"policy <code>{escape(str(report.get('policy_id')))}</code>"
+        + (f" &middot; model <code>{escape(str(report['model_id']))}</code>" if report.get("model_id") else "")
+        + "</p>",
         "<h2>Gates</h2>", _gates_html(report.get("gates", [])),
         "<h2>Counts</h2>", _counts_html(counts),
         f'<img alt="images per route and labels per class" src="{_png_data_uri(_counts_plot(counts))}">',
@@ -211,6 +290,8 @@ def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None) ->
         _metrics_html(report.get("prelabel_vs_human", {})),
         "<h2>Schema</h2>", _schema_html(report.get("schema", {})),
     ]
+    if any(k in report for k in ("gold", "agreement", "model_vs_human", "label_stats", "cost")):
+        parts += _extra_sections(report, gallery)
     if example is not None:
         image, boxes = example
         parts += [

@@ -64,7 +64,9 @@ def resolve_labels(
                  "origin": "human", "model_id": None, "checkpoint_sha256": None,
                  "prediction_id": h.get("source_prediction_id"), "annotation_id": h["annotation_id"],
                  "annotator": h["annotator"], "action": h["action"], "review_id": h["review_id"],
-                 "reviewed_at": h["reviewed_at"]}
+                 "reviewed_at": h["reviewed_at"],
+                 # issue 4: keypoints (x, y, v) and tool attributes (e.g. a rotated box's rotation) travel on
+                 **{k: h[k] for k in ("keypoints", "attributes") if h.get(k) is not None}}
                 for h in humans.get(iid, []) if h["review_id"] == review["review_id"]
             ]
             resolved.append({"image_id": iid, "resolution": "reviewed", "n_labels": len(rows),

@@ -14,11 +14,14 @@ Label Studio percent to pixels of *our* image (its EXIF-corrected ``width x heig
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections import defaultdict
 from typing import Any
 
 from labelloop.geometry import box_problem, clip, greedy_match, iou, ls_to_xyxy
 from labelloop.labelstudio import REGION_TYPE, TOOL, ExportFormatError, image_ref_path, record_item
+from labelloop.regions import RegionError, to_pixels
 
 MATCH_IOU = 0.5  # an unlinked region and an unlinked prediction at or above this IoU are the same object
 
@@ -46,13 +49,20 @@ def human_label_id(source: str, task_id: str, tool_annotation_id: str, part: str
 # --------------------------------------------------------------------------- image matching
 
 
+_HEX = re.compile(r"[0-9a-f]{16,64}")
+
+
 class ImageIndex:
     """Resolves a task's image reference to one of our IMAGES rows.
 
     Order: (1) ``data.image_id`` if it is a known image_id; (2) the referenced path
     (:func:`labelloop.labelstudio.image_ref_path`) equal to an ok image's ``source_path`` or
-    ``uri``, or ending with ``"/" + source_path``; (3) the file name, when exactly one image_id has
-    a source_path with that name. Several image_ids at a step -> ambiguous; none -> unknown.
+    ``uri``, or ending with ``"/" + uri`` or ``"/" + source_path`` (without ``allow_name``, only a
+    source_path that has a folder: a suffix of one component would be a bare file name); (3) a file name whose stem is a hex prefix (at
+    least 16 characters) of exactly one image_id (release files are named ``<image_id[:16]>.ext``);
+    (4) only when ``allow_name``: the file name, when exactly one image_id has a source_path with
+    that name. Several image_ids at a step -> ambiguous; none -> unknown. A path with a ``..``
+    component is refused before any matching (it could only reach outside the workspace).
     Byte-identical duplicates share an image_id and are one match.
     """
 
@@ -71,8 +81,8 @@ class ImageIndex:
             raise _Reject(f"ambiguous image reference {ref!r}: matches {len(ids)} images: {names}")
         return self.by_id[ids[0]] if ids else None
 
-    def match(self, image_ref: str | None, data_image_id: str | None = None) -> dict:
-        """The IMAGES row a reference points at. Raises ``_Reject`` (ambiguous / unknown)."""
+    def match(self, image_ref: str | None, data_image_id: str | None = None, allow_name: bool = True) -> dict:
+        """The IMAGES row a reference points at. Raises ``_Reject`` (``..`` path, ambiguous, unknown)."""
         if data_image_id:
             if data_image_id in self.by_id:
                 return self.by_id[data_image_id]
@@ -81,58 +91,41 @@ class ImageIndex:
         if not image_ref:
             raise _Reject("unknown image: the task has no image reference")
         path = image_ref_path(image_ref)
+        if ".." in path.replace("\\", "/").split("/"):
+            raise _Reject(f"image reference {image_ref!r} has a '..' path component (it would leave the workspace)")
+        def suffix(sp: str | None) -> bool:  # a path suffix; without allow_name never a bare file name
+            return bool(sp) and (allow_name or "/" in sp) and path.endswith("/" + sp)
+
         step2 = [
             r
             for r in self.ok
-            if path == r.get("source_path") or path.endswith("/" + (r.get("source_path") or "\0"))
-            or path == r.get("uri") or image_ref == r.get("uri")
+            if path == r.get("source_path") or suffix(r.get("source_path")) or path == r.get("uri")
+            or image_ref == r.get("uri") or path.endswith("/" + (r.get("uri") or "\0"))
         ]
         hit = self._pick(step2, image_ref)
-        if hit is None:
-            name = path.rsplit("/", 1)[-1]
+        name = path.rsplit("/", 1)[-1]
+        stem = name.rsplit(".", 1)[0].lower()
+        if hit is None and _HEX.fullmatch(stem):
+            hit = self._pick([r for r in self.ok if r["image_id"].startswith(stem)], image_ref)
+        if hit is None and allow_name:
             hit = self._pick([r for r in self.ok if (r.get("source_path") or "").rsplit("/", 1)[-1] == name], image_ref)
         if hit is None:
-            raise _Reject(f"unknown image {image_ref!r}: no ok image in the workspace has that id, path or file name")
+            how = "id, path or file name" if allow_name else "id or path (bare file names are not matched here)"
+            raise _Reject(f"unknown image {image_ref!r}: no ok image in the workspace has that {how}")
         return hit
 
 
 # --------------------------------------------------------------------------- regions
 
 
-def _regions_px(rec: dict, image: dict, categories: set[str]) -> list[dict]:
-    """The record's regions with ``bbox`` in pixels of ``image``; any problem rejects the record."""
-    w, h = int(image["width"]), int(image["height"])
-    out, seen_ids = [], set()
-    for i, reg in enumerate(rec["regions"]):
-        name = f"region {reg['region_id']}" if reg.get("region_id") is not None else f"region #{i}"
-        if reg.get("region_id") is not None:
-            if reg["region_id"] in seen_ids:
-                raise _Reject(f"{name}: duplicate region id")
-            seen_ids.add(reg["region_id"])
-        cat = reg.get("category")
-        if cat is None:
-            raise _Reject(f"{name}: no label")
-        if cat not in categories:
-            raise _Reject(f"{name}: unknown category {cat!r} (known: {', '.join(sorted(categories))})")
-        for key, ours in (("original_width", w), ("original_height", h)):
-            theirs = reg.get(key)
-            if theirs is not None and abs(float(theirs) - ours) > 1:
-                dim = key.split("_")[1]
-                raise _Reject(
-                    f"{name}: {key} {theirs} disagrees with the {dim} {ours} of image "
-                    f"{image['source_path']} (size mismatch)"
-                )
-        if not isinstance(reg.get("value"), dict):
-            raise _Reject(f"{name}: missing value")
-        try:
-            bbox = ls_to_xyxy(reg["value"], w, h)
-        except ValueError as exc:
-            raise _Reject(f"{name}: {exc}") from None
-        problem = box_problem(bbox, w, h)
-        if problem:
-            raise _Reject(f"{name}: invalid geometry: {problem}")
-        out.append({"index": i, "region_id": reg.get("region_id"), "category": cat, "bbox": clip(bbox, w, h)})
-    return out
+def _regions_px(rec: dict, image: dict, categories: set[str],
+                keypoint_schema: dict[str, list[str]] | None = None) -> list[dict]:
+    """The record's regions as pixel regions of ``image`` (:func:`labelloop.regions.to_pixels`);
+    any problem rejects the record (``_Reject``)."""
+    try:
+        return to_pixels(rec["regions"], image, categories, keypoint_schema)
+    except RegionError as exc:
+        raise _Reject(str(exc)) from None
 
 
 def _seen_predictions(rec: dict, image: dict, exported: list[dict], source: str) -> list[dict]:
@@ -207,19 +200,21 @@ def _link(regions: list[dict], preds: list[dict]) -> dict[int, int]:
 # --------------------------------------------------------------------------- import
 
 
-def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou, import_sha256, file_name):
+def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou, import_sha256, file_name,
+                   keypoint_schema=None):
     source, task_id, ann_id, updated_at = key
-    image = index.match(rec.get("image_ref"), rec.get("data_image_id"))
+    tool = rec.get("tool") or TOOL
+    image = index.match(rec.get("image_ref"), rec.get("data_image_id"), allow_name=rec.get("allow_name", True))
     rid = review_id(*key)
-    common = {"review_id": rid, "image_id": image["image_id"], "annotator": rec["annotator"], "tool": TOOL,
+    common = {"review_id": rid, "image_id": image["image_id"], "annotator": rec["annotator"], "tool": tool,
               "source": source, "reviewed_at": updated_at, "import_sha256": import_sha256}
-    review = {"review_id": rid, "source": source, "tool": TOOL, "task_id": task_id, "tool_annotation_id": ann_id,
+    review = {"review_id": rid, "source": source, "tool": tool, "task_id": task_id, "tool_annotation_id": ann_id,
               "updated_at": updated_at, "image_id": image["image_id"], "annotator": rec["annotator"],
               "was_cancelled": bool(rec.get("was_cancelled")), "n_regions": 0,
               "import_sha256": import_sha256, "file": file_name}
     if review["was_cancelled"]:
         return review, []  # a skip: the image stays in review
-    regions = _regions_px(rec, image, categories)
+    regions = _regions_px(rec, image, categories, keypoint_schema)
     preds = _seen_predictions(rec, image, exported_by_image.get(image["image_id"], []), source)
     links = _link(regions, preds)
     labels = []
@@ -233,7 +228,7 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
             action, pred_id = ("accepted" if same else "corrected"), p["prediction_id"]
         part = reg["region_id"] if reg["region_id"] is not None else f"#{reg['index']}"
         labels.append(_label_row(common, human_label_id(source, task_id, ann_id, part), reg["category"],
-                                 reg["bbox"], reg["region_id"], pred_id, action))
+                                 reg["bbox"], reg["region_id"], pred_id, action, reg))
     linked = set(links.values())
     for j in sorted((j for j in range(len(preds)) if j not in linked), key=lambda j: preds[j]["prediction_id"]):
         p = preds[j]
@@ -243,9 +238,13 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
     return review, labels
 
 
-def _label_row(common, annotation_id, category, bbox, region_id, pred_id, action) -> dict:
+def _label_row(common, annotation_id, category, bbox, region_id, pred_id, action, reg=None) -> dict:
+    reg = reg or {}
+    attrs = reg.get("attributes")
     return {"annotation_id": annotation_id, "category": category, "bbox": [float(v) for v in bbox],
-            "mask": None, "keypoints": None, "occluded": False, "truncated": False, "region_id": region_id,
+            "mask": reg.get("mask"), "keypoints": reg.get("keypoints"), "occluded": bool(reg.get("occluded")),
+            "truncated": False, "region_id": None if region_id is None else str(region_id),
+            "attributes": json.dumps(attrs, sort_keys=True) if attrs else None,
             "source_prediction_id": pred_id, "action": action} | common
 
 
@@ -260,11 +259,15 @@ def import_review(
     known_review_keys: set[tuple],
     categories: list[str],
     accept_iou: float = 0.95,
+    keypoint_schema: dict[str, list[str]] | None = None,
 ) -> dict:
-    """Import parsed export records (:func:`labelloop.labelstudio.parse_export`).
+    """Import parsed export records (:func:`labelloop.labelstudio.parse_export`,
+    :func:`labelloop.cvat.parse_cvat`, :func:`labelloop.coco_import.parse_coco_review`).
 
     Args:
-        records: parsed annotation records (JSON or JSON-MIN).
+        records: parsed annotation records (Label Studio JSON or JSON-MIN, CVAT, COCO). A record
+            may carry ``tool`` (default ``label-studio``) and ``allow_name`` (default True: match
+            an image by a unique bare file name as a last resort; CVAT and COCO records say False).
         file_name: export file name, written on REVIEWS and REJECTS rows.
         import_sha256: sha256 of the export file, for provenance only (never identity).
         source: review source, e.g. ``"label-studio/project-1"`` (see ``default_source``).
@@ -273,6 +276,8 @@ def import_review(
         known_review_keys: ``(source, task_id, tool_annotation_id, updated_at)`` already imported.
         categories: the project's category names.
         accept_iou: a linked region of the same class with IoU >= this is "accepted".
+        keypoint_schema: ``{category: [keypoint names]}`` (config ``keypoints``); keypoints of
+            other categories, or unknown keypoint names, reject the record.
 
     Returns:
         ``{"reviews": [REVIEWS rows], "human_labels": [HUMAN_LABELS rows], "rejects": [REJECTS
@@ -281,7 +286,8 @@ def import_review(
         (a marker per shown prediction no region links to; its category, bbox and id). A cancelled
         annotation gives a REVIEWS row with ``was_cancelled`` and no labels; an empty result a
         REVIEWS row with ``n_regions`` 0 (a labeled negative) plus deletion markers. Bboxes are
-        pixels of our image.
+        pixels of our image; ``mask`` (COCO RLE JSON), ``keypoints`` (flat x, y, v) and
+        ``attributes`` (JSON: e.g. ``rotation``) as :func:`labelloop.regions.to_pixels` gives them.
     """
     index = ImageIndex(images)
     exported_by_image: dict[str, list[dict]] = defaultdict(list)
@@ -290,7 +296,7 @@ def import_review(
     seen = set(known_review_keys)
     out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0}
     for rec in records:
-        item = record_item(rec)
+        item = rec.get("item") or record_item(rec)
         if rec.get("error"):
             out["rejects"].append({"file": file_name, "item": item, "reason": rec["error"]})
             continue
@@ -302,6 +308,7 @@ def import_review(
             review, labels = _import_record(
                 rec, key, index=index, exported_by_image=exported_by_image, categories=set(categories),
                 accept_iou=accept_iou, import_sha256=import_sha256, file_name=file_name,
+                keypoint_schema=keypoint_schema,
             )
         except _Reject as exc:
             out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})

@@ -23,6 +23,14 @@ the highest ``updated_at`` (ties: ``review_id``); if it is cancelled, that annot
 count. Per image the most recent remaining annotation wins, whoever made it (several annotators
 on one image: the last one to save decides; no consensus is attempted). The result depends
 only on the set of imported rows, never on the import order.
+
+Double review (``review.double_review_share``, :func:`labelloop.active_learning.assign_reviewers`):
+each reviewer's annotation of an image has its own identity (source, task, tool annotation id)
+and is stored as its own REVIEWS row with its HUMAN_LABELS rows; neither replaces the other.
+Labels (:meth:`ReviewStore.latest_reviews`) use the most recently saved one, as above, while
+agreement (:mod:`labelloop.agreement`) reads every reviewer's current annotation from
+:meth:`ReviewStore.reviews` and :meth:`ReviewStore.human_labels`, so both count there. Every
+version of every annotation stays in the store with its ``updated_at`` (the history).
 """
 
 from __future__ import annotations

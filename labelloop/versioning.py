@@ -5,8 +5,13 @@ release stage is declared in the workspace's ``dvc.yaml`` (template: the code re
 top-level dvc.yaml) and recorded with ``dvc commit`` after Dagster has written ``release/``
 (DVC docs, "dvc commit"; Dagster computes, DVC records). Each release is a git commit of
 ``dvc.lock`` tagged ``dataset-vN`` (annotated; the message holds the release note and a
-``content-sha256:`` line). ``N`` is never reused. Rollback restores ``release/`` byte for byte
-from the DVC cache and never deletes a later tag. Callers hold the workspace lock.
+``content-sha256:`` line and, when the release was cut by a Dagster run, a ``dagster-run:``
+line). ``N`` is never reused. Rollback restores ``release/`` byte for byte from the DVC cache
+(fetching from the default remote when the cache lacks it, e.g. in a fresh clone) and never
+deletes a later tag. Callers hold the workspace lock.
+
+Reading an old release needs no checkout: :func:`read_release_file` goes through ``dvc.api``
+with ``rev=`` (the documented DVC Python API), from the cache or the default remote.
 """
 
 from __future__ import annotations
@@ -61,9 +66,7 @@ def init_repo(root: Path, dvc_yaml_template: str, remote: Path, gitignore: list[
     root = Path(root)
     if not (root / ".git").exists():
         git(root, "init", "-q", "-b", "main")
-    if not git(root, "config", "user.email", check=False):
-        git(root, "config", "user.name", "labelloop")
-        git(root, "config", "user.email", "labelloop@localhost")
+    ensure_identity(root)
     if not (root / ".dvc").is_dir():
         dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
@@ -79,6 +82,14 @@ def init_repo(root: Path, dvc_yaml_template: str, remote: Path, gitignore: list[
         git(root, "commit", "-q", "-m", "labelloop init")
 
 
+def ensure_identity(root: Path) -> None:
+    """Give the repository a local git identity ``labelloop <labelloop@localhost>`` when none is
+    configured anywhere (a fresh clone on a machine without one), so commits never fail."""
+    if not git(root, "config", "user.email", check=False):
+        git(root, "config", "user.name", "labelloop")
+        git(root, "config", "user.email", "labelloop@localhost")
+
+
 def release_tags(root: Path) -> list[dict]:
     """Release tags, oldest first: ``{"tag", "n", "git_sha", "content_sha256", "subject"}``."""
     # fields end with US (0x1f), records with RS (0x1e): neither occurs in tag names or messages
@@ -92,9 +103,12 @@ def release_tags(root: Path) -> list[dict]:
             continue
         name, sha, body = parts[0].strip(), parts[1] or parts[2], parts[3]
         m = re.search(r"^content-sha256: ([0-9a-f]{64})$", body, re.M)
+        run = re.search(r"^dagster-run: (\S+)$", body, re.M)
         tags.append({"tag": name, "n": int(TAG_RE.match(name).group(1)), "git_sha": sha,
                      "content_sha256": m.group(1) if m else None,
                      "subject": body.strip().splitlines()[0] if body.strip() else ""})
+        if run:
+            tags[-1]["run_id"] = run.group(1)
     return sorted(tags, key=lambda t: t["n"])
 
 
@@ -121,19 +135,23 @@ def release_out_md5(root: Path) -> str | None:
     return None
 
 
-def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: Path, push: bool = True) -> dict:
+def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: Path, push: bool = True,
+                   run_id: str | None = None) -> dict:
     """Record ``release/`` in dvc.lock, push it to the default remote, commit and tag it.
 
-    Returns ``{"tag", "git_sha", "dvc_md5"}``. Raises VersioningError.
+    ``run_id``: the Dagster run cutting the release, written in the tag message
+    (``dagster-run: <id>``). Returns ``{"tag", "git_sha", "dvc_md5"}``. Raises VersioningError.
     """
     root = Path(root)
     tag = f"{TAG_PREFIX}{n}"
+    ensure_identity(root)
     dvc(root, "commit", "-f", "-q", RELEASE_STAGE)
     if push:
         dvc(root, "push", "-q")
-    git(root, "add", "-A", "--", "dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml")
+    git(root, "add", "-A", "--", "dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml", ".dvc/config")
     git(root, "commit", "-q", "--allow-empty", "-m", f"release {tag}\n\n{note}")
-    git(root, "tag", "-a", tag, "-m", f"{note}\n\ncontent-sha256: {content_sha256}\n")
+    run = f"dagster-run: {run_id}\n" if run_id else ""
+    git(root, "tag", "-a", tag, "-m", f"{note}\n\ncontent-sha256: {content_sha256}\n{run}")
     counter.parent.mkdir(parents=True, exist_ok=True)
     counter.write_text(str(n))
     return {"tag": tag, "git_sha": git(root, "rev-parse", "HEAD"), "dvc_md5": release_out_md5(root)}
@@ -150,9 +168,40 @@ def rollback(root: Path, tag: str) -> dict:
     if not TAG_RE.match(tag) or tag not in {t["tag"] for t in release_tags(root)}:
         known = ", ".join(t["tag"] for t in release_tags(root)) or "none"
         raise VersioningError(f"unknown release tag {tag!r} (releases: {known})")
+    ensure_identity(root)
     git(root, "checkout", tag, "--", "dvc.lock")
-    dvc(root, "checkout", "-f", "-q", RELEASE_STAGE)
+    try:
+        dvc(root, "checkout", "-f", "-q", RELEASE_STAGE)
+    except VersioningError:  # not in the local cache (a fresh clone): fetch it from the default remote
+        dvc(root, "pull", "-f", "-q", RELEASE_STAGE)
     git(root, "add", "dvc.lock")
     if git(root, "status", "--porcelain", "--", "dvc.lock"):
         git(root, "commit", "-q", "-m", f"rollback release/ to {tag}")
     return {"tag": tag, "git_sha": git(root, "rev-parse", "HEAD"), "dvc_md5": release_out_md5(root)}
+
+
+def tag_message(root: Path, tag: str) -> str:
+    """The full message of an annotated release tag (its release note), ``""`` if none."""
+    return git(Path(root), "tag", "-l", "--format=%(contents)", tag, check=False)
+
+
+def read_release_file(root: Path, rel: str, rev: str, missing_ok: bool = False) -> bytes | None:
+    """Bytes of ``release/<rel>`` as it was at git revision ``rev`` (e.g. ``dataset-v1``), read with
+    ``dvc.api.read(..., rev=rev)``: from the local cache, else the default DVC remote; nothing is
+    checked out.
+
+    Raises:
+        VersioningError: an unknown revision, or (unless ``missing_ok``, which returns None) a
+            file the release does not have; any other DVC failure (e.g. unreachable data).
+    """
+    import dvc.api
+    from dvc.exceptions import DvcException, PathMissingError
+
+    try:
+        return dvc.api.read(f"release/{rel}", repo=str(root), rev=rev, mode="rb")
+    except PathMissingError:
+        if missing_ok:
+            return None
+        raise VersioningError(f"release {rev} has no file {rel!r}") from None
+    except DvcException as exc:
+        raise VersioningError(f"cannot read release/{rel} at {rev} in {root}: {exc}") from None

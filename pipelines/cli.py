@@ -195,13 +195,20 @@ def _copy_to_inbox(ws: Workspace, file: Path, source: str | None) -> Path:
 @options
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--source", help="tool project the work came from (default: the export's project, "
-              "else the inbox subfolder, else the file stem)")
+              "else the inbox subfolder, else the file stem; CVAT: cvat/task-N; COCO: coco/<stem>)")
 @click.pass_context
 def import_review(ctx: click.Context, file: str, source: str | None) -> None:
-    """Copy a Label Studio JSON / JSON-MIN export into the review inbox and import it."""
+    """Copy a review file into the review inbox and import it: a Label Studio JSON / JSON-MIN
+    export, a CVAT for images 1.1 XML (or CVAT's zip), or COCO JSON (format read from the content)."""
     from labelloop import project as P
 
+    from labelloop.labelstudio import ExportFormatError, check_size
+
     ws = _ws(ctx)
+    try:  # a file over review.max_export_mb is refused before it is copied or read
+        check_size(file, int(ws.config().review.max_export_mb * 2**20))
+    except ExportFormatError as exc:
+        raise CliError(str(exc)) from None
     existed = {p.resolve() for p in P.review_files(ws)}
     dest = _copy_to_inbox(ws, Path(file), source)
     check = P.import_file(ws, dest, source=source, dry_run=True)
@@ -232,11 +239,12 @@ def register_export(ctx: click.Context, file: str, source: str) -> None:
         click.echo(f"  rejected {r}")
 
 
-def do_release(ctx: click.Context, ws: Workspace) -> dict:
+def do_release(ctx: click.Context, ws: Workspace, resplit: bool = False) -> dict:
     """Run release_job; returns {"status": released|unchanged|blocked, ...}."""
     from pipelines.runner import execute, get_instance
 
-    out = execute(ws, "release_job", get_instance(ws), verbose=ctx.obj["verbose"])
+    run_config = {"ops": {"dataset_release": {"config": {"resplit": True}}}} if resplit else None
+    out = execute(ws, "release_job", get_instance(ws), run_config=run_config, verbose=ctx.obj["verbose"])
     md = out.metadata.get("dataset_release", {})
     warnings = [f"{c['name']}: {c['reason']}" for c in out.warned_checks]
     if out.success:
@@ -250,15 +258,18 @@ def do_release(ctx: click.Context, ws: Workspace) -> dict:
 
 @cli.command()
 @options
+@click.option("--resplit", is_flag=True, help="assign every image group's train/val/test split anew "
+              "(stored splits are otherwise kept)")
 @click.pass_context
-def release(ctx: click.Context) -> None:
-    """Materialize labels, qa_report (with its blocking checks) and dataset_release in one run."""
+def release(ctx: click.Context, resplit: bool) -> None:
+    """Materialize labels, qa_report (with its blocking checks), dataset_release and lineage in one run."""
     ws = _ws(ctx)
-    r = do_release(ctx, ws)
+    r = do_release(ctx, ws, resplit=resplit)
     for w in r["warnings"]:
         click.echo(f"warning: {w}")
     if r["status"] == "blocked":
         for c in r["checks"]:
+            click.echo(f"failed: {c['name']}: {c['reason']} (measured {c['value']}, threshold {c['threshold']})")
             if c.get("images"):
                 click.echo(f"  images behind {c['name']}: {', '.join(str(i)[:12] for i in c['images'][:20])}")
         click.echo(f"labelloop: release blocked: {r['reason']}", err=True)
@@ -270,6 +281,8 @@ def release(ctx: click.Context) -> None:
         m = r["metadata"]
         click.echo(f"released {r['tag']}: {m.get('images')} images, {m.get('labels')} labels "
                    f"(git {str(m.get('git_sha'))[:10]}, dvc {m.get('dvc_md5')})")
+        if m.get("push_error"):
+            click.echo(f"warning: {m['push_error']}")
 
 
 @cli.command()
@@ -307,11 +320,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @options
-@click.argument("ident", metavar="ID")
+@click.argument("ident", metavar="ID", required=False)
+@click.option("--release", "tag", metavar="TAG", help="as the labels were in this release (dataset-vN), read "
+              "from the release itself; without ID: the release's audit summary")
+@click.option("--html", is_flag=True, help="with --release and no ID: the audit summary as HTML")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
-def lineage(ctx: click.Context, ident: str, as_json: bool) -> None:
-    """Provenance of an image_id, a label_id or a source file name."""
+def lineage(ctx: click.Context, ident: str | None, tag: str | None, html: bool, as_json: bool) -> None:
+    """Provenance of an image_id, a label_id or a file name (current labels, or --release TAG)."""
+    if tag or not ident:
+        from pipelines.release_cli import release_lineage
+
+        return release_lineage(ctx, ident, tag, html, as_json)
     from labelloop.audit import lineage as get_lineage
 
     try:
@@ -345,6 +365,24 @@ def demo(ctx: click.Context) -> None:
     from pipelines.demo import run_demo
 
     run_demo(ctx)
+
+
+from pipelines.qa_cli import calibrate as _calibrate, register_gold as _register_gold  # noqa: E402
+
+cli.add_command(_register_gold)
+cli.add_command(_calibrate)
+
+from pipelines.review_cli import pull_review as _pull_review, push_review as _push_review  # noqa: E402
+
+cli.add_command(_push_review)
+cli.add_command(_pull_review)
+
+
+from pipelines.release_cli import diff as _diff, push as _push, remote as _remote  # noqa: E402
+
+cli.add_command(_push)
+cli.add_command(_diff)
+cli.add_command(_remote)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,16 +10,20 @@ import dagster as dg
 
 import assets.ingest
 import assets.labels
+import assets.lineage
 import assets.prelabels
 import assets.qa
 import assets.release
 import assets.review
 from labelloop.workspace import ENV_WORKSPACE, Workspace
-from pipelines.jobs import batch_job, release_job, resolve_job, rollback_job
-from pipelines.sensors import inbox_sensor, review_inbox_sensor
-from resources import DvcRepoResource, LabelStudioFilesResource, PreLabelerResource, WorkspaceResource
+from pipelines.jobs import batch_job, release_job, resolve_job, review_push_job, rollback_job
+from pipelines.release_jobs import push_job
+from pipelines.sensors import inbox_sensor, label_studio_sensor, review_inbox_sensor
+from resources import (DvcRepoResource, LabelStudioFilesResource, LabelStudioServerResource, PreLabelerResource,
+                       WorkspaceResource)
 
-ASSET_MODULES = [assets.ingest, assets.prelabels, assets.review, assets.labels, assets.qa, assets.release]
+ASSET_MODULES = [assets.ingest, assets.prelabels, assets.review, assets.labels, assets.qa, assets.release,
+                 assets.lineage]
 
 
 def resources_for(root: str | None = None) -> dict:
@@ -28,9 +32,23 @@ def resources_for(root: str | None = None) -> dict:
     return {
         "storage": WorkspaceResource(root=root),
         "prelabeler": PreLabelerResource(),
-        "dvc": DvcRepoResource(),
-        "review_tool": LabelStudioFilesResource(),
+        "dvc": DvcRepoResource.from_env(),  # remotes from LABELLOOP_DVC_REMOTE etc. (dg.EnvVar)
+        "review_tool": review_tool_resource(),
     }
+
+
+def review_tool_resource() -> LabelStudioFilesResource:
+    """The live Label Studio server when LABEL_STUDIO_URL is set (URL and token read at launch
+    through dg.EnvVar; optional: LABEL_STUDIO_PROJECT_TITLE, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
+    (the server's own setting) and LABEL_STUDIO_WORKSPACE_PATH), else Label Studio through files."""
+    if not os.environ.get("LABEL_STUDIO_URL"):
+        return LabelStudioFilesResource()
+    return LabelStudioServerResource(
+        url=dg.EnvVar("LABEL_STUDIO_URL"), api_key=dg.EnvVar("LABEL_STUDIO_API_KEY"),
+        project_title=os.environ.get("LABEL_STUDIO_PROJECT_TITLE", ""),
+        document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", ""),
+        workspace_path=os.environ.get("LABEL_STUDIO_WORKSPACE_PATH", ""),
+    )
 
 
 def build_definitions(root: str | None = None) -> dg.Definitions:
@@ -38,8 +56,8 @@ def build_definitions(root: str | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-        jobs=[batch_job, resolve_job, release_job, rollback_job],
-        sensors=[inbox_sensor, review_inbox_sensor],
+        jobs=[batch_job, resolve_job, release_job, rollback_job, review_push_job, push_job],
+        sensors=[inbox_sensor, review_inbox_sensor, label_studio_sensor],
         resources=resources_for(root),
     )
 

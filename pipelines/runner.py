@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from labelloop.bootstrap import DAGSTER_YAML
+from labelloop.bootstrap import dagster_yaml
 from labelloop.workspace import Workspace
 from pipelines.partitions import BATCHES
 
@@ -34,7 +34,7 @@ def get_instance(ws: Workspace) -> dg.DagsterInstance:
     home = ws.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+        (home / "dagster.yaml").write_text(dagster_yaml(), encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["LABELLOOP_WORKSPACE"] = str(ws.root)
     instance = dg.DagsterInstance.get()

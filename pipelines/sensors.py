@@ -8,6 +8,7 @@ from labelloop import project as P
 from labelloop.workspace import BATCH_NAME, Workspace
 from pipelines.jobs import batch_job, resolve_job
 from pipelines.partitions import BATCHES
+from resources.review_tool import LabelStudioFilesResource
 from resources.storage import WorkspaceResource
 
 
@@ -44,3 +45,31 @@ def review_inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceR
     if not changed:
         return dg.SkipReason("no new review export")
     return dg.RunRequest(run_key=None, tags={"labelloop/files": ",".join(changed)[:200]})
+
+
+@dg.sensor(job=resolve_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def label_studio_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource,
+                        review_tool: LabelStudioFilesResource):
+    """Polls the live Label Studio server for new or updated annotations and runs resolve_job,
+    whose human_labels pulls them (cursor: per project source, the newest task updated_at seen;
+    Label Studio moves it whenever an annotation of the task is created, updated or cancelled).
+    An unreachable server or a refused token fails the tick with the reason."""
+    if not review_tool.is_live:
+        return dg.SkipReason("the review tool is Label Studio files: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
+                             "to poll a live server")
+    ws = Workspace.at(storage.root)
+    if not ws.is_initialized():
+        return dg.SkipReason(f"{ws.root} is not an initialized workspace")
+    found = review_tool.newest_update(ws)
+    if found is None:
+        return dg.SkipReason(f"no Label Studio project titled {review_tool.title(ws)!r} yet")
+    source, newest = found
+    if newest is None:
+        return dg.SkipReason(f"{source} has no tasks")
+    seen = json.loads(context.cursor) if context.cursor else {}
+    if seen.get(source) and newest <= seen[source]:
+        return dg.SkipReason(f"{source}: no task updated since {seen[source]}")
+    seen[source] = newest
+    context.update_cursor(json.dumps(seen, sort_keys=True))
+    return dg.RunRequest(run_key=f"{source}@{newest}",
+                         tags={"labelloop/label-studio": source, "labelloop/updated-at": newest})

@@ -3,7 +3,7 @@ the DVC repository and the review tool."""
 
 from resources.dvc import DvcRepoResource
 from resources.prelabeler import PreLabelerResource
-from resources.review_tool import LabelStudioFilesResource
+from resources.review_tool import LabelStudioFilesResource, LabelStudioServerResource
 from resources.storage import WorkspaceResource
 
-__all__ = ["DvcRepoResource", "LabelStudioFilesResource", "PreLabelerResource", "WorkspaceResource"]
+__all__ = ["DvcRepoResource", "LabelStudioFilesResource", "LabelStudioServerResource", "PreLabelerResource", "WorkspaceResource"]

@@ -8,28 +8,42 @@ import dagster as dg
 from pydantic import Field
 
 from labelloop.config import ProjectConfig
-from labelloop.prelabel.opencv import OpenCVPreLabeler
 from labelloop.prelabel.protocol import PreLabeler
 
 
 @functools.lru_cache(maxsize=4)
-def _build(config_json: str) -> PreLabeler:
+def _build(config_json: str, root: str | None) -> PreLabeler:
     cfg = ProjectConfig.model_validate_json(config_json)
     if cfg.prelabeler.backend == "opencv":
+        from labelloop.prelabel.opencv import OpenCVPreLabeler
+
         return OpenCVPreLabeler(cfg)
+    if cfg.prelabeler.backend == "foundation":
+        try:
+            from labelloop.prelabel.foundation import FoundationPreLabeler
+
+            return FoundationPreLabeler(cfg, root)
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(f"prelabeler.backend foundation needs torch, torchvision, transformers and "
+                               f"segment-anything ({exc}): pip install 'labelloop[gpu]'") from None
     raise ValueError(f"unknown pre-labeler backend {cfg.prelabeler.backend!r}")
 
 
 class PreLabelerResource(dg.ConfigurableResource):
     """Selects and builds the pre-labeler from the project's ``prelabeler`` settings.
 
-    ``device`` overrides the config (``cpu``; ``cuda`` for GPU backends). The embedded default
-    is OpenCV's classical detectors on CPU (weights inside the installed wheel).
+    ``backend: opencv`` (default) is OpenCV's classical detectors on CPU (weights inside the
+    installed wheel). ``backend: foundation`` is Grounding DINO + SAM from local checkpoints
+    (labelloop.prelabel.foundation); its weights load on first use, so asking for ``model_id``
+    (review, labels, QA, the CLI) never loads them. ``device`` overrides the config (``cpu``,
+    ``cuda``, ``cuda:N``, ``auto``).
     """
 
     device: str | None = Field(None, description="override labelloop.yaml prelabeler.device")
 
-    def get(self, config: ProjectConfig) -> PreLabeler:
+    def get(self, config: ProjectConfig, root: str | None = None) -> PreLabeler:
+        """The backend for ``config``; relative checkpoint paths resolve against ``root`` (the
+        workspace root; default the current directory). Cached per (config, root)."""
         if self.device:
             config = config.model_copy(update={"prelabeler": config.prelabeler.model_copy(update={"device": self.device})})
-        return _build(config.model_dump_json())
+        return _build(config.model_dump_json(), str(root) if root is not None else None)

@@ -3,3 +3,20 @@
 # Every step is idempotent and says what it installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Headless Chromium for the QA report's browser test (tests/test_report_browser.py).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "test-services: installing chromium (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium
+fi
+
+# Label Studio 1.23.2 for the live review-tool tests (tests/test_labelstudio_live.py), in its own
+# virtualenv: its pins (Django, numpy, ...) clash with ours. The tests start it (session fixture).
+LS_VERSION=1.23.2
+if ! .venv-labelstudio/bin/python -c "import label_studio, sys; sys.exit(label_studio.__version__ != '$LS_VERSION')" 2>/dev/null; then
+    echo "test-services: installing label-studio==$LS_VERSION into .venv-labelstudio"
+    python3 -m venv .venv-labelstudio
+    .venv-labelstudio/bin/pip install -q "label-studio==$LS_VERSION"
+fi

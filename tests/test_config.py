@@ -37,10 +37,18 @@ def test_shipped_default_loads():
     assert (cfg.routing.qa_sample_rate, cfg.routing.seed) == (0.1, 0)
     assert (cfg.images.max_pixels, cfg.images.near_duplicate_distance) == (50_000_000, 4)
     assert cfg.qa.model_dump() == {"audit_error_target": 0.02, "confidence": 0.95, "accept_iou": 0.95,
-                                   "audit_move_iou": 0.75}
+                                   "audit_move_iou": 0.75,
+                                   # issue 5: gold set, agreement and label-error settings
+                                   "strict": False, "gold_mean_iou": 0.5, "gold_mean_iou_strict": 0.75,
+                                   "gold_class_accuracy": 0.95, "kappa_min": 0.8, "kappa_guidelines": 0.6,
+                                   "honeypots_per_batch": 2, "bootstrap_resamples": 2000,
+                                   "label_error_threshold": 0.25, "max_suspects": 50}
+    assert cfg.routing.calibrated_policy is None
+    assert (cfg.cost.box_per_object, cfg.calibration.precision_target) == (0.06, 0.98)
     assert cfg.release.model_dump() == {"train": 0.8, "val": 0.1, "test": 0.1}
     assert cfg.prelabeler.model_dump() == {"backend": "opencv", "device": "cpu", "max_side": 800,
-                                           "grabcut_iterations": 3}
+                                           "grabcut_iterations": 3, "detector": None, "segmenter": None,
+                                           "batch_size": 8, "num_workers": 2, "dtype": "auto", "chunk_size": 200}
 
 
 def test_minimal_file_takes_the_defaults(tmp_path):
@@ -70,7 +78,7 @@ INVALID = [
         (ONE_CAT + "routing: {seed: abc}\n",
          "routing.seed: Input should be a valid integer, unable to parse string as an integer"),
         (ONE_CAT + "release: {train: 0.5, val: 0.1, test: 0.1}\n", "release: Value error, train + val + test must be 1"),
-        (ONE_CAT + "prelabeler: {backend: torch}\n", "prelabeler.backend: Input should be 'opencv'"),
+        (ONE_CAT + "prelabeler: {backend: torch}\n", "prelabeler.backend: Input should be 'opencv' or 'foundation'"),
         (ONE_CAT + "images: {max_pixels: 0}\n", "images.max_pixels: Input should be greater than 0"),
         ("project: x\n", "categories: Field required"),
         ("categories:\n  - {name: '', detector: hog}\n",

@@ -21,7 +21,7 @@ from pipelines.definitions import build_definitions
 from pipelines.runner import get_instance
 
 ASSETS = {"raw_images", "prelabels", "review_queue", "review_export", "human_labels", "labels", "qa_report",
-          "dataset_release"}
+          "dataset_release", "lineage"}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -29,8 +29,10 @@ def test_definitions_load_with_the_asset_graph(tmp_path):
     defs = build_definitions(str(tmp_path))
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
-    assert {c.name for c in graph.asset_check_keys} == {"schema_valid", "audited_error_rate"}
-    for job in ("batch_job", "resolve_job", "release_job", "rollback_job"):
+    assert {c.name for c in graph.asset_check_keys} == {"schema_valid", "audited_error_rate", "gold_mean_iou",
+                                                       "gold_class_accuracy", "inter_annotator_kappa",
+                                                       "guidelines_agreement", "labels_traced"}
+    for job in ("batch_job", "resolve_job", "release_job", "rollback_job", "push_job"):
         defs.resolve_job_def(job)
     prelabels = graph.get(dg.AssetKey("prelabels")).assets_def
     assert prelabels.op.pool == "gpu"

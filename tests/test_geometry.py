@@ -1,9 +1,12 @@
 """IoU, matching and box validation (labelloop.geometry) with hand-computed values."""
 
+import math
+
 import numpy as np
 import pytest
 
-from labelloop.geometry import box_problem, clip, greedy_match, iou, iou_matrix, ls_to_xyxy
+from labelloop.geometry import (box_problem, clip, enclosing_box, greedy_match, iou, iou_matrix, ls_rotation,
+                                ls_to_xyxy, rotated_rect_corners)
 
 
 def test_iou_hand_computed():
@@ -44,8 +47,26 @@ def test_box_problem_and_clip():
     assert clip([-3, -1, 12, 5], 10, 10) == [0.0, 0.0, 10.0, 5.0]
 
 
-def test_rotated_label_studio_box_is_rejected_not_read_unrotated():
-    with pytest.raises(ValueError, match="rotated rectangle"):
-        ls_to_xyxy({"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 30}, 100, 100)
+def test_rotated_label_studio_box_is_read_as_its_enclosing_box_never_unrotated():
+    # 10 x 20 px box at (40, 30) rotated 90 degrees clockwise about its top-left corner:
+    # its width now points down (+y) and its height to the left (-x)
+    value = {"x": 40, "y": 30, "width": 10, "height": 20, "rotation": 90}
+    assert ls_to_xyxy(value, 100, 100) == pytest.approx([20, 30, 40, 40])
+    # 30 degrees on a non-square image: corners computed in pixels, not in percent
+    value = {"x": 10, "y": 10, "width": 20, "height": 10, "rotation": 30}
+    w, h = 200, 100  # box 40 x 10 px at (20, 10)
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    corners = [(20, 10), (20 + 40 * c, 10 + 40 * s), (20 + 40 * c - 10 * s, 10 + 40 * s + 10 * c), (20 - 10 * s, 10 + 10 * c)]
+    want = [min(x for x, _ in corners), min(y for _, y in corners), max(x for x, _ in corners), max(y for _, y in corners)]
+    assert ls_to_xyxy(value, w, h) == pytest.approx(want)
+    assert ls_rotation(value) == 30 and ls_rotation({"rotation": -30}) == 330 and ls_rotation({"rotation": 360}) == 0
+    assert ls_to_xyxy({"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 360}, 100, 100) == pytest.approx([1, 1, 6, 6])
     with pytest.raises(ValueError, match="numeric"):
         ls_to_xyxy({"x": "a", "y": 1, "width": 5, "height": 5}, 100, 100)
+    with pytest.raises(ValueError, match="finite"):
+        ls_to_xyxy({"x": 1, "y": 1, "width": 5, "height": 5, "rotation": float("inf")}, 100, 100)
+
+
+def test_cvat_rotation_is_about_the_centre():
+    corners = rotated_rect_corners(10, 20, 40, 10, 90, pivot="center")  # centre (30, 25)
+    assert enclosing_box(corners) == pytest.approx([25, 5, 35, 45])

@@ -235,11 +235,13 @@ def _region_of(tasks, t=0, r=0):
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda reg: reg["value"].update(rotation=30), "region p1: rotated rectangle"),
+        (lambda reg: reg["value"].update(rotation="thirty"), "region p1: rectangle rotation must be a number"),
+        (lambda reg: reg.update(from_name="tag"), "region p1: from_name 'tag' is not a control"),
+        (lambda reg: reg.update(to_name="img"), "region p1: to_name 'img' is not the image object"),
         (lambda reg: reg.pop("value"), "region p1: missing value"),
         (lambda reg: reg["value"].update(rectanglelabels=["face", "cat"]), "exactly one label"),
         (lambda reg: reg["value"].pop("width"), "numeric x, y, width, height"),
-        (lambda reg: reg.update(type="polygonlabels"), "unsupported result type"),
+        (lambda reg: reg.update(type="polygonlabels"), "unsupported result type 'polygonlabels' for control 'label'"),
     ],
 )
 def test_per_record_problems_are_carried_not_raised(mutate, match):
@@ -253,25 +255,63 @@ def test_per_record_problems_are_carried_not_raised(mutate, match):
 
 def test_json_min_problems_are_carried():
     items = load("export_json_min.json")
-    items[0]["label"][0]["rotation"] = 45
+    items[0]["label"][0]["width"] = "wide"
     del items[1]["updated_at"]
     recs = parse_export(items)
-    assert "rotated rectangle" in recs[0]["error"]
+    assert "numeric x, y, width, height" in recs[0]["error"]
     assert "updated_at" in recs[1]["error"]
     assert recs[2]["error"] is None and recs[2]["regions"] == []
+    # a region list under a key that is not one of our controls (a wrong from_name) rejects the record
+    items = load("export_json_min.json")
+    items[0]["tag"] = items[0].pop("label")
+    assert "from_name 'tag' is not a control" in parse_export(items)[0]["error"]
+    # a rotated rectangle is kept (read as its enclosing box at import)
+    items = load("export_json_min.json")
+    items[0]["label"][0]["rotation"] = 45
+    assert parse_export(items)[0]["error"] is None
 
 
-def test_rotated_and_unknown_label_become_per_record_rejects():
+def test_rotated_box_imports_as_enclosing_box_and_unknown_label_is_rejected():
     tasks = load("export_json.json")
-    _region_of(tasks, 0, 0)["value"]["rotation"] = 15
+    _region_of(tasks, 0, 0)["value"]["rotation"] = 90  # face box (176, 55, 274, 180) turned about (176, 55)
     _region_of(tasks, 1, 0)["value"]["rectanglelabels"] = ["dog"]
     images = [_img("astronaut.png", 512, 512), _img("chelsea.png", 451, 300), _img("coffee.png", 600, 400)]
     res = import_review(parse_export(tasks), file_name="bad.json", import_sha256="0" * 64,
                         source="label-studio/project-1", images=images, exported=[], known_review_keys=set(),
                         categories=CATS)
     reasons = {r["item"]: r["reason"] for r in res["rejects"]}
-    assert set(reasons) == {"task 1 annotation 1", "task 2 annotation 2"}
-    assert "rotated rectangle (15.0 degrees)" in reasons["task 1 annotation 1"]
+    assert set(reasons) == {"task 2 annotation 2"}
     assert "unknown category 'dog'" in reasons["task 2 annotation 2"]
     assert all(r["file"] == "bad.json" for r in res["rejects"])
-    assert [r["task_id"] for r in res["reviews"]] == ["3"]  # the good record still imports
+    assert sorted(r["task_id"] for r in res["reviews"]) == ["1", "3"]  # the good records still import
+    face = next(h for h in res["human_labels"] if h["region_id"] == "p1")
+    # 98 x 125 px box rotated 90 degrees clockwise about its top-left corner: x in [176-125, 176], y in [55, 55+98]
+    assert close(face["bbox"], (51, 55, 176, 153), tol=1e-6)
+    attrs = json.loads(face["attributes"])
+    assert attrs["rotation"] == 90 and attrs["rotation_pivot"] == "top-left"
+    assert close(attrs["rotated_box_xywh"], (176, 55, 98, 125), tol=1e-6)
+
+
+def test_polygon_regions_come_back_as_masks():
+    """A Label Studio polygon (percent points) becomes a mask rasterized by pycocotools and the
+    box of its vertices; the config offers the PolygonLabels control when asked."""
+    from labelloop.masks import decode_rle
+
+    root = ET.fromstring(label_config_xml(CATS, polygons=True))
+    poly = root.find("PolygonLabels")
+    assert poly.get("name") == "polygon" and [lab.get("value") for lab in poly.findall("Label")] == CATS
+    tasks = load("export_json.json")[1:2]  # chelsea, 451 x 300
+    pts_px = [(100.0, 50.0), (300.0, 50.0), (300.0, 250.0), (100.0, 250.0)]
+    tasks[0]["annotations"][0]["result"] = [{
+        "id": "poly1", "from_name": "polygon", "to_name": "image", "type": "polygonlabels",
+        "original_width": 451, "original_height": 300, "image_rotation": 0,
+        "value": {"points": [[100 * x / 451, 100 * y / 300] for x, y in pts_px], "closed": True,
+                  "polygonlabels": ["cat"]}}]
+    images = [_img("chelsea.png", 451, 300)]
+    res = import_review(parse_export(tasks), file_name="p.json", import_sha256="0" * 64, source="label-studio/project-1",
+                        images=images, exported=[], known_review_keys=set(), categories=CATS)
+    (h,) = res["human_labels"]
+    assert close(h["bbox"], (100, 50, 300, 250), tol=1e-6)
+    m = decode_rle(h["mask"])
+    assert m.shape == (300, 451) and int(m.sum()) == 200 * 200  # pixel-edge polygon: 200 x 200 pixels
+    assert m[50, 100] == 1 and m[249, 299] == 1 and m[250, 300] == 0

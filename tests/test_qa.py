@@ -274,3 +274,26 @@ def test_render_html_self_contained_and_deterministic():
     for text in ("schema_valid", "audited_error_rate", "FAIL", "iou@0.75", "qa_sample", "person"):
         assert text in html1
     assert render_html(r, None).count("<img") == 1
+
+
+def test_render_html_with_qa_sections_is_deterministic_and_says_why_figures_are_undefined():
+    from labelloop.agreement import pairwise_agreement
+    from labelloop.coco_eval import model_vs_human
+    from labelloop.gold_eval import reviewer_vs_gold
+
+    r = _report()
+    r["gold"] = reviewer_vs_gold([], [], []) | {"sets": []}
+    r["agreement"] = pairwise_agreement([])
+    r["model_vs_human"] = model_vs_human([], [], {"i1": (64, 48)}, ["cat", "person"])
+    r["label_stats"] = {"box_sizes": {}, "objects_per_image": {}, "drift": {"undefined": "no earlier release to compare with"}}
+    r["cost"] = {"currency": "USD", "prices": {"box_per_object": 0.06}, "by_hand": {"images": 1, "boxes": 1, "masks": 0,
+                 "total": 0.13}, "review_done": {"images": 0, "accepted": 0, "corrected": 0, "added": 0, "deleted": 0,
+                                                 "masks": 0, "total": 0.0}, "saving": 0.13, "saving_share": 1.0}
+    html = render_html(r, None, [])
+    assert html == render_html(r, None, [])
+    assert "nan" not in html.lower().replace("nanoseconds", "")
+    for text in ("No gold set registered", "Kappa undefined: no image was reviewed by two annotators",
+                 "no ground-truth label on the evaluated images", "no earlier release to compare with",
+                 "saving: <b>0.13 USD</b>", "No PR curve: no reviewed ground truth yet."):
+        assert text in html, text
+    json.dumps(r, allow_nan=False)

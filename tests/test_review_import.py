@@ -297,7 +297,7 @@ def test_bad_records_are_rejected_alone(images, exported):
         clone(2, 12, "/data/local-files/?d=x.png"),
         clone(0, 13, mutate=lambda result: [r.update(original_width=1024) for r in result]),
         clone(0, 14, mutate=set_value(rectanglelabels=["dog"])),
-        clone(0, 15, mutate=set_value(rotation=90)),
+        clone(0, 15, mutate=set_value(rotation="ninety")),
         clone(0, 16, mutate=set_value(x=90.0)),  # 90% + 19% of the width: outside the image
         clone(2, 17, "y.png"),  # byte-identical duplicates are one image: not ambiguous
     ]
@@ -309,7 +309,7 @@ def test_bad_records_are_rejected_alone(images, exported):
     assert "ambiguous image reference" in amb and "matches 2 images" in amb and "a/x.png" in amb and "b/x.png" in amb
     assert "original_width 1024 disagrees with the width 512" in reasons["task 13 annotation 1013"]
     assert "unknown category 'dog'" in reasons["task 14 annotation 1014"]
-    assert "rotated rectangle" in reasons["task 15 annotation 1015"]
+    assert "rotation must be a number" in reasons["task 15 annotation 1015"]
     assert "outside the 512x512 image" in reasons["task 16 annotation 1016"]
     assert all(set(r) == set(REJECTS.names) and r["file"] == "mixed.json" for r in res["rejects"])
     assert sorted(r["task_id"] for r in res["reviews"]) == ["1", "17", "2", "3"]  # the good ones import

@@ -1,5 +1,5 @@
 """Pre-labelers: models that turn images into predictions behind one protocol."""
 
-from labelloop.prelabel.protocol import Detection, PreLabeler, model_id_for
+from labelloop.prelabel.protocol import Detection, PreLabeler, iter_predictions, model_id_for
 
-__all__ = ["Detection", "PreLabeler", "model_id_for"]
+__all__ = ["Detection", "PreLabeler", "iter_predictions", "model_id_for"]

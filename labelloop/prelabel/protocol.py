@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 from PIL import Image
 
@@ -51,3 +51,27 @@ def model_id_for(backend: str, checkpoint_sha256: str, settings: dict) -> str:
     """
     s = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return f"{backend}@{checkpoint_sha256[:12]}-{s[:8]}"
+
+
+def iter_predictions(model: PreLabeler, paths: Sequence) -> Iterator[tuple[int, list[Detection] | BaseException]]:
+    """``(index into paths, detections)`` for every file, in input order.
+
+    A model with ``predict_files(paths)`` (the batched foundation backend: DataLoader workers,
+    batches on the device) streams its own results; otherwise each file is decoded here with
+    :func:`labelloop.images.load_rgb` and passed alone to ``model.predict``. A file that cannot be
+    decoded yields its :class:`~labelloop.images.ImageError` (the message names the file) instead
+    of raising; errors of the model itself propagate.
+    """
+    stream = getattr(model, "predict_files", None)
+    if callable(stream):
+        yield from stream(paths)
+        return
+    from labelloop.images import ImageError, load_rgb
+
+    for i, path in enumerate(paths):
+        try:
+            rgb = load_rgb(path)
+        except ImageError as exc:
+            yield i, exc
+            continue
+        yield i, model.predict([rgb])[0]

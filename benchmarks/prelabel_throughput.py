@@ -1,0 +1,200 @@
+"""Throughput of the ``prelabels`` stage (Grounding DINO + SAM) against the raw model forward
+passes on the same tensors, and against a naive one-image-at-a-time loop, in one process.
+
+    python benchmarks/prelabel_throughput.py --device cpu --num-images 4 --arch vit_b
+
+Models: full-size architectures with random weights (their cost does not depend on the weights'
+values), written once under ``--work-dir`` in the real formats and loaded through the same
+checkpoint path as production (sha256 checked): Grounding DINO tiny (Swin-T + BERT-base, 900
+queries, 800 / 1333 input) via transformers, SAM ``--arch`` (vit_b / vit_l / vit_h) via
+segment-anything. Images: real photos shipped in scikit-image, matplotlib and scikit-learn, cycled
+to ``--num-images`` files.
+
+Three figures, images per second over the same N images after one warm-up batch:
+- stage: ``FoundationPreLabeler.predict_files`` + prediction rows as an Arrow table, i.e. decode
+  (DataLoader workers) -> detector -> SAM encoder on images with mask boxes -> one decoder call per
+  image -> masks to COCO RLE -> rows.
+- raw: only the model forward passes on the already-decoded, already-batched device tensors:
+  the detector forward per batch, SAM's image encoder on the same images, the mask decoder on the
+  boxes the stage found (one call per image), synchronised at the end.
+- naive: the pattern of popular auto-labeling tools: per image, decode in the loop, float32, the
+  detector called once per prompt, SAM's encoder on the image, the decoder once per box.
+
+Ends with ``stage/raw X.XX  stage/naive Y.YY  stage_img_per_s Z.Z``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from labelloop.config import ProjectConfig  # noqa: E402
+from labelloop.images import load_rgb  # noqa: E402
+from labelloop.prelabel.foundation import FoundationPreLabeler  # noqa: E402
+from labelloop.prelabel.loading import sha256_path  # noqa: E402
+from labelloop.prelabel.pipeline import batch_of_images  # noqa: E402
+from labelloop.prelabel.random_weights import write_grounding_dino, write_sam  # noqa: E402
+from labelloop.prelabel.runtime import autocast_dtype, resolve_device  # noqa: E402
+from labelloop.schemas import PREDICTIONS  # noqa: E402
+from labelloop import tables  # noqa: E402
+
+CATEGORIES = [("person", "a person", True), ("cat", "a cat", True), ("face", "a human face", False)]
+
+
+def photos() -> list[Path]:
+    import matplotlib
+    import skimage
+    import sklearn
+
+    sk = Path(skimage.__file__).parent / "data"
+    return [sk / "astronaut.png", sk / "chelsea.png", sk / "coffee.png", sk / "rocket.jpg",
+            Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+            Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg",
+            Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg"]
+
+
+def checkpoints(work: Path, arch: str) -> tuple[Path, str, Path, str]:
+    gd, sam = work / "grounding-dino-tiny-random", work / f"sam_{arch}_random.pth"
+    if not (gd / "model.safetensors").is_file():
+        shutil.rmtree(gd, ignore_errors=True)
+        write_grounding_dino(gd, [p for _, p, _ in CATEGORIES], size="tiny")
+    if not sam.is_file():
+        write_sam(sam, arch)
+    return gd, sha256_path(gd), sam, sha256_path(sam)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def stage(m: FoundationPreLabeler, paths: list[Path]) -> tuple[float, list]:
+    t = time.perf_counter()
+    results = list(m.predict_files(paths))
+    rows = [{"image_id": str(i), "category": d.category, "bbox": list(d.bbox), "score": d.score, "mask": d.mask,
+             "model_id": m.model_id, "checkpoint_sha256": m.checkpoint_sha256, "prompt": d.prompt}
+            for i, dets in results for d in dets]
+    tables.to_table(rows, PREDICTIONS)
+    return time.perf_counter() - t, results
+
+
+def raw(m: FoundationPreLabeler, paths: list[Path], results: list, batch_size: int) -> float:
+    det, seg = m.load()
+    dev = det.device
+    images = [load_rgb(p) for p in paths]
+    batches = [batch_of_images(images[i:i + batch_size], m.prepare()).to(dev, non_blocking=False)
+               for i in range(0, len(images), batch_size)]
+    masked = [torch.tensor([d.bbox for d in dets if d.mask is not None], dtype=torch.float32, device=dev).reshape(-1, 4)
+              for _, dets in results]  # the boxes the stage segmented, per image
+    sync(dev)
+    t = time.perf_counter()
+    for k, b in enumerate(batches):
+        det.forward(b.det)
+        rows = [i for i in range(len(b)) if len(masked[k * batch_size + i])]
+        if seg is not None and rows:
+            emb = seg.encode({key: v[rows] for key, v in b.seg.items()})
+            for j, i in enumerate(rows):
+                seg.decode_logits(emb[j], masked[k * batch_size + i], b.sizes[i])
+    sync(dev)
+    return time.perf_counter() - t
+
+
+def naive(m: FoundationPreLabeler, paths: list[Path]) -> float:
+    det, seg = m.load()
+    dev = det.device
+    amp = (det.amp, seg.amp if seg else None)
+    det.amp = None
+    if seg:
+        seg.amp = None
+    single = [det.encode_prompts([p]) for _, p, _ in m.categories]
+    prepare = m.prepare()
+    try:
+        sync(dev)
+        t = time.perf_counter()
+        for p in paths:
+            b = batch_of_images([load_rgb(p)], prepare).to(dev, non_blocking=False)
+            boxes = []
+            for c, text in enumerate(single):
+                if not m.categories[c][2]:
+                    det.detect(b.det, b.sizes, text)
+                    continue
+                boxes.append(det.detect(b.det, b.sizes, text)[0].xyxy)
+            if seg is not None:
+                emb = seg.encode(b.seg)
+                size = tuple(b.seg["input_sizes"][0].tolist())
+                for xyxy in boxes:
+                    for box in xyxy:
+                        seg.masks(emb[0], box[None], size, b.sizes[0])
+        sync(dev)
+        return time.perf_counter() - t
+    finally:
+        det.amp = amp[0]
+        if seg:
+            seg.amp = amp[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    ap.add_argument("--num-images", type=int, default=8)
+    ap.add_argument("--arch", default="vit_h", choices=["vit_b", "vit_l", "vit_h"], help="SAM architecture")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--num-workers", type=int, default=2)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "labelloop-bench",
+                    help="where the random-weight checkpoints are written once and reused")
+    ap.add_argument("--max-detections", type=int, default=20,
+                    help="boxes kept per image (random weights pass the thresholds everywhere; 20 ~ a busy photo)")
+    ap.add_argument("--warmup", type=int, default=1, help="images run through the stage before timing")
+    ap.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (slow on a CPU)")
+    a = ap.parse_args(argv)
+    dev = resolve_device(a.device)
+    a.work_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    gd, gd_sha, sam, sam_sha = checkpoints(a.work_dir, a.arch)
+    print(f"checkpoints ready in {time.perf_counter() - t:.1f}s: {gd} ({gd_sha[:12]}), {sam} ({sam_sha[:12]})")
+    cfg = ProjectConfig.model_validate({
+        "categories": [{"name": n, "detector": "grounding-dino", "prompt": p, "masks": mk} for n, p, mk in CATEGORIES],
+        "prelabeler": {"backend": "foundation", "device": str(dev), "dtype": a.dtype, "batch_size": a.batch_size,
+                       "num_workers": a.num_workers,
+                       "detector": {"path": str(gd), "sha256": gd_sha, "max_detections": a.max_detections},
+                       "segmenter": {"path": str(sam), "sha256": sam_sha, "arch": a.arch}}})
+    m = FoundationPreLabeler(cfg)
+    t = time.perf_counter()
+    m.load()
+    print(f"loaded in {time.perf_counter() - t:.1f}s on {dev} "
+          f"(autocast {autocast_dtype(dev, a.dtype)}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    pool = photos()
+    paths = [pool[i % len(pool)] for i in range(a.num_images)]
+    if a.warmup:
+        stage(m, paths[: a.warmup])  # warm-up: allocator, kernels, workers
+    s_time, results = stage(m, paths)
+    n_boxes = sum(len(r) for _, r in results if isinstance(r, list))
+    n_masks = sum(d.mask is not None for _, r in results if isinstance(r, list) for d in r)
+    r_time = raw(m, paths, results, m.halving.batch_size)
+    n = len(paths)
+    print(f"images {n}  boxes {n_boxes}  masks {n_masks}  batch_size {m.halving.batch_size}  "
+          f"oom_halvings {len(m.halving.events)}")
+    print(f"stage  {n / s_time:8.3f} img/s  ({s_time:.2f} s)")
+    print(f"raw    {n / r_time:8.3f} img/s  ({r_time:.2f} s)")
+    if a.skip_naive:
+        nv_time = float("nan")
+        print("naive  skipped")
+    else:
+        nv_time = naive(m, paths)
+        print(f"naive  {n / nv_time:8.3f} img/s  ({nv_time:.2f} s; {nv_time / n:.2f} s per image)")
+    print(f"stage/raw {r_time / s_time:.2f}  stage/naive {nv_time / s_time:.2f}  stage_img_per_s {n / s_time:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

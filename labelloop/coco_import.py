@@ -1,0 +1,194 @@
+"""COCO JSON annotations (boxes, polygon or RLE masks, keypoints) imported as reviewed labels.
+
+Format: https://cocodataset.org/#format-data ("Object Detection", "Keypoint Detection"): a JSON
+object with ``images`` (``id, file_name, width, height``), ``annotations`` (``id, image_id,
+category_id, bbox [x, y, w, h]`` pixels, ``segmentation`` as polygons ``[[x1, y1, ...], ...]``
+or RLE ``{"size": [h, w], "counts": str | [int]}``, ``keypoints [x, y, v, ...]``, ``iscrowd``)
+and ``categories`` (``id, name``, ``keypoints`` names). Masks are decoded with pycocotools
+(:func:`labelloop.masks.segmentation_to_rle`).
+
+One record per COCO image (an image listed without annotations is a reviewed negative):
+
+- identity: source ``coco/<file stem>`` unless given; task_id = the image's ``file_name``;
+  tool_annotation_id ``coco-image``; updated_at = ``info.date_created`` (ISO 8601 or COCO's
+  ``YYYY/MM/DD``), else the time the caller passes (the file's modification time), so the same
+  file imported twice adds nothing and a later file supersedes;
+- image matching: the entry's ``sha256`` (labelloop releases write it), else ``file_name`` as a
+  full path (our ``uri`` or ``source_path``, or a release file named ``<image_id[:16]>.ext``),
+  never by position or bare file name;
+- annotator: ``coco-user-`` + 12 hex of sha256 of ``info.contributor`` (``coco-user-unknown``).
+
+A whole-file problem (not a JSON object, missing or ill-typed top-level lists, duplicate image or
+category ids) raises :class:`CocoFormatError`; a bad annotation rejects its image alone (an
+annotation of an unknown image is rejected alone). ``iscrowd: 1`` regions describe crowds, not
+objects a reviewer drew: an image holding one is rejected with that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+from labelloop.masks import segmentation_to_rle
+
+TOOL = "coco"
+
+
+class CocoFormatError(ValueError):
+    """A file that is not COCO annotation JSON at all (message names file and problem)."""
+
+
+def _iso(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    v = value.strip()
+    for parse in (lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00")),
+                  lambda s: dt.datetime.strptime(s, "%Y/%m/%d"), lambda s: dt.datetime.strptime(s, "%Y/%m/%d %H:%M:%S")):
+        try:
+            t = parse(v)
+        except ValueError:
+            continue
+        t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+        return t.astimezone(dt.timezone.utc).isoformat()
+    return None
+
+
+def default_source(path: str | Path) -> str:
+    """``coco/<file stem>``."""
+    return f"{TOOL}/{Path(path).stem}"
+
+
+def looks_like_coco(obj: Any) -> bool:
+    """A JSON object with ``images`` and ``annotations`` (COCO's top level)."""
+    return isinstance(obj, dict) and "images" in obj and "annotations" in obj
+
+
+def _int_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[str, list[str]]) -> dict:
+    aid = ann.get("id")
+    name = f"annotation {aid}"
+    if not _int_id(ann.get("category_id")) or ann["category_id"] not in cats:
+        raise ValueError(f"{name}: unknown category id {ann.get('category_id')!r}")
+    cat = cats[ann["category_id"]]
+    if int(ann.get("iscrowd") or 0):
+        raise ValueError(f"{name}: iscrowd 1 (a crowd region) is not an object a reviewer drew")
+    box = ann.get("bbox")
+    if not isinstance(box, list) or len(box) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
+        raise ValueError(f"{name}: bad bbox {box!r} (want [x, y, w, h] numbers)")
+    x, y, w, h = map(float, box)
+    region = {"kind": "px", "region_id": str(aid), "category": cat, "bbox": [x, y, x + w, y + h], "polygons": None,
+              "mask": None, "keypoints": None, "attributes": {}, "occluded": False,
+              "original_width": image["width"], "original_height": image["height"]}
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{name}: bbox {box!r} has zero or negative size")
+    seg = ann.get("segmentation")
+    if seg:
+        try:
+            region["mask"] = segmentation_to_rle(seg, image["height"], image["width"])
+        except ValueError as exc:
+            raise ValueError(f"{name}: bad segmentation: {exc}") from None
+    kp = ann.get("keypoints")
+    if kp:
+        ours = keypoints.get(cat)
+        theirs = cat_kps.get(ann["category_id"]) or ours
+        if not ours:
+            raise ValueError(f"{name}: keypoints on category {cat!r}, which has none in the config")
+        if not isinstance(kp, list) or len(kp) != 3 * len(theirs or []):
+            raise ValueError(f"{name}: keypoints need {3 * len(theirs or [])} numbers, got {len(kp) if isinstance(kp, list) else kp!r}")
+        unknown = [n for n in theirs if n not in ours]
+        if unknown:
+            raise ValueError(f"{name}: keypoints {unknown} are not in the config's {cat} keypoints")
+        pos = {n: i for i, n in enumerate(theirs)}
+        flat: list[float] = []
+        for n in ours:
+            flat += [float(v) for v in kp[3 * pos[n]:3 * pos[n] + 3]] if n in pos else [0.0, 0.0, 0.0]
+        region["keypoints"] = flat
+    if ann.get("score") is not None:
+        region["attributes"]["score"] = ann["score"]
+    return region
+
+
+def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
+                      keypoints: dict[str, list[str]] | None = None) -> list[dict]:
+    """COCO annotation JSON (parsed) -> review records (see the module docstring).
+
+    Args:
+        obj: the parsed JSON.
+        where: file name for messages.
+        fallback_time: ISO 8601 version time when ``info.date_created`` is absent or unreadable.
+        keypoints: ``{category: [keypoint names]}`` of the project; COCO keypoints are reordered by
+            name into that order (missing names get v = 0).
+
+    Returns:
+        Records shaped as :func:`labelloop.labelstudio.parse_export`'s, with ``tool = "coco"``,
+        ``allow_name = False``, ``data_image_id`` = the entry's ``sha256`` and pixel ``regions``.
+
+    Raises:
+        CocoFormatError: not an object with ``images`` / ``annotations`` / ``categories`` lists,
+            a category without integer ``id`` and ``name``, or duplicate image / category ids.
+    """
+    if not isinstance(obj, dict):
+        raise CocoFormatError(f"{where}: expected a COCO JSON object, got a {type(obj).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(obj.get(key), list):
+            raise CocoFormatError(f"{where}: '{key}' must be a list: not a COCO annotation file")
+    cats, cat_kps = {}, {}
+    for c in obj["categories"]:
+        if not isinstance(c, dict) or not _int_id(c.get("id")) or not isinstance(c.get("name"), str):
+            raise CocoFormatError(f"{where}: category {c!r} needs an integer 'id' and a 'name'")
+        if c["id"] in cats:
+            raise CocoFormatError(f"{where}: category id {c['id']} is used twice")
+        cats[c["id"]], cat_kps[c["id"]] = c["name"], c.get("keypoints")
+    info = obj.get("info") if isinstance(obj.get("info"), dict) else {}
+    updated = _iso(info.get("date_created")) or fallback_time
+    contributor = str(info.get("contributor") or "").strip()
+    annotator = "coco-user-" + (hashlib.sha256(contributor.encode()).hexdigest()[:12] if contributor else "unknown")
+    images: dict[Any, dict] = {}
+    records: list[dict] = []
+    for i, im in enumerate(obj["images"]):
+        iid = im.get("id") if isinstance(im, dict) else None
+        if iid is not None and not isinstance(iid, (int, str)):
+            raise CocoFormatError(f"{where}: image id {iid!r} must be an integer or a string")
+        if iid is not None and iid in images:
+            raise CocoFormatError(f"{where}: image id {iid!r} is used twice")
+        fname = im.get("file_name") if isinstance(im, dict) else None
+        rec = {"task_id": str(fname or f"image {iid if iid is not None else i}"), "tool_annotation_id": "coco-image",
+               "updated_at": updated, "created_at": None, "annotator": annotator, "was_cancelled": False,
+               "image_ref": fname if isinstance(fname, str) and fname else None,
+               "data_image_id": im.get("sha256") if isinstance(im, dict) and isinstance(im.get("sha256"), str) else None,
+               "project": None, "format": "coco", "regions": [], "parent_regions": [], "parent_prediction_id": None,
+               "error": None, "tool": TOOL, "allow_name": False}
+        w, h = (im.get("width"), im.get("height")) if isinstance(im, dict) else (None, None)
+        if iid is None:
+            rec["error"] = f"image entry #{i} has no 'id'"
+        elif not rec["image_ref"]:
+            rec["error"] = "image entry has no 'file_name'"
+        elif not all(_int_id(v) and v > 0 for v in (w, h)):
+            rec["error"] = f"image has bad size {w!r}x{h!r}"
+        records.append(rec)
+        if iid is not None:
+            images[iid] = {"rec": rec, "width": w, "height": h}
+    for ann in obj["annotations"]:
+        if not isinstance(ann, dict):
+            records.append({"task_id": "?", "tool_annotation_id": "annotation", "error": f"annotation {ann!r} is not an object"})
+            continue
+        target = images.get(ann.get("image_id")) if isinstance(ann.get("image_id"), (int, str)) else None
+        if target is None:
+            records.append({"task_id": f"annotation {ann.get('id')}", "tool_annotation_id": None,
+                            "error": f"annotation {ann.get('id')} refers to unknown image id {ann.get('image_id')!r}"})
+            continue
+        rec = target["rec"]
+        if rec["error"]:
+            continue
+        try:
+            rec["regions"].append(_region(ann, target, cats, cat_kps, keypoints or {}))
+        except ValueError as exc:
+            rec["error"] = str(exc)
+    return records

@@ -1,0 +1,272 @@
+"""Read a CVAT for images 1.1 annotation file back as reviewed annotations (records for
+:func:`labelloop.review_import.import_review`).
+
+The file is parsed with ``defusedxml`` (no entity expansion, no external entities: an XML bomb
+is refused, as CVAT's own reader does). A file that is not a CVAT for images 1.1 annotation file
+(wrong root, CVAT *for video* tracks, no ``<meta>`` time) raises :class:`~labelloop.cvat.CvatFormatError`
+and nothing of it is imported; a problem inside one ``<image>`` rejects that image alone.
+
+One record per ``<image>``: the image is one annotation in labelloop's terms. Identity:
+
+- source: ``cvat/task-<id>`` (``cvat/job-<id>``, ``cvat/project-<id>``) from ``<meta>``, unless given;
+- task_id: the image ``name`` (prefixed ``<task_id>/`` in project exports), tool_annotation_id:
+  ``frame-<id>``;
+- updated_at: ``<meta>``'s ``<updated>`` of the task / job / project (CVAT bumps it when
+  annotations are saved), else ``<dumped>``. Re-exports of unchanged work therefore import
+  nothing new, and a later save supersedes the earlier version (both kept in the history).
+
+Shapes: ``<box>`` (``rotation`` -> enclosing box with ``rotation`` kept in attributes, pivot the
+box centre), ``<polygon>``, ``<mask>`` (CVAT RLE), ``<skeleton>`` (keypoints: ``outside="1"`` ->
+v = 0, ``occluded="1"`` -> v = 1, else v = 2; attached to the ``<box>`` of the same label and
+``group_id``, else its own instance with the box of its labeled points). Shapes of one label that
+share a ``group_id`` are one object (CVAT groups them; labelloop's export does). ``<attribute>``
+values are kept in attributes. Tags, polylines, points outside a skeleton, ellipses, cuboids and
+tracks have no labelloop form: they reject the image (or the file, for tracks) with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as DET
+
+from labelloop.cvat import TOOL, CvatFormatError, cvat_rle_to_mask
+from labelloop.geometry import enclosing_box, rotated_rect_corners
+
+_UNSUPPORTED = {"tag": "image-level tag", "polyline": "polyline", "points": "points outside a skeleton",
+                "ellipse": "ellipse", "cuboid": "cuboid"}
+
+
+def annotator_pseudonym(username: str | None) -> str:
+    """``cvat-user-`` + 12 hex of sha256 of the CVAT username; ``cvat-user-unknown`` when empty."""
+    if not username or not username.strip():
+        return "cvat-user-unknown"
+    return "cvat-user-" + hashlib.sha256(username.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def _text(el, path: str) -> str | None:
+    found = el.find(path) if el is not None else None
+    return found.text.strip() if found is not None and found.text and found.text.strip() else None
+
+
+def _meta(root, where: str) -> dict:
+    meta = root.find("meta")
+    if meta is None:
+        raise CvatFormatError(f"{where}: no <meta>: not a CVAT for images 1.1 annotation file")
+    for kind in ("task", "job", "project"):
+        el = meta.find(kind)
+        if el is not None:
+            break
+    else:
+        kind, el = None, None
+    updated = _text(el, "updated") or _text(meta, "dumped")
+    if not updated:
+        raise CvatFormatError(f"{where}: <meta> has no <updated> or <dumped> time, so the version of these "
+                              "annotations is unknown")
+    user = _text(el, "assignee/username") or _text(el, "owner/username")
+    ident = _text(el, "id")
+    return {"kind": kind, "id": ident, "updated": updated, "annotator": annotator_pseudonym(user)}
+
+
+def default_source(meta: dict, stem: str) -> str:
+    """``cvat/<task|job|project>-<id>`` from the file's meta, else ``cvat/<file stem>``."""
+    if meta.get("kind") and meta.get("id"):
+        return f"{TOOL}/{meta['kind']}-{meta['id']}"
+    return f"{TOOL}/{stem}"
+
+
+def _num(el, key: str, name: str) -> float:
+    try:
+        v = float(el.attrib[key])
+    except KeyError:
+        raise ValueError(f"{name}: missing {key!r}") from None
+    except ValueError:
+        raise ValueError(f"{name}: {key}={el.attrib[key]!r} is not a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: {key} is not finite")
+    return v
+
+
+def _points(el, name: str) -> list[float]:
+    raw = el.attrib.get("points")
+    if not raw:
+        raise ValueError(f"{name}: missing 'points'")
+    out = []
+    for pair in raw.split(";"):
+        xy = pair.split(",")
+        if len(xy) != 2:
+            raise ValueError(f"{name}: point {pair!r} is not 'x,y'")
+        try:
+            out += [float(xy[0]), float(xy[1])]
+        except ValueError:
+            raise ValueError(f"{name}: point {pair!r} is not numeric") from None
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name}: non-finite point")
+    return out
+
+
+def _attributes(el) -> dict:
+    out = {}
+    for a in el.findall("attribute"):
+        value = (a.text or "").strip()
+        try:
+            out[a.attrib.get("name", "")] = float(value)
+        except ValueError:
+            out[a.attrib.get("name", "")] = value
+    return out
+
+
+def _skeleton(el, name: str, names: dict[str, list[str]]) -> tuple[list[float], list[float]]:
+    """(flat x, y, v keypoints in the category's order, extent of the labeled points)."""
+    label = el.attrib.get("label")
+    order = names.get(label)
+    if not order:
+        raise ValueError(f"{name}: skeleton of {label!r}, a category without keypoints in the config")
+    got: dict[str, tuple[float, float, int]] = {}
+    for pt in el:
+        if pt.tag != "points":
+            continue
+        kp = pt.attrib.get("label")
+        if kp not in order:
+            raise ValueError(f"{name}: unknown keypoint {kp!r} of {label!r} (known: {', '.join(order)})")
+        x, y = _points(pt, f"{name} keypoint {kp}")[:2]
+        v = 0 if pt.attrib.get("outside") == "1" else 1 if pt.attrib.get("occluded") == "1" else 2
+        got[kp] = (x, y, v)
+    flat, xs, ys = [], [], []
+    for kp in order:
+        x, y, v = got.get(kp, (0.0, 0.0, 0))
+        flat += [0.0, 0.0, 0.0] if v == 0 else [x, y, float(v)]
+        if v:
+            xs.append(x)
+            ys.append(y)
+    extent = [min(xs), min(ys), max(xs), max(ys)] if xs else [0.0, 0.0, 0.0, 0.0]
+    return flat, extent
+
+
+def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]) -> list[dict]:
+    """Regions of one ``<image>`` in the pixel form of :mod:`labelloop.regions`; ValueError on a problem."""
+    objects: dict[tuple, dict] = {}
+    skeletons = []
+    order = 0
+    for i, el in enumerate(img):
+        name = f"{el.tag} #{i}" + (f" ({el.attrib.get('label')})" if el.attrib.get("label") else "")
+        if el.tag in _UNSUPPORTED:
+            raise ValueError(f"{name}: {_UNSUPPORTED[el.tag]} shapes have no labelloop form")
+        if el.tag not in ("box", "polygon", "mask", "skeleton"):
+            raise ValueError(f"{name}: unknown element <{el.tag}>")
+        label = el.attrib.get("label")
+        group = el.attrib.get("group_id") or "0"
+        key = (label, group) if group != "0" else (label, f"#{i}")
+        if el.tag == "skeleton":
+            flat, extent = _skeleton(el, name, keypoints)
+            skeletons.append((key, flat, extent, name))
+            continue
+        obj = objects.get(key)
+        if obj is None:
+            obj = objects[key] = {"kind": "px", "region_id": f"#{i}", "category": label, "bbox": None,
+                                  "polygons": None, "mask": None, "keypoints": None, "attributes": {},
+                                  "occluded": False, "original_width": width, "original_height": height,
+                                  "_order": order}
+            order += 1
+        obj["occluded"] = obj["occluded"] or el.attrib.get("occluded") == "1"
+        obj["attributes"].update(_attributes(el))
+        if el.attrib.get("source"):
+            obj["attributes"]["cvat_source"] = el.attrib["source"]
+        if el.tag == "box":
+            if obj["bbox"] is not None:
+                raise ValueError(f"{name}: two boxes in group {group} of {label!r}")
+            x0, y0, x1, y1 = (_num(el, k, name) for k in ("xtl", "ytl", "xbr", "ybr"))
+            rotation = float(el.attrib.get("rotation") or 0.0) % 360.0
+            if min(rotation, 360.0 - rotation) > 1e-6:
+                obj["attributes"].update(rotation=rotation, rotation_pivot="center",
+                                         rotated_box_xywh=[x0, y0, x1 - x0, y1 - y0])
+                x0, y0, x1, y1 = enclosing_box(rotated_rect_corners(x0, y0, x1 - x0, y1 - y0, rotation, "center"))
+            obj["bbox"] = [x0, y0, x1, y1]
+        elif el.tag == "polygon":
+            pts = _points(el, name)
+            if len(pts) < 6:
+                raise ValueError(f"{name}: a polygon needs at least 3 points")
+            obj["polygons"] = (obj["polygons"] or []) + [pts]
+        else:  # mask
+            if obj["mask"] is not None:
+                raise ValueError(f"{name}: two masks in group {group} of {label!r}")
+            try:
+                counts = [int(c) for c in el.attrib["rle"].split(",")]
+                left, top, mw, mh = (int(el.attrib[k]) for k in ("left", "top", "width", "height"))
+            except KeyError as exc:
+                raise ValueError(f"{name}: missing {exc.args[0]!r}") from None
+            except ValueError:
+                raise ValueError(f"{name}: rle, left, top, width and height must be integers") from None
+            try:
+                obj["mask"] = cvat_rle_to_mask(counts, left, top, mw, mh, width, height)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+    for key, flat, extent, name in skeletons:
+        obj = objects.get(key) if key[1][:1] != "#" else None
+        if obj is None:
+            if extent[2] - extent[0] <= 0 or extent[3] - extent[1] <= 0:
+                raise ValueError(f"{name}: a skeleton without a grouped box needs labeled points spanning an area")
+            obj = objects[key] = {"kind": "px", "region_id": name.split(" (")[0].replace("skeleton ", "sk"),
+                                  "category": key[0], "bbox": extent, "polygons": None, "mask": None,
+                                  "attributes": {}, "occluded": False, "original_width": width,
+                                  "original_height": height, "_order": order}
+            order += 1
+        obj["keypoints"] = flat
+    return [{k: v for k, v in o.items() if k != "_order"} for o in sorted(objects.values(), key=lambda o: o["_order"])]
+
+
+def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | None = None) -> tuple[list[dict], dict]:
+    """Parse CVAT for images 1.1 XML bytes into review records (see the module docstring).
+
+    Args:
+        data: the file's bytes (size-checked by the caller).
+        where: the file name, for messages and REJECTS rows.
+        keypoints: ``{category: [keypoint names]}`` of the project (for ``<skeleton>``).
+
+    Returns:
+        ``(records, meta)``; records have the fields of
+        :func:`labelloop.labelstudio.parse_export`'s records plus ``tool = "cvat"`` and
+        ``allow_name = False``; ``image_ref`` is the image ``name``; ``regions`` are pixel regions.
+
+    Raises:
+        CvatFormatError: not XML, an XML bomb or external entity, a root other than
+            ``<annotations>``, a ``<version>`` other than 1.1, tracks (CVAT for video), or no time
+            in ``<meta>``.
+    """
+    try:
+        root = DET.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise CvatFormatError(f"{where}: refused unsafe XML ({type(exc).__name__})") from None
+    except DET.ParseError as exc:
+        raise CvatFormatError(f"{where}: not valid XML ({exc})") from None
+    if root.tag != "annotations":
+        raise CvatFormatError(f"{where}: root element <{root.tag}> is not <annotations>: not a CVAT annotation file")
+    version = _text(root, "version")
+    if version != "1.1":
+        raise CvatFormatError(f"{where}: <version> is {version!r}; labelloop reads CVAT for images 1.1")
+    if root.find("track") is not None:
+        raise CvatFormatError(f"{where}: has <track> elements (CVAT for video 1.1); export 'CVAT for images 1.1'")
+    meta = _meta(root, where)
+    records = []
+    for el in root.findall("image"):
+        name = el.attrib.get("name") or ""
+        frame = el.attrib.get("id", "")
+        task_prefix = f"{el.attrib['task_id']}/" if el.attrib.get("task_id") else ""
+        rec = {"task_id": task_prefix + name, "tool_annotation_id": f"frame-{frame}", "updated_at": meta["updated"],
+               "created_at": None, "annotator": meta["annotator"], "was_cancelled": False, "image_ref": name or None,
+               "data_image_id": None, "project": meta["id"], "format": "cvat-1.1", "regions": [],
+               "parent_regions": [], "parent_prediction_id": None, "error": None, "tool": TOOL, "allow_name": False}
+        try:
+            if not name:
+                raise ValueError("<image> without a name")
+            try:
+                width, height = int(el.attrib["width"]), int(el.attrib["height"])
+            except (KeyError, ValueError):
+                raise ValueError("<image> needs integer width and height") from None
+            rec["regions"] = _image_regions(el, width, height, keypoints or {})
+        except ValueError as exc:
+            rec["error"] = str(exc)
+        records.append(rec)
+    return records, meta

@@ -1,0 +1,258 @@
+"""Gold sets (honeypots): images with trusted reference labels, mixed into review batches.
+
+As CVAT's ground-truth jobs / honeypots: a gold set is registered from a COCO JSON file or a
+Label Studio JSON / JSON-MIN export whose images are already ingested in the workspace. Every
+review export then carries up to ``qa.honeypots_per_batch`` gold images among its tasks, chosen
+by a seeded hash of (seed, batch, image_id), looking like any other task (same data fields,
+the model's pre-annotations when it has any). What reviewers draw on them is compared with the
+gold labels (:mod:`labelloop.gold_eval`).
+
+Storage: ``tables/gold/<set>/labels.parquet`` (GOLD_LABELS) and ``images.parquet``
+(GOLD_IMAGES; a gold image without labels is a trusted negative), written atomically;
+re-registering a set replaces it. An image belongs to at most one set.
+
+Image matching (as review import does, :class:`labelloop.review_import.ImageIndex`): the
+file's image id (COCO ``sha256`` written by labelloop releases, Label Studio ``data.image_id``),
+else its path / file name. A bad item (unknown or ambiguous image, size mismatch, unknown
+category, bad box) rejects that image with a reason naming it; the rest registers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from labelloop import labelstudio, tables
+from labelloop.coco import read_coco_annotations
+from labelloop.geometry import box_problem, clip
+from labelloop.review_import import ImageIndex, _regions_px, _Reject
+from labelloop.schemas import GOLD_IMAGES, GOLD_LABELS
+
+SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+class GoldError(ValueError):
+    """The gold file cannot be read at all (message names the file and the problem)."""
+
+
+def gold_label_id(gold_set: str, image_id: str, item: str) -> str:
+    """``gd-`` + 16 hex of sha256(set, image_id, item id in the file)."""
+    return "gd-" + hashlib.sha256(f"{gold_set}\0{image_id}\0{item}".encode()).hexdigest()[:16]
+
+
+def _is_coco(obj) -> bool:
+    return isinstance(obj, dict) and {"images", "annotations", "categories"} <= set(obj)
+
+
+def read_gold_file(path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
+    """Parse a COCO or Label Studio file into gold rows matched to workspace images.
+
+    Args:
+        path: COCO JSON (object with ``images``, ``annotations``, ``categories``) or a Label
+            Studio JSON / JSON-MIN export (a list).
+        images: IMAGES rows of the workspace; categories: the project's category names.
+    Returns:
+        ``{"labels": [GOLD_LABELS rows], "images": [GOLD_IMAGES rows], "rejects": [{"item",
+        "reason"}], "format": "coco" | "label-studio"}``; boxes in pixels of our image (xyxy).
+    Raises:
+        GoldError: unreadable file, not JSON, or neither format.
+    """
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GoldError(f"{path}: cannot read a gold file: {exc}") from None
+    index = ImageIndex(images)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    common = {"gold_set": gold_set, "source_file": path.name, "source_sha256": sha, "registered_at": now}
+    per_image: dict[str, list[dict]] = {}
+    rejects: list[dict] = []
+    if _is_coco(obj):
+        fmt = "coco"
+        try:
+            coco_images, coco_labels, _ = read_coco_annotations(path)
+        except ValueError as exc:
+            raise GoldError(str(exc)) from None
+        by_image: dict[str, list[dict]] = {}
+        for lab in coco_labels:
+            by_image.setdefault(lab["image_id"], []).append(lab)
+        for im in coco_images:
+            item = f"image {im['file_name']}"
+            try:
+                ours = index.match(im["file_name"], im["image_id"])
+                if abs(int(im["width"]) - int(ours["width"])) > 1 or abs(int(im["height"]) - int(ours["height"])) > 1:
+                    raise _Reject(f"size {im['width']}x{im['height']} disagrees with {ours['source_path']} "
+                                  f"({ours['width']}x{ours['height']})")
+                rows = []
+                for lab in by_image.get(im["image_id"], []):
+                    if lab["category"] not in categories:
+                        raise _Reject(f"annotation {lab['label_id']}: unknown category {lab['category']!r}")
+                    if lab.get("iscrowd"):
+                        continue  # crowd regions are not objects to match
+                    bbox = clip(lab["bbox"], ours["width"], ours["height"])
+                    problem = box_problem(bbox, ours["width"], ours["height"])
+                    if problem:
+                        raise _Reject(f"annotation {lab['label_id']}: {problem}")
+                    rows.append(common | {"gold_label_id": gold_label_id(gold_set, ours["image_id"], lab["label_id"]),
+                                          "image_id": ours["image_id"], "category": lab["category"],
+                                          "bbox": bbox, "mask": lab.get("mask")})
+            except _Reject as exc:
+                rejects.append({"item": item, "reason": str(exc)})
+                continue
+            _add(per_image, ours["image_id"], rows, item, rejects)
+    elif isinstance(obj, list):
+        fmt = "label-studio"
+        try:
+            records = labelstudio.parse_export(obj)
+        except labelstudio.ExportFormatError as exc:
+            raise GoldError(f"{path}: {exc}") from None
+        latest: dict[str, dict] = {}
+        for rec in records:
+            item = labelstudio.record_item(rec)
+            if rec.get("error"):
+                rejects.append({"item": item, "reason": rec["error"]})
+                continue
+            if rec.get("was_cancelled"):
+                continue
+            prev = latest.get(rec["task_id"])
+            if prev is None or str(rec.get("updated_at")) > str(prev.get("updated_at")):
+                latest[rec["task_id"]] = rec
+        for tid in sorted(latest):
+            rec = latest[tid]
+            item = labelstudio.record_item(rec)
+            try:
+                ours = index.match(rec.get("image_ref"), rec.get("data_image_id"))
+                regions = _regions_px(rec, ours, set(categories))
+            except _Reject as exc:
+                rejects.append({"item": item, "reason": str(exc)})
+                continue
+            rows = [common | {"gold_label_id": gold_label_id(gold_set, ours["image_id"],
+                                                             f"{tid}:{r['region_id'] or '#' + str(r['index'])}"),
+                              "image_id": ours["image_id"], "category": r["category"], "bbox": r["bbox"],
+                              "mask": None} for r in regions]
+            _add(per_image, ours["image_id"], rows, item, rejects)
+    else:
+        raise GoldError(f"{path}: neither a COCO JSON object (images, annotations, categories) nor a Label "
+                        "Studio export (a list of tasks)")
+    labels = [r for rows in per_image.values() for r in rows]
+    gold_images = [{"gold_set": gold_set, "image_id": i, "n_labels": len(rows)} for i, rows in sorted(per_image.items())]
+    return {"labels": sorted(labels, key=lambda r: (r["image_id"], r["gold_label_id"])), "images": gold_images,
+            "rejects": rejects, "format": fmt}
+
+
+def _add(per_image: dict, image_id: str, rows: list[dict], item: str, rejects: list[dict]) -> None:
+    if image_id in per_image:
+        rejects.append({"item": item, "reason": f"image {image_id[:12]} appears twice in the file; the first is kept"})
+        return
+    per_image[image_id] = rows
+
+
+def gold_dir(root: Path) -> Path:
+    """``tables/gold`` under a workspace root."""
+    return Path(root) / "tables" / "gold"
+
+
+def register_gold(root: Path, path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
+    """Register (or replace) gold set ``gold_set`` from ``path``; see :func:`read_gold_file`.
+
+    Images already in another gold set are rejected (an image belongs to one set).
+    Returns ``{"gold_set", "format", "images", "labels", "rejects": ["item: reason"]}``.
+    Raises:
+        GoldError: bad set name, unreadable file, or no image of the file could be registered.
+    """
+    if not SET_NAME.fullmatch(gold_set):
+        raise GoldError(f"invalid gold set name {gold_set!r}: letters, digits, '.', '_', '-' (up to 80)")
+    res = read_gold_file(path, gold_set, images, categories)
+    others = {r["image_id"]: r["gold_set"] for r in read_gold_images(root) if r["gold_set"] != gold_set}
+    clash = {r["image_id"] for r in res["images"] if r["image_id"] in others}
+    for i in sorted(clash):
+        res["rejects"].append({"item": f"image {i[:12]}", "reason": f"already in gold set {others[i]!r}"})
+    gold_images = [r for r in res["images"] if r["image_id"] not in clash]
+    labels = [r for r in res["labels"] if r["image_id"] not in clash]
+    if not gold_images:
+        why = "; ".join(f"{r['item']}: {r['reason']}" for r in res["rejects"][:5]) or "the file has no image"
+        raise GoldError(f"{path}: no image could be registered as gold ({why})")
+    folder = gold_dir(root) / gold_set
+    tables.write_rows(labels, GOLD_LABELS, folder / "labels.parquet")
+    tables.write_rows(gold_images, GOLD_IMAGES, folder / "images.parquet")
+    return {"gold_set": gold_set, "format": res["format"], "images": len(gold_images), "labels": len(labels),
+            "rejects": [f"{r['item']}: {r['reason']}" for r in res["rejects"]]}
+
+
+def read_gold_labels(root: Path) -> list[dict]:
+    """GOLD_LABELS rows of every registered set."""
+    return [r for r in tables.read_rows(gold_dir(root), GOLD_LABELS) if r.get("gold_label_id")]
+
+
+def read_gold_images(root: Path) -> list[dict]:
+    """GOLD_IMAGES rows of every registered set."""
+    return [r for r in tables.read_rows(gold_dir(root), GOLD_IMAGES) if r.get("image_id")]
+
+
+# ---- honeypots -----------------------------------------------------------------------------------
+def honeypot_key(seed: int, batch: str, image_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{batch}:{image_id}".encode()).hexdigest()
+
+
+def choose_honeypots(gold_image_ids: list[str], batch: str, k: int, seed: int = 0,
+                     exclude: set[str] | frozenset = frozenset()) -> list[str]:
+    """The ``k`` gold images with the smallest ``sha256(f"{seed}:{batch}:{image_id}")`` not in
+    ``exclude``: reproducible per batch, and a different draw for each batch."""
+    pool = sorted(set(gold_image_ids) - set(exclude))
+    return sorted(pool, key=lambda i: honeypot_key(seed, batch, i))[: max(0, k)]
+
+
+def mix_tasks(tasks: list[dict], honeypots: list[dict], batch: str, seed: int = 0) -> list[dict]:
+    """Insert honeypot tasks among ``tasks`` at positions drawn from a hash of their image_id, so
+    they sit among the others rather than at the end (the order is otherwise unchanged)."""
+    out = list(tasks)
+    for t in sorted(honeypots, key=lambda t: t["data"]["image_id"]):
+        pos = int(honeypot_key(seed, batch, t["data"]["image_id"])[:8], 16) % (len(out) + 1)
+        out.insert(pos, t)
+    return out
+
+
+def honeypot_tasks(images: list[dict], predictions: list[dict], gold_image_ids: list[str], batch: str,
+                   k: int, model_version: str, seed: int = 0, exclude: set[str] | frozenset = frozenset()
+                   ) -> tuple[list[dict], list[dict]]:
+    """Label Studio tasks (and EXPORTED_PREDICTIONS rows) for the honeypots of ``batch``.
+
+    Args:
+        images: IMAGES rows of the workspace (status ok); predictions: kept predictions of the
+            current model (any images); gold_image_ids: registered gold images;
+        exclude: image_ids already among the batch's tasks.
+    Returns ``(tasks, exported)`` as :func:`labelloop.labelstudio.build_import_tasks` builds them,
+    so a honeypot looks like any other task of the batch.
+    """
+    by_id = {}
+    for r in sorted(images, key=lambda r: (r.get("duplicate_of") is not None, r["source_path"])):
+        if r.get("status") == "ok":
+            by_id.setdefault(r["image_id"], r)
+    chosen = choose_honeypots([i for i in gold_image_ids if i in by_id], batch, k, seed, exclude)
+    if not chosen:
+        return [], []
+    rows = [by_id[i] for i in chosen]
+    preds = [p for p in predictions if p["image_id"] in set(chosen)]
+    return labelstudio.build_import_tasks(rows, preds, model_version=model_version, batch=batch)
+
+
+def mix_honeypots(ws, batch: str, model_id: str, tasks: list[dict], exported: list[dict]) -> tuple[list, list]:
+    """Add ``qa.honeypots_per_batch`` gold images to a batch's review export (unchanged when no
+    gold set is registered). Called by :func:`labelloop.batch.export_batch`."""
+    cfg = ws.config()
+    gold_ids = [r["image_id"] for r in read_gold_images(ws.root)]
+    if not gold_ids or cfg.qa.honeypots_per_batch <= 0:
+        return tasks, exported
+    from labelloop import batch as B
+    from labelloop.project import current_predictions
+    from labelloop.routing import kept_predictions
+
+    present = {t["data"]["image_id"] for t in tasks}
+    preds = kept_predictions([p for p in current_predictions(ws, model_id) if p["image_id"] in set(gold_ids)], cfg)
+    extra, extra_rows = honeypot_tasks(B.all_images(ws), preds, gold_ids, batch, cfg.qa.honeypots_per_batch,
+                                       model_version=model_id, seed=cfg.routing.seed, exclude=present)
+    return mix_tasks(tasks, extra, batch, cfg.routing.seed), exported + extra_rows

@@ -1,0 +1,147 @@
+"""What labelloop sends to Label Studio: the labeling config and import tasks with pre-annotations.
+
+Formats follow Label Studio 1.23 (pinned by the real files in ``tests/fixtures/label-studio-1.23.2``):
+labeling config (docs "Labeling configuration", tags ``RectangleLabels``, ``PolygonLabels``,
+``KeyPointLabels``, ``Choices``), import tasks with predictions (docs "Import pre-annotated
+data"). :mod:`labelloop.labelstudio` re-exports everything here.
+
+Control names (the ``from_name`` of results; imports reject any other): ``label``
+(RectangleLabels), ``polygon`` (PolygonLabels, only when asked for), ``keypoint``
+(KeyPointLabels, when a category has keypoints) and ``keypoint_visibility`` (per-region Choices
+``visible`` / ``occluded``; see :mod:`labelloop.keypoints` for the visibility convention), all
+on the object ``image``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+from labelloop.geometry import xyxy_to_ls
+from labelloop.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
+
+TOOL = "label-studio"
+OBJECT_NAME = "image"  # <Image name="image" value="$image"/>
+CONTROL_NAME = "label"  # <RectangleLabels name="label" toName="image">
+POLYGON_CONTROL = "polygon"  # <PolygonLabels name="polygon" toName="image">
+KEYPOINT_CONTROL = "keypoint"  # <KeyPointLabels name="keypoint" toName="image">
+REGION_TYPE = "rectanglelabels"
+# control name -> the result type it produces
+CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", KEYPOINT_CONTROL: "keypointlabels",
+            VISIBILITY_CONTROL: "choices"}
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+
+
+def _labels(values: list[str]) -> list[str]:
+    return [f"    <Label value={quoteattr(v)}/>" for v in values]
+
+
+def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | None = None,
+                     polygons: bool = False) -> str:
+    """Labeling config: ``<View>`` with ``<Image name="image" value="$image"/>`` and
+    ``<RectangleLabels name="label" toName="image">`` holding one ``<Label value=.../>`` per
+    category, in the given order (Label Studio docs, "RectangleLabels tag"). Values are
+    XML-escaped. With ``polygons`` a ``<PolygonLabels name="polygon">`` of the same categories
+    follows; with ``keypoints`` (``{category: [keypoint names]}``) a ``<KeyPointLabels
+    name="keypoint">`` of every keypoint name and the per-region ``<Choices
+    name="keypoint_visibility" perRegion="true">`` (``visible`` / ``occluded``) that carries COCO's
+    visibility flag (:mod:`labelloop.keypoints`). Without either, the output is the plain
+    rectangle config (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
+
+    Raises:
+        ValueError: no categories, a duplicate or empty category name, a keypoint category not
+            in ``categories``, or a keypoint name used by two categories.
+    """
+    if not categories or len(set(categories)) != len(categories) or any(not c for c in categories):
+        raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {categories}")
+    lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>',
+             f'  <RectangleLabels name="{CONTROL_NAME}" toName="{OBJECT_NAME}">', *_labels(categories),
+             "  </RectangleLabels>"]
+    if polygons:
+        lines += [f'  <PolygonLabels name="{POLYGON_CONTROL}" toName="{OBJECT_NAME}">', *_labels(categories),
+                  "  </PolygonLabels>"]
+    if keypoints:
+        names: list[str] = []
+        for cat, kps in keypoints.items():
+            if cat not in categories:
+                raise ValueError(f"keypoint category {cat!r} is not one of {categories}")
+            clash = sorted(set(names) & set(kps))
+            if clash:
+                raise ValueError(f"keypoint names {clash} are used by two categories; they must be unique")
+            names += list(kps)
+        lines += [f'  <KeyPointLabels name="{KEYPOINT_CONTROL}" toName="{OBJECT_NAME}">', *_labels(names),
+                  "  </KeyPointLabels>",
+                  f'  <Choices name="{VISIBILITY_CONTROL}" toName="{OBJECT_NAME}" perRegion="true" '
+                  f'visibleWhen="region-selected" whenTagName="{KEYPOINT_CONTROL}" choice="single">',
+                  f'    <Choice value="{CHOICE_VISIBLE}"/>', f'    <Choice value="{CHOICE_OCCLUDED}"/>', "  </Choices>"]
+    return "\n".join(["<View>", *lines, "</View>"])
+
+
+def image_reference(uri: str) -> str:
+    """Label Studio local-files URL of a workspace-relative ``uri``:
+    ``"/data/local-files/?d=" + quote(uri)`` (slashes kept). Requires
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` = the workspace root (docs, "Local storage")."""
+    return LOCAL_FILES_PREFIX + quote(uri.lstrip("/"), safe="/")
+
+
+def build_import_tasks(
+    images: list[dict], predictions: list[dict], model_version: str, batch: str,
+    reviewers: dict[str, int] | None = None, keypoints: dict[str, list[str]] | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Label Studio import tasks with pre-annotations (docs, "Import pre-annotated data").
+
+    Args:
+        images: IMAGES rows to send (``image_id, uri, source_path, width, height``); one task per
+            distinct image_id (a byte-identical duplicate is sent once, under its original).
+        predictions: PREDICTIONS rows; those of other images are ignored. A row with
+            ``keypoints`` (flat COCO x, y, v list) of a category in ``keypoints`` also gets its
+            keypoint regions (:func:`labelloop.keypoints.ls_keypoint_results`).
+        model_version: written on each task's prediction.
+        batch: the export name; EXPORTED_PREDICTIONS rows get ``source = "labelloop/<batch>"``.
+        reviewers: ``image_id -> number of reviewers wanted``; 2 or more adds
+            ``"reviewers_required": n`` to the task's ``data`` (double review, see README).
+        keypoints: ``{category: [keypoint names]}`` of the project.
+
+    Returns:
+        ``(tasks, exported)``: tasks sorted by source_path, each
+        ``{"data": {"image", "image_id", "source_path", "batch"}, "predictions": [{"model_version",
+        "score", "result"}]}`` where ``score`` is the lowest region score (0.0 without regions) and
+        each region is ``{"id": prediction_id, "from_name": "label", "to_name": "image",
+        "type": "rectanglelabels", "original_width", "original_height", "image_rotation": 0,
+        "value": {x, y, width, height (percent), "rotation": 0, "rectanglelabels": [category]},
+        "score"}``; ``exported`` are EXPORTED_PREDICTIONS rows (``region_id = prediction_id``).
+    """
+    chosen: dict[str, dict] = {}
+    for img in sorted(images, key=lambda r: (r.get("duplicate_of") is not None, r["source_path"])):
+        chosen.setdefault(img["image_id"], img)
+    by_image: dict[str, list[dict]] = {}
+    for p in predictions:
+        if p["image_id"] in chosen:
+            by_image.setdefault(p["image_id"], []).append(p)
+    source = f"labelloop/{batch}"
+    tasks, exported = [], []
+    for img in sorted(chosen.values(), key=lambda r: r["source_path"]):
+        w, h = int(img["width"]), int(img["height"])
+        preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
+        result = []
+        for p in preds:
+            value = xyxy_to_ls(p["bbox"], w, h) | {"rectanglelabels": [p["category"]]}
+            result.append({"id": p["prediction_id"], "from_name": CONTROL_NAME, "to_name": OBJECT_NAME,
+                           "type": REGION_TYPE, "original_width": w, "original_height": h, "image_rotation": 0,
+                           "value": value, "score": float(p["score"])})
+            if keypoints and p.get("keypoints") and p["category"] in keypoints:
+                result += ls_keypoint_results(p["keypoints"], keypoints[p["category"]], p["prediction_id"], w, h,
+                                              to_name=OBJECT_NAME, from_name=KEYPOINT_CONTROL)
+            exported.append({"source": source, "image_id": img["image_id"], "region_id": p["prediction_id"],
+                             "prediction_id": p["prediction_id"], "category": p["category"],
+                             "bbox": [float(v) for v in p["bbox"]], "score": float(p["score"]),
+                             "model_version": model_version})
+        score = min((float(p["score"]) for p in preds), default=0.0)
+        data = {"image": image_reference(img["uri"]), "image_id": img["image_id"],
+                "source_path": img["source_path"], "batch": batch}
+        n = (reviewers or {}).get(img["image_id"], 1)
+        if n and n > 1:
+            data["reviewers_required"] = int(n)
+        tasks.append({"data": data, "predictions": [{"model_version": model_version, "score": score,
+                                                     "result": result}]})
+    return tasks, exported

@@ -1,0 +1,206 @@
+"""The foundation-model pre-labeler: Grounding DINO (text prompts -> boxes; or OWLv2) then SAM
+(boxes -> masks, only for categories configured with ``masks: true``), batched on the device.
+
+Identity without loading anything: ``model_id`` and ``checkpoint_sha256`` come from the config
+(the sha256 each spec declares, checked when the weights load), so the review, labels and QA
+assets and the CLI's staleness check never load GBs of weights just to learn the id.
+
+- ``checkpoint_sha256`` = the detector's sha256 alone, or, with a segmenter,
+  ``sha256("<detector sha256>\\n<segmenter sha256>")`` (both are also in the settings hash).
+- ``model_id`` = ``model_id_for("<detector kind>+sam", checkpoint_sha256, settings)``, settings =
+  prompts per category and which need masks, box / text thresholds, NMS IoU, max detections,
+  detector input size, SAM arch and mask threshold, and the compute dtype (bf16 autocast
+  changes the numbers). Batch size, workers and routing thresholds are not part of it.
+
+Per batch (see :meth:`FoundationPreLabeler.run_batch`): detector forward on all images; SAM's
+image encoder only on the images that have a box of a mask category; one decoder call per image
+with all its boxes; masks to COCO RLE on the CPU. Out-of-memory halves the batch
+(:class:`labelloop.prelabel.runtime.OomHalving`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from PIL import Image
+
+from labelloop.config import ProjectConfig
+from labelloop.masks import encode_rle
+from labelloop.prelabel.protocol import Detection, model_id_for
+
+def _dtype_name(device: str, dtype: str) -> str:
+    """Compute dtype as recorded in the settings hash, resolved without touching CUDA state
+    beyond ``torch.cuda.is_available``/bf16 support."""
+    from labelloop.prelabel.runtime import autocast_dtype, resolve_device
+
+    amp = autocast_dtype(resolve_device(device), dtype)
+    return "float32" if amp is None else str(amp).removeprefix("torch.")
+
+
+class FoundationPreLabeler:
+    """:class:`~labelloop.prelabel.protocol.PreLabeler` backed by Grounding DINO + SAM.
+
+    Args:
+        config: the project config (``prelabeler.backend: foundation``).
+        root: directory relative model paths resolve against (the workspace root).
+
+    Raises:
+        ValueError: a category's ``detector`` is not the configured detector kind, or a category
+            needs masks and no segmenter is configured.
+        labelloop.prelabel.runtime.DeviceError: the device / dtype cannot be used here.
+    (Checkpoint errors are raised by :meth:`load`, on first use.)
+    """
+
+    def __init__(self, config: ProjectConfig, root: str | os.PathLike | None = None):
+        p = config.prelabeler
+        if p.detector is None:
+            raise ValueError("prelabeler.backend foundation needs prelabeler.detector (path, sha256)")
+        self.settings_cfg, self.root = p, Path(root or ".").resolve()
+        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.categories]
+        for c in config.categories:
+            if c.detector != p.detector.kind:
+                raise ValueError(f"category {c.name!r}: detector {c.detector!r} is not the configured detector "
+                                 f"{p.detector.kind!r} (with backend foundation every category uses it)")
+        if any(m for _, _, m in self.categories) and p.segmenter is None:
+            need = [n for n, _, m in self.categories if m]
+            raise ValueError(f"categories {need} need masks: configure prelabeler.segmenter (SAM .pth, sha256)")
+        self.segment = p.segmenter is not None and any(m for _, _, m in self.categories)
+        self.backend = p.detector.kind + ("+sam" if self.segment else "")
+        shas = [p.detector.sha256] + ([p.segmenter.sha256] if self.segment else [])
+        self.checkpoint_sha256 = shas[0] if len(shas) == 1 else hashlib.sha256("\n".join(shas).encode()).hexdigest()
+        self.compute_dtype = _dtype_name(p.device, p.dtype)
+        det = p.detector.model_dump(exclude={"path"})
+        seg = p.segmenter.model_dump(exclude={"path"}) if self.segment else None
+        settings = {"categories": self.categories, "detector": det, "segmenter": seg, "dtype": self.compute_dtype}
+        self.model_id = model_id_for(self.backend, self.checkpoint_sha256, settings)
+        self._models = None
+        self.halving = None
+        self.timings: dict[str, float] = {}
+
+    @property
+    def device(self) -> str:
+        """The resolved device (``cpu``, ``cuda``, ``cuda:N``)."""
+        from labelloop.prelabel.runtime import resolve_device
+
+        return str(resolve_device(self.settings_cfg.device))
+
+    # ---- loading --------------------------------------------------------------------------
+    def load(self):
+        """Verify and load the checkpoints onto the device (once). Returns (detector, segmenter|None).
+
+        Raises:
+            CheckpointError: a checkpoint is missing, hashes differently or cannot be loaded.
+        """
+        if self._models is None:
+            from labelloop.prelabel.loading import resolve_path
+            from labelloop.prelabel.runtime import OomHalving, autocast_dtype, resolve_device
+
+            p = self.settings_cfg
+            dev = resolve_device(p.device)
+            amp = autocast_dtype(dev, p.dtype)
+            if p.detector.kind == "owlv2":
+                from labelloop.prelabel.owlv2 import Owlv2Detector as Detector
+            else:
+                from labelloop.prelabel.grounding_dino import GroundingDinoDetector as Detector
+            det = Detector(p.detector, resolve_path(p.detector.path, self.root),
+                                        [pr for _, pr, _ in self.categories], dev, amp)
+            seg = None
+            if self.segment:
+                from labelloop.prelabel.sam import SamSegmenter
+
+                seg = SamSegmenter(p.segmenter, resolve_path(p.segmenter.path, self.root), dev, amp)
+            self._models = (det, seg, dev)
+            self.halving = OomHalving(p.batch_size, dev)
+        return self._models[:2]
+
+    def prepare(self):
+        """The picklable decode/resize/collate object the DataLoader workers run."""
+        from labelloop.prelabel.pipeline import Prepare
+
+        det, seg = self.load()
+        return Prepare(det.preparer(), det.collate, seg.preparer() if seg else None, seg.collater() if seg else None)
+
+    # ---- inference ------------------------------------------------------------------------
+    def run_batch(self, batch) -> list[list[Detection]]:
+        """Detections for every image of a collated :class:`~labelloop.prelabel.pipeline.Batch`
+        (already on the device), in batch order."""
+        import torch
+
+        det, seg = self.load()
+        t0 = time.perf_counter()
+        found = det.detect(batch.det, batch.sizes)
+        masks_for: dict[int, dict[int, str]] = {}
+        need_mask = torch.tensor([m for _, _, m in self.categories], device=found[0].labels.device) if found else None
+        if seg is not None and found:
+            rows = [i for i, b in enumerate(found) if bool(need_mask[b.labels].any())]
+            if rows:
+                emb = seg.encode({k: v[rows] for k, v in batch.seg.items()})
+                for j, i in enumerate(rows):
+                    sel = need_mask[found[i].labels].nonzero().flatten()
+                    m = seg.masks(emb[j], found[i].xyxy[sel], tuple(batch.seg["input_sizes"][i].tolist()), batch.sizes[i])
+                    m = m.to("cpu", non_blocking=False).numpy()
+                    masks_for[i] = {int(k): encode_rle(m[n]) for n, k in enumerate(sel.tolist())}
+        out = []
+        for i, b in enumerate(found):
+            xyxy, scores, labels = b.xyxy.cpu().tolist(), b.scores.cpu().tolist(), b.labels.cpu().tolist()
+            dets = []
+            for k, (box, s, lab) in enumerate(zip(xyxy, scores, labels)):
+                name, prompt, _ = self.categories[lab]
+                dets.append(Detection(name, tuple(round(v, 3) for v in box), round(float(s), 6), prompt,
+                                      masks_for.get(i, {}).get(k)))
+            dets.sort(key=lambda d: (self.category_rank(d.category), -d.score))
+            out.append(dets)
+        self.timings["model_s"] = self.timings.get("model_s", 0.0) + time.perf_counter() - t0
+        return out
+
+    def category_rank(self, name: str) -> int:
+        return [n for n, _, _ in self.categories].index(name)
+
+    def _halved(self, batch) -> Iterator[tuple[int, list[Detection] | BaseException]]:
+        for idx, err in batch.errors:
+            yield idx, err
+        if not len(batch):
+            return
+        for piece, result in self.halving.run(batch, self.run_batch, lambda b, k: b.split(k)):
+            if isinstance(result, BaseException):
+                yield piece.indices[0], result
+            else:
+                yield from zip(piece.indices, result)
+
+    def predict_files(self, paths: Sequence[str | os.PathLike]) -> Iterator[tuple[int, list[Detection] | BaseException]]:
+        """Stream ``(index into paths, detections)`` in input order; a file that cannot be decoded
+        yields its :class:`~labelloop.images.ImageError`, an image that runs out of memory alone a
+        ``torch.OutOfMemoryError``. Decoding and resizing run in ``num_workers`` DataLoader
+        processes with pinned memory on CUDA; batches of ``batch_size`` (halved on OOM)."""
+        from labelloop.prelabel.pipeline import iter_file_batches
+
+        prepare = self.prepare()
+        _, _, dev = self._models
+        p = self.settings_cfg
+        for batch in iter_file_batches(paths, prepare, self.halving.batch_size, p.num_workers, dev.type == "cuda"):
+            results = dict(self._halved(batch.to(dev)))
+            for idx in sorted(results):
+                yield idx, results[idx]
+
+    def predict(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        """One detection list per RGB image (boxes in its pixels), in batches of ``batch_size``.
+
+        Raises:
+            torch.OutOfMemoryError: an image does not fit on the device even alone.
+        """
+        from labelloop.prelabel.pipeline import batch_of_images
+
+        prepare = self.prepare()
+        _, _, dev = self._models
+        out: list[list[Detection]] = []
+        for start in range(0, len(images), self.settings_cfg.batch_size):
+            batch = batch_of_images(images[start:start + self.settings_cfg.batch_size], prepare)
+            for _, result in sorted(self._halved(batch.to(dev, non_blocking=False)), key=lambda r: r[0]):
+                if isinstance(result, BaseException):
+                    raise result
+                out.append(result)
+        return out

@@ -1,0 +1,159 @@
+"""Checkpoints with random weights, written in the same formats as the real ones, for tests and
+benchmarks on machines that cannot download weights.
+
+- :func:`write_grounding_dino` saves ``GroundingDinoForObjectDetection`` + ``GroundingDinoProcessor``
+  with ``save_pretrained`` (a BERT WordPiece vocabulary written here: special tokens, the prompt
+  words and ``.``). ``size="tiny"`` is the grounding-dino-tiny architecture (Swin-T backbone,
+  BERT-base text encoder, 6 + 6 layers, 900 queries: ``GroundingDinoConfig()`` defaults);
+  ``size="test"`` a few-layer model that runs in well under a second on a CPU (2 decoder layers:
+  the model needs at least two).
+- :func:`write_sam` saves a SAM state dict as a ``.pth`` (``torch.save``), as Meta ships them.
+
+The compute cost of a forward pass does not depend on the weights' values, so these serve the
+throughput benchmark; their outputs are meaningless, so tests assert shapes, frames and formats.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from labelloop.prelabel.loading import sha256_path
+from labelloop.prelabel.specs import SamArch
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TEST_SAM_ARCH = SamArch(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2,
+                        encoder_global_attn_indexes=[1], image_size=256, prompt_embed_dim=32)
+
+
+def write_vocab(path: Path, prompts: Sequence[str]) -> list[str]:
+    """A BERT WordPiece ``vocab.txt``: special tokens, ``.``, then the lowercase words of ``prompts``."""
+    words: list[str] = []
+    for p in prompts:
+        for w in p.lower().replace(".", " ").split():
+            if w not in words:
+                words.append(w)
+    vocab = SPECIAL_TOKENS + ["."] + words
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return vocab
+
+
+def write_grounding_dino(dest: str | os.PathLike, prompts: Sequence[str], size: str = "test", seed: int = 0) -> str:
+    """Save a random-weight Grounding DINO and its processor to directory ``dest``.
+
+    Args:
+        dest: directory to create (must not hold another model).
+        prompts: the category prompts the vocabulary must cover.
+        size: ``"test"`` or ``"tiny"`` (module docstring).
+        seed: ``torch.manual_seed`` for the weights.
+
+    Returns:
+        the directory's sha256 (:func:`labelloop.prelabel.loading.sha256_path`).
+    """
+    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoProcessor, SwinConfig)
+    from transformers.models.grounding_dino.image_processing_grounding_dino import GroundingDinoImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(dest / "vocab.txt", prompts)
+    tokenizer = BertTokenizerFast(vocab=str(dest / "vocab.txt"), do_lower_case=True)
+    if tokenizer.unk_token_id in tokenizer(" ".join(prompts).lower())["input_ids"]:
+        raise ValueError(f"the written vocabulary does not cover the prompts {list(prompts)}")
+    (dest / "vocab.txt").unlink()  # save_pretrained writes the tokenizer's own files
+    torch.manual_seed(seed)
+    if size == "tiny":
+        config = GroundingDinoConfig()
+        image_processor = GroundingDinoImageProcessor()
+    elif size == "test":
+        backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7,
+                              out_indices=[2, 3, 4])
+        text = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=48, max_position_embeddings=64)
+        config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+                                     decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                                     encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30,
+                                     max_text_len=32, encoder_n_points=2, decoder_n_points=2)
+        image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
+    else:
+        raise ValueError(f"size must be 'test' or 'tiny', not {size!r}")
+    model = GroundingDinoForObjectDetection(config).eval()
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(dest)
+    model.save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_clip_bpe(dest: Path, prompts: Sequence[str]) -> tuple[Path, Path]:
+    """A CLIP byte-level BPE vocabulary (``vocab.json`` + ``merges.txt``) that spells the words of
+    ``prompts``: every character (and its end-of-word ``</w>`` form), the left-to-right merges
+    that build each word, and CLIP's ``<|startoftext|>`` / ``<|endoftext|>``."""
+    import json
+
+    words = sorted({w for p in prompts for w in p.lower().split()})
+    chars = sorted({c for w in words for c in w})
+    vocab = [*chars, *(c + "</w>" for c in chars)]
+    merges: list[str] = []
+    for w in words:
+        parts = list(w[:-1]) + [w[-1] + "</w>"]
+        acc = parts[0]
+        for nxt in parts[1:]:
+            if f"{acc} {nxt}" not in merges:
+                merges.append(f"{acc} {nxt}")
+            acc += nxt
+            if acc not in vocab:
+                vocab.append(acc)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (dest / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
+    (dest / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return dest / "vocab.json", dest / "merges.txt"
+
+
+def write_owlv2(dest: str | os.PathLike, prompts: Sequence[str], seed: int = 0) -> str:
+    """Save a small random-weight OWLv2 (``Owlv2ForObjectDetection``, CLIP text and vision
+    towers of one layer, 96-pixel input, 16-pixel patches) and its processor to ``dest``.
+    Returns the directory's sha256."""
+    from transformers import (CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor,
+                              Owlv2Processor)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab, merges = write_clip_bpe(dest, prompts)
+    tokenizer = CLIPTokenizer(vocab=str(vocab), merges=str(merges))
+    vocab.unlink()
+    merges.unlink()
+    if tokenizer.unk_token_id in tokenizer(" ".join(prompts).lower())["input_ids"][1:-1]:  # CLIP: unk = eos
+        raise ValueError(f"the written vocabulary does not cover the prompts {list(prompts)}")
+    torch.manual_seed(seed)
+    config = Owlv2Config(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 16,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 96, "patch_size": 16},
+        projection_dim=32)
+    model = Owlv2ForObjectDetection(config).eval()
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 96, "width": 96}),
+                               tokenizer=tokenizer)
+    processor.save_pretrained(dest)
+    model.save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_sam(dest: str | os.PathLike, arch: str | SamArch = TEST_SAM_ARCH, seed: int = 0) -> str:
+    """Save a random-weight SAM state dict of ``arch`` to file ``dest`` (``torch.save``).
+    Returns the file's sha256."""
+    from labelloop.prelabel.sam import build_sam
+
+    torch.manual_seed(seed)
+    model = build_sam(arch)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), dest)
+    return sha256_path(dest)

@@ -1,0 +1,86 @@
+"""Settings of the foundation-model pre-labeler (``prelabeler.detector`` / ``prelabeler.segmenter``
+in ``labelloop.yaml``). Pure pydantic: importing this module never imports torch.
+
+A model spec names a local file or directory and its sha256 (see
+:func:`labelloop.prelabel.loading.sha256_path` for how a directory is hashed). Weights are
+never fetched at run time; a missing or mismatched file is a clear error naming the expected
+path and hash. Relative paths resolve against the workspace root.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """A checkpoint on local disk: ``path`` (file or directory) and its ``sha256`` (64 lowercase hex)."""
+
+    path: str = Field(min_length=1, description="checkpoint file or directory; relative paths resolve against the workspace root")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 of the file (or of the directory listing, see loading.sha256_path)")
+
+
+class DetectorSpec(ModelSpec):
+    """Open-vocabulary detector: text prompts (one per category) -> boxes with scores.
+
+    ``kind``: ``grounding-dino`` = ``transformers.GroundingDinoForObjectDetection`` plus its
+    processor, saved with ``save_pretrained`` in ``path`` (e.g. IDEA-Research/grounding-dino-tiny
+    downloaded once, elsewhere); ``owlv2`` = ``transformers.Owlv2ForObjectDetection`` + processor
+    the same way (e.g. google/owlv2-base-patch16-ensemble; fixed square input, ``text_threshold``
+    and the edge sizes do not apply). Thresholds are probabilities in [0, 1] (sigmoid of the
+    token logits); ``nms_iou`` is the IoU above which a lower-scored box of the same category
+    is suppressed; the image is resized so its shorter side is ``shortest_edge`` and its longer
+    side at most ``longest_edge`` pixels (the processor's defaults: 800 / 1333).
+    """
+
+    kind: Literal["grounding-dino", "owlv2"] = "grounding-dino"
+    box_threshold: float = Field(0.35, ge=0.0, le=1.0, description="keep a box whose best prompt-token probability is >= this")
+    text_threshold: float = Field(0.25, ge=0.0, le=1.0, description="a box's category must have a token probability >= this")
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="per-category non-maximum suppression IoU")
+    max_detections: int = Field(100, gt=0, description="at most this many boxes per image, best first")
+    shortest_edge: int = Field(800, gt=0)
+    longest_edge: int = Field(1333, gt=0)
+
+    @model_validator(mode="after")
+    def _edges(self):
+        if self.shortest_edge > self.longest_edge:
+            raise ValueError(f"shortest_edge ({self.shortest_edge}) must be <= longest_edge ({self.longest_edge})")
+        return self
+
+
+class SamArch(_Strict):
+    """A SAM architecture by its numbers (segment-anything ``build_sam._build_sam``): ViT image
+    encoder width/depth/heads and global-attention blocks, input side (pixels, square, a multiple
+    of 16) and prompt embedding width. The named archs are vit_b (768, 12, 12, [2, 5, 8, 11]),
+    vit_l (1024, 24, 16, [5, 11, 17, 23]) and vit_h (1280, 32, 16, [7, 15, 23, 31]), all 1024 / 256."""
+
+    encoder_embed_dim: int = Field(gt=0)
+    encoder_depth: int = Field(gt=0)
+    encoder_num_heads: int = Field(gt=0)
+    encoder_global_attn_indexes: list[int]
+    image_size: int = Field(1024, gt=0, multiple_of=16)
+    prompt_embed_dim: int = Field(256, gt=0)
+
+
+class SegmenterSpec(ModelSpec):
+    """Promptable segmenter: boxes -> masks.
+
+    ``kind``: ``sam`` = Meta's ``segment-anything`` package with an official checkpoint
+    (``sam_vit_b_01ec64.pth``, ``sam_vit_l_0b3195.pth``, ``sam_vit_h_4b8939.pth``) loaded with
+    ``torch.load(weights_only=True)``. ``arch`` names the architecture of that file.
+    ``mask_threshold``: logit above which a pixel is foreground (SAM's default 0.0).
+    """
+
+    kind: Literal["sam"] = "sam"
+    arch: Literal["vit_b", "vit_l", "vit_h"] | SamArch = "vit_h"
+    mask_threshold: float = 0.0
+
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")

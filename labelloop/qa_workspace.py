@@ -1,0 +1,283 @@
+"""The QA report of a workspace: every figure of labelloop's QA, its gates, per release and per batch.
+
+:func:`run_qa` reads the workspace's tables once, then builds (:func:`build_report`):
+
+- the base report (:func:`labelloop.qa.build_qa_report`: counts, pre-label P/R/IoU, audit of
+  the QA sample, schema check);
+- reviewers vs the gold set (:mod:`labelloop.gold_eval`) and inter-annotator kappa
+  (:mod:`labelloop.agreement`), with their gates;
+- the model vs human COCO AP / AP50 / AP75 for boxes and masks (:mod:`labelloop.coco_eval`) and a
+  model-vs-human confusion matrix;
+- label-error suspects (:mod:`labelloop.label_errors`), label statistics and class-balance drift
+  (:mod:`labelloop.label_stats`), cost (:mod:`labelloop.cost`) and the active calibrated policy;
+
+and writes ``tables/qa/qa_report.{json,html}`` for the whole label set (what a release would
+hold) and ``tables/qa/batches/<batch>/qa_report.{json,html}`` per batch (the batch's images and
+the images sent in its review export, honeypots included). A release archives the report that
+allowed it in ``tables/qa/releases/<tag>/`` (:func:`archive_release_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+from labelloop import batch as B
+from labelloop import tables
+from labelloop.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
+from labelloop.coco_eval import model_vs_human
+from labelloop.cost import estimate_cost
+from labelloop.gold import read_gold_images, read_gold_labels
+from labelloop.gold_eval import gold_gates, reviewer_vs_gold
+from labelloop.label_stats import box_sizes, class_drift, objects_per_image
+from labelloop.qa import _clean, build_qa_report, latest_reviews
+from labelloop.routing import QA_SAMPLE, kept_predictions
+
+GALLERY_MAX = 6
+
+
+def gather(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str) -> dict:
+    """Everything the report reads, from the workspace's tables (one read per table)."""
+    from labelloop.project import current_predictions, review_store
+
+    cfg = ws.config()
+    store = review_store(ws)
+    images = B.all_images(ws)
+    preds = current_predictions(ws, model_id)
+    return {"cfg": cfg, "labels": labels, "resolved": resolved, "labels_sha256": labels_sha256, "images": images,
+            "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
+            "queue": B.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
+            "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
+            "gold_labels": read_gold_labels(ws.root), "gold_images": read_gold_images(ws.root),
+            "exported": B.all_exported(ws), "model_id": model_id, "previous_release": previous_release(ws),
+            "calibration": active_calibration(ws.root, cfg)}
+
+
+def previous_release(ws) -> tuple[str, dict] | None:
+    """``(tag, labels per class)`` of the latest release, from its index, or None."""
+    folder = ws.state / "releases"
+    best = None
+    for p in folder.glob("dataset-v*.json") if folder.is_dir() else []:
+        try:
+            n = int(p.stem.rsplit("v", 1)[1])
+        except ValueError:
+            continue
+        if best is None or n > best[0]:
+            best = (n, p)
+    if best is None:
+        return None
+    body = json.loads(best[1].read_text(encoding="utf-8"))
+    return body["tag"], dict(body.get("counts", {}).get("per_class", {}))
+
+
+def active_calibration(root: Path, cfg) -> dict | None:
+    rel = cfg.routing.calibrated_policy
+    if not rel:
+        return None
+    try:
+        return json.loads((Path(root) / rel).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _subset(d: dict, ids: set[str]) -> dict:
+    """The inputs restricted to images ``ids`` (a batch's scope)."""
+    keep = lambda rows: [r for r in rows if r["image_id"] in ids]  # noqa: E731
+    out = dict(d)
+    for k in ("labels", "resolved", "queue", "reviews", "human_labels", "all_human_labels", "predictions", "kept",
+              "gold_labels", "gold_images"):
+        out[k] = keep(d[k])
+    out["sizes"] = {i: s for i, s in d["sizes"].items() if i in ids}
+    return out
+
+
+def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dict, list[dict]]:
+    """The report dict and the gallery entries (without pixels) for inputs ``d`` (:func:`gather`)."""
+    cfg = d["cfg"]
+    q = cfg.qa
+    qa_ids = {r["image_id"] for r in d["queue"] if r["route"] == QA_SAMPLE}
+    report = build_qa_report(
+        labels=d["labels"], labels_sha256=d["labels_sha256"], policy_id=cfg.policy_id(), review_queue=d["queue"],
+        reviews=d["reviews"], human_labels=d["human_labels"], predictions=d["kept"], images=d["sizes"],
+        categories=cfg.category_names, auto_labels=[p for p in d["kept"] if p["image_id"] in qa_ids],
+        resolved_images=d["resolved"], move_iou=q.audit_move_iou, target=q.audit_error_target,
+        confidence=q.confidence)
+    report["scope"] = scope
+    report["model_id"] = d["model_id"]
+    annotations = current_annotations(d["reviews"], d["all_human_labels"])
+    iou_thr = q.gold_mean_iou_strict if q.strict else q.gold_mean_iou
+    gold_ids = sorted({r["image_id"] for r in d["gold_images"]})
+    gold = reviewer_vs_gold(d["gold_labels"], gold_ids, annotations, iou_thr, q.confidence, q.bootstrap_resamples)
+    gold["sets"] = sorted({r["gold_set"] for r in d["gold_images"]})
+    agreement = pairwise_agreement(annotations, 0.5, q.confidence, q.bootstrap_resamples)
+    kgate, kflag = kappa_gates(agreement, q.kappa_min, q.kappa_guidelines, q.confidence)
+    report["gates"] += gold_gates(gold, iou_thr, q.gold_class_accuracy, q.confidence, q.strict) + [kgate, kflag]
+    report["gold"], report["agreement"] = gold, agreement
+    latest = latest_reviews(d["reviews"])
+    truths = [h for h in d["human_labels"] if h.get("action") != "deleted" and h["image_id"] in latest]
+    reviewed_sizes = {i: s for i, s in d["sizes"].items() if i in latest}
+    report["model_vs_human"] = model_vs_human(truths, d["predictions"], reviewed_sizes, cfg.category_names)
+    report["model_confusion"], mvh_worst = _model_confusion(d["kept"], truths, latest)
+    per_class = defaultdict(int)
+    for lab in d["labels"]:
+        per_class[lab["category"]] += 1
+    prev = d.get("previous_release")
+    report["label_stats"] = {"box_sizes": box_sizes(d["labels"]),
+                             "objects_per_image": objects_per_image(d["labels"], [r["image_id"] for r in d["resolved"]]),
+                             "drift": class_drift(dict(per_class), prev[1] if prev else None, prev[0] if prev else None)}
+    report["cost"] = estimate_cost(d["labels"], d["resolved"], d["human_labels"], cfg.cost)
+    report["calibration"] = d.get("calibration")
+    if suspects is not None:
+        ids = set(d["sizes"])
+        rows = [s for s in suspects.get("rows", []) if s["image_id"] in ids]
+        report["label_errors"] = {k: v for k, v in suspects.items() if k != "rows"} | {
+            "open": sum(1 for s in rows if s["status"] == "open"),
+            "dismissed": sum(1 for s in rows if s["status"] == "dismissed"),
+            "suspects": [s for s in rows if s["status"] == "open"][:50]}
+    gallery = gallery_entries(gold, agreement, annotations, d["gold_labels"], mvh_worst, d["kept"], truths)
+    report["gallery"] = [{k: v for k, v in g.items() if k not in ("set_a", "set_b")} for g in gallery]
+    return _clean(report), gallery
+
+
+def _model_confusion(kept, truths, latest) -> tuple[dict, list[tuple[float, str]]]:
+    preds, hums = defaultdict(list), defaultdict(list)
+    for p in kept:
+        if p["image_id"] in latest:
+            preds[p["image_id"]].append(p)
+    for h in truths:
+        hums[h["image_id"]].append(h)
+    conf: dict = defaultdict(lambda: defaultdict(int))
+    worst = []
+    for image_id in sorted(latest):
+        units = agreement_units(preds.get(image_id, []), hums.get(image_id, []), 0.5)
+        for a, b, _ in units:
+            conf[a][b] += 1
+        if units:
+            bad = sum(1 for a, b, _ in units if a != b)
+            if bad:
+                worst.append((bad / len(units), image_id))
+    return {a: dict(r) for a, r in sorted(conf.items())}, sorted(worst, key=lambda x: (-x[0], x[1]))
+
+
+def _boxes(rows):
+    return [{"category": r["category"], "bbox": list(r["bbox"])} for r in rows]
+
+
+def gallery_entries(gold, agreement, annotations, gold_labels, mvh_worst, kept, truths) -> list[dict]:
+    """Up to 6 worst-agreeing images, two label sets each: reviewer vs gold (most errors first),
+    reviewer A vs B (lowest agreement first), model vs human (most mismatched objects first)."""
+    ann = {(a["annotator"], a["image_id"]): a for a in annotations}
+    gold_by = defaultdict(list)
+    for g in gold_labels:
+        gold_by[g["image_id"]].append(g)
+    out: list[dict] = []
+    g_items = sorted(((len(e), rev, i) for rev, f in gold.get("reviewers", {}).items() for i, e in f["errors"].items()),
+                     key=lambda x: (-x[0], x[1], x[2]))
+    for _, rev, i in g_items[:2]:
+        out.append({"image_id": i, "kind": "gold", "title": f"{rev} vs gold",
+                    "set_a": {"name": rev, "boxes": _boxes(ann[(rev, i)]["labels"])},
+                    "set_b": {"name": "gold", "boxes": _boxes(gold_by[i])}})
+    a_items = sorted((im for im in agreement.get("images", []) if im["agreement"] is not None and im["agreement"] < 1),
+                     key=lambda im: (im["agreement"], im["mean_iou"] or 0.0, im["image_id"]))
+    for im in a_items[:2]:
+        x, y = im["annotators"][:2]
+        out.append({"image_id": im["image_id"], "kind": "agreement",
+                    "title": f"{x} vs {y}: agreement {im['agreement']:.2f}",
+                    "set_a": {"name": x, "boxes": _boxes(ann[(x, im['image_id'])]["labels"])},
+                    "set_b": {"name": y, "boxes": _boxes(ann[(y, im['image_id'])]["labels"])}})
+    for share, i in mvh_worst[: GALLERY_MAX - len(out)]:
+        out.append({"image_id": i, "kind": "model_vs_human", "title": f"human vs model: {share:.0%} of objects differ",
+                    "set_a": {"name": "human", "boxes": _boxes([h for h in truths if h["image_id"] == i])},
+                    "set_b": {"name": "model", "boxes": _boxes([p for p in kept if p["image_id"] == i])}})
+    return out[:GALLERY_MAX]
+
+
+def qa_dir(ws) -> Path:
+    return ws.table("qa")
+
+
+def write_report(ws, folder: Path, report: dict, gallery: list[dict], example) -> tuple[Path, Path]:
+    """``qa_report.json`` + ``qa_report.html`` in ``folder`` (atomic writes)."""
+    from labelloop.images import load_rgb
+    from labelloop.report import render_html
+
+    uris = {r["image_id"]: r["uri"] for r in B.all_images(ws) if r["status"] == "ok"}
+    pics = []
+    for g in gallery:
+        if g["image_id"] in uris:
+            pics.append((load_rgb(ws.root / uris[g["image_id"]]), g))
+    folder.mkdir(parents=True, exist_ok=True)
+    jpath, hpath = folder / "qa_report.json", folder / "qa_report.html"
+    B._atomic_text(jpath, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    B._atomic_text(hpath, render_html(report, example, pics))
+    return jpath, hpath
+
+
+def batch_scopes(ws, d: dict) -> dict[str, set[str]]:
+    """Per batch: its images plus the images its review export sent (honeypots included)."""
+    scopes: dict[str, set[str]] = defaultdict(set)
+    for r in d["images"]:
+        if r["status"] == "ok":
+            scopes[r["batch"]].add(r["image_id"])
+    for e in d["exported"]:
+        src = str(e.get("source") or "")
+        if src.startswith("labelloop/") and src[len("labelloop/"):] in scopes:
+            scopes[src[len("labelloop/"):]].add(e["image_id"])
+    return dict(scopes)
+
+
+def archive_release_report(ws, tag: str) -> Path | None:
+    """Copy the QA report that allowed release ``tag`` to ``tables/qa/releases/<tag>/``."""
+    src = qa_dir(ws)
+    if not (src / "qa_report.json").is_file():
+        return None
+    dest = src / "releases" / tag
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("qa_report.json", "qa_report.html"):
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dest / name)
+    return dest
+
+
+def run_label_errors(ws, d: dict) -> dict:
+    """Find suspects, remember dismissals, and write the suspects' review tasks."""
+    from labelloop import label_errors as LE
+    from labelloop.schemas import EXPORTED_PREDICTIONS, LABEL_SUSPECTS
+
+    cfg = d["cfg"]
+    path = qa_dir(ws) / "label_suspects.parquet"
+    previous = tables.read_rows(path, LABEL_SUSPECTS)
+    resolved_ids = [r["image_id"] for r in d["resolved"]]
+    try:
+        found = LE.find_suspects(d["labels"], d["predictions"], resolved_ids, cfg.category_names,
+                                 cfg.qa.label_error_threshold)
+    except (ValueError, IndexError) as exc:  # cleanlab rejects degenerate inputs: report, never crash QA
+        return {"rows": [r for r in previous], "undefined": f"cleanlab could not score these labels: {exc}",
+                "images_sent": 0, "tasks_file": None}
+    reviewed_at = {i: r.get("updated_at") for i, r in latest_reviews(d["reviews"]).items()}
+    rows = LE.merge_suspects(found, previous, reviewed_at)
+    tables.write_rows(rows, LABEL_SUSPECTS, path)
+    tasks, exported, sent = LE.suspect_review_tasks(rows, d["images"], d["labels"], cfg.qa.max_suspects)
+    out = ws.review_out / "label-suspects"
+    out.mkdir(parents=True, exist_ok=True)
+    B._atomic_text(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    tables.write_rows(exported, EXPORTED_PREDICTIONS, ws.table("review_export", "qa", "label-suspects.parquet"))
+    return {"rows": rows, "images_sent": len(sent), "tasks_file": ws.relative(out / "tasks.json"), "undefined": None}
+
+
+def run_qa(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str, example=None) -> dict:
+    """Build and write the release-candidate report and one report per batch; returns the former
+    with ``batch_reports`` (batch -> HTML path relative to the workspace)."""
+    d = gather(ws, model_id, labels, resolved, labels_sha256)
+    suspects = run_label_errors(ws, d)
+    report, gallery = build_report(d, "all labels (release candidate)", suspects)
+    batch_paths = {}
+    for batch, ids in sorted(batch_scopes(ws, d).items()):
+        rep, gal = build_report(_subset(d, ids), f"batch {batch}", suspects)
+        _, h = write_report(ws, qa_dir(ws) / "batches" / batch, rep, gal, None)
+        batch_paths[batch] = ws.relative(h)
+    report["batch_reports"] = batch_paths
+    write_report(ws, qa_dir(ws), report, gallery, example)
+    return report

@@ -1,0 +1,193 @@
+"""Reviewed regions of one annotation -> validated pixel geometry on *our* image.
+
+Importers (Label Studio, CVAT, COCO) hand over the regions of one annotation in one of two
+forms, and get back one pixel region per object:
+
+- Label Studio (percent of the displayed image, :func:`labelloop.labelstudio.parse_export`):
+  ``{"kind": "rectangle" | "polygon" | "keypoint" | "visibility", "region_id", "category",
+  "value", "original_width", "original_height"}``;
+- pixel regions (CVAT, COCO): ``{"kind": "px", "region_id", "category", "bbox" (xyxy or None),
+  "polygons" (flat COCO polygons or None), "mask" (COCO RLE JSON or None), "keypoints" (flat COCO
+  x, y, v or None), "attributes" (dict), "occluded" (bool), "original_width", "original_height"}``.
+
+Output rows: ``{"index", "region_id", "category", "bbox" [x0, y0, x1, y1] px (clipped to the
+image), "mask" (RLE JSON or None), "keypoints" (flat x, y, v or None), "attributes" (dict),
+"occluded" (bool)}``. A polygon becomes a mask (pycocotools rasterization,
+:func:`labelloop.masks.polygons_to_rle`) with the box of its vertices; a mask alone gets its tight
+box; a rotated rectangle the enclosing axis-aligned box, its rotation (degrees, clockwise) and
+rotated box (pixels, pivot as the tool defines it) kept in ``attributes``. Keypoints are grouped
+into their instance (:func:`labelloop.keypoints.group_keypoints`).
+
+Any problem raises :class:`RegionError` naming the region: the whole annotation is rejected,
+nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+from labelloop.geometry import box_problem, clip, ls_rotation, ls_to_xyxy
+from labelloop.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
+from labelloop.masks import decode_rle, polygons_to_rle, rle_area, rle_bbox_xyxy
+
+
+class RegionError(ValueError):
+    """A region that cannot be stored as it is (the message names it and says why)."""
+
+
+def _name(reg: dict, i: int) -> str:
+    return f"region {reg['region_id']}" if reg.get("region_id") is not None else f"region #{i}"
+
+
+def _check_size(reg: dict, name: str, image: dict) -> None:
+    w, h = int(image["width"]), int(image["height"])
+    for key, ours in (("original_width", w), ("original_height", h)):
+        theirs = reg.get(key)
+        if theirs is not None and abs(float(theirs) - ours) > 1:
+            dim = key.split("_")[1]
+            raise RegionError(f"{name}: {key} {theirs} disagrees with the {dim} {ours} of image "
+                              f"{image['source_path']} (size mismatch)")
+
+
+def _box(bbox, name: str, w: int, h: int) -> list[float]:
+    problem = box_problem(bbox, w, h)
+    if problem:
+        raise RegionError(f"{name}: invalid geometry: {problem}")
+    return clip(bbox, w, h)
+
+
+def _ls_object(reg: dict, name: str, w: int, h: int) -> dict:
+    value = reg["value"]
+    attributes: dict = {}
+    mask = None
+    try:
+        if reg.get("kind", "rectangle") == "rectangle":
+            bbox = ls_to_xyxy(value, w, h)
+            rotation = ls_rotation(value)
+            if rotation:
+                attributes = {"rotation": rotation, "rotation_pivot": "top-left", "rotated_box_xywh": [
+                    float(value["x"]) * w / 100, float(value["y"]) * h / 100,
+                    float(value["width"]) * w / 100, float(value["height"]) * h / 100]}
+        else:  # polygon
+            flat = [float(c) for x, y in value["points"] for c in (x * w / 100.0, y * h / 100.0)]
+            bbox = [min(flat[0::2]), min(flat[1::2]), max(flat[0::2]), max(flat[1::2])]
+            _box(bbox, name, w, h)
+            mask = polygons_to_rle([flat], h, w)
+    except (ValueError, TypeError, KeyError) as exc:
+        if isinstance(exc, RegionError):
+            raise
+        raise RegionError(f"{name}: {exc}") from None
+    return {"bbox": _box(bbox, name, w, h), "mask": mask, "attributes": attributes, "occluded": False}
+
+
+def _px_object(reg: dict, name: str, w: int, h: int) -> dict:
+    mask = reg.get("mask")
+    try:
+        if reg.get("polygons"):
+            mask = polygons_to_rle(reg["polygons"], h, w)
+            flat = [c for poly in reg["polygons"] for c in poly]
+            extent = [min(flat[0::2]), min(flat[1::2]), max(flat[0::2]), max(flat[1::2])]
+            _box(extent, name, w, h)
+        if mask is not None:
+            m = decode_rle(mask)
+            if m.shape != (h, w):
+                raise RegionError(f"{name}: mask is {m.shape[1]}x{m.shape[0]}, image is {w}x{h}")
+            if rle_area(mask) <= 0:
+                raise RegionError(f"{name}: empty mask")
+    except RegionError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise RegionError(f"{name}: bad mask or polygon: {exc}") from None
+    bbox = reg.get("bbox")
+    if bbox is None:
+        if mask is None:
+            raise RegionError(f"{name}: no box, polygon or mask")
+        bbox = extent if reg.get("polygons") else rle_bbox_xyxy(mask)
+    return {"bbox": _box(bbox, name, w, h), "mask": mask, "attributes": dict(reg.get("attributes") or {}),
+            "occluded": bool(reg.get("occluded"))}
+
+
+def to_pixels(regions: list[dict], image: dict, categories: set[str],
+              keypoint_schema: dict[str, list[str]] | None = None) -> list[dict]:
+    """Validate an annotation's regions and convert them to pixel regions of ``image``.
+
+    Args:
+        regions: the annotation's regions (either form of the module docstring).
+        image: our IMAGES row (``width``, ``height`` after EXIF transpose, ``source_path``).
+        categories: the project's category names.
+        keypoint_schema: ``{category: [keypoint names]}`` for categories with keypoints.
+
+    Returns:
+        Pixel regions in input order (keypoint and visibility regions are folded into their
+        instance's ``keypoints``).
+
+    Raises:
+        RegionError: a duplicate region id, no or an unknown label, a size mismatch with our
+            image (> 1 px), geometry outside the image or of zero area, a malformed mask or
+            polygon, or keypoints that cannot be attached (see :mod:`labelloop.keypoints`).
+    """
+    w, h = int(image["width"]), int(image["height"])
+    schema = keypoint_schema or {}
+    kp_names = {n for names in schema.values() for n in names}
+    out, points, visibility, seen = [], [], {}, set()
+    for i, reg in enumerate(regions):
+        name = _name(reg, i)
+        kind = reg.get("kind", "rectangle")
+        rid = reg.get("region_id")
+        if kind == "visibility":
+            visibility[rid] = reg["value"].get("choices")
+            if rid is None:
+                visibility[(reg["value"].get("x"), reg["value"].get("y"))] = reg["value"].get("choices")
+            continue
+        if rid is not None:
+            if rid in seen:
+                raise RegionError(f"{name}: duplicate region id")
+            seen.add(rid)
+        cat = reg.get("category")
+        if cat is None:
+            raise RegionError(f"{name}: no label")
+        _check_size(reg, name, image)
+        if kind == "keypoint":
+            if cat not in kp_names:
+                raise RegionError(f"{name}: unknown keypoint {cat!r}" + (
+                    f" (known: {', '.join(sorted(kp_names))})" if kp_names else " (no category has keypoints)"))
+            try:
+                x, y = float(reg["value"]["x"]) * w / 100.0, float(reg["value"]["y"]) * h / 100.0
+            except (KeyError, TypeError, ValueError):
+                raise RegionError(f"{name}: keypoint needs numeric x, y") from None
+            if not (-1e-6 <= x <= w + 1e-6 and -1e-6 <= y <= h + 1e-6):
+                raise RegionError(f"{name}: keypoint {cat} ({x:.2f}, {y:.2f}) outside the {w}x{h} image")
+            points.append({"region_id": rid, "name": cat, "x": x, "y": y, "value": reg["value"]})
+            continue
+        if cat not in categories:
+            raise RegionError(f"{name}: unknown category {cat!r} (known: {', '.join(sorted(categories))})")
+        if kind == "px":
+            obj = _px_object(reg, name, w, h)
+        elif kind in ("rectangle", "polygon"):
+            if not isinstance(reg.get("value"), dict):
+                raise RegionError(f"{name}: missing value")
+            obj = _ls_object(reg, name, w, h)
+        else:
+            raise RegionError(f"{name}: unsupported region kind {kind!r}")
+        kps = reg.get("keypoints")
+        if kps is not None:
+            if cat not in schema:
+                raise RegionError(f"{name}: keypoints on category {cat!r}, which has none in the config")
+            try:
+                kps = check_triples(kps, schema[cat], w, h)
+            except KeypointError as exc:
+                raise RegionError(f"{name}: {exc}") from None
+        out.append({"index": i, "region_id": rid, "category": cat, "keypoints": kps, **obj})
+    if points:
+        for p in points:
+            choices = visibility.get(p["region_id"]) if p["region_id"] is not None else None
+            if choices is None:
+                choices = visibility.get((p["value"].get("x"), p["value"].get("y")))
+            p["v"] = ls_visibility(choices)
+        instances = [{"index": k, "region_id": r["region_id"], "bbox": r["bbox"], "names": schema[r["category"]]}
+                     for k, r in enumerate(out) if r["category"] in schema]
+        try:
+            grouped = group_keypoints(points, instances)
+        except KeypointError as exc:
+            raise RegionError(str(exc)) from None
+        for k, pts in grouped.items():
+            out[k]["keypoints"] = triples(pts, schema[out[k]["category"]])
+    return out

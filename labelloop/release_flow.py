@@ -1,0 +1,178 @@
+"""Cutting a release from a workspace: plan (splits, ids), build, validate, compare, commit +
+tag with the release note, registries, push.
+
+``labelloop.project.release`` (the ``dataset_release`` asset) checks the QA gates, then calls
+:func:`cut_checked`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from labelloop import batch as B
+from labelloop import project as P
+from labelloop import remotes as R
+from labelloop import versioning as V
+from labelloop.diff import diff_releases, summary_lines, view_of_folder, view_of_rev
+from labelloop.release import ReleaseInputs, build_release, plan_release, swap_in
+from labelloop.release_check import validate_release
+from labelloop.splits import format_balance, save_assignments
+from labelloop import tables
+from labelloop.schemas import RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.workspace import Workspace
+
+
+def registry_paths(ws: Workspace) -> tuple[Path, Path]:
+    """``(splits.parquet, coco_ids.parquet)`` under ``tables/release/``."""
+    d = ws.table("release")
+    return d / "splits.parquet", d / "coco_ids.parquet"
+
+
+def prediction_index(ws: Workspace, wanted: set[str]) -> dict[str, dict]:
+    """``prediction_id -> {"prompt", "run_id", "model_id"}`` for the ``wanted`` ids, read from
+    every prediction part file (every batch, every model) without loading boxes or masks."""
+    out: dict[str, dict] = {}
+    folder = ws.table("prelabels")
+    if not wanted or not folder.is_dir():
+        return out
+    for f in sorted(folder.rglob("*.parquet")):
+        if f.name.startswith(".tmp-"):
+            continue
+        names = set(pq.read_schema(f).names)
+        cols = [c for c in ("prediction_id", "prompt", "run_id", "model_id") if c in names]
+        if "prediction_id" not in cols:
+            continue
+        for r in pq.read_table(f, columns=cols).to_pylist():
+            if r["prediction_id"] in wanted:
+                out.setdefault(r["prediction_id"], r)
+    return out
+
+
+def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> ReleaseInputs:
+    """The :class:`ReleaseInputs` of the workspace's current labels."""
+    cfg = ws.config()
+    store = P.review_store(ws)
+    return ReleaseInputs(
+        images=B.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
+        ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task,
+        keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
+                   for c in cfg.categories if c.keypoints},
+        reviews={r["review_id"]: r for r in store.reviews()},
+        human_labels={(h["annotation_id"], h["review_id"]): h for h in store.human_labels()},
+        predictions=prediction_index(ws, {lab["prediction_id"] for lab in labels if lab.get("prediction_id")}),
+        queue={q["image_id"]: q for q in B.all_queue(ws)},
+        thresholds={c: (cfg.thresholds(c).low, cfg.thresholds(c).high) for c in cfg.category_names},
+        policy_id=cfg.policy_id(),
+    )
+
+
+def seed_registries(ws: Workspace) -> None:
+    """Rebuild missing split / COCO id registries from the release in ``release/`` (a workspace
+    whose ``tables/release`` was lost, or older than the registries), so ids and splits stay."""
+    from labelloop.coco_ids import CocoIds, identity
+
+    splits_path, ids_path = registry_paths(ws)
+    rel = ws.release_dir
+    if not (rel / "images.parquet").is_file():
+        return
+    images = tables.read_rows(rel / "images.parquet", RELEASE_IMAGES)
+    if not splits_path.is_file():
+        rows = {}
+        for i, r in enumerate(sorted(images, key=lambda r: r["group_id"] or r["image_id"]), start=1):
+            g = r["group_id"] or r["image_id"]
+            rows.setdefault(g, {"group_id": g, "split": r["split"], "seq": i, "reason": "seeded from release"})
+        save_assignments(splits_path, rows)
+    ids = CocoIds(ids_path)
+    if ids.is_empty() and (rel / "lineage.parquet").is_file():
+        for r in images:
+            if r["coco_image_id"] is not None:
+                ids.seed("image", r["image_id"], r["coco_image_id"])
+        for r in tables.read_rows(rel / "lineage.parquet", RELEASE_LINEAGE):
+            if r["coco_annotation_id"] is not None:
+                ids.seed("annotation", identity(r), r["coco_annotation_id"])
+        ids.save()
+
+
+def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags: list[dict],
+                 diff: dict | None, run_id: str | None) -> str:
+    """The tag message: counts, classes, splits, policy and model, QA gates and warnings (as
+    :func:`labelloop.project._release_note` writes them), then the split balance with drift and
+    what changed since the previous release with who caused it."""
+    lines = [P._release_note(tag, manifest, report, warn, tags)]
+    bal = manifest.get("split_balance")
+    if bal:
+        lines.append("split balance (count: per split (share); drift = share - target, train/val/test):")
+        lines += [f"  {x}" for x in format_balance(bal)]
+    lines += summary_lines(diff) if diff else ["changes: first release"]
+    if run_id:
+        lines.append(f"cut by Dagster run {run_id}")
+    return "\n".join(lines)
+
+
+def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[dict], push: bool = True,
+                resplit: bool = False, run_id: str | None = None, settings: R.RemoteSettings | None = None) -> dict:
+    """Cut a release from ``labels`` / ``resolved`` (the current LABELS and RESOLVED_IMAGES rows)
+    once :func:`labelloop.project.release` has checked that ``report`` (the QA report of these
+    labels) has no failed blocking gate.
+
+    Returns ``{"status": "released", "tag", "git_sha", "dvc_md5", "counts", "content_sha256",
+    "warnings", "diff", "split_balance", "pushed", "push_error"}`` (a failed push is reported in
+    ``push_error``, not raised: the release is committed and tagged locally), or ``{"status": "unchanged", "tag",
+    "counts", "restored"}`` when the files would equal the last release's (``release/`` is
+    restored to it if it was rolled back).
+
+    Raises:
+        labelloop.release_check.ReleaseInvalid: a written file failed validation (the current
+            release is untouched; the files stay in ``.labelloop/release-staging`` to inspect).
+        labelloop.versioning.VersioningError: git or DVC failed while committing.
+        ValueError: a label that cannot be written (unknown class, bad box, mask or keypoints).
+    """
+    cfg = ws.config()
+    inputs = gather_inputs(ws, labels, resolved)
+    staging = ws.state / "release-staging"
+    with ws.lock():
+        if settings is not None:
+            R.configure(ws.root, settings)
+        seed_registries(ws)
+        splits_path, ids_path = registry_paths(ws)
+        plan = plan_release(inputs, splits_path, ids_path, resplit=resplit)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        manifest = build_release(staging, ws.root, inputs, plan)
+        kpt = next((len(v["keypoints"]) for v in inputs.keypoints.values()), 0) if inputs.yolo_task == "pose" else 0
+        validate_release(staging, cfg.category_names, inputs.yolo_task, kpt)
+        tags = V.release_tags(ws.root)
+        if tags and tags[-1]["content_sha256"] == manifest["content_sha256"]:
+            shutil.rmtree(staging)
+            out = {"status": "unchanged", "tag": tags[-1]["tag"], "counts": manifest["counts"], "restored": False}
+            if P._current_content(ws) != manifest["content_sha256"]:  # release/ was rolled back
+                V.rollback(ws.root, tags[-1]["tag"])
+                out["restored"] = True
+            return out
+        n = V.next_release_number(ws.root, ws.state / "release_counter")
+        tag = f"{V.TAG_PREFIX}{n}"
+        diff = diff_releases(view_of_rev(ws.root, tags[-1]["tag"]), view_of_folder(staging, tag)) if tags else None
+        swap_in(staging, ws.release_dir)
+        warn = [g for g in report["gates"] if g["status"] == "warn"]
+        note = release_note(tag, manifest, report, warn, tags, diff, run_id)
+        info = V.commit_release(ws.root, n, note, manifest["content_sha256"], ws.state / "release_counter",
+                                push=False, run_id=run_id)
+        plan.ids.save()
+        save_assignments(splits_path, plan.split_rows)
+        P.write_release_index(ws, info["tag"])
+        warnings = [f"{g['name']}: {g['reason']}" for g in warn]
+        pushed = push_error = None
+        if push:
+            try:
+                pushed = R.push(ws.root)
+            except V.VersioningError as exc:
+                push_error = f"push failed (the release is committed locally; `labelloop push` retries): {exc}"
+                warnings.append(push_error)
+    return {"status": "released", **info, "counts": manifest["counts"], "content_sha256": manifest["content_sha256"],
+            "warnings": warnings, "diff": diff, "split_balance": manifest["split_balance"], "pushed": pushed,
+            "push_error": push_error}
+

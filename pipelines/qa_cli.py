@@ -1,0 +1,81 @@
+"""QA commands of the ``labelloop`` CLI: ``register-gold`` and ``calibrate`` (added to the group
+in :mod:`pipelines.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipelines.cli import CliError, _ws, options
+
+
+@click.command("register-gold")
+@options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", help="gold set name (default: the file's stem); registering a name again replaces that set")
+@click.pass_context
+def register_gold(ctx: click.Context, file: str, name: str | None) -> None:
+    """Register trusted reference labels (COCO JSON, or a Label Studio JSON / JSON-MIN export) of
+    ingested images as a gold set. Review exports written from now on carry qa.honeypots_per_batch
+    of its images among their tasks, unmarked; qa_report compares reviewers with it."""
+    import re
+
+    from labelloop import batch as B
+    from labelloop.gold import GoldError
+    from labelloop.gold import register_gold as do_register
+
+    ws = _ws(ctx)
+    set_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(file).stem).strip("-._") or "gold"
+    try:
+        with ws.lock():
+            s = do_register(ws.root, Path(file), set_name, B.all_images(ws), ws.config().category_names)
+    except GoldError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"gold set {s['gold_set']} ({s['format']}): {s['images']} images, {s['labels']} labels registered, "
+               f"{len(s['rejects'])} rejected")
+    for r in s["rejects"]:
+        click.echo(f"  rejected {r}")
+    click.echo(f"honeypots: {ws.config().qa.honeypots_per_batch} per batch in review exports written from now on "
+               "(`labelloop run --batch B` re-exports a batch)")
+
+
+@click.command()
+@options
+@click.option("--apply", "apply_", is_flag=True, help="route with the new policy: set routing.calibrated_policy in "
+              "labelloop.yaml and commit both to the workspace repository")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def calibrate(ctx: click.Context, apply_: bool, as_json: bool) -> None:
+    """Fit per-class routing thresholds from reviewed outcomes (lowest score threshold whose reviewed
+    precision, 95% lower bound, reaches calibration.precision_target) and store the policy."""
+    from labelloop.calibration import calibrate_workspace
+    from resources.prelabeler import PreLabelerResource
+
+    ws = _ws(ctx)
+    model_id = PreLabelerResource().get(ws.config()).model_id
+    pol = calibrate_workspace(ws, model_id, apply=apply_)
+    if as_json:
+        click.echo(json.dumps(pol, indent=1, default=str))
+        return
+    e = pol["estimate"]
+    click.echo(f"policy {pol['policy_id']} from {pol['data']['predictions']} reviewed predictions on "
+               f"{pol['data']['images']} images: {pol['path']}")
+    for c, f in pol["per_class"].items():
+        click.echo(f"  {c}: high {f['previous_high']} -> {f['high']}  ({f['reason']})")
+
+    def share(v):
+        return "undefined (no routed image)" if v is None else f"{v:.1%}"
+
+    click.echo(f"share of images routed to review: {share(e['review_share_before'])} -> {share(e['review_share_after'])}"
+               f" over {e['images']} routed images")
+    for k in ("before", "after"):
+        r = e[f"reviewed_error_{k}"]
+        rate = "undefined (none auto-accepted)" if r["error_rate"] is None else f"{r['error_rate']:.1%}"
+        click.echo(f"  reviewed images it would auto-accept ({k}): {r['auto']}, in error: {r['errors']} ({rate})")
+    if pol["applied"]:
+        click.echo(f"applied: routing.calibrated_policy = {pol['path']} (routing policy {pol['policy_id_routing']}); "
+                   "`labelloop run` re-routes the batches")
+    else:
+        click.echo("not applied: run `labelloop calibrate --apply` to route with it")

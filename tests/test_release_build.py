@@ -1,0 +1,261 @@
+"""build_release + validation on write, on real photos (no Dagster): every layout, the provenance
+tables, byte determinism, stable ids and splits across builds, and each kind of damaged file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from helpers import skimage_data
+from labelloop import tables
+from labelloop.images import inspect_image
+from labelloop.masks import encode_rle
+from labelloop.release import ReleaseInputs, build_release, plan_release
+from labelloop.release_check import ReleaseInvalid, check_release, validate_release
+from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE, SPLIT_ASSIGNMENTS
+from labelloop.splits import save_assignments
+
+CATS = ["person", "cat"]
+KP = {"person": {"keypoints": ["nose", "left_eye", "right_eye"], "skeleton": [[1, 2], [1, 3]]}}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A workspace-like root with 4 real photos (one with EXIF orientation 6) and their IMAGES rows."""
+    root = tmp_path_factory.mktemp("build")
+    sk = skimage_data()
+    inbox = root / "inbox" / "b1"
+    inbox.mkdir(parents=True)
+    for name in ("astronaut.png", "coffee.png", "rocket.jpg"):
+        shutil.copyfile(sk / name, inbox / name)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(sk / "chelsea.png").convert("RGB").save(inbox / "chelsea_rotated.jpg", exif=exif, quality=92)
+    rows = []
+    for seq, f in enumerate(sorted(inbox.iterdir()), start=1):
+        info = inspect_image(f, 50_000_000)
+        rows.append({**info, "uri": f.relative_to(root).as_posix(), "batch": "b1", "source_path": f.name,
+                     "origin_path": str(f), "ingest_seq": seq, "duplicate_of": None, "near_duplicate_of": None})
+    return root, rows
+
+
+def _inputs(images: list[dict], task: str = "detect") -> ReleaseInputs:
+    by = {r["source_path"]: r for r in images}
+    astro, cat = by["astronaut.png"]["image_id"], by["chelsea_rotated.jpg"]["image_id"]
+    mask = np.zeros((451, 300), np.uint8)  # chelsea after the EXIF rotation: 300 wide, 451 high
+    mask[100:300, 50:250] = 1
+    labels = [
+        {"label_id": "lb-1", "image_id": astro, "category": "person", "bbox": [19.0, 15.0, 363.0, 512.0],
+         "origin": "human", "annotator": "ls-user-3", "action": "added", "review_id": "rv-1",
+         "annotation_id": "hl-1", "reviewed_at": "2026-11-20T10:00:01Z", "route": "human_review",
+         "route_reason": "low score", "policy_id": "policy-x", "keypoints": [200, 100, 2, 180, 90, 2, 230, 90, 1]},
+        {"label_id": "lb-2", "image_id": cat, "category": "cat", "bbox": [50.0, 100.0, 250.0, 300.0],
+         "mask": encode_rle(mask), "origin": "model", "score": 0.91, "model_id": "m@1", "checkpoint_sha256": "c" * 64,
+         "prediction_id": "pr-2", "action": "auto_accepted", "route": "qa_sample", "route_reason": "QA sample",
+         "policy_id": "policy-x"},
+    ]
+    resolved = [{"image_id": r["image_id"], "resolution": "reviewed" if r["image_id"] != cat else "auto_accepted",
+                 "n_labels": 0, "review_id": "rv-1" if r["image_id"] == astro else None, "route": None} for r in images]
+    return ReleaseInputs(
+        images=images, resolved=resolved, labels=labels, categories=CATS, ratios={"train": 0.5, "val": 0.25, "test": 0.25},
+        yolo_task=task, keypoints=KP,
+        reviews={"rv-1": {"review_id": "rv-1", "source": "label-studio/project-7", "task_id": "101",
+                          "tool_annotation_id": "9", "annotator": "ls-user-3", "updated_at": "2026-11-20T10:00:01Z"}},
+        human_labels={("hl-1", "rv-1"): {"import_sha256": "d" * 64}},
+        predictions={"pr-2": {"prompt": "a cat", "run_id": "run-1234"}},
+        queue={cat: {"route": "qa_sample", "reason": "QA sample", "policy_id": "policy-x"}},
+        thresholds={"person": (0.3, 0.8), "cat": (0.3, 0.8)}, policy_id="policy-x")
+
+
+def _build(root: Path, out: Path, inputs: ReleaseInputs, reg: Path) -> dict:
+    plan = plan_release(inputs, reg / "splits.parquet", reg / "coco_ids.parquet")
+    manifest = build_release(out, root, inputs, plan)
+    plan.ids.save()
+    save_assignments(reg / "splits.parquet", plan.split_rows)
+    return manifest
+
+
+@pytest.mark.parametrize("task", ["detect", "segment", "pose"])
+def test_every_layout_builds_and_validates(photos, tmp_path, task):
+    root, images = photos
+    out = tmp_path / "rel"
+    manifest = _build(root, out, _inputs(images, task), tmp_path / "reg")
+    validate_release(out, CATS, task, 3 if task == "pose" else 0)
+    assert manifest["yolo_task"] == task and manifest["counts"]["images"] == 4 and manifest["counts"]["labels"] == 2
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert (data.get("kpt_shape"), data.get("flip_idx")) == (([3, 3], [0, 2, 1]) if task == "pose" else (None, None))
+    txt = {p.name: p.read_text() for p in (out / "labels").rglob("*.txt")}
+    assert len(txt) == 4 and sum(1 for t in txt.values() if t == "") == 2  # coffee and rocket: negatives
+    fields = sorted(len(t.split()) for t in txt.values() if t)
+    assert fields == {"detect": [5, 5], "segment": [9, 9], "pose": [14, 14]}[task]
+
+
+def test_provenance_tables_and_exif(photos, tmp_path):
+    root, images = photos
+    out = tmp_path / "rel"
+    _build(root, out, _inputs(images), tmp_path / "reg")
+    imgs = {r["source_path"]: r for r in tables.read_rows(out / "images.parquet", RELEASE_IMAGES)}
+    rot = imgs["chelsea_rotated.jpg"]
+    assert (rot["width"], rot["height"], rot["exif_orientation"]) == (300, 451, 6)
+    with Image.open(out / rot["file_name"]) as im:  # the EXIF-applied copy, re-encoded without EXIF
+        assert im.size == (300, 451) and im.format == "PNG"
+    assert imgs["astronaut.png"]["annotator"] == "ls-user-3" and imgs["astronaut.png"]["review_task_id"] == "101"
+    assert rot["qa_sample"] is True and rot["model_id"] == "m@1"
+    lin = {r["label_id"]: r for r in tables.read_rows(out / "lineage.parquet", RELEASE_LINEAGE)}
+    m = lin["lb-2"]
+    assert (m["prompt"], m["label_run_id"], m["threshold_low"], m["threshold_high"], m["exif_transposed"],
+            m["qa_sample"], m["split"], m["file_name"]) == ("a cat", "run-1234", 0.3, 0.8, True, True, rot["split"],
+                                                            rot["file_name"])
+    h = lin["lb-1"]
+    assert (h["review_source"], h["review_task_id"], h["tool_annotation_id"], h["import_sha256"], h["prompt"],
+            h["exif_transposed"]) == ("label-studio/project-7", "101", "9", "d" * 64, None, False)
+    coco = json.loads((out / "coco" / f"instances_{h['split']}.json").read_text())
+    ann = next(a for a in coco["annotations"] if a["label_id"] == "lb-1")
+    assert ann["id"] == h["coco_annotation_id"] and ann["num_keypoints"] == 3
+    labels = tables.read_rows(out / "labels.parquet", LABELS)
+    assert [r["keypoints"] for r in labels if r["label_id"] == "lb-1"] == [[200, 100, 2, 180, 90, 2, 230, 90, 1]]
+
+
+def test_same_inputs_same_bytes_and_stable_ids_and_splits(photos, tmp_path):
+    root, images = photos
+    reg = tmp_path / "reg"
+    m1 = _build(root, tmp_path / "a", _inputs(images), reg)
+    m2 = _build(root, tmp_path / "b", _inputs(images), reg)
+    assert m1 == m2
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in m1["files"])
+    # a third image of the cat's group and a new label: old ids and splits stay, new ones follow
+    inputs = _inputs(images)
+    inputs.labels.append(dict(inputs.labels[0], label_id="lb-0", category="cat", keypoints=None))
+    m3 = _build(root, tmp_path / "c", inputs, reg)
+    old = {r["label_id"]: r for r in tables.read_rows(tmp_path / "a" / "lineage.parquet", RELEASE_LINEAGE)}
+    new = {r["label_id"]: r for r in tables.read_rows(tmp_path / "c" / "lineage.parquet", RELEASE_LINEAGE)}
+    for lid in ("lb-1", "lb-2"):
+        assert (new[lid]["coco_annotation_id"], new[lid]["coco_image_id"], new[lid]["split"]) == \
+               (old[lid]["coco_annotation_id"], old[lid]["coco_image_id"], old[lid]["split"])
+    assert new["lb-0"]["coco_annotation_id"] == 3
+    assert m3["content_sha256"] != m1["content_sha256"]
+
+
+def _damage_bbox(out):
+    f = next((out / "coco").glob("*.json"))
+    obj = json.loads(f.read_text())
+    ann = obj["annotations"][0]
+    img = next(i for i in obj["images"] if i["id"] == ann["image_id"])
+    ann["bbox"] = [0, 0, img["width"] + 50, 10]
+    f.write_text(json.dumps(obj))
+    return f"{f.relative_to(out).as_posix()}: annotation {ann['id']}: bbox"
+
+
+def _damage_image(out):
+    p = next((out / "images").rglob("*.png"))
+    p.unlink()
+    return f"file '{p.relative_to(out).as_posix()}' does not exist"
+
+
+def _damage_yolo(out):
+    t = next(t for t in (out / "labels").rglob("*.txt") if t.read_text())
+    t.write_text("0 0.5 1.5 0.2 0.2 0.3 0.3\n")
+    return f"labels/{t.parent.name}/{t.name}: line 1: coordinate outside [0, 1]"
+
+
+def _damage_extra_txt(out):
+    d = next((out / "labels").iterdir())
+    (d / "stray.txt").write_text("")
+    return f"labels/{d.name}/stray.txt: no image of that name"
+
+
+def _damage_manifest(out):
+    p = out / "data.yaml"
+    p.write_text(p.read_text() + "# edited\n")
+    return "data.yaml: sha256 differs from manifest.json"
+
+
+def _damage_json(out):
+    f = next((out / "coco").glob("*.json"))
+    f.write_bytes(f.read_bytes()[:100])
+    return f"{f.relative_to(out).as_posix()}: pycocotools cannot load it"
+
+
+def _damage_parquet(out):
+    (out / "lineage.parquet").write_bytes(b"PAR1 not really")
+    return "lineage.parquet: cannot be read"
+
+
+@pytest.mark.parametrize("damage", [_damage_bbox, _damage_image, _damage_yolo, _damage_extra_txt, _damage_manifest,
+                                    _damage_json, _damage_parquet])
+def test_validation_names_the_file_and_the_problem(photos, tmp_path, damage):
+    root, images = photos
+    out = tmp_path / "rel"
+    _build(root, out, _inputs(images, "segment"), tmp_path / "reg")
+    assert check_release(out, CATS, "segment") == []
+    expected = damage(out)
+    problems = check_release(out, CATS, "segment")
+    assert any(expected in p for p in problems), problems
+    with pytest.raises(ReleaseInvalid) as err:
+        validate_release(out, CATS, "segment")
+    assert expected in str(err.value) and err.value.problems == problems
+
+
+def test_wrong_layout_or_categories_are_reported(photos, tmp_path):
+    root, images = photos
+    out = tmp_path / "rel"
+    _build(root, out, _inputs(images, "detect"), tmp_path / "reg")
+    assert any("the pose layout needs 14 fields" in p for p in check_release(out, CATS, "pose", 3))
+    assert any("data.yaml: nc / names" in p for p in check_release(out, ["person", "dog"], "detect"))
+
+
+def test_pose_without_keypoint_categories_is_refused(photos, tmp_path):
+    root, images = photos
+    inputs = _inputs(images, "pose")
+    inputs.keypoints = {}
+    with pytest.raises(ValueError, match="pose needs every category with keypoints"):
+        _build(root, tmp_path / "rel", inputs, tmp_path / "reg")
+
+
+def test_manifest_lists_every_file_with_its_sha256(photos, tmp_path):
+    root, images = photos
+    out = tmp_path / "rel"
+    m = _build(root, out, _inputs(images), tmp_path / "reg")
+    present = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert sorted(m["files"]) == present
+    assert all(hashlib.sha256((out / f).read_bytes()).hexdigest() == s for f, s in m["files"].items())
+    assert m["split_balance"]["images"]["total"] == 4
+
+
+def test_lost_registries_are_rebuilt_from_the_release(photos, tmp_path):
+    from labelloop.release_flow import registry_paths, seed_registries
+    from labelloop.workspace import Workspace
+
+    root, images = photos
+    ws = Workspace.at(tmp_path / "ws")
+    splits_path, ids_path = registry_paths(ws)
+    first = _build(root, ws.release_dir, _inputs(images), splits_path.parent)
+    shutil.rmtree(splits_path.parent)  # tables/release lost
+    seed_registries(ws)
+    again = _build(root, tmp_path / "again", _inputs(images), splits_path.parent)
+    assert again["content_sha256"] == first["content_sha256"]  # same splits, same COCO ids, same bytes
+    rows = tables.read_rows(splits_path, SPLIT_ASSIGNMENTS)
+    assert {r["reason"] for r in rows} == {"seeded from release"}
+
+
+def test_lineage_asset_without_a_release_fails_clearly(tmp_path):
+    import dagster as dg
+
+    from assets.lineage import lineage
+    from labelloop.bootstrap import init_workspace
+    from labelloop.workspace import Workspace
+    from resources.storage import WorkspaceResource
+
+    ws = init_workspace(Workspace.at(tmp_path / "ws"))
+    res = dg.materialize([lineage], resources={"storage": WorkspaceResource(root=str(ws.root))},
+                         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not res.success
+    (failure,) = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "no release yet: materialize dataset_release first" in failure.step_failure_data.user_failure_data.description
