@@ -42,7 +42,8 @@ def list_image_files(folder: Path) -> list[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             p = Path(dirpath) / name
-            if not name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            if not name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() \
+                    and not p.is_symlink():  # a symlink may point outside the folder: never followed
                 out.append(p)
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
 
@@ -78,6 +79,11 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
         new_rows = []
         for f in files:
             rel = f.relative_to(base).as_posix()
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                result.skipped.append((rel.encode("utf-8", "backslashreplace").decode(), "file name is not valid UTF-8"))
+                continue
             try:
                 digest = sha256_file(f)
             except OSError as exc:

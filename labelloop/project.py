@@ -69,18 +69,27 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
         records = parsed["records"]
     except (labelstudio.ExportFormatError, OSError, UnicodeDecodeError) as exc:
         return {"file": str(path), "error": str(exc), "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # malformed beyond the parser's checks
+        return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
+                "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
     store = review_store(ws)
     in_inbox = ws_path.is_relative_to(ws.review_inbox.resolve())
     src = source or (source_for(ws, ws_path) if in_inbox else None) or parsed["default_source"]
     digest = sha256_file(ws_path)
     with ws.lock():
-        result = import_review(
-            records, file_name=str(path), import_sha256=digest, source=src,
-            images=B.all_images(ws), exported=B.all_exported(ws), known_review_keys=store.known_review_keys(),
-            categories=cfg.category_names, accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(),
-        )
+        try:
+            result = import_review(
+                records, file_name=str(path), import_sha256=digest, source=src,
+                images=B.all_images(ws), exported=B.all_exported(ws), known_review_keys=store.known_review_keys(),
+                categories=cfg.category_names, accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
+                    "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
         if (result["reviews"] or result["rejects"]) and not dry_run:
-            keys = sorted(r["review_id"] for r in result["reviews"]) + [digest, src]
+            # identity of what is stored: its reviews and rejects, never the file's bytes
+            keys = sorted(r["review_id"] for r in result["reviews"]) + sorted(
+                f"{r['item']}\x1f{r['reason']}" for r in result["rejects"]) + [src]
             store.commit_import(hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16], result)
     return {"file": str(path), "source": src, "format": parsed["format"], "reviews": len(result["reviews"]),
             "labels": len(result["human_labels"]),

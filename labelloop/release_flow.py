@@ -134,7 +134,7 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
     inputs = gather_inputs(ws, labels, resolved)
     staging = ws.state / "release-staging"
     with ws.lock():
-        if settings is not None:
+        if settings is not None and (settings.dvc_url or settings.endpoint_url or settings.git_url):
             R.configure(ws.root, settings)
         seed_registries(ws)
         splits_path, ids_path = registry_paths(ws)

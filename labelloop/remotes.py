@@ -84,7 +84,8 @@ def describe(root: Path) -> dict:
 
 
 def configure(root: Path, settings: RemoteSettings) -> dict:
-    """Apply ``settings`` to the workspace repository (idempotent; callers hold the lock).
+    """Apply ``settings`` to the workspace repository (idempotent; callers hold the lock; with
+    nothing set it only describes).
 
     The DVC URL becomes the default remote ``storage`` in ``.dvc/config`` (committed by the next
     release or :func:`push`), the endpoint goes to ``.dvc/config.local``, the git URL to the git
@@ -94,6 +95,8 @@ def configure(root: Path, settings: RemoteSettings) -> dict:
         VersioningError: git or DVC refused a value (the message says which).
     """
     root = Path(root)
+    if not (settings.dvc_url or settings.endpoint_url or settings.git_url):
+        return describe(root)
     remotes = _dvc_remotes(root)
     default = dvc(root, "remote", "default", check=False).strip()
     target = settings.dvc_url or remotes.get(default, "")
@@ -150,8 +153,7 @@ def push(root: Path, data: bool = True, code: bool | None = None) -> dict:
     if data:
         if not info["dvc_default"]:
             raise VersioningError("no default DVC remote: run `labelloop remote --dvc URL`")
-        dvc(root, "push", "-q", "--all-tags")
-        dvc(root, "push", "-q")
+        dvc(root, "push", "-q", "--all-tags")  # every tag, and the working tree
     if code is None:
         code = GIT_REMOTE in info["git"]
     if code:

@@ -42,7 +42,40 @@ def get_instance(ws: Workspace) -> dg.DagsterInstance:
     info = instance.event_log_storage.get_concurrency_info("gpu")
     if info.slot_count != limit:
         instance.event_log_storage.set_concurrency_slots("gpu", limit)
+    recover_dead_runs(instance)
     return instance
+
+
+PID_TAG, HOST_TAG = "labelloop/pid", "labelloop/host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark as failed the CLI runs of this host whose process died (kill -9, a crash), and free
+    the pool slots (``gpu``, ``dvc``) they held, which Dagster would otherwise keep forever, so
+    every later step of that pool would wait. Returns the run ids recovered."""
+    import socket
+
+    recovered = []
+    records = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                                dg.DagsterRunStatus.STARTING]))
+    for run in records:
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if not pid or host != socket.gethostname() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=f"labelloop: the process {pid} that ran this run is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
 
 
 def quiet(verbose: bool) -> None:
@@ -99,7 +132,9 @@ def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, parti
     if partition_key:
         instance.add_dynamic_partitions(BATCHES, [partition_key])
     result = job.execute_in_process(instance=instance, partition_key=partition_key, run_config=config,
-                                    tags={"labelloop/cli": job_name, **(tags or {})}, raise_on_error=False)
+                                    tags={"labelloop/cli": job_name, PID_TAG: str(os.getpid()),
+                                          HOST_TAG: __import__("socket").gethostname(), **(tags or {})},
+                                    raise_on_error=False)
     out = RunOutcome(success=result.success, run_id=result.run_id)
     for ev in result.all_events:
         if ev.event_type_value == "STEP_FAILURE":

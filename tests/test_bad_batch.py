@@ -93,3 +93,32 @@ def test_nothing_to_release_nothing_new_to_ingest_and_a_bad_export_left_out(tmp_
     res = cli(root, "import-review", str(bad), ok=False)
     assert res.exit_code == 1 and "export.json" in res.output and "not valid JSON" in res.output
     assert not (root / "review_inbox" / "export.json").exists()
+
+
+def test_tiny_and_thin_images_symlinks_and_non_utf8_names(tmp_path):
+    """A 1x1 image and a 8000x250 panorama are pre-labeled without crashing OpenCV's HOG (which
+    corrupts memory below its 64x128 window); a symlink is never followed (it could point
+    outside the folder); a file name that is not UTF-8 is skipped with its reason."""
+    import os
+
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (1, 1)).save(src / "tiny.png")
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 255, (250, 8000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(src / "pano.png")  # textured: not a near duplicate of tiny.png
+    os.symlink("/etc/hostname", src / "link.jpg")
+    Image.new("RGB", (64, 64)).save(os.fsencode(src) + b"/bad\xff.png")
+    root = tmp_path / "ws"
+    cli(root, "init")
+    out = cli(root, "ingest", str(src), "--batch", "odd")
+    assert "2 copied, 0 already ingested, 1 skipped" in out.output
+    assert "file name is not valid UTF-8" in out.output
+    assert not (root / "inbox" / "odd" / "link.jpg").exists()
+    cli(root, "run")
+    st = json.loads(cli(root, "status", "--json").output)
+    rows = {i["source_path"]: i for i in st["batches"][0]["images"]}
+    assert rows["tiny.png"]["route"] == "human_review" and rows["pano.png"]["route"] == "human_review"

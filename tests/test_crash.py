@@ -63,3 +63,45 @@ def test_prelabels_resume_after_a_crash(tmp_path):
     # the CLI then finds nothing stale for that model and completes the rest of the batch
     out = cli(root, "run")
     assert "batch b1 [ran: review_queue not materialized]" in out.output
+
+
+def test_a_killed_run_does_not_hang_the_workspace(tmp_path):
+    """kill -9 while pre-labels hold the `gpu` pool slot: the next `run` marks the dead run
+    failed, frees its slot and completes (Dagster alone would keep the slot forever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import dagster as dg
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i, n in enumerate(NAMES * 3):  # 18 files, 6 distinct photos resaved so their bytes differ
+        from PIL import Image
+
+        Image.open(skimage_data() / n).convert("RGB").save(src / f"{i:02d}.png", optimize=bool(i % 2))
+    root = tmp_path / "ws"
+    cli(root, "init")
+    cli(root, "ingest", str(src), "--batch", "k1")
+    os.environ["DAGSTER_HOME"] = str(root / ".dagster")
+    proc = subprocess.Popen([str(__import__("pathlib").Path(sys.executable).with_name("labelloop")), "-w", str(root), "run"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    instance = dg.DagsterInstance.from_config(str(root / ".dagster"))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if instance.event_log_storage.get_concurrency_info("gpu").claimed_slots:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the prelabels step never claimed the gpu slot")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots  # leaked by the kill
+    out = cli(root, "run")
+    assert "batch k1 [ran:" in out.output
+    assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+    statuses = [r.status for r in instance.get_runs()]
+    assert dg.DagsterRunStatus.FAILURE in statuses and dg.DagsterRunStatus.STARTED not in statuses

@@ -39,6 +39,11 @@ BACKEND = "opencv-classic"
 HOG_PERSON = "opencv-hog-person"
 NMS_IOU = 0.45
 MIN_SCORE = 0.05  # detections below this are not recorded at all
+# Below these sizes (after downscaling) a detector is not run: HOGDescriptor.detectMultiScale
+# crashes the process (heap corruption) on images smaller than its window plus padding, and a
+# cascade's smallest window is 24 px. Such images get no prediction and go to human review.
+HOG_MIN_SIZE = (64 + 16, 128 + 16)
+HAAR_MIN_SIDE = 24
 
 
 class DetectorNotFound(FileNotFoundError):
@@ -102,6 +107,7 @@ class OpenCVPreLabeler:
                     digest.update(path.read_bytes())
             else:
                 raise ValueError(
+                    f"labelloop.yaml: categories[{[c[0] for c in self.categories].index(name)}].detector: "
                     f"category {name!r}: detector {detector!r} is not an opencv backend detector "
                     f"(use {HOG_PERSON} or opencv-haar-<cascade>, e.g. opencv-haar-frontalface_default)"
                 )
@@ -118,6 +124,11 @@ class OpenCVPreLabeler:
 
     # ---- detection -----------------------------------------------------------------------
     def _detect(self, detector: str, gray: np.ndarray, bgr: np.ndarray) -> list[tuple[list[float], float]]:
+        h, w = gray.shape[:2]
+        if detector == HOG_PERSON and (w < HOG_MIN_SIZE[0] or h < HOG_MIN_SIZE[1]):
+            return []  # smaller than the 64x128 window + padding: OpenCV's HOG corrupts memory on it
+        if w < HAAR_MIN_SIDE or h < HAAR_MIN_SIDE:
+            return []
         if detector == HOG_PERSON:
             rects, weights = self._hog.detectMultiScale(bgr, winStride=(8, 8), padding=(8, 8), scale=1.05)
             return [
