@@ -296,6 +296,7 @@ def test_push_failures_are_reported_and_a_release_still_commits(history, tmp_pat
     shutil.copytree(history["ws"].root, root, symlinks=True)
     dead = f"http://127.0.0.1:{_free_port()}"
     monkeypatch.setenv("LABELLOOP_DVC_ENDPOINT_URL", dead)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore: fail at once instead of retrying for seconds
     res = cli(root, "push", ok=False)
     assert res.exit_code == 1 and "push: push_releases:" in res.output and "dvc push" in res.output
     cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
