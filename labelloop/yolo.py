@@ -38,6 +38,15 @@ def _class_index(categories: Sequence[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(categories)}
 
 
+def _check_label(lab: dict, where: str, index: dict, categories, width: int, height: int) -> None:
+    """Raise ValueError naming the label (``where``) if its category is unknown or its box invalid."""
+    if lab.get("category") not in index:
+        raise ValueError(f"{where} has category {lab.get('category')!r}, not one of {list(categories)!r}")
+    problem = box_problem(lab.get("bbox"), width, height)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+
+
 def yolo_lines(labels: list[dict], width: int, height: int, categories: Sequence[str]) -> str:
     """Label text of one image: ``"<class> <cx> <cy> <w> <h>\\n"`` per label.
 
@@ -59,11 +68,7 @@ def yolo_lines(labels: list[dict], width: int, height: int, categories: Sequence
     lines = []
     for lab in sorted(labels, key=lambda d: (str(d.get("label_id")), list(d.get("bbox") or []))):
         where = f"label {lab.get('label_id')!r}"
-        if lab.get("category") not in index:
-            raise ValueError(f"{where} has category {lab.get('category')!r}, not one of {list(categories)!r}")
-        problem = box_problem(lab.get("bbox"), width, height)
-        if problem:
-            raise ValueError(f"{where}: {problem}")
+        _check_label(lab, where, index, categories, width, height)
         vals = np.clip(xyxy_to_yolo(lab["bbox"], width, height), 0.0, 1.0)
         lines.append(f"{index[lab['category']]} " + " ".join(f"{v:.6f}" for v in vals) + "\n")
     return "".join(lines)
@@ -220,11 +225,7 @@ def label_text(task: str, labels: list[dict], width: int, height: int, categorie
     lines = []
     for lab in sorted(objects, key=lambda d: (str(d.get("label_id")), list(d.get("bbox") or []))):
         where = f"label {lab.get('label_id')!r}"
-        if lab.get("category") not in index:
-            raise ValueError(f"{where} has category {lab.get('category')!r}, not one of {list(categories)!r}")
-        problem = box_problem(lab.get("bbox"), width, height)
-        if problem:
-            raise ValueError(f"{where}: {problem}")
+        _check_label(lab, where, index, categories, width, height)
         if task == "segment":
             try:
                 vals = _norm(object_polygon(lab), width, height)
