@@ -3,22 +3,26 @@
 import dagster as dg
 
 from labelloop import batch as B
-from pipelines.partitions import batches
+from pipelines.partitions import backfill_policy, batches, summed
 from resources.storage import WorkspaceResource
 
 
-@dg.asset(partitions_def=batches, group_name="ingest", kinds={"python", "parquet"},
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, group_name="ingest", kinds={"python", "parquet"},
           metadata={"table": "tables/raw_images/<batch>.parquet"})
 def raw_images(context: dg.AssetExecutionContext, storage: WorkspaceResource) -> dg.MaterializeResult:
     """One row per image file of the batch: image_id (sha256), EXIF-corrected size, phash,
     exact / near duplicates, and status ok or rejected with a specific reason."""
     ws = storage.workspace()
-    s = B.scan_batch(ws, context.partition_key)
-    for r in s["rejects"]:
+    keys = context.partition_keys  # one batch, or a range of batches (backfill policy)
+    per = [B.scan_batch(ws, k) for k in keys]
+    rejects = [r for s in per for r in s["rejects"]]
+    for r in rejects:
         context.log.warning(f"rejected {r}")
+    s = summed(per, ("images", "ok", "rejected", "duplicates", "near_duplicates"))
     return dg.MaterializeResult(metadata={
         "dagster/row_count": s["images"], "ok": s["ok"], "rejected": s["rejected"],
         "duplicates": s["duplicates"], "near_duplicates": s["near_duplicates"],
-        "rejects": dg.MetadataValue.md("\n".join(f"- {r}" for r in s["rejects"]) or "none"),
-        "path": dg.MetadataValue.path(str(B.images_path(ws, context.partition_key))),
+        "rejects": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejects) or "none"),
+        "path": dg.MetadataValue.path(str(B.images_path(ws, keys[0]))),
+        **({"batches": len(keys)} if len(keys) > 1 else {}),
     })

@@ -4,27 +4,34 @@ import dagster as dg
 
 from labelloop import batch as B
 from labelloop import project as P
-from pipelines.partitions import batches
+from pipelines.partitions import backfill_policy, batches, summed
 from resources.prelabeler import PreLabelerResource
 from resources.review_tool import LabelStudioFilesResource, pull_metadata, push_metadata
 from resources.storage import WorkspaceResource
 
 
-@dg.asset(partitions_def=batches, deps=["prelabels"], group_name="review", kinds={"python", "parquet"})
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["prelabels"], group_name="review", kinds={"python", "parquet"})
 def review_queue(context: dg.AssetExecutionContext, storage: WorkspaceResource,
                  prelabeler: PreLabelerResource) -> dg.MaterializeResult:
     """Routing per image by confidence (auto_accept / human_review), a seeded QA sample of the
-    auto-accepted images, least-confidence priority, the routing policy id."""
+    auto-accepted images, least-confidence priority, the routing policy id. Reviewed images keep
+    the row they were reviewed under."""
     ws = storage.workspace()
     model_id = prelabeler.get(ws.config()).model_id
-    s = B.route_batch(ws, context.partition_key, model_id)
+    reviewed = set(P.review_store(ws).latest_reviews())
+    per = [B.route_batch(ws, k, model_id, reviewed) for k in context.partition_keys]
+    routes: dict[str, int] = {}
+    for s in per:
+        for k, v in s["routes"].items():
+            routes[k] = routes.get(k, 0) + v
     return dg.MaterializeResult(metadata={
-        "policy_id": s["policy_id"], "model_id": model_id, "dagster/row_count": s["images"],
-        **{f"route/{k}": v for k, v in sorted(s["routes"].items())},
+        "policy_id": per[0]["policy_id"], "model_id": model_id, "dagster/row_count": sum(s["images"] for s in per),
+        **{f"route/{k}": v for k, v in sorted(routes.items())},
+        **({"batches": len(per)} if len(per) > 1 else {}),
     })
 
 
-@dg.asset(partitions_def=batches, deps=["review_queue"], group_name="review", kinds={"python", "json"})
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["review_queue"], group_name="review", kinds={"python", "json"})
 def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource, prelabeler: PreLabelerResource,
                   review_tool: LabelStudioFilesResource) -> dg.MaterializeResult:
     """Label Studio import file (tasks with our image_id and percent-box pre-annotations) and
@@ -32,12 +39,17 @@ def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     ws = storage.workspace()
     model_id = prelabeler.get(ws.config()).model_id
     reviewed = set(P.review_store(ws).latest_reviews())
-    s = B.export_batch(ws, context.partition_key, model_id, reviewed)
-    pushed = review_tool.push_batch(ws, context.partition_key)  # live Label Studio server; None for files
+    keys = context.partition_keys  # one batch, or a range of batches (backfill policy)
+    per, pushed = [], None
+    for k in keys:
+        per.append(B.export_batch(ws, k, model_id, reviewed))
+        pushed = review_tool.push_batch(ws, k)  # live Label Studio server; None for files
+    s = summed(per, ("tasks", "predictions_sent", "already_reviewed"))
     return dg.MaterializeResult(metadata={
         "tool": review_tool.tool, "tasks": s["tasks"], "predictions_sent": s["predictions_sent"],
-        "already_reviewed": s["already_reviewed"], "file": dg.MetadataValue.path(str(ws.root / s["file"])),
+        "already_reviewed": s["already_reviewed"], "file": dg.MetadataValue.path(str(ws.root / per[0]["file"])),
         **push_metadata(pushed),
+        **({"batches": len(keys)} if len(keys) > 1 else {}),
     })
 
 

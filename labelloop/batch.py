@@ -102,8 +102,10 @@ def prediction_id(model_id: str, image_id: str, category: str, index: int) -> st
     return "pr-" + hashlib.sha256(f"{model_id}\0{image_id}\0{category}\0{index}".encode()).hexdigest()[:16]
 
 
-def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, chunk_size: int = 200) -> dict:
+def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, chunk_size: int = 200,
+                   skip: set[str] | frozenset = frozenset()) -> dict:
     """Predict every image of ``batch`` missing from ``(image_id, model_id)`` and store it.
+    Images in ``skip`` (image_ids: the reviewed images, whose human labels win) are not predicted.
 
     Resumable: each chunk of ``chunk_size`` images is one part file (Parquet, atomic) whose
     metadata lists the images it covers (including those with no detection), so a re-run
@@ -113,6 +115,8 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
     folder = prelabel_dir(ws, batch, model.model_id)
     done = _done_image_ids(folder)
     todo = [r for r in images_to_label(ws, batch) if r["image_id"] not in done]
+    n_skipped = sum(1 for r in todo if r["image_id"] in skip)
+    todo = [r for r in todo if r["image_id"] not in skip]
     seen: set[str] = set()
     todo = [r for r in todo if not (r["image_id"] in seen or seen.add(r["image_id"]))]
     n_parts = len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
@@ -151,7 +155,7 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
         flush()
     seconds = time.perf_counter() - started
     return {"model_id": model.model_id, "device": model.device, "images_predicted": len(todo) - len(failed),
-            "images_cached": len(done), "predictions_new": n_pred, "seconds": round(seconds, 3),
+            "images_cached": len(done), "images_skipped_reviewed": n_skipped, "predictions_new": n_pred, "seconds": round(seconds, 3),
             "images_per_second": round((len(todo) - len(failed)) / seconds, 3) if seconds > 0 and todo else None,
             "failed": failed}
 
@@ -165,13 +169,25 @@ def queue_path(ws: Workspace, batch: str) -> Path:
     return ws.table("review_queue", f"{batch}.parquet")
 
 
-def route_batch(ws: Workspace, batch: str, model_id: str) -> dict:
-    """Route the batch's images by confidence (labelloop.routing) and write its review queue."""
+def route_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str] | frozenset = frozenset()) -> dict:
+    """Route the batch's images by confidence (labelloop.routing) and write its review queue.
+
+    Images in ``reviewed`` (image_ids) that the queue already holds keep their row (route,
+    policy, QA-sample membership) as it was when they were reviewed; only the others are routed
+    again, so a new policy or model re-routes unreviewed images and never touches reviewed ones.
+    """
     from labelloop.active_learning import assign_reviewers, prioritize  # issue 4: priority, budget, double review
 
     cfg = ws.config()
-    images, preds = images_to_label(ws, batch), batch_predictions(ws, batch, model_id)
+    qp = queue_path(ws, batch)
+    old = {q["image_id"]: q for q in tables.read_rows(qp, REVIEW_QUEUE)} if qp.is_file() and reviewed else {}
+    kept = [old[i] for i in old if i in reviewed]
+    frozen = {q["image_id"] for q in kept}
+    images = [r for r in images_to_label(ws, batch) if r["image_id"] not in frozen]
+    preds = [p for p in batch_predictions(ws, batch, model_id) if p["image_id"] not in frozen]
     rows = assign_reviewers(prioritize(route_images(images, preds, cfg), images, preds, cfg), cfg)
+    wanted = {r["image_id"] for r in images_to_label(ws, batch)}
+    rows = rows + [q for q in kept if q["image_id"] in wanted]  # reviewed rows last, unchanged
     tables.write_rows(rows, REVIEW_QUEUE, queue_path(ws, batch))
     counts: dict[str, int] = {}
     for r in rows:
@@ -246,35 +262,45 @@ def all_exported(ws: Workspace) -> list[dict]:
 
 
 # ---- staleness ----------------------------------------------------------------------------------
-def stale_reason(ws: Workspace, batch: str, model_id: str) -> str | None:
-    """Why ``batch``'s per-batch tables are missing or stale, or None when they are current:
-    files in the inbox differ from raw_images, predictions of ``model_id`` are missing, the
-    queue was routed with another policy or is older than the predictions, or the export is
-    older than the queue."""
+def stale_stage(ws: Workspace, batch: str, model_id: str,
+                reviewed: set[str] | frozenset = frozenset()) -> tuple[str, str] | None:
+    """``(first asset to re-run, why)`` when ``batch``'s per-batch tables are missing or stale,
+    or None when they are current. The asset is ``raw_images`` (not materialized, or the inbox
+    files changed), ``prelabels`` (predictions of ``model_id`` missing for an image that is not in
+    ``reviewed``), ``review_queue`` (an unreviewed image routed with another routing or
+    active-learning policy, or the queue is older than the predictions) or ``review_export``
+    (older than the queue). Reviewed images never make a batch stale: their labels are human."""
     ip = images_path(ws, batch)
     if not ip.is_file():
-        return "raw_images not materialized"
+        return "raw_images", "raw_images not materialized"
     folder = ws.batch_dir(batch)
     on_disk = {f.relative_to(folder).as_posix() for f in list_image_files(folder)} if folder.is_dir() else set()
     if on_disk != {r["source_path"] for r in tables.read_rows(ip, IMAGES)}:
-        return "inbox files changed"
+        return "raw_images", "inbox files changed"
     wanted = {r["image_id"] for r in images_to_label(ws, batch)}
-    if wanted - _done_image_ids(prelabel_dir(ws, batch, model_id)):
-        return f"predictions of {model_id} missing"
+    if wanted - set(reviewed) - _done_image_ids(prelabel_dir(ws, batch, model_id)):
+        return "prelabels", f"predictions of {model_id} missing"
     qp = queue_path(ws, batch)
     if not qp.is_file():
-        return "review_queue not materialized"
+        return "review_queue", "review_queue not materialized"
     queue = tables.read_rows(qp, REVIEW_QUEUE)
-    if {q["image_id"] for q in queue} != wanted or any(q["policy_id"] != ws.config().policy_id() for q in queue):
-        return "routing policy or images changed"
+    open_rows = [q for q in queue if q["image_id"] not in reviewed]
+    if {q["image_id"] for q in queue} != wanted or any(q["policy_id"] != ws.config().policy_id() for q in open_rows):
+        return "review_queue", "routing policy or images changed"
     from labelloop.active_learning import al_policy_id  # issue 4
 
-    if any(q.get("al_policy_id") != al_policy_id(ws.config()) for q in queue):
-        return "active-learning or double-review settings changed"
+    if any(q.get("al_policy_id") != al_policy_id(ws.config()) for q in open_rows):
+        return "review_queue", "active-learning or double-review settings changed"
     parts = list(prelabel_dir(ws, batch, model_id).glob("part-*.parquet"))
     if parts and max(p.stat().st_mtime_ns for p in parts) > qp.stat().st_mtime_ns:
-        return "predictions newer than the review queue"
+        return "review_queue", "predictions newer than the review queue"
     ep = exported_path(ws, batch)
     if not ep.is_file() or ep.stat().st_mtime_ns < qp.stat().st_mtime_ns - 10**9:
-        return "review_export older than the review queue"
+        return "review_export", "review_export older than the review queue"
     return None
+
+
+def stale_reason(ws: Workspace, batch: str, model_id: str, reviewed: set[str] | frozenset = frozenset()) -> str | None:
+    """Why ``batch``'s per-batch tables are missing or stale, or None (see :func:`stale_stage`)."""
+    st = stale_stage(ws, batch, model_id, reviewed)
+    return st[1] if st else None

@@ -127,6 +127,8 @@ def ingest(ctx: click.Context, path: str, batch: str | None) -> None:
 
 def _run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[dict]:
     from labelloop import batch as B
+    from labelloop import project as P
+    from labelloop.reprocess import BATCH_STAGES
     from pipelines.runner import execute, get_instance
     from resources.prelabeler import PreLabelerResource
 
@@ -135,15 +137,19 @@ def _run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[di
     names = [only] if only else ws.batches()
     if only and only not in ws.batches():
         raise CliError(f"no batch named {only!r} (batches: {', '.join(ws.batches()) or 'none'})")
+    reviewed = set(P.review_store(ws).latest_reviews())
     done = []
     for b in names:
-        why = B.stale_reason(ws, b, model_id)
-        if why is None and not only:
+        st = B.stale_stage(ws, b, model_id, reviewed)
+        if st is None and not only:
             continue
-        out = execute(ws, "batch_job", instance, partition_key=b, verbose=ctx.obj["verbose"])
+        # from the first stale stage on: a new routing policy re-routes without a pre-label step
+        stages = list(BATCH_STAGES[BATCH_STAGES.index(st[0]):]) if st else None
+        out = execute(ws, "batch_job", instance, partition_key=b, asset_selection=stages, verbose=ctx.obj["verbose"])
         if not out.success:
             raise CliError(f"batch {b}: {out.reason()} (run {out.run_id})")
-        done.append({"batch": b, "reason": why or "requested", "run_id": out.run_id, "metadata": out.metadata})
+        done.append({"batch": b, "reason": st[1] if st else "requested", "run_id": out.run_id,
+                     "metadata": out.metadata})
     out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
     if not out.success:
         raise CliError(f"resolve: {out.reason()} (run {out.run_id})")

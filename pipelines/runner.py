@@ -121,20 +121,42 @@ def _meta_value(v):
     return getattr(v, "value", getattr(v, "text", v))
 
 
-def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, partition_key: str | None = None,
-            run_config: dict | None = None, tags: dict | None = None, verbose: bool = False) -> RunOutcome:
-    """Execute ``job_name`` in process against ``instance``; never raises for a failed step."""
-    from pipelines.definitions import build_definitions
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
-    job = build_definitions(str(ws.root)).resolve_job_def(job_name)
+
+def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, partition_key: str | None = None,
+            partition_keys: list[str] | None = None, asset_selection: list[str] | None = None,
+            run_config: dict | None = None, tags: dict | None = None, verbose: bool = False) -> RunOutcome:
+    """Execute ``job_name`` against ``instance``; never raises for a failed step.
+
+    ``partition_keys``: a contiguous range of batches run in one run (the backfill policy);
+    ``asset_selection``: asset names, a subset of the job's. With the in-process executor (the
+    local default) the run executes here; with another executor (LABELLOOP_EXECUTOR=celery,
+    multiprocess) this process orchestrates and the steps run where the executor sends them
+    (Celery workers rebuild the job through pipelines.environments.reconstruct_job)."""
+    from pipelines.definitions import build_definitions
+    from pipelines.environments import get_env, reconstructable_job
+
     level = "DEBUG" if verbose else "CRITICAL"
     config = {"loggers": {"console": {"config": {"log_level": level}}}, **(run_config or {})}
-    if partition_key:
-        instance.add_dynamic_partitions(BATCHES, [partition_key])
-    result = job.execute_in_process(instance=instance, partition_key=partition_key, run_config=config,
-                                    tags={"labelloop/cli": job_name, PID_TAG: str(os.getpid()),
-                                          HOST_TAG: __import__("socket").gethostname(), **(tags or {})},
-                                    raise_on_error=False)
+    keys = list(partition_keys or ([partition_key] if partition_key else []))
+    if keys:
+        instance.add_dynamic_partitions(BATCHES, keys)
+    run_tags = {"labelloop/cli": job_name, PID_TAG: str(os.getpid()),
+                HOST_TAG: __import__("socket").gethostname(), **(tags or {})}
+    if len(keys) > 1:
+        run_tags.update({RANGE_START: keys[0], RANGE_END: keys[-1]})
+    selection = [dg.AssetKey(a) for a in asset_selection] if asset_selection else None
+    if get_env().executor == "in_process":
+        job = build_definitions(str(ws.root)).resolve_job_def(job_name)
+        result = job.execute_in_process(instance=instance, run_config=config, tags=run_tags,
+                                        partition_key=keys[0] if len(keys) == 1 else None,
+                                        asset_selection=selection, raise_on_error=False)
+    else:
+        if len(keys) == 1:
+            run_tags["dagster/partition"] = keys[0]
+        result = dg.execute_job(reconstructable_job(str(ws.root), job_name), instance=instance, run_config=config,
+                                tags=run_tags, asset_selection=selection, raise_on_error=False)
     out = RunOutcome(success=result.success, run_id=result.run_id)
     for ev in result.all_events:
         if ev.event_type_value == "STEP_FAILURE":

@@ -1,0 +1,180 @@
+"""Per-environment wiring: one switch, ``LABELLOOP_ENV=local|production``, chooses every resource
+and the executor (DESIGN.md, "Embedded defaults and production parts").
+
+=============  ==========================================  =================================================
+concern        ``local`` (default; no set-up)              ``production``
+=============  ==========================================  =================================================
+instance       SQLite under DAGSTER_HOME                   PostgreSQL (``LABELLOOP_DAGSTER_PG_URL``, dagster.yaml)
+storage        the workspace folder                        S3 (``resources.storage.storage_resource_from_env``)
+review tool    Label Studio files (or a server if          a live Label Studio server (``LABEL_STUDIO_URL``,
+               ``LABEL_STUDIO_URL`` is set)                ``LABEL_STUDIO_API_KEY``)
+DVC remote     a local folder (or ``LABELLOOP_DVC_REMOTE``)  S3 (``LABELLOOP_DVC_REMOTE=s3://...``)
+executor       in-process (CLI) / Dagster's default        Celery queues ``gpu`` + ``cpu`` (``celery``) or one
+               multiprocess-or-in-process (UI)             Kubernetes Job per step (``k8s``)
+=============  ==========================================  =================================================
+
+``LABELLOOP_EXECUTOR`` (``in_process``, ``multiprocess``, ``celery``, ``k8s``) overrides the
+environment's executor. Secrets (URLs with passwords, tokens) are read only through ``dg.EnvVar``
+or Dagster's ``{"env": NAME}`` config, at launch, where the step runs; they are never written
+into a file. ``.env.example`` lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+ENV_VAR, EXECUTOR_VAR = "LABELLOOP_ENV", "LABELLOOP_EXECUTOR"
+ENVIRONMENTS = ("local", "production")
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
+# Celery: the broker and result backend URLs (may hold passwords) come from these variables.
+CELERY_BROKER_VAR, CELERY_BACKEND_VAR = "LABELLOOP_CELERY_BROKER_URL", "LABELLOOP_CELERY_BACKEND_URL"
+K8S_NAMESPACE_VAR = "LABELLOOP_K8S_NAMESPACE"
+GPU_QUEUE, CPU_QUEUE = "gpu", "cpu"
+CELERY_QUEUE_TAG = "dagster-celery/queue"  # dagster_celery.tags.DAGSTER_CELERY_QUEUE_TAG
+
+# The variables each production part needs (checked when the definitions load).
+PRODUCTION_REQUIRED = ("LABELLOOP_DAGSTER_PG_URL", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
+                       "LABELLOOP_DVC_REMOTE")
+EXECUTOR_REQUIRED = {"celery": (CELERY_BROKER_VAR, CELERY_BACKEND_VAR), "k8s": ()}
+
+
+class EnvConfigError(ValueError):
+    """An unknown LABELLOOP_ENV / LABELLOOP_EXECUTOR value, or a production variable missing."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The chosen environment: ``name`` (local / production) and ``executor`` (one of EXECUTORS)."""
+
+    name: str
+    executor: str
+
+    @property
+    def production(self) -> bool:
+        return self.name == "production"
+
+
+def get_env(environ: dict | None = None) -> Environment:
+    """The environment from ``LABELLOOP_ENV`` (default ``local``) and ``LABELLOOP_EXECUTOR``
+    (default: ``in_process`` locally, ``celery`` in production).
+
+    Raises:
+        EnvConfigError: an unknown value (the message names the variable and the choices), or,
+            in production, required variables unset (all of them named).
+    """
+    environ = os.environ if environ is None else environ
+    name = environ.get(ENV_VAR, "local").strip() or "local"
+    if name not in ENVIRONMENTS:
+        raise EnvConfigError(f"{ENV_VAR}={name!r}: expected one of {', '.join(ENVIRONMENTS)}")
+    executor = environ.get(EXECUTOR_VAR, "").strip() or ("celery" if name == "production" else "in_process")
+    if executor not in EXECUTORS:
+        raise EnvConfigError(f"{EXECUTOR_VAR}={executor!r}: expected one of {', '.join(EXECUTORS)}")
+    needed = EXECUTOR_REQUIRED.get(executor, ())
+    if name == "production":
+        needed = PRODUCTION_REQUIRED + needed
+    missing = [v for v in needed if not environ.get(v)]
+    if missing:
+        raise EnvConfigError(f"{ENV_VAR}={name} with executor {executor} needs {', '.join(missing)} "
+                                f"(see .env.example)")
+    return Environment(name=name, executor=executor)
+
+
+# ---- executors ----------------------------------------------------------------------------------
+CELERY_CONFIG = {
+    "broker": {"env": CELERY_BROKER_VAR},
+    "backend": {"env": CELERY_BACKEND_VAR},
+    # steps without a dagster-celery/queue tag go to the cpu queue; prelabels carries gpu
+    "config_source": {"task_default_queue": CPU_QUEUE, "worker_prefetch_multiplier": 1},
+}
+
+# Defaults of every step pod; prelabels' own dagster-k8s/config tag (K8S_GPU_TAGS) adds the GPU.
+K8S_CONFIG = {
+    "job_namespace": {"env": K8S_NAMESPACE_VAR},
+    "step_k8s_config": {"container_config": {"resources": {
+        "requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}}}},
+    # the gpu pool's limit applies per run through tag limits as well (one GPU step at a time)
+    "tag_concurrency_limits": [{"key": "dagster/pool", "value": "gpu", "limit": 1}],
+}
+
+
+def celery_worker_config() -> dict:
+    """The ``execution: config:`` block ``dagster-celery worker start -y`` reads (the same
+    broker, backend and default queue as the executor's)."""
+    return {"execution": {"config": CELERY_CONFIG}}
+
+
+def executor_for(env: Environment) -> dg.ExecutorDefinition | None:
+    """The executor of ``env`` (None: Dagster's default multiprocess-or-in-process)."""
+    if env.executor == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(CELERY_CONFIG, name="celery")
+    if env.executor == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        cfg = dict(K8S_CONFIG)
+        if not os.environ.get(K8S_NAMESPACE_VAR):
+            cfg.pop("job_namespace")  # the run pod's namespace
+        return k8s_job_executor.configured(cfg, name="k8s")
+    if env.executor == "multiprocess":
+        return dg.multiprocess_executor
+    return None
+
+
+# ---- resources ----------------------------------------------------------------------------------
+def storage_for(root: str, env: Environment):
+    """The storage resource: the workspace folder locally; in production the S3 storage of
+    ``resources.storage.storage_resource_from_env`` when that exists."""
+    from resources import storage
+
+    if env.production and hasattr(storage, "storage_resource_from_env"):
+        return storage.storage_resource_from_env(root)  # S3 (issue 7, S3 branch)
+    # TODO(s3-merge): production storage hook. Until resources.storage.storage_resource_from_env
+    # exists, production keeps the workspace folder (a persistent volume shared by the workers).
+    return storage.WorkspaceResource(root=root)
+
+
+def review_tool_for(env: Environment):
+    """The live Label Studio server when LABEL_STUDIO_URL is set (always in production: URL and
+    token through ``dg.EnvVar``; optional LABEL_STUDIO_PROJECT_TITLE,
+    LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT and LABEL_STUDIO_WORKSPACE_PATH), else the files route."""
+    from resources import LabelStudioFilesResource, LabelStudioServerResource
+
+    if not (env.production or os.environ.get("LABEL_STUDIO_URL")):
+        return LabelStudioFilesResource()
+    return LabelStudioServerResource(
+        url=dg.EnvVar("LABEL_STUDIO_URL"), api_key=dg.EnvVar("LABEL_STUDIO_API_KEY"),
+        project_title=os.environ.get("LABEL_STUDIO_PROJECT_TITLE", ""),
+        document_root=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", ""),
+        workspace_path=os.environ.get("LABEL_STUDIO_WORKSPACE_PATH", ""),
+    )
+
+
+def resources_for(root: str, env: Environment) -> dict:
+    """Every resource of ``env`` for the workspace at ``root`` (an absolute path)."""
+    from resources import DvcRepoResource, PreLabelerResource
+
+    return {
+        "storage": storage_for(root, env),
+        "prelabeler": PreLabelerResource(),
+        "dvc": DvcRepoResource.from_env(),  # LABELLOOP_DVC_REMOTE etc. through dg.EnvVar
+        "review_tool": review_tool_for(env),
+    }
+
+
+def reconstruct_job(root: str, job_name: str) -> dg.JobDefinition:
+    """``job_name`` of the definitions for ``root``, rebuilt in another process (Celery worker,
+    step pod); the target of ``dg.build_reconstructable_job``. The environment comes from that
+    process's variables."""
+    from pipelines.definitions import build_definitions
+
+    return build_definitions(root).resolve_job_def(job_name)
+
+
+def reconstructable_job(root: str, job_name: str):
+    """A ReconstructableJob that workers rebuild with :func:`reconstruct_job`."""
+    return dg.build_reconstructable_job("pipelines.environments", "reconstruct_job",
+                                        reconstructable_args=(str(root), job_name))
