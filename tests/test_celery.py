@@ -1,0 +1,176 @@
+"""Distributed execution on dagster-celery: two real Celery workers (queue ``gpu`` and queue
+``cpu``) on the Redis broker at 127.0.0.1:6379, a Dagster instance on PostgreSQL
+(127.0.0.1:5432), a three-batch materialization in one run (the backfill policy's partition
+range) whose steps run on the workers; the tables equal those of the in-process run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from helpers import cli, skimage_data
+from labelloop.bootstrap import PG_ENV
+from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, CELERY_CONFIG, EXECUTOR_VAR
+
+pytestmark = pytest.mark.celery
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REDIS_URL = "redis://127.0.0.1:6379/7"
+BATCHES = {"b1": ["astronaut.png", "coffee.png"], "b2": ["chelsea.png", "grace_hopper.jpg"], "b3": ["motorcycle_left.png"]}
+VOLATILE = {"run_id", "exported_at", "exported_to"}  # differ between any two runs
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc", sql],
+                   check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def celery_workers(tmp_path_factory):
+    """Two workers started once per session (``dagster-celery worker start``, pool solo): one on
+    queue gpu, one on queue cpu; yields the environment that runs need; stops both at the end."""
+    import redis
+
+    db = f"labelloop_celery_{uuid.uuid4().hex[:8]}"
+    _psql(f"CREATE DATABASE {db}")
+    home = tmp_path_factory.mktemp("celery-home")
+    env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: REDIS_URL,
+                CELERY_BACKEND_VAR: REDIS_URL, EXECUTOR_VAR: "celery"}
+    from labelloop.bootstrap import DAGSTER_YAML_POSTGRES
+
+    (home / "dagster.yaml").write_text(DAGSTER_YAML_POSTGRES)
+    r = redis.Redis.from_url(REDIS_URL)
+    r.delete("gpu", "cpu")  # no leftover tasks of an earlier session in our queues
+    env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    host = socket.gethostname()
+    procs, logs = {}, {}
+    for q in ("gpu", "cpu"):
+        logs[q] = home / f"worker-{q}.log"
+        procs[q] = subprocess.Popen(
+            [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+             "-y", str(ROOT / "deploy" / "celery" / "celery.yaml"), "-q", q, "-n", f"{q}-test", "--",
+             "--pool", "solo"], env=env, cwd=str(home), stdout=logs[q].open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+    names = {f"gpu-test@{host}", f"cpu-test@{host}"}
+    try:
+        from dagster_celery.make_app import make_app
+
+        app = make_app({"broker": REDIS_URL, "backend": REDIS_URL, "include": [], "config_source": {}, "retries": None})
+        deadline = time.monotonic() + 120
+        while True:
+            up = {n for reply in (app.control.ping(timeout=1.0) or []) for n in reply}
+            if names <= up:
+                break
+            dead = [q for q, p in procs.items() if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"celery workers not up ({sorted(up)}); log: "
+                                   + "\n".join(logs[q].read_text()[-2000:] for q in procs))
+            time.sleep(1)
+        yield {"env": env_vars, "host": host}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        _psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def _table(root: Path, name: str) -> list[dict]:
+    folder = root / "tables" / name
+    rows = []
+    for p in sorted(folder.rglob("*.parquet")):
+        rows += pq.read_table(p).to_pylist()
+    for r in rows:
+        for k in VOLATILE & set(r):
+            r.pop(k)
+    return sorted(rows, key=repr)
+
+
+def _workspace(tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    cli(root, "init")
+    import matplotlib
+
+    sk = skimage_data()
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    for b, files in BATCHES.items():
+        src = tmp_path / "src" / b
+        if not src.exists():
+            src.mkdir(parents=True)
+            for f in files:
+                shutil.copyfile((mpl if f == "grace_hopper.jpg" else sk) / f, src / f)
+        cli(root, "ingest", str(src), "--batch", b)
+    return root
+
+
+def _run(root: Path):
+    from labelloop.workspace import Workspace
+    from pipelines.runner import execute, get_instance
+
+    ws = Workspace.at(root)
+    instance = get_instance(ws)
+    batch = execute(ws, "batch_job", instance, partition_keys=list(BATCHES))  # one run, three batches
+    assert batch.success, batch.failures
+    resolve = execute(ws, "resolve_job", instance)
+    assert resolve.success, resolve.failures
+    return instance, batch.run_id, resolve.run_id
+
+
+def test_celery_workers_run_the_batches_like_in_process(tmp_path, monkeypatch, celery_workers):
+    # the worker settings file and the executor agree (broker, backend, default queue)
+    assert yaml.safe_load((ROOT / "deploy" / "celery" / "celery.yaml").read_text())["execution"]["config"] == CELERY_CONFIG
+
+    for k in (PG_ENV, EXECUTOR_VAR):
+        monkeypatch.delenv(k, raising=False)
+    local = _workspace(tmp_path, "local")
+    _run(local)
+
+    for k, v in celery_workers["env"].items():
+        monkeypatch.setenv(k, v)
+    dist = _workspace(tmp_path, "celery")
+    assert "postgres" in (dist / ".dagster" / "dagster.yaml").read_text()
+    instance, batch_run, resolve_run = _run(dist)
+
+    from dagster import DagsterEventType
+
+    host = celery_workers["host"]
+    submitted, ran_on = {}, {}
+    for run_id in (batch_run, resolve_run):
+        for rec in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+            ev = rec.dagster_event
+            msg = rec.user_message
+            if msg.startswith("Submitting celery task for step"):
+                submitted[ev.step_key] = msg.rsplit('queue "', 1)[1].rstrip('".')
+            worker = ev.engine_event_data.metadata.get("Celery worker")  # the worker's own event
+            if worker is not None:
+                ran_on[ev.step_key] = worker.value
+    assert submitted == {"raw_images": "cpu", "prelabels": "gpu", "review_queue": "cpu", "review_export": "cpu",
+                         "human_labels": "cpu", "labels": "cpu"}
+    assert ran_on == {s: f"{q}-test@{host}" for s, q in submitted.items()}
+    # one run materialized all three batches (a partition range), not one run per batch
+    mats = instance.fetch_materializations(
+        __import__("dagster").AssetKey("prelabels"), limit=10).records
+    assert sorted(m.partition_key for m in mats) == ["b1", "b2", "b3"] and {m.run_id for m in mats} == {batch_run}
+
+    for name in ("raw_images", "prelabels", "review_queue", "labels"):
+        a, b = _table(local, name), _table(dist, name)
+        assert a == b and a, name  # labels: grace_hopper's auto-accepted face
+    assert len(_table(dist, "raw_images")) == 5 and _table(dist, "prelabels")
