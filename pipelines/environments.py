@@ -95,8 +95,6 @@ K8S_CONFIG = {
     "job_namespace": {"env": K8S_NAMESPACE_VAR},
     "step_k8s_config": {"container_config": {"resources": {
         "requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}}}},
-    # the gpu pool's limit applies per run through tag limits as well (one GPU step at a time)
-    "tag_concurrency_limits": [{"key": "dagster/pool", "value": "gpu", "limit": 1}],
 }
 
 
