@@ -39,6 +39,14 @@ CELERY_QUEUE_TAG = "dagster-celery/queue"  # dagster_celery.tags.DAGSTER_CELERY_
 PRODUCTION_REQUIRED = ("LABELLOOP_DAGSTER_PG_URL", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
                        "LABELLOOP_DVC_REMOTE")
 EXECUTOR_REQUIRED = {"celery": (CELERY_BROKER_VAR, CELERY_BACKEND_VAR), "k8s": ()}
+STORE_URL_VAR = "LABELLOOP_STORE_URL"  # the S3 store (resources.storage.storage_resource_from_env)
+
+
+def production_required() -> tuple[str, ...]:
+    """PRODUCTION_REQUIRED, plus LABELLOOP_STORE_URL once the S3 storage resource exists."""
+    from resources import storage
+
+    return PRODUCTION_REQUIRED + ((STORE_URL_VAR,) if hasattr(storage, "storage_resource_from_env") else ())
 
 
 class EnvConfigError(ValueError):
@@ -74,7 +82,7 @@ def get_env(environ: dict | None = None) -> Environment:
         raise EnvConfigError(f"{EXECUTOR_VAR}={executor!r}: expected one of {', '.join(EXECUTORS)}")
     needed = EXECUTOR_REQUIRED.get(executor, ())
     if name == "production":
-        needed = PRODUCTION_REQUIRED + needed
+        needed = production_required() + needed
     missing = [v for v in needed if not environ.get(v)]
     if missing:
         raise EnvConfigError(f"{ENV_VAR}={name} with executor {executor} needs {', '.join(missing)} "

