@@ -20,3 +20,15 @@ if ! .venv-labelstudio/bin/python -c "import label_studio, sys; sys.exit(label_s
     python3 -m venv .venv-labelstudio
     .venv-labelstudio/bin/pip install -q "label-studio==$LS_VERSION"
 fi
+
+# Redis on 127.0.0.1:6379: the Celery broker and result backend of tests/test_celery.py.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    if ! command -v redis-server >/dev/null; then
+        echo "test-services: installing redis-server (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq redis-server
+    fi
+    echo "test-services: starting redis-server on 127.0.0.1:6379"
+    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes
+fi
