@@ -128,7 +128,7 @@ def ingest(ctx: click.Context, path: str, batch: str | None) -> None:
 def _run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[dict]:
     from labelloop import batch as B
     from labelloop import project as P
-    from labelloop.reprocess import BATCH_STAGES
+    from labelloop.reprocess import PlannedRun
     from pipelines.runner import execute, get_instance
     from resources.prelabeler import PreLabelerResource
 
@@ -144,12 +144,11 @@ def _run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[di
         if st is None and not only:
             continue
         # from the first stale stage on: a new routing policy re-routes without a pre-label step
-        stages = list(BATCH_STAGES[BATCH_STAGES.index(st[0]):]) if st else None
+        stages = list(PlannedRun(st[0], (b,)).assets) if st else None
         out = execute(ws, "batch_job", instance, partition_key=b, asset_selection=stages, verbose=ctx.obj["verbose"])
         if not out.success:
             raise CliError(f"batch {b}: {out.reason()} (run {out.run_id})")
-        done.append({"batch": b, "reason": st[1] if st else "requested", "run_id": out.run_id,
-                     "metadata": out.metadata})
+        done.append({"batch": b, "reason": st[1] if st else "requested", "run_id": out.run_id, "metadata": out.metadata})
     out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
     if not out.success:
         raise CliError(f"resolve: {out.reason()} (run {out.run_id})")
