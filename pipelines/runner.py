@@ -158,14 +158,21 @@ def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, parti
         result = dg.execute_job(reconstructable_job(str(ws.root), job_name), instance=instance, run_config=config,
                                 tags=run_tags, asset_selection=selection, raise_on_error=False)
     out = RunOutcome(success=result.success, run_id=result.run_id)
+    run_error = None
     for ev in result.all_events:
         if ev.event_type_value == "STEP_FAILURE":
             err = ev.step_failure_data.error
             desc = ev.step_failure_data.user_failure_data.description if ev.step_failure_data.user_failure_data else None
             out.failures.append(f"{ev.step_key}: {desc or _root_cause(err)}")
+        if ev.event_type_value == "RUN_FAILURE" and ev.job_failure_data and ev.job_failure_data.error:
+            run_error = _root_cause(ev.job_failure_data.error)  # e.g. the Celery broker unreachable
+        if ev.event_type_value == "ENGINE_EVENT" and ev.engine_event_data and ev.engine_event_data.error:
+            run_error = f"{ev.message}: {_root_cause(ev.engine_event_data.error)}"
         if ev.event_type_value == "ASSET_MATERIALIZATION":
             mat = ev.event_specific_data.materialization
             out.metadata[mat.asset_key.to_user_string()] = {k: _meta_value(v) for k, v in mat.metadata.items()}
+    if not out.success and not out.failures and run_error:
+        out.failures.append(run_error)
     for ev in result.get_asset_check_evaluations():
         md = {k: _meta_value(v) for k, v in ev.metadata.items()}
         row = {"name": ev.check_name, "reason": md.get("reason"), "value": md.get("value"),

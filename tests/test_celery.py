@@ -174,3 +174,23 @@ def test_celery_workers_run_the_batches_like_in_process(tmp_path, monkeypatch, c
         a, b = _table(local, name), _table(dist, name)
         assert a == b and a, name  # labels: grace_hopper's auto-accepted face
     assert len(_table(dist, "raw_images")) == 5 and _table(dist, "prelabels")
+
+
+def test_an_unreachable_broker_fails_the_run_with_the_reason(tmp_path, monkeypatch):
+    """No broker at the URL: the run fails (in seconds, not a hang) naming the connection error,
+    and no table is written."""
+    for k, v in {EXECUTOR_VAR: "celery", CELERY_BROKER_VAR: "redis://127.0.0.1:1/0",
+                 CELERY_BACKEND_VAR: "redis://127.0.0.1:1/0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv(PG_ENV, raising=False)
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copyfile(skimage_data() / "coffee.png", src / "coffee.png")
+    root = tmp_path / "ws"
+    cli(root, "init")
+    cli(root, "ingest", str(src), "--batch", "b")
+    started = time.monotonic()
+    out = cli(root, "run", ok=False)
+    assert out.exit_code == 1 and time.monotonic() - started < 120
+    assert "batch b: Encountered error during celery task submission.: Error 111 connecting to 127.0.0.1:1" in out.output
+    assert not (root / "tables" / "raw_images").exists() or not list((root / "tables" / "raw_images").iterdir())
