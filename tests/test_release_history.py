@@ -158,6 +158,7 @@ def test_diff_command(history):
     assert moved["bbox"] == pytest.approx([157, 132, 368, 327]) and moved["from_bbox"] != moved["bbox"]
     assert moved["cause"]["kind"] == "reviewer" and moved["cause"]["annotator"] == "ls-user-3"
     assert moved["cause"]["source"] == "label-studio/project-7" and moved["cause"]["task_id"]
+    assert moved["cause"]["run_id"] == _import_run(get_instance(ws))  # the run that imported the review
     assert d["per_class"]["person"]["added"] == 3 and d["per_class"]["cat"]["added"] == 1
     assert len(d["images"]["added"]) == 11 and d["images"]["removed"] == []
     text = cli(ws.root, "diff", "dataset-v2").output  # one tag: from the release before it
