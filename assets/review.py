@@ -60,8 +60,8 @@ def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     with a live Label Studio server, pulled from it; idempotent per annotation identity; bad
     tasks rejected one by one with their reason."""
     ws = storage.workspace()
-    pulled = review_tool.pull_reviews(ws)  # live Label Studio server; None for files
-    s = P.import_inbox(ws)
+    pulled = review_tool.pull_reviews(ws, run_id=context.run_id)  # live Label Studio server; None for files
+    s = P.import_inbox(ws, run_id=context.run_id)  # the run id is stored on every new review (lineage)
     for e in s["errors"]:
         context.log.error(e)
     for f in s["files"]:

@@ -84,8 +84,8 @@ def audit_markdown(view, info: dict, note: str, rows: list[dict], previous: dict
                   "lineage.parquet beside this file and answers `labelloop lineage ID --release TAG`.", ""]
     body = []
     for r in ordered[:MAX_LABEL_ROWS]:
-        by = f"{r.get('annotator')} ({r.get('review_source')} task {r.get('review_task_id')})" \
-            if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}"
+        by = (f"{r.get('annotator')} ({r.get('review_source')} task {r.get('review_task_id')}, "
+              f"import run {(r.get('import_run_id') or '-')[:8]})") if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}"
         when = r.get("reviewed_at") if r.get("origin") == "human" else \
             (f"score {r['score']:.2f}" if r.get("score") is not None else "")
         body.append([r["label_id"], r.get("coco_annotation_id"), r.get("file_name"), r.get("category"), r.get("origin"),

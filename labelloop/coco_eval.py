@@ -63,7 +63,7 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
     anns = []
     for k, t in enumerate(gts):
         a = {"id": k + 1, "image_id": ids[t["image_id"]], "category_id": cat_ids[t["category"]],
-             "bbox": xyxy_to_xywh(t["bbox"]), "iscrowd": 0}
+             "bbox": xyxy_to_xywh(t["bbox"]), "iscrowd": 1 if t.get("iscrowd") else 0}  # crowd: ignore region
         a["area"] = float(a["bbox"][2] * a["bbox"][3])
         if segm:
             a["segmentation"] = _rle(t["mask"])

@@ -20,8 +20,13 @@ One record per COCO image (an image listed without annotations is a reviewed neg
 
 A whole-file problem (not a JSON object, missing or ill-typed top-level lists, duplicate image or
 category ids) raises :class:`CocoFormatError`; a bad annotation rejects its image alone (an
-annotation of an unknown image is rejected alone). ``iscrowd: 1`` regions describe crowds, not
-objects a reviewer drew: an image holding one is rejected with that reason.
+annotation of an unknown image is rejected alone).
+
+Crowd regions: an ``iscrowd: 1`` annotation (COCO's mark for a region covering many objects of
+its class, segmentation usually an uncompressed RLE) imports as one region with ``iscrowd`` true,
+kept through ``human_labels`` and ``labels`` to the release: COCO writes it back with
+``iscrowd: 1`` and RLE, YOLO leaves it out (:mod:`labelloop.yolo`). ``iscrowd`` must be 0 or 1
+(``true`` / ``false`` too); a crowd region's keypoints must all be unlabeled (v = 0).
 """
 
 from __future__ import annotations
@@ -76,15 +81,16 @@ def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[s
     if not _int_id(ann.get("category_id")) or ann["category_id"] not in cats:
         raise ValueError(f"{name}: unknown category id {ann.get('category_id')!r}")
     cat = cats[ann["category_id"]]
-    if int(ann.get("iscrowd") or 0):
-        raise ValueError(f"{name}: iscrowd 1 (a crowd region) is not an object a reviewer drew")
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1, None):  # True / False compare equal to 1 / 0
+        raise ValueError(f"{name}: iscrowd {crowd!r} (want 0 or 1)")
     box = ann.get("bbox")
     if not isinstance(box, list) or len(box) != 4 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
         raise ValueError(f"{name}: bad bbox {box!r} (want [x, y, w, h] numbers)")
     x, y, w, h = map(float, box)
     region = {"kind": "px", "region_id": str(aid), "category": cat, "bbox": [x, y, x + w, y + h], "polygons": None,
-              "mask": None, "keypoints": None, "attributes": {}, "occluded": False,
+              "mask": None, "keypoints": None, "attributes": {}, "occluded": False, "iscrowd": bool(crowd),
               "original_width": image["width"], "original_height": image["height"]}
     if w <= 0 or h <= 0:
         raise ValueError(f"{name}: bbox {box!r} has zero or negative size")

@@ -20,7 +20,11 @@ box centre), ``<polygon>``, ``<mask>`` (CVAT RLE), ``<skeleton>`` (keypoints: ``
 v = 0, ``occluded="1"`` -> v = 1, else v = 2; attached to the ``<box>`` of the same label and
 ``group_id``, else its own instance with the box of its labeled points). Shapes of one label that
 share a ``group_id`` are one object (CVAT groups them; labelloop's export does). ``<attribute>``
-values are kept in attributes. Tags, polylines, points outside a skeleton, ellipses, cuboids and
+values are kept in attributes, except ``is_crowd``: CVAT has no crowd shape, but its COCO format
+reads and writes an ``is_crowd`` attribute (a checkbox, or an integer 0 / 1) to mark a region of
+many objects (COCO ``iscrowd: 1``); labelloop reads that attribute the same way (``true`` / ``1``
+-> a crowd region, ``false`` / ``0`` -> one object, anything else rejects the image), on any
+shape of the object. Tags, polylines, points outside a skeleton, ellipses, cuboids and
 tracks have no labelloop form: they reject the image (or the file, for tracks) with the reason.
 """
 
@@ -118,6 +122,16 @@ def _attributes(el) -> dict:
     return out
 
 
+def _crowd_flag(value, name: str) -> bool:
+    """CVAT's ``is_crowd`` attribute value (checkbox ``true`` / ``false`` or number 0 / 1) -> bool."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "1.0"):
+        return True
+    if text in ("false", "0", "0.0", ""):
+        return False
+    raise ValueError(f"{name}: is_crowd {value!r} (want true / false or 1 / 0)")
+
+
 def _skeleton(el, name: str, names: dict[str, list[str]]) -> tuple[list[float], list[float]]:
     """(flat x, y, v keypoints in the category's order, extent of the labeled points)."""
     label = el.attrib.get("label")
@@ -171,7 +185,10 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
                                   "_order": order}
             order += 1
         obj["occluded"] = obj["occluded"] or el.attrib.get("occluded") == "1"
-        obj["attributes"].update(_attributes(el))
+        attrs = _attributes(el)
+        if "is_crowd" in attrs:
+            obj["iscrowd"] = _crowd_flag(attrs.pop("is_crowd"), name) or obj.get("iscrowd", False)
+        obj["attributes"].update(attrs)
         if el.attrib.get("source"):
             obj["attributes"]["cvat_source"] = el.attrib["source"]
         if el.tag == "box":

@@ -105,12 +105,14 @@ def _moved(a: dict, b: dict) -> bool:
 
 
 def cause_of_label(label: dict, lineage: dict | None) -> dict:
-    """Who made ``label`` (a LABELS row; ``lineage``: its RELEASE_LINEAGE row when known)."""
+    """Who made ``label`` (a LABELS row; ``lineage``: its RELEASE_LINEAGE row when known);
+    ``run_id``: the Dagster run of its pre-labels (model) or of the review import that stored it
+    (reviewer), None when unknown."""
     lin = lineage or {}
     if label.get("origin") == "human":
         return {"kind": "reviewer", "annotator": label.get("annotator"), "review_id": label.get("review_id"),
                 "source": lin.get("review_source"), "task_id": lin.get("review_task_id"),
-                "at": label.get("reviewed_at")}
+                "at": label.get("reviewed_at"), "run_id": lin.get("import_run_id")}
     return {"kind": "model", "model_id": label.get("model_id"), "run_id": lin.get("label_run_id"),
             "checkpoint_sha256": label.get("checkpoint_sha256")}
 
@@ -120,9 +122,10 @@ def cause_of_image(image: dict | None, labels: list[dict], lineage: dict[str, di
     if image is None:
         return {"kind": "image_removed"}
     if image.get("resolution") == "reviewed":
+        runs = sorted({lineage.get(lab["label_id"], {}).get("import_run_id") or "" for lab in labels} - {""})
         return {"kind": "reviewer", "annotator": image.get("annotator"), "review_id": image.get("review_id"),
                 "source": image.get("review_source"), "task_id": image.get("review_task_id"),
-                "at": image.get("reviewed_at")}
+                "at": image.get("reviewed_at"), "run_id": runs[0] if runs else None}
     runs = sorted({lineage.get(lab["label_id"], {}).get("label_run_id") or "" for lab in labels} - {""})
     return {"kind": "model", "model_id": image.get("model_id"), "run_id": runs[0] if runs else None}
 

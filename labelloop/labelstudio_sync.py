@@ -236,8 +236,9 @@ def _minus(ts: str, seconds: float) -> str:
 
 
 def pull_reviews(ws: Workspace, server: LabelStudioServer, *, title: str, full: bool = False,
-                 overlap_s: float = DEFAULT_OVERLAP_S) -> dict:
-    """Import the annotations of tasks updated since the last pull into the review store.
+                 overlap_s: float = DEFAULT_OVERLAP_S, run_id: str | None = None) -> dict:
+    """Import the annotations of tasks updated since the last pull into the review store
+    (``run_id``: the Dagster run pulling, stored as the new reviews' ``import_run_id``).
 
     ``full`` re-reads every task. Otherwise tasks updated after (pull mark - ``overlap_s``) are
     read: the overlap catches an annotation whose transaction committed after a later one was
@@ -271,7 +272,7 @@ def pull_reviews(ws: Workspace, server: LabelStudioServer, *, title: str, full: 
             _atomic_write(path, body)
         from labelloop.project import import_file
 
-        summary = import_file(ws, path, source=src)
+        summary = import_file(ws, path, source=src, run_id=run_id)
         if summary.get("error"):
             raise LabelStudioServerError(f"Label Studio at {server.url}: project {pid} export: {summary['error']}")
         if fresh and not summary["reviews"] and not summary["rejects"]:

@@ -3,7 +3,8 @@
 Each row (:data:`labelloop.schemas.RELEASE_LINEAGE`) answers: which image bytes (image_id =
 sha256 of the file, its source uri and path, the EXIF orientation applied to the released copy),
 which model and checkpoint with which prompt and score and in which Dagster run (model labels),
-which reviewer, review tool task, action and time (human labels), which routing decision, reason
+which reviewer, review tool task, action and time, and the Dagster run of the review import that
+stored it (human labels), which routing decision, reason
 and thresholds (policy id and the low / high scores of the label's class), whether the image was
 in the QA sample, and where the label sits in the release (split, file, COCO ids).
 
@@ -27,8 +28,9 @@ from labelloop.schemas import LINEAGE
 
 REQUIRED = {
     "all": ("image_id", "source_uri", "policy_id", "route", "release_tag", "git_sha"),
-    "model": ("model_id", "checkpoint_sha256", "prediction_id", "threshold_low", "threshold_high"),
-    "human": ("annotator", "review_id", "reviewed_at", "action"),
+    "model": ("model_id", "checkpoint_sha256", "prediction_id", "prompt", "threshold_low", "threshold_high",
+              "label_run_id"),
+    "human": ("annotator", "review_id", "review_task_id", "reviewed_at", "action", "import_run_id"),
 }
 
 
@@ -64,8 +66,9 @@ def release_lineage_rows(labels: list[dict], images: dict[str, dict], ann_ids: d
             "review_id": lab.get("review_id"), "review_source": review.get("source"),
             "review_task_id": review.get("task_id"), "tool_annotation_id": review.get("tool_annotation_id"),
             "annotator": lab.get("annotator"), "reviewed_at": lab.get("reviewed_at"),
-            "import_sha256": human.get("import_sha256"), "route": lab.get("route"),
-            "route_reason": lab.get("route_reason"), "qa_sample": lab.get("route") == "qa_sample",
+            "import_sha256": human.get("import_sha256"), "import_run_id": human.get("import_run_id"),
+            "route": lab.get("route"), "route_reason": lab.get("route_reason"),
+            "qa_sample": lab.get("route") == "qa_sample", "iscrowd": bool(lab.get("iscrowd")),
         })
     return out
 

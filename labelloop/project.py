@@ -46,7 +46,8 @@ def review_files(ws: Workspace) -> list[Path]:
                   and p.is_file() and not any(part.startswith(".") for part in p.relative_to(ws.review_inbox).parts))
 
 
-def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False) -> dict:
+def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False,
+                run_id: str | None = None) -> dict:
     """Import one review file into the review store: Label Studio JSON / JSON-MIN, CVAT for images
     1.1 XML or COCO JSON (:func:`labelloop.review_files.read_review_file`, format read from the
     content; files over ``review.max_export_mb`` are refused whole).
@@ -55,7 +56,8 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
     is reported (``error``) and leaves the store untouched; bad tasks are rejected one by one.
     ``dry_run`` computes the same summary without storing anything. The source is ``source``,
     else the one named when the file was copied in, else the format's default source
-    (``label-studio/project-N``, ``cvat/task-N``, ``coco/<stem>``).
+    (``label-studio/project-N``, ``cvat/task-N``, ``coco/<stem>``). ``run_id``: the Dagster run
+    importing it, stored on every new REVIEWS / HUMAN_LABELS row as ``import_run_id``.
     """
     from labelloop.review_files import read_review_file
 
@@ -82,6 +84,7 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
                 records, file_name=str(path), import_sha256=digest, source=src,
                 images=B.all_images(ws), exported=B.all_exported(ws), known_review_keys=store.known_review_keys(),
                 categories=cfg.category_names, accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(),
+                import_run_id=run_id,
             )
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
@@ -97,9 +100,10 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
             "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]]}
 
 
-def import_inbox(ws: Workspace) -> dict:
-    """Import every file of the review inbox (``human_labels``). Returns per-file summaries."""
-    files = [import_file(ws, p) for p in review_files(ws)]
+def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:
+    """Import every file of the review inbox (``human_labels``; ``run_id``: the Dagster run doing
+    it, see :func:`import_file`). Returns per-file summaries."""
+    files = [import_file(ws, p, run_id=run_id) for p in review_files(ws)]
     return {"files": files, "new_reviews": sum(f["reviews"] for f in files),
             "skipped": sum(f["skipped"] for f in files), "rejects": sum(f["rejects"] for f in files),
             "errors": [f"{f['file']}: {f['error']}" for f in files if f.get("error")]}

@@ -8,11 +8,14 @@ forms, and get back one pixel region per object:
   "value", "original_width", "original_height"}``;
 - pixel regions (CVAT, COCO): ``{"kind": "px", "region_id", "category", "bbox" (xyxy or None),
   "polygons" (flat COCO polygons or None), "mask" (COCO RLE JSON or None), "keypoints" (flat COCO
-  x, y, v or None), "attributes" (dict), "occluded" (bool), "original_width", "original_height"}``.
+  x, y, v or None), "attributes" (dict), "occluded" (bool), "iscrowd" (bool, optional: a crowd
+  region), "original_width", "original_height"}``.
 
 Output rows: ``{"index", "region_id", "category", "bbox" [x0, y0, x1, y1] px (clipped to the
 image), "mask" (RLE JSON or None), "keypoints" (flat x, y, v or None), "attributes" (dict),
-"occluded" (bool)}``. A polygon becomes a mask (pycocotools rasterization,
+"occluded" (bool), "iscrowd" (bool: a crowd region, COCO ``iscrowd: 1``; only pixel regions carry
+one, Label Studio has no crowd concept)}``. A crowd region has no keypoints with v > 0 (COCO's crowd
+annotations have ``num_keypoints`` 0). A polygon becomes a mask (pycocotools rasterization,
 :func:`labelloop.masks.polygons_to_rle`) with the box of its vertices; a mask alone gets its tight
 box; a rotated rectangle the enclosing axis-aligned box, its rotation (degrees, clockwise) and
 rotated box (pixels, pivot as the tool defines it) kept in ``attributes``. Keypoints are grouped
@@ -168,6 +171,11 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
         else:
             raise RegionError(f"{name}: unsupported region kind {kind!r}")
         kps = reg.get("keypoints")
+        crowd = kind == "px" and bool(reg.get("iscrowd"))
+        if crowd and kps is not None and any(float(v) > 0 for v in list(kps)[2::3]):
+            raise RegionError(f"{name}: a crowd region (iscrowd) cannot carry labeled keypoints")
+        if crowd:
+            kps = None
         if kps is not None:
             if cat not in schema:
                 raise RegionError(f"{name}: keypoints on category {cat!r}, which has none in the config")
@@ -175,7 +183,7 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
                 kps = check_triples(kps, schema[cat], w, h)
             except KeypointError as exc:
                 raise RegionError(f"{name}: {exc}") from None
-        out.append({"index": i, "region_id": rid, "category": cat, "keypoints": kps, **obj})
+        out.append({"index": i, "region_id": rid, "category": cat, "keypoints": kps, "iscrowd": crowd, **obj})
     if points:
         for p in points:
             choices = visibility.get(p["region_id"]) if p["region_id"] is not None else None
@@ -183,7 +191,7 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
                 choices = visibility.get((p["value"].get("x"), p["value"].get("y")))
             p["v"] = ls_visibility(choices)
         instances = [{"index": k, "region_id": r["region_id"], "bbox": r["bbox"], "names": schema[r["category"]]}
-                     for k, r in enumerate(out) if r["category"] in schema]
+                     for k, r in enumerate(out) if r["category"] in schema and not r["iscrowd"]]
         try:
             grouped = group_keypoints(points, instances)
         except KeypointError as exc:

@@ -101,9 +101,8 @@ def _counts_plot(counts: dict) -> bytes:
 def _example_png(image: Image.Image, boxes: Sequence[dict]) -> bytes:
     """The image (longest side <= 800 px) with its boxes: human blue, model orange, with text."""
     img = image.convert("RGB")
-    scale = min(1.0, MAX_SIDE / max(img.size))
-    if scale < 1.0:
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.BILINEAR)  # longest side <= MAX_SIDE, aspect kept, never enlarged
+    scale = img.width / image.width
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     for b in boxes:
@@ -192,9 +191,8 @@ def _pair_png(image: Image.Image, set_a: dict, set_b: dict) -> bytes:
     """The image (longest side <= 400 px) with two label sets: ``set_a`` blue (solid, 3 px),
     ``set_b`` orange (2 px); each set ``{"name", "boxes": [{"category", "bbox"}]}``."""
     img = image.convert("RGB")
-    scale = min(1.0, GALLERY_SIDE / max(img.size))
-    if scale < 1.0:
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    img.thumbnail((GALLERY_SIDE, GALLERY_SIDE), Image.BILINEAR)  # longest side <= GALLERY_SIDE, aspect kept, never enlarged
+    scale = img.width / image.width
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     for colour, width, s in ((ORIGIN_COLOURS["human"], 3, set_a), (ORIGIN_COLOURS["model"], 2, set_b)):

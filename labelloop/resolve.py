@@ -10,7 +10,8 @@ For every image of the workspace (status ok):
 - else (waiting for review, or never routed): unresolved, left out of releases.
 
 A model re-run therefore never changes, hides or duplicates a reviewed label (invariant 1).
-``label_id`` is stable: ``lb-`` + 16 hex of sha256 over (origin, prediction_id or the human
+Human labels keep their ``keypoints``, ``attributes`` and ``iscrowd`` (a crowd region, set only
+when true; older HUMAN_LABELS tables without the column read as one object each). ``label_id`` is stable: ``lb-`` + 16 hex of sha256 over (origin, prediction_id or the human
 annotation_id), and a human annotation keeps its id across updated versions.
 """
 
@@ -66,7 +67,9 @@ def resolve_labels(
                  "annotator": h["annotator"], "action": h["action"], "review_id": h["review_id"],
                  "reviewed_at": h["reviewed_at"],
                  # issue 4: keypoints (x, y, v) and tool attributes (e.g. a rotated box's rotation) travel on
-                 **{k: h[k] for k in ("keypoints", "attributes") if h.get(k) is not None}}
+                 **{k: h[k] for k in ("keypoints", "attributes") if h.get(k) is not None},
+                 # a crowd region (COCO iscrowd 1, CVAT is_crowd) stays one: COCO writes it as RLE, YOLO skips it
+                 **({"iscrowd": True} if h.get("iscrowd") else {})}
                 for h in humans.get(iid, []) if h["review_id"] == review["review_id"]
             ]
             resolved.append({"image_id": iid, "resolution": "reviewed", "n_labels": len(rows),

@@ -201,22 +201,24 @@ def _link(regions: list[dict], preds: list[dict]) -> dict[int, int]:
 
 
 def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou, import_sha256, file_name,
-                   keypoint_schema=None):
+                   keypoint_schema=None, import_run_id=None):
     source, task_id, ann_id, updated_at = key
     tool = rec.get("tool") or TOOL
     image = index.match(rec.get("image_ref"), rec.get("data_image_id"), allow_name=rec.get("allow_name", True))
     rid = review_id(*key)
     common = {"review_id": rid, "image_id": image["image_id"], "annotator": rec["annotator"], "tool": tool,
-              "source": source, "reviewed_at": updated_at, "import_sha256": import_sha256}
+              "source": source, "reviewed_at": updated_at, "import_sha256": import_sha256,
+              "import_run_id": import_run_id}
     review = {"review_id": rid, "source": source, "tool": tool, "task_id": task_id, "tool_annotation_id": ann_id,
               "updated_at": updated_at, "image_id": image["image_id"], "annotator": rec["annotator"],
               "was_cancelled": bool(rec.get("was_cancelled")), "n_regions": 0,
-              "import_sha256": import_sha256, "file": file_name}
+              "import_sha256": import_sha256, "file": file_name, "import_run_id": import_run_id}
     if review["was_cancelled"]:
         return review, []  # a skip: the image stays in review
     regions = _regions_px(rec, image, categories, keypoint_schema)
     preds = _seen_predictions(rec, image, exported_by_image.get(image["image_id"], []), source)
-    links = _link(regions, preds)
+    objects = [i for i, reg in enumerate(regions) if not reg.get("iscrowd")]  # a crowd region corrects no prediction
+    links = {objects[a]: j for a, j in _link([regions[i] for i in objects], preds).items()}
     labels = []
     for i, reg in enumerate(regions):
         j = links.get(i)
@@ -245,7 +247,7 @@ def _label_row(common, annotation_id, category, bbox, region_id, pred_id, action
             "mask": reg.get("mask"), "keypoints": reg.get("keypoints"), "occluded": bool(reg.get("occluded")),
             "truncated": False, "region_id": None if region_id is None else str(region_id),
             "attributes": json.dumps(attrs, sort_keys=True) if attrs else None,
-            "source_prediction_id": pred_id, "action": action} | common
+            "source_prediction_id": pred_id, "action": action, "iscrowd": bool(reg.get("iscrowd"))} | common
 
 
 def import_review(
@@ -260,6 +262,7 @@ def import_review(
     categories: list[str],
     accept_iou: float = 0.95,
     keypoint_schema: dict[str, list[str]] | None = None,
+    import_run_id: str | None = None,
 ) -> dict:
     """Import parsed export records (:func:`labelloop.labelstudio.parse_export`,
     :func:`labelloop.cvat.parse_cvat`, :func:`labelloop.coco_import.parse_coco_review`).
@@ -286,8 +289,12 @@ def import_review(
         (a marker per shown prediction no region links to; its category, bbox and id). A cancelled
         annotation gives a REVIEWS row with ``was_cancelled`` and no labels; an empty result a
         REVIEWS row with ``n_regions`` 0 (a labeled negative) plus deletion markers. Bboxes are
-        pixels of our image; ``mask`` (COCO RLE JSON), ``keypoints`` (flat x, y, v) and
-        ``attributes`` (JSON: e.g. ``rotation``) as :func:`labelloop.regions.to_pixels` gives them.
+        pixels of our image; ``mask`` (COCO RLE JSON), ``keypoints`` (flat x, y, v),
+        ``attributes`` (JSON: e.g. ``rotation``) and ``iscrowd`` as
+        :func:`labelloop.regions.to_pixels` gives them. A crowd region is never linked to a
+        prediction (it is ``added``; a prediction it covers gets a deletion marker).
+        ``import_run_id``: the Dagster run storing the import, written on every REVIEWS and
+        HUMAN_LABELS row (None outside a run).
     """
     index = ImageIndex(images)
     exported_by_image: dict[str, list[dict]] = defaultdict(list)
@@ -308,7 +315,7 @@ def import_review(
             review, labels = _import_record(
                 rec, key, index=index, exported_by_image=exported_by_image, categories=set(categories),
                 accept_iou=accept_iou, import_sha256=import_sha256, file_name=file_name,
-                keypoint_schema=keypoint_schema,
+                keypoint_schema=keypoint_schema, import_run_id=import_run_id,
             )
         except _Reject as exc:
             out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})

@@ -105,6 +105,7 @@ REVIEWS = pa.schema(
         ("n_regions", pa.int32()),
         ("import_sha256", pa.string()),  # sha256 of the export file it arrived in
         ("file", pa.string()),
+        ("import_run_id", pa.string()),  # Dagster run of the import that stored it (null: outside a run / older)
     ]
 )
 
@@ -128,6 +129,8 @@ HUMAN_LABELS = pa.schema(
         ("reviewed_at", pa.string()),
         ("import_sha256", pa.string()),
         ("attributes", pa.string()),  # JSON object, e.g. {"rotation": 30.0, ...} (issue 4) or null
+        ("iscrowd", pa.bool_()),  # a crowd region (COCO iscrowd 1, CVAT is_crowd); null/false = one object
+        ("import_run_id", pa.string()),  # Dagster run of the import that stored it (null: outside a run / older)
     ]
 )
 
@@ -295,9 +298,11 @@ RELEASE_LINEAGE = pa.schema(
         ("annotator", pa.string()),
         ("reviewed_at", pa.string()),
         ("import_sha256", pa.string()),
+        ("import_run_id", pa.string()),  # Dagster run of the review import that stored it (human labels)
         ("route", pa.string()),
         ("route_reason", pa.string()),
         ("qa_sample", pa.bool_()),
+        ("iscrowd", pa.bool_()),  # a crowd region (COCO iscrowd 1)
     ]
 )
 

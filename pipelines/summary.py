@@ -39,7 +39,7 @@ def format_lineage(d: dict) -> str:
     lines.append(f"  route {im['route']}: {im['route_reason']} [{im['policy_id']}]")
     for lab in d["labels"]:
         who = f"model {lab['model_id']} score {lab['score']:.2f}" if lab["origin"] == "model" else \
-            f"reviewer {lab['annotator']} at {lab['reviewed_at']}"
+            f"reviewer {lab['annotator']} at {lab['reviewed_at']} (import run {(lab.get('import_run_id') or '-')[:8]})"
         box = ", ".join(f"{v:.1f}" for v in lab["bbox_xyxy"])
         lines.append(f"  label {lab['label_id']} {lab['category']} [{box}] {lab['action']} by {who}; "
                      f"releases: {', '.join(lab['release']) or 'none'}")

@@ -28,7 +28,7 @@ class LabelStudioFilesResource(dg.ConfigurableResource):
         """Nothing to push: the files in ``review_out/<batch>/`` are the hand-off. Returns None."""
         return None
 
-    def pull_reviews(self, ws: Workspace, full: bool = False) -> dict | None:
+    def pull_reviews(self, ws: Workspace, full: bool = False, run_id: str | None = None) -> dict | None:
         """Nothing to pull: exports arrive as files in ``review_inbox/``. Returns None."""
         return None
 
@@ -77,11 +77,13 @@ class LabelStudioServerResource(LabelStudioFilesResource):
         return push_batch(ws, self.server(), batch, title=self.title(ws), document_root=self.document_root or None,
                           workspace_path=self.workspace_path or None)
 
-    def pull_reviews(self, ws: Workspace, full: bool = False) -> dict | None:
-        """:func:`labelloop.labelstudio_sync.pull_reviews` of the project into the review store."""
+    def pull_reviews(self, ws: Workspace, full: bool = False, run_id: str | None = None) -> dict | None:
+        """:func:`labelloop.labelstudio_sync.pull_reviews` of the project into the review store
+        (``run_id``: the Dagster run pulling, stored as the reviews' ``import_run_id``)."""
         from labelloop.labelstudio_sync import pull_reviews
 
-        return pull_reviews(ws, self.server(), title=self.title(ws), full=full, overlap_s=self.overlap_s)
+        return pull_reviews(ws, self.server(), title=self.title(ws), full=full, overlap_s=self.overlap_s,
+                            run_id=run_id)
 
     def newest_update(self, ws: Workspace) -> tuple[str, str | None] | None:
         """``(source, newest task updated_at)`` of the project, None while it does not exist."""

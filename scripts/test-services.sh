@@ -21,6 +21,30 @@ if ! .venv-labelstudio/bin/python -c "import label_studio, sys; sys.exit(label_s
     .venv-labelstudio/bin/pip install -q "label-studio==$LS_VERSION"
 fi
 
+# Ultralytics, so tests/test_ultralytics.py checks our YOLO releases with Ultralytics' own dataset
+# loader. --no-deps: ultralytics requires opencv-python, whose cv2/ would overwrite the cv2/ of the
+# opencv-python-headless 4.12 that label-studio-sdk pins (both wheels ship the same package); what its
+# data loader imports (numpy, torch, torchvision, PIL, yaml, matplotlib, scipy, psutil, requests) is
+# already installed, and `import cv2` stays the headless 4.12 build.
+ULTRALYTICS_VERSION=8.4.190
+if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('ultralytics') != '$ULTRALYTICS_VERSION')" 2>/dev/null; then
+    echo "test-services: installing ultralytics==$ULTRALYTICS_VERSION (--no-deps) into .venv"
+    .venv/bin/pip install -q --no-deps "ultralytics==$ULTRALYTICS_VERSION"
+fi
+.venv/bin/python - <<'PY'
+import importlib.metadata as m
+
+import cv2
+
+try:
+    m.version("opencv-python")
+except m.PackageNotFoundError:
+    pass
+else:
+    raise SystemExit("test-services: opencv-python is installed; its cv2 replaces opencv-python-headless's")
+assert cv2.__version__.startswith("4.12") and hasattr(cv2, "CascadeClassifier"), cv2.__version__
+PY
+
 # Redis on 127.0.0.1:6379: the Celery broker and result backend of tests/test_celery.py.
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
     if ! command -v redis-server >/dev/null; then

@@ -164,14 +164,14 @@ def test_bad_annotations_reject_their_image_alone(images, labels):
     obj["annotations"].append({"id": 99, "image_id": 12345, "category_id": 1, "bbox": [0, 0, 5, 5]})
     obj["images"].append({"id": 77, "file_name": "../../etc/passwd.png", "width": 10, "height": 10})
     obj["images"].append({"id": 78, "file_name": "elsewhere/unknown.png", "width": 10, "height": 10})
-    crowd = {"id": 100, "image_id": 77, "category_id": 3, "bbox": [0, 0, 2, 2], "iscrowd": 1}
+    crowd = {"id": 100, "image_id": 77, "category_id": 3, "bbox": [0, 0, 2, 2], "iscrowd": 2}
     obj["annotations"].append(crowd)
     res = do_import(obj, images)
     reasons = [r["reason"] for r in res["rejects"]]
     assert len(reasons) == 4, reasons
     assert any("outside the 512x512 image" in r for r in reasons)
     assert any("annotation 99 refers to unknown image id 12345" in r for r in reasons)
-    assert any("iscrowd 1" in r for r in reasons)  # the '..' image is rejected for its crowd region first
+    assert any("iscrowd 2 (want 0 or 1)" in r for r in reasons)  # the '..' image is rejected for its bad region first
     assert any("unknown image 'elsewhere/unknown.png'" in r for r in reasons)
     assert {r["image_id"] for r in res["reviews"]} == {images[1]["image_id"], images[2]["image_id"]}
     obj["annotations"] = [a for a in obj["annotations"] if a["id"] != 100]

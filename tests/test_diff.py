@@ -50,7 +50,7 @@ def _views():
          "reviewed_at": "2026-11-21T09:00:00Z"},
         {"image_id": "e" * 64, "file_name": "images/train/ee.jpg", "resolution": "auto_accepted", "model_id": "opencv@1"},
     ], lineage={
-        "lb-h1": {"review_source": "label-studio/project-7", "review_task_id": "17"},
+        "lb-h1": {"review_source": "label-studio/project-7", "review_task_id": "17", "import_run_id": "71c2e0aa-run"},
         "lb-new-model": {"label_run_id": "4997e619-dabf-4102"},
     })
     return old, new
@@ -66,7 +66,8 @@ def test_every_kind_of_change_with_its_cause():
     assert [(e["label_id"], e["from_label_id"], e["from_bbox"]) for e in moved] == [
         ("lb-h1", label_id("model", "pr-1"), [10, 10, 50, 50])]
     assert moved[0]["cause"] == {"kind": "reviewer", "annotator": "ls-user-3", "review_id": "rv-aa",
-                                 "source": "label-studio/project-7", "task_id": "17", "at": "2026-11-20T10:00:00Z"}
+                                 "source": "label-studio/project-7", "task_id": "17", "at": "2026-11-20T10:00:00Z",
+                                 "run_id": "71c2e0aa-run"}  # the Dagster run of the review import
     assert [e["label_id"] for e in lab["confirmed"]] == ["lb-h2"]
     assert [(e["label_id"], e["from_category"], e["category"]) for e in lab["relabeled"]] == [("lb-relabel", "cat", "dog")]
     assert [e["label_id"] for e in lab["added"]] == ["lb-h3", "lb-new-model"]

@@ -29,13 +29,13 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms, box_convert
+from torchvision.ops import box_convert
 
-from labelloop.prelabel.loading import CheckpointError, verify_checkpoint
+from labelloop.prelabel.detection import MIN_BOX_SIDE, Boxes, finish_boxes, load_pretrained
 from labelloop.prelabel.runtime import autocast
 from labelloop.prelabel.specs import DetectorSpec
 
-MIN_BOX_SIDE = 1.0  # pixels: a box clipped to a sliver narrower than this is dropped
+__all__ = ["MIN_BOX_SIDE", "Boxes", "GroundingDinoDetector", "PromptEncoding"]
 
 
 @dataclass
@@ -47,16 +47,6 @@ class PromptEncoding:
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor
     spans: list[list[int]]
-
-
-@dataclass
-class Boxes:
-    """One image's detections: ``xyxy`` (N, 4) float32 pixels, ``scores`` (N,) in [0, 1],
-    ``labels`` (N,) int64 category indices (into the detector's category list)."""
-
-    xyxy: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
 
 
 class DinoPrepare:
@@ -117,17 +107,10 @@ class GroundingDinoDetector:
     def __init__(self, spec: DetectorSpec, path: Path, prompts: Sequence[str], device: torch.device,
                  amp: torch.dtype | None):
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
         self.spec, self.device, self.amp = spec, device, amp
-        verify_checkpoint(path, spec.sha256, f"detector {self.kind}", kind="dir")
-        try:
-            self.model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True)
-            self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"detector {self.kind}: {path} (sha256 {spec.sha256}) is not a Grounding DINO "
-                                  f"save_pretrained directory with its processor: {exc}") from None
+        self.model, self.processor = load_pretrained(self.kind, "a Grounding DINO", spec, path,
+                                                     GroundingDinoForObjectDetection, AutoProcessor)
         self.model.to(device).eval()
         self.text = self.encode_prompts(prompts)
         self._text_dev = {k: getattr(self.text, k).to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -198,14 +181,7 @@ class GroundingDinoDetector:
         out = []
         for i in range(len(sizes)):
             k = best[i] >= keep_min
-            b = xyxy[i][k]
-            b = torch.stack([b[:, 0].clamp(0, sizes[i][1]), b[:, 1].clamp(0, sizes[i][0]),
-                             b[:, 2].clamp(0, sizes[i][1]), b[:, 3].clamp(0, sizes[i][0])], dim=1)
-            s, lab = best[i][k], label[i][k]
-            ok = (b[:, 2] - b[:, 0] >= MIN_BOX_SIDE) & (b[:, 3] - b[:, 1] >= MIN_BOX_SIDE)
-            b, s, lab = b[ok], s[ok], lab[ok]
-            order = batched_nms(b, s, lab, self.spec.nms_iou)[: self.spec.max_detections]
-            out.append(Boxes(b[order], s[order], lab[order]))
+            out.append(finish_boxes(xyxy[i][k], best[i][k], label[i][k], sizes[i], self.spec))
         return out
 
     def detect(self, inputs: dict[str, torch.Tensor], sizes: Sequence[tuple[int, int]],

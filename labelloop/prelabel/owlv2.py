@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from torchvision.ops import batched_nms, box_convert
+from torchvision.ops import box_convert
 
-from labelloop.prelabel.grounding_dino import MIN_BOX_SIDE, Boxes
-from labelloop.prelabel.loading import CheckpointError, verify_checkpoint
+from labelloop.prelabel.detection import Boxes, finish_boxes, load_pretrained
 from labelloop.prelabel.runtime import autocast
 from labelloop.prelabel.specs import DetectorSpec
 
@@ -69,17 +68,10 @@ class Owlv2Detector:
     def __init__(self, spec: DetectorSpec, path: Path, prompts: Sequence[str], device: torch.device,
                  amp: torch.dtype | None):
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
         self.spec, self.device, self.amp = spec, device, amp
-        verify_checkpoint(path, spec.sha256, f"detector {self.kind}", kind="dir")
-        try:
-            self.model = Owlv2ForObjectDetection.from_pretrained(path, local_files_only=True)
-            self.processor = Owlv2Processor.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"detector {self.kind}: {path} (sha256 {spec.sha256}) is not an OWLv2 "
-                                  f"save_pretrained directory with its processor: {exc}") from None
+        self.model, self.processor = load_pretrained(self.kind, "an OWLv2", spec, path,
+                                                     Owlv2ForObjectDetection, Owlv2Processor)
         self.model.to(device).eval()
         self.text = self.encode_prompts(prompts)
         self._text_dev = (self.text.input_ids.to(device), self.text.attention_mask.to(device))
@@ -116,13 +108,7 @@ class Owlv2Detector:
         out = []
         for i, (h, w) in enumerate(sizes):
             k = best[i] >= self.spec.box_threshold
-            b = xyxy[i][k] * float(max(h, w))
-            b = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)], 1)
-            s, lab = best[i][k], label[i][k]
-            ok = (b[:, 2] - b[:, 0] >= MIN_BOX_SIDE) & (b[:, 3] - b[:, 1] >= MIN_BOX_SIDE)
-            b, s, lab = b[ok], s[ok], lab[ok]
-            order = batched_nms(b, s, lab, self.spec.nms_iou)[: self.spec.max_detections]
-            out.append(Boxes(b[order], s[order], lab[order]))
+            out.append(finish_boxes(xyxy[i][k] * float(max(h, w)), best[i][k], label[i][k], (h, w), self.spec))
         return out
 
     def detect(self, inputs: dict[str, torch.Tensor], sizes: Sequence[tuple[int, int]],

@@ -1,0 +1,101 @@
+"""Our YOLO releases read by Ultralytics itself: ``check_det_dataset`` resolves data.yaml and
+``YOLODataset`` verifies every image / label pair (``verify_image_label``) and builds its label
+cache, for the detect, segment and pose layouts. The counts (images, instances, empty label files,
+corrupt pairs) and the boxes must match what labelloop wrote; a crowd region (COCO iscrowd 1) is
+in the COCO file and in no YOLO layout.
+
+Ultralytics is installed by scripts/test-services.sh with ``--no-deps`` (its opencv-python would
+overwrite the cv2 of opencv-python-headless); YOLO_OFFLINE and YOLO_AUTOINSTALL keep it from
+reaching the network or installing anything while the tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from labelloop import tables
+from labelloop.geometry import xyxy_to_xywh
+from labelloop.schemas import LABELS, RELEASE_IMAGES
+from test_release_build import CATS, _build, _inputs, photos  # noqa: F401 (photos is a fixture)
+
+
+@pytest.fixture(scope="module")
+def ultra(tmp_path_factory):
+    """The ultralytics modules, with settings in a temporary folder and no network or installs."""
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics-settings")))
+    os.environ["YOLO_OFFLINE"] = "true"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ["YOLO_VERBOSE"] = "false"
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    return {"check": check_det_dataset, "dataset": YOLODataset, "cfg": get_cfg}
+
+
+def _with_crowd(images, task):
+    """The release inputs of test_release_build plus a crowd region on coffee (its only label)."""
+    inputs = _inputs(images, task)
+    coffee = next(r for r in images if r["source_path"] == "coffee.png")
+    inputs.labels.append({"label_id": "lb-crowd", "image_id": coffee["image_id"], "category": "person",
+                          "bbox": [10.0, 20.0, 300.0, 200.0], "iscrowd": True, "origin": "human",
+                          "annotator": "ls-user-3", "action": "added", "review_id": "rv-1", "annotation_id": "hl-9",
+                          "reviewed_at": "2026-11-20T10:00:01Z", "route": "human_review", "route_reason": "r",
+                          "policy_id": "policy-x"})
+    return inputs
+
+
+@pytest.mark.parametrize("task", ["detect", "segment", "pose"])
+def test_ultralytics_reads_our_release(photos, tmp_path, ultra, task):  # noqa: F811
+    root, images = photos
+    out = tmp_path / "rel"
+    manifest = _build(root, out, _with_crowd(images, task), tmp_path / "reg")
+    assert manifest["counts"]["labels"] == 3
+    data = ultra["check"](str(out / "data.yaml"), autodownload=False)
+    assert data["nc"] == len(CATS) and data["names"] == dict(enumerate(CATS))
+    if task == "pose":
+        assert data["kpt_shape"] == [3, 3]
+    rel_images = tables.read_rows(out / "images.parquet", RELEASE_IMAGES)
+    by_file = {r["file_name"].rsplit("/", 1)[1]: r for r in rel_images}
+    released = {lab["label_id"]: lab for lab in tables.read_rows(out / "labels.parquet", LABELS)}
+    coco_crowd = 0
+    seen_images = seen_instances = 0
+    for split in ("train", "val", "test"):
+        ours = [r for r in rel_images if r["split"] == split]
+        if not ours:
+            continue
+        coco = json.loads((out / "coco" / f"instances_{split}.json").read_text())
+        coco_crowd += sum(a["iscrowd"] for a in coco["annotations"])
+        cfg = ultra["cfg"](overrides={"task": task, "imgsz": 64, "cache": False})
+        ds = ultra["dataset"](img_path=data[split], data=data, task=task, imgsz=64, augment=False, hyp=cfg,
+                              prefix=f"{split}: ", rect=False, batch_size=1)
+        cache = np.load(str(ds.label_files[0]).rsplit("/", 1)[0] + ".cache", allow_pickle=True).item()
+        nf, nm, ne, nc, n = cache["results"]
+        assert (nc, nm, n) == (0, 0, len(ours)), cache["msgs"]  # no corrupt pair, no missing file
+        assert len(ds.labels) == len(ours)
+        for lab in ds.labels:
+            img = by_file[lab["im_file"].rsplit("/", 1)[1]]
+            mine = [x for x in released.values() if x["image_id"] == img["image_id"] and not x.get("iscrowd")]
+            assert len(lab["cls"]) == len(mine), (task, img["file_name"])
+            assert lab["shape"] == (img["height"], img["width"])
+            for k, x in enumerate(sorted(mine, key=lambda x: x["label_id"])):
+                x0, y0, w, h = xyxy_to_xywh(x["bbox"])
+                want = [(x0 + w / 2) / img["width"], (y0 + h / 2) / img["height"], w / img["width"], h / img["height"]]
+                if task != "segment":  # segment: Ultralytics derives the box from the polygon
+                    np.testing.assert_allclose(lab["bboxes"][k], want, atol=1e-5)
+                assert int(lab["cls"][k][0]) == CATS.index(x["category"])
+                if task == "segment":
+                    assert len(lab["segments"]) == len(mine) and lab["segments"][k].shape[1] == 2
+                if task == "pose":
+                    assert lab["keypoints"].shape == (len(mine), 3, 3)
+            seen_instances += len(lab["cls"])
+        seen_images += len(ds.labels)
+        assert ne == sum(1 for r in ours if not any(x["image_id"] == r["image_id"] and not x.get("iscrowd")
+                                                     for x in released.values()))
+    assert seen_images == manifest["counts"]["images"] == 4
+    assert seen_instances == 2 and coco_crowd == 1  # the crowd region is in COCO only
+
