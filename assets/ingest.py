@@ -7,7 +7,8 @@ from pipelines.partitions import backfill_policy, batches, summed
 from resources.storage import WorkspaceResource
 
 
-@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, group_name="ingest", kinds={"python", "parquet"},
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, group_name="ingest",
+          kinds={"python", "parquet"},
           metadata={"table": "tables/raw_images/<batch>.parquet"})
 def raw_images(context: dg.AssetExecutionContext, storage: WorkspaceResource) -> dg.MaterializeResult:
     """One row per image file of the batch: image_id (sha256), EXIF-corrected size, phash,

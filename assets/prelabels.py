@@ -18,7 +18,8 @@ K8S_GPU_TAGS = {"dagster-k8s/config": {
 CELERY_GPU_TAGS = {"dagster-celery/queue": "gpu"}
 
 
-@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["raw_images"], group_name="prelabel", kinds={"python", "pytorch", "parquet"},
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["raw_images"], group_name="prelabel",
+          kinds={"python", "pytorch", "parquet"},
           pool="gpu", op_tags={**K8S_GPU_TAGS, **CELERY_GPU_TAGS},
           retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL))
 def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,

@@ -10,7 +10,8 @@ from resources.review_tool import LabelStudioFilesResource, pull_metadata, push_
 from resources.storage import WorkspaceResource
 
 
-@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["prelabels"], group_name="review", kinds={"python", "parquet"})
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["prelabels"], group_name="review",
+          kinds={"python", "parquet"})
 def review_queue(context: dg.AssetExecutionContext, storage: WorkspaceResource,
                  prelabeler: PreLabelerResource) -> dg.MaterializeResult:
     """Routing per image by confidence (auto_accept / human_review), a seeded QA sample of the
@@ -31,7 +32,8 @@ def review_queue(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     })
 
 
-@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["review_queue"], group_name="review", kinds={"python", "json"})
+@dg.asset(partitions_def=batches, backfill_policy=backfill_policy, deps=["review_queue"], group_name="review",
+          kinds={"python", "json"})
 def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource, prelabeler: PreLabelerResource,
                   review_tool: LabelStudioFilesResource) -> dg.MaterializeResult:
     """Label Studio import file (tasks with our image_id and percent-box pre-annotations) and
