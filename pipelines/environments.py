@@ -1,17 +1,13 @@
 """Per-environment wiring: one switch, ``LABELLOOP_ENV=local|production``, chooses every resource
 and the executor (DESIGN.md, "Embedded defaults and production parts").
 
-=============  ==========================================  =================================================
-concern        ``local`` (default; no set-up)              ``production``
-=============  ==========================================  =================================================
-instance       SQLite under DAGSTER_HOME                   PostgreSQL (``LABELLOOP_DAGSTER_PG_URL``, dagster.yaml)
-storage        the workspace folder                        S3 (``resources.storage.storage_resource_from_env``)
-review tool    Label Studio files (or a server if          a live Label Studio server (``LABEL_STUDIO_URL``,
-               ``LABEL_STUDIO_URL`` is set)                ``LABEL_STUDIO_API_KEY``)
-DVC remote     a local folder (or ``LABELLOOP_DVC_REMOTE``)  S3 (``LABELLOOP_DVC_REMOTE=s3://...``)
-executor       in-process (CLI) / Dagster's default        Celery queues ``gpu`` + ``cpu`` (``celery``) or one
-               multiprocess-or-in-process (UI)             Kubernetes Job per step (``k8s``)
-=============  ==========================================  =================================================
+- instance: SQLite under DAGSTER_HOME (local); PostgreSQL, ``LABELLOOP_DAGSTER_PG_URL`` (production)
+- storage: the workspace folder; S3 through ``resources.storage.storage_resource_from_env``
+- review tool: Label Studio files (a server when ``LABEL_STUDIO_URL`` is set); the live Label
+  Studio server (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``)
+- DVC remote: a local folder (or ``LABELLOOP_DVC_REMOTE``); S3 (``LABELLOOP_DVC_REMOTE=s3://...``)
+- executor: in-process (CLI) or Dagster's multiprocess-or-in-process default (UI); Celery queues
+  ``gpu`` + ``cpu`` (``celery``) or one Kubernetes Job per step (``k8s``)
 
 ``LABELLOOP_EXECUTOR`` (``in_process``, ``multiprocess``, ``celery``, ``k8s``) overrides the
 environment's executor. Secrets (URLs with passwords, tokens) are read only through ``dg.EnvVar``

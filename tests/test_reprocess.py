@@ -15,7 +15,7 @@ from labelloop import batch as B
 from labelloop import reprocess as R
 from labelloop.project import read_labels, review_store
 from labelloop.workspace import Workspace
-from pipelines.partitions import BATCHES, MAX_BATCHES_PER_RUN
+from pipelines.partitions import MAX_BATCHES_PER_RUN
 
 FX = ls_fixtures()
 # batch "fixture": the three photos a real Label Studio review covers (all reviewed) + grace_hopper (not)
