@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
 
 from labelloop.config import CONFIG_FILE, ProjectConfig, load_config
+from labelloop.store import StoreSettings, is_remote
 
 ENV_WORKSPACE = "LABELLOOP_WORKSPACE"
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -38,15 +39,29 @@ class WorkspaceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths and settings of one workspace rooted at ``root`` (absolute)."""
+    """Paths and settings of one workspace rooted at ``root`` (absolute).
+
+    ``store``: where images (``inbox/``) and tables (``tables/``) live
+    (:class:`labelloop.store.StoreSettings`): the root folder by default, or an S3 prefix, then
+    :attr:`inbox`, :attr:`tables` and their children are :class:`upath.UPath` objects. Everything
+    else (labelloop.yaml, git + DVC, locks, manifests, DAGSTER_HOME, ``release/``,
+    ``review_out/``, ``review_inbox/``) stays in the root folder.
+    """
 
     root: Path
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @classmethod
-    def at(cls, root: str | os.PathLike | None = None) -> "Workspace":
-        """Workspace at ``root``, else ``$LABELLOOP_WORKSPACE``, else the current directory."""
+    def at(cls, root: str | os.PathLike | None = None, store: StoreSettings | None = None) -> "Workspace":
+        """Workspace at ``root``, else ``$LABELLOOP_WORKSPACE``, else the current directory; its
+        store is ``store``, else :meth:`StoreSettings.from_env` (``$LABELLOOP_STORE_URL``)."""
         root = root or os.environ.get(ENV_WORKSPACE) or os.getcwd()
-        return cls(Path(root).expanduser().resolve())
+        return cls(Path(root).expanduser().resolve(), store if store is not None else StoreSettings.from_env())
+
+    @property
+    def store_root(self):
+        """The folder or S3 prefix holding ``inbox/`` and ``tables/``."""
+        return self.store.root() if self.store.is_remote else self.root
 
     # ---- paths -----------------------------------------------------------------------
     @property
@@ -55,7 +70,7 @@ class Workspace:
 
     @property
     def inbox(self) -> Path:
-        return self.root / "inbox"
+        return self.store_root / "inbox"
 
     @property
     def review_inbox(self) -> Path:
@@ -67,7 +82,7 @@ class Workspace:
 
     @property
     def tables(self) -> Path:
-        return self.root / "tables"
+        return self.store_root / "tables"
 
     @property
     def release_dir(self) -> Path:
@@ -108,7 +123,18 @@ class Workspace:
         return p
 
     def relative(self, path: Path) -> str:
+        """The reference tables store for ``path``: workspace-relative POSIX for local files,
+        the full URI (``s3://bucket/...``) for store objects."""
+        if is_remote(path):
+            return str(path)
         return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def locate(self, ref: str):
+        """The path of a reference made by :meth:`relative` (an image row's ``uri``): a store
+        object for ``s3://...``, else ``root / ref``."""
+        if is_remote(ref):
+            return self.store.locate(ref)
+        return self.root / ref
 
     # ---- state -----------------------------------------------------------------------
     def is_initialized(self) -> bool:

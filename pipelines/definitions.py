@@ -18,9 +18,10 @@ import assets.review
 from labelloop.workspace import ENV_WORKSPACE, Workspace
 from pipelines.jobs import batch_job, release_job, resolve_job, review_push_job, rollback_job
 from pipelines.release_jobs import push_job
+from pipelines.s3_sensors import s3_inbox_sensor
 from pipelines.sensors import inbox_sensor, label_studio_sensor, review_inbox_sensor
-from resources import (DvcRepoResource, LabelStudioFilesResource, LabelStudioServerResource, PreLabelerResource,
-                       WorkspaceResource)
+from resources import DvcRepoResource, LabelStudioFilesResource, LabelStudioServerResource, PreLabelerResource
+from resources.storage import storage_resource_from_env
 
 ASSET_MODULES = [assets.ingest, assets.prelabels, assets.review, assets.labels, assets.qa, assets.release,
                  assets.lineage]
@@ -30,7 +31,7 @@ def resources_for(root: str | None = None) -> dict:
     """Resources of the embedded defaults for the workspace at ``root``."""
     root = str(Workspace.at(root or os.environ.get(ENV_WORKSPACE)).root)
     return {
-        "storage": WorkspaceResource(root=root),
+        "storage": storage_resource_from_env(root),  # S3 when LABELLOOP_STORE_URL is set (dg.EnvVar)
         "prelabeler": PreLabelerResource(),
         "dvc": DvcRepoResource.from_env(),  # remotes from LABELLOOP_DVC_REMOTE etc. (dg.EnvVar)
         "review_tool": review_tool_resource(),
@@ -57,7 +58,7 @@ def build_definitions(root: str | None = None) -> dg.Definitions:
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
         jobs=[batch_job, resolve_job, release_job, rollback_job, review_push_job, push_job],
-        sensors=[inbox_sensor, review_inbox_sensor, label_studio_sensor],
+        sensors=[inbox_sensor, s3_inbox_sensor, review_inbox_sensor, label_studio_sensor],
         resources=resources_for(root),
     )
 

@@ -9,15 +9,12 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 import yaml
 
 from helpers import cli
@@ -32,39 +29,11 @@ BUCKET = "labelloop-releases"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """moto's S3 server on loopback (a subprocess), with an empty bucket."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/moto-api/", timeout=2).ok:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"moto server did not start on {url}")
-        time.sleep(0.3)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield {"url": url, "client": client}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+def s3(moto_server):
+    """The session's moto S3 server (tests/moto_server.py) with an empty bucket."""
+    moto_server["client"].create_bucket(Bucket=BUCKET)
+    return moto_server
 
 
 @pytest.fixture(scope="module")
