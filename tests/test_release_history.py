@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from helpers import cli
+from moto_server import free_port
 from labelloop import samples, tables, versioning
 from labelloop.lineage import lineage_dir, trace_problems
 from labelloop.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
@@ -263,7 +264,7 @@ def test_splits_are_stored_once_per_group(history):
 def test_push_failures_are_reported_and_a_release_still_commits(history, tmp_path, monkeypatch):
     root = tmp_path / "copy"
     shutil.copytree(history["ws"].root, root, symlinks=True)
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("LABELLOOP_DVC_ENDPOINT_URL", dead)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore: fail at once instead of retrying for seconds
     res = cli(root, "push", ok=False)
