@@ -12,6 +12,10 @@ Layout under the root (all paths workspace-relative, POSIX)::
     .dagster/               DAGSTER_HOME: the Dagster instance shared by CLI, sensors and UI
     .labelloop/             lock file, ingest manifests, local DVC remote
 
+With an S3 store (``LABELLOOP_STORE_URL=s3://bucket/prefix``, :mod:`labelloop.store`) ``inbox/``
+and ``tables/`` live under that prefix instead (:attr:`Workspace.inbox`, :attr:`Workspace.tables`
+are then UPaths) and image rows carry ``s3://`` URIs; everything else stays in the folder.
+
 Git and DVC operations take the workspace lock (:meth:`Workspace.lock`), so the CLI, sensors
 and the UI never run them concurrently.
 """

@@ -20,11 +20,11 @@ from labelloop.images import ImageError, load_rgb
 from labelloop.ingest import ingest
 from labelloop.project import read_labels
 from labelloop.schemas import IMAGES, PREDICTIONS, REVIEW_QUEUE
-from labelloop.store import ENV_STORE_ENDPOINT, ENV_STORE_URL
+from labelloop.store import ENV_STORE_ENDPOINT, ENV_STORE_URL, StoreError, StoreSettings
 from labelloop.workspace import Workspace, WorkspaceError
 from moto_server import CREDENTIALS
 from pipelines.s3_sensors import s3_inbox_sensor
-from resources.storage import WorkspaceResource
+from resources.storage import WorkspaceResource, storage_resource_from_env
 
 pytestmark = pytest.mark.s3
 
@@ -97,6 +97,9 @@ def test_the_tables_live_on_s3_and_nothing_under_local_tables(runs, moto_server)
     assert not (ws.root / "tables").exists() and not (ws.root / "inbox").exists()
     rows = tables.read_rows(B.images_path(ws, "photos"), IMAGES)
     assert sorted(r["uri"] for r in rows) == sorted(f"s3://{BUCKET}/{k}" for k in inbox)
+    # review tasks reference the objects (Label Studio reads s3:// through its S3 source storage)
+    tasks = json.loads((ws.review_out / "photos" / "tasks.json").read_text())
+    assert tasks and all(t["data"]["image"].startswith(f"s3://{BUCKET}/{PREFIX}/inbox/photos/") for t in tasks)
     # what stays local: the git + DVC repository and the release it versions; dvc.lock records
     # the S3 label tables as the release's dependency (DVC external dependency via remote "store")
     assert (ws.root / "release" / "manifest.json").is_file() and (ws.root / ".dvc").is_dir()
@@ -216,3 +219,26 @@ def test_local_store_sensor_stands_aside(tmp_path):
         with dg.build_sensor_context(resources={"storage": WorkspaceResource(root=str(tmp_path))},
                                      instance=instance) as ctx:
             assert "inbox_sensor watches it" in s3_inbox_sensor(ctx).skip_message
+
+
+def test_a_store_url_without_a_scheme_is_a_clear_error(tmp_path):
+    ws = Workspace(tmp_path, StoreSettings(url="bucket/prefix"))
+    with pytest.raises(StoreError, match=r"store URL 'bucket/prefix': expected s3://bucket\[/prefix\] \(LABELLOOP_STORE_URL\)"):
+        ws.table("labels")
+
+
+def test_the_storage_resource_binds_settings_through_env_vars(tmp_path, monkeypatch):
+    for k in (ENV_STORE_URL, ENV_STORE_ENDPOINT, *CREDENTIALS, "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    local = storage_resource_from_env(str(tmp_path))
+    assert local.store_url is None and local.s3 is None and not local.store().is_remote
+    monkeypatch.setenv(ENV_STORE_URL, "s3://b/p")
+    monkeypatch.setenv(ENV_STORE_ENDPOINT, "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    res = storage_resource_from_env(str(tmp_path))
+    # the definitions hold EnvVar references, never the values
+    assert isinstance(res.store_url, dg.EnvVar) and res.store_url.env_var_name == ENV_STORE_URL
+    assert isinstance(res.s3.aws_secret_access_key, dg.EnvVar) and res.s3.aws_access_key_id is None
+    with dg.build_resources({"storage": res}) as built:
+        store = built.storage.store()
+    assert (store.url, store.endpoint_url, store.secret) == ("s3://b/p", "http://127.0.0.1:9", "s3cr3t")
