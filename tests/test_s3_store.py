@@ -181,6 +181,50 @@ def test_ingest_registers_an_existing_s3_prefix(runs, moto_server, tmp_path, mon
     assert again.copied == [] and again.already_ingested == ["cam1/a.jpg"]
 
 
+class _CrashAfter:
+    """The real pre-labeler, raising on its ``n``-th image (a crash in the middle of a batch)."""
+
+    def __init__(self, model, n: int):
+        self.model, self.n, self.seen = model, n, 0
+        self.model_id, self.checkpoint_sha256, self.device = model.model_id, model.checkpoint_sha256, model.device
+
+    def predict(self, images):
+        self.seen += len(images)
+        if self.seen >= self.n:
+            raise RuntimeError("crash")
+        return self.model.predict(images)
+
+
+def test_prelabels_on_s3_resume_after_a_crash(runs, moto_server, tmp_path, monkeypatch):
+    from resources.prelabeler import PreLabelerResource
+
+    env = dict(runs["env"], **{ENV_STORE_URL: f"s3://{BUCKET}/resume"})
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    root = tmp_path / "ws"
+    cli(root, "init")
+    photos = sorted(Path(samples.stage_photos(tmp_path)).glob("*.jpg"))[:5]
+    src = tmp_path / "five"
+    src.mkdir()
+    for p in photos:
+        (src / p.name).write_bytes(p.read_bytes())
+    ws = Workspace.at(root)
+    ingest(ws, src, "b")
+    B.scan_batch(ws, "b")
+    model = PreLabelerResource().get(ws.config(), ws.root)
+    with pytest.raises(RuntimeError, match="crash"):
+        B.prelabel_batch(ws, "b", _CrashAfter(model, 4), run_id="r1", chunk_size=2)
+    folder = B.prelabel_dir(ws, "b", model.model_id)
+    assert [p.name for p in folder.glob("part-*.parquet")] == ["part-00000.parquet"]  # the finished chunk, on S3
+    again = B.prelabel_batch(ws, "b", model, run_id="r2", chunk_size=2)
+    assert again["images_cached"] == 2 and again["images_predicted"] == 3
+    got = sorted(_strip(B.batch_predictions(ws, "b", model.model_id), "run_id"), key=lambda r: r["prediction_id"])
+    ids = {r["image_id"] for r in tables.read_rows(B.images_path(ws, "b"), IMAGES)}
+    want = [r for r in tables.read_rows(runs["local"].table("prelabels"), PREDICTIONS) if r["image_id"] in ids]
+    assert got and got == sorted(_strip(want, "run_id"), key=lambda r: r["prediction_id"])
+    assert not (root / "tables").exists()
+
+
 def _evaluate(url: str, endpoint: str, instance, cursor=None):
     """One evaluation of s3_inbox_sensor with a fresh context (the cursor as the daemon stored it)."""
     s3 = S3Resource(endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
