@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from labelloop import project as P
-from labelloop.workspace import BATCH_NAME, Workspace
+from labelloop.workspace import BATCH_NAME
 from pipelines.jobs import batch_job, resolve_job
 from pipelines.partitions import BATCHES
 from resources.review_tool import LabelStudioFilesResource

@@ -64,8 +64,8 @@ def runs(s3_env, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in s3_env.items():
             mp.setenv(k, v)
-        remote = _loop(base / "remote", photos)
-        yield {"local": local, "remote": remote, "env": s3_env}
+        remote = _loop(base / "remote", photos)  # the Workspace keeps its store settings
+    return {"local": local, "remote": remote, "env": s3_env}
 
 
 def _keys(client, prefix: str) -> list[str]:
