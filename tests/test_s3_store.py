@@ -19,6 +19,7 @@ from labelloop import samples, tables
 from labelloop.images import ImageError, load_rgb
 from labelloop.ingest import ingest
 from labelloop.project import read_labels
+from labelloop.remotes import ENV_DVC_ENDPOINT, ENV_DVC_REMOTE
 from labelloop.schemas import IMAGES, PREDICTIONS, REVIEW_QUEUE
 from labelloop.store import ENV_STORE_ENDPOINT, ENV_STORE_URL, StoreError, StoreSettings
 from labelloop.workspace import Workspace, WorkspaceError
@@ -52,7 +53,8 @@ def _loop(root: Path, photos: Path) -> Workspace:
 def s3_env(moto_server):
     """Environment of the S3 store (bucket created): LABELLOOP_STORE_URL, the endpoint, credentials."""
     moto_server["client"].create_bucket(Bucket=BUCKET)
-    return {ENV_STORE_URL: f"s3://{BUCKET}/{PREFIX}", ENV_STORE_ENDPOINT: moto_server["url"], **CREDENTIALS}
+    return {ENV_STORE_URL: f"s3://{BUCKET}/{PREFIX}", ENV_STORE_ENDPOINT: moto_server["url"], **CREDENTIALS,
+            ENV_DVC_REMOTE: f"s3://{BUCKET}/dvc", ENV_DVC_ENDPOINT: moto_server["url"]}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +109,9 @@ def test_the_tables_live_on_s3_and_nothing_under_local_tables(runs, moto_server)
     dep = next(d for d in lock["deps"] if d["path"] == "remote://store/tables/labels")
     assert dep["md5"].endswith(".dir") and dep["nfiles"] == 2
     assert f"url = s3://{BUCKET}/{PREFIX}" in (ws.root / ".dvc" / "config").read_text()
+    # the release's image bytes were copied from the store into release/ and pushed to the DVC remote on S3
+    pushed = _keys(moto_server["client"], "dvc/")
+    assert any(k.startswith("dvc/files/md5/") for k in pushed) and len(pushed) >= len(inbox)
     local_lock = yaml.safe_load((runs["local"].root / "dvc.lock").read_text())["stages"]["release"]
     assert [d["path"] for d in local_lock["deps"]] == ["labelloop.yaml", "tables/labels"]
 
