@@ -31,7 +31,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from labelloop.config import CONFIG_FILE, ProjectConfig, load_config
-from labelloop.store import StoreSettings, is_remote
+from labelloop.store import ENV_STORE_URL, StoreSettings, is_remote
 
 ENV_WORKSPACE = "LABELLOOP_WORKSPACE"
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -145,12 +145,42 @@ class Workspace:
         return self.config_path.is_file() and (self.root / ".dvc").is_dir() and (self.root / ".git").exists()
 
     def require(self) -> "Workspace":
-        """Raise :class:`WorkspaceError` unless the workspace was created by ``labelloop init``."""
+        """Raise :class:`WorkspaceError` unless the workspace was created by ``labelloop init``
+        and its store is the one its data is in (:meth:`check_store`)."""
         if not self.is_initialized():
             raise WorkspaceError(
                 f"{self.root} is not a labelloop workspace (no labelloop.yaml, .git and .dvc): "
                 "run `labelloop init` there, or pass --workspace PATH"
             )
+        return self.check_store()
+
+    def check_store(self) -> "Workspace":
+        """Refuse a store other than the one the workspace's images and tables are in, so a
+        changed or forgotten ``LABELLOOP_STORE_URL`` never splits one project over two stores.
+
+        An S3 store is recorded in ``.labelloop/store_url`` on first use; a workspace with no
+        record uses its folder (nothing is written for it, so local workspaces are unchanged).
+
+        Raises:
+            WorkspaceError: the record names another store, or an S3 store is set for a
+                workspace whose tables are already in its folder.
+        """
+        record = self.state / "store_url"
+        recorded = record.read_text(encoding="utf-8").strip() if record.is_file() else None
+        current = self.store.url.rstrip("/") if self.store.is_remote else None
+        if recorded == current:
+            return self
+        if recorded is not None:
+            raise WorkspaceError(
+                f"{self.root} keeps its images and tables in {recorded}, but the store is now "
+                f"{current or 'the workspace folder'}: set {ENV_STORE_URL}={recorded}")
+        local = self.root / "tables"
+        if local.is_dir() and any(local.iterdir()):
+            raise WorkspaceError(
+                f"{self.root} keeps its tables in {local}, but the store is now {current}: unset {ENV_STORE_URL} "
+                "(or start a new workspace for the S3 store)")
+        self.state.mkdir(parents=True, exist_ok=True)
+        record.write_text(current + "\n", encoding="utf-8")
         return self
 
     def config(self) -> ProjectConfig:

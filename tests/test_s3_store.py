@@ -291,3 +291,21 @@ def test_the_storage_resource_binds_settings_through_env_vars(tmp_path, monkeypa
     with dg.build_resources({"storage": res}) as built:
         store = built.storage.store()
     assert (store.url, store.endpoint_url, store.secret) == ("s3://b/p", "http://127.0.0.1:9", "s3cr3t")
+
+
+def test_a_workspace_refuses_a_second_store(runs, tmp_path, monkeypatch):
+    remote = runs["remote"]
+    assert (remote.state / "store_url").read_text() == f"s3://{BUCKET}/{PREFIX}\n"
+    for k in (ENV_STORE_URL, ENV_STORE_ENDPOINT):
+        monkeypatch.delenv(k, raising=False)
+    res = cli(remote.root, "status", ok=False)  # the S3 workspace without LABELLOOP_STORE_URL
+    assert res.exit_code == 1
+    assert f"keeps its images and tables in s3://{BUCKET}/{PREFIX}, but the store is now the workspace folder" \
+        in res.output
+    monkeypatch.setenv(ENV_STORE_URL, f"s3://{BUCKET}/elsewhere")
+    with pytest.raises(WorkspaceError, match=f"but the store is now s3://{BUCKET}/elsewhere"):
+        Workspace.at(remote.root).require()
+    local = runs["local"]  # a local workspace with tables: an S3 store is refused, nothing recorded
+    with pytest.raises(WorkspaceError, match=f"keeps its tables in {local.root / 'tables'}, but the store is now"):
+        Workspace.at(local.root).require()
+    assert not (local.state / "store_url").exists()
