@@ -35,10 +35,10 @@ def lineage(context: dg.AssetExecutionContext, storage: WorkspaceResource):
     if tag is None:
         raise dg.Failure(description="no release yet: materialize dataset_release first", allow_retries=False)
     for t in V.release_tags(ws.root):
-        if t["tag"] != tag and not (L.lineage_dir(ws.root, t["tag"]) / "lineage.parquet").is_file():
-            L.materialize(ws.root, t["tag"], ws.release_dir)
+        if t["tag"] != tag and not (L.lineage_dir(ws.root, t["tag"], ws.tables) / "lineage.parquet").is_file():
+            L.materialize(ws.root, t["tag"], ws.release_dir, ws.tables)
             context.log.info(f"lineage of {t['tag']} written (it had none)")
-    s = L.materialize(ws.root, tag, ws.release_dir)
+    s = L.materialize(ws.root, tag, ws.release_dir, ws.tables)
     yield dg.MaterializeResult(metadata={
         "tag": tag, "git_sha": s["git_sha"], "release_run_id": s["run_id"] or "", "dagster/row_count": s["rows"],
         "by_origin": dg.MetadataValue.json(s["by_origin"]),

@@ -39,7 +39,7 @@ def qa_report(context: dg.AssetExecutionContext, storage: WorkspaceResource, pre
     yield dg.MaterializeResult(metadata={
         "labels_sha256": report["labels_sha256"], "policy_id": report["policy_id"],
         "report": dg.MetadataValue.path(str(html)),
-        "batch_reports": dg.MetadataValue.json({b: str(ws.root / p) for b, p in report["batch_reports"].items()}),
+        "batch_reports": dg.MetadataValue.json({b: str(ws.locate(p)) for b, p in report["batch_reports"].items()}),
         "gates": dg.MetadataValue.md("\n".join(
             f"- **{g['name']}** {g['status']}: {g['reason']}" for g in report["gates"])),
         "prelabel_precision@0.5": _num(o["precision"]), "prelabel_recall@0.5": _num(o["recall"]),

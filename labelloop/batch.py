@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from labelloop import labelstudio, tables
 from labelloop.images import ImageError, assign_duplicates, inspect_image, load_rgb
-from labelloop.ingest import list_image_files
+from labelloop.ingest import list_image_files, relative_name
 from labelloop.prelabel.protocol import PreLabeler, iter_predictions
 from labelloop.routing import route_images
+from labelloop.store import is_remote
 from labelloop.schemas import EXPORTED_PREDICTIONS, IMAGES, PREDICTIONS, REVIEW_QUEUE
 from labelloop.workspace import Workspace, read_manifest
 
@@ -59,7 +59,7 @@ def scan_batch(ws: Workspace, batch: str) -> dict:
     extra_seq = 10**12 + max((r["ingest_seq"] for r in manifest.values()), default=0)
     rows = []
     for i, f in enumerate(files):
-        rel = f.relative_to(folder).as_posix()
+        rel = relative_name(f, folder)
         m = manifest.get(rel, {})
         info = inspect_image(f, cfg.images.max_pixels)
         rows.append({**info, "uri": ws.relative(f), "batch": batch, "source_path": rel,
@@ -92,7 +92,7 @@ def _done_image_ids(folder: Path) -> set[str]:
     done: set[str] = set()
     if folder.is_dir():
         for p in folder.glob("part-*.parquet"):
-            meta = pq.read_schema(p).metadata or {}
+            meta = tables.read_schema(p).metadata or {}
             done.update(json.loads(meta.get(CHUNK_META, b"[]")))
     return done
 
@@ -135,7 +135,7 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
 
     # One stream over the whole batch (the batched backend keeps its DataLoader running across
     # part files); a part file is written after every chunk_size images, in input order.
-    for i, result in iter_predictions(model, [ws.root / img["uri"] for img in todo]):
+    for i, result in iter_predictions(model, [ws.locate(img["uri"]) for img in todo]):
         img = todo[i]
         pending += 1
         if isinstance(result, BaseException):  # undecodable file, or out of memory alone
@@ -251,6 +251,9 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
 
 
 def _atomic_text(path: Path, text: str) -> None:
+    if is_remote(path):  # one PUT: atomic on an object store
+        path.write_text(text, encoding="utf-8")
+        return
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -274,7 +277,7 @@ def stale_stage(ws: Workspace, batch: str, model_id: str,
     if not ip.is_file():
         return "raw_images", "raw_images not materialized"
     folder = ws.batch_dir(batch)
-    on_disk = {f.relative_to(folder).as_posix() for f in list_image_files(folder)} if folder.is_dir() else set()
+    on_disk = {relative_name(f, folder) for f in list_image_files(folder)} if folder.is_dir() else set()
     if on_disk != {r["source_path"] for r in tables.read_rows(ip, IMAGES)}:
         return "raw_images", "inbox files changed"
     wanted = {r["image_id"] for r in images_to_label(ws, batch)}
@@ -292,10 +295,10 @@ def stale_stage(ws: Workspace, batch: str, model_id: str,
     if any(q.get("al_policy_id") != al_policy_id(ws.config()) for q in open_rows):
         return "review_queue", "active-learning or double-review settings changed"
     parts = list(prelabel_dir(ws, batch, model_id).glob("part-*.parquet"))
-    if parts and max(p.stat().st_mtime_ns for p in parts) > qp.stat().st_mtime_ns:
+    if parts and max(_mtime_ns(p) for p in parts) > _mtime_ns(qp):
         return "review_queue", "predictions newer than the review queue"
     ep = exported_path(ws, batch)
-    if not ep.is_file() or ep.stat().st_mtime_ns < qp.stat().st_mtime_ns - 10**9:
+    if not ep.is_file() or _mtime_ns(ep) < _mtime_ns(qp) - 10**9:
         return "review_export", "review_export older than the review queue"
     return None
 
@@ -304,3 +307,10 @@ def stale_reason(ws: Workspace, batch: str, model_id: str, reviewed: set[str] | 
     """Why ``batch``'s per-batch tables are missing or stale, or None (see :func:`stale_stage`)."""
     st = stale_stage(ws, batch, model_id, reviewed)
     return st[1] if st else None
+
+
+def _mtime_ns(path) -> int:
+    """Modification time in ns: the file's mtime, or an object's Last-Modified (1 s resolution)."""
+    st = path.stat()
+    ns = getattr(st, "st_mtime_ns", None)
+    return int(ns) if ns is not None else int(st.st_mtime * 1e9)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labelloop import tables
+from labelloop.store import is_remote
 from labelloop.resolve import label_id as make_label_id
 from labelloop.schemas import COCO_IDS
 
@@ -38,7 +39,7 @@ class CocoIds:
     """The id registry stored at ``path`` (read on construction; :meth:`save` writes it back)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = path if is_remote(path) else Path(path)
         self.ids: dict[tuple[str, str], int] = {
             (r["kind"], r["key"]): int(r["coco_id"]) for r in tables.read_rows(self.path, COCO_IDS)}
         self.top: dict[str, int] = {}

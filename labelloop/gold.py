@@ -152,8 +152,10 @@ def _add(per_image: dict, image_id: str, rows: list[dict], item: str, rejects: l
 
 
 def gold_dir(root: Path) -> Path:
-    """``tables/gold`` under a workspace root."""
-    return Path(root) / "tables" / "gold"
+    """``tables/gold`` under a workspace root folder, or of a
+    :class:`~labelloop.workspace.Workspace` (its store: local folder or S3 prefix)."""
+    tables_dir = getattr(root, "tables", None)
+    return tables_dir / "gold" if tables_dir is not None else Path(root) / "tables" / "gold"
 
 
 def register_gold(root: Path, path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
@@ -244,7 +246,7 @@ def mix_honeypots(ws, batch: str, model_id: str, tasks: list[dict], exported: li
     """Add ``qa.honeypots_per_batch`` gold images to a batch's review export (unchanged when no
     gold set is registered). Called by :func:`labelloop.batch.export_batch`."""
     cfg = ws.config()
-    gold_ids = [r["image_id"] for r in read_gold_images(ws.root)]
+    gold_ids = [r["image_id"] for r in read_gold_images(ws)]
     if not gold_ids or cfg.qa.honeypots_per_batch <= 0:
         return tasks, exported
     from labelloop import batch as B

@@ -26,6 +26,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from labelloop.store import is_remote, open_binary
+
 CHUNK = 1 << 20
 INSPECT_KEYS = ("image_id", "width", "height", "format", "mode", "bytes", "exif_orientation",
                 "phash", "status", "reject_reason")
@@ -59,14 +61,14 @@ class ImageError(ValueError):
 
 
 def _fail(path, code: str, detail: str, facts: dict | None = None) -> ImageError:
-    err = ImageError(f"{os.fspath(path)}: {code}: {detail}")
+    err = ImageError(f"{path if is_remote(path) else os.fspath(path)}: {code}: {detail}")
     err.code, err.reason, err.facts = code, f"{code}: {detail}", dict(facts or {})
     return err
 
 
 def _hash_and_size(path) -> tuple[str, int]:
     h, n = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
             n += len(chunk)
@@ -169,7 +171,7 @@ def _decode(path, max_pixels: int | None = None) -> tuple[dict, Image.Image, boo
     """
     facts: dict[str, Any] = {"format": None, "mode": None}
     try:
-        fp = open(path, "rb")
+        fp = open_binary(path)
     except OSError as e:
         raise _fail(path, "unreadable", str(e)) from None
     with fp:
@@ -361,7 +363,7 @@ def save_release_copy(path, dest_dir, stem: str) -> str:
         if not plain:
             rgb.save(f, format="PNG")
             return
-        with open(path, "rb") as src:
+        with open_binary(path) as src:
             while chunk := src.read(CHUNK):
                 f.write(chunk)
 

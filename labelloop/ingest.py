@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labelloop.images import sha256_file
+from labelloop.store import copy_file, is_remote
 from labelloop.workspace import Workspace, WorkspaceError, check_batch_name, next_ingest_seq, read_manifest
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -34,9 +35,37 @@ class IngestResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
+def relative_name(path, folder) -> str:
+    """POSIX path of ``path`` relative to ``folder`` (both local, or both on one object store)."""
+    if is_remote(folder):
+        base, full = str(folder).rstrip("/") + "/", str(path)
+        if not full.startswith(base):
+            raise ValueError(f"{full} is not under {base}")
+        return full[len(base):]
+    return Path(path).relative_to(folder).as_posix()
+
+
+def _list_remote(folder) -> list:
+    """Objects with an image extension under the prefix ``folder`` (a UPath), as UPaths sorted
+    by relative key; keys with a hidden part (``.name``) are left out."""
+    base = folder.path.rstrip("/")
+    out = []
+    for key in folder.fs.find(base):
+        rel = key[len(base) + 1:]
+        parts = rel.split("/")
+        if not rel or any(not p or p.startswith(".") for p in parts):
+            continue
+        if Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
+            out.append((rel, folder.joinpath(*parts)))
+    return [p for _, p in sorted(out, key=lambda t: t[0])]
+
+
 def list_image_files(folder: Path) -> list[Path]:
     """Regular files with an image extension under ``folder``, recursively, sorted by relative
-    path; hidden files and folders (``.name``) are left out; symlinked folders are not followed."""
+    path; hidden files and folders (``.name``) are left out; symlinked folders are not followed.
+    ``folder`` may be an object-store prefix (:class:`upath.UPath`): its objects, as UPaths."""
+    if is_remote(folder):
+        return _list_remote(folder)
     out = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -46,6 +75,19 @@ def list_image_files(folder: Path) -> list[Path]:
                     and not p.is_symlink():  # a symlink may point outside the folder: never followed
                 out.append(p)
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _copy_local(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` atomically (temporary file in dest's folder, then rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def default_batch_name(ws: Workspace) -> str:
@@ -61,10 +103,18 @@ def default_batch_name(ws: Workspace) -> str:
 def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -> IngestResult:
     """Copy the image files under ``source`` (a folder, or one file) into ``inbox/<batch>/``.
 
+    ``source`` may be local or an object-store URL (``s3://bucket/prefix``, read with the
+    workspace store's endpoint and credentials), and the inbox may be the workspace folder or
+    the S3 store (:mod:`labelloop.store`): local files are uploaded, S3 objects copied; the
+    manifest (``.labelloop/ingest/<batch>.jsonl``) stays local either way.
+
     Raises:
         WorkspaceError: ``source`` does not exist, or the batch name is invalid.
     """
-    src = Path(source).expanduser().resolve()
+    if is_remote(str(source)):
+        src = ws.store.locate(str(source).rstrip("/"))
+    else:
+        src = Path(source).expanduser().resolve()
     if not src.exists():
         raise WorkspaceError(f"{source}: no such file or folder")
     files = [src] if src.is_file() else list_image_files(src)
@@ -78,7 +128,7 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
         dest_root = ws.batch_dir(batch)
         new_rows = []
         for f in files:
-            rel = f.relative_to(base).as_posix()
+            rel = relative_name(f, base)
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
@@ -98,15 +148,14 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                 )
                 continue
             dest = dest_root / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-            os.close(fd)
-            try:
-                shutil.copyfile(f, tmp)
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            if is_remote(dest) or is_remote(f):
+                try:
+                    copy_file(f, dest)  # an object store: one PUT per object, atomic there
+                except FileNotFoundError as exc:  # vanished since it was hashed
+                    result.skipped.append((str(f), f"unreadable: {exc}"))
+                    continue
+            else:
+                _copy_local(f, dest)
             new_rows.append(
                 {"source_path": rel, "origin_path": str(f), "ingest_seq": seq, "sha256": digest,
                  "uri": ws.relative(dest)}
@@ -122,5 +171,6 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                     fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            dest_root.mkdir(parents=True, exist_ok=True)
+            if not is_remote(dest_root):
+                dest_root.mkdir(parents=True, exist_ok=True)
     return result

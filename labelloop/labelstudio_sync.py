@@ -50,10 +50,16 @@ def default_title(ws: Workspace) -> str:
     return f"labelloop {ws.config().project}"
 
 
+def sync_root(ws: Workspace) -> Path:
+    """``tables/label_studio/``; with an S3 store (:mod:`labelloop.store`) this bookkeeping
+    (append-only logs, a file lock) stays local, in ``.labelloop/label_studio/``."""
+    return ws.state / "label_studio" if ws.store.is_remote else ws.table("label_studio")
+
+
 def state_dir(ws: Workspace, source: str) -> Path:
-    """``tables/label_studio/<slug of source>/``: pulled exports, the pull mark, the push log."""
+    """``<sync_root>/<slug of source>/``: pulled exports, the pull mark, the push log."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("._-") or "source"
-    return ws.table("label_studio", slug)
+    return sync_root(ws) / slug
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -79,7 +85,7 @@ def reset_pull_marks(ws: Workspace) -> int:
     """Forget every pull mark, so the next pull re-reads whole projects (nothing imported is
     touched). Returns how many marks were removed."""
     n = 0
-    for p in ws.table("label_studio").glob("*/state.json"):
+    for p in sync_root(ws).glob("*/state.json"):
         p.unlink()
         n += 1
     return n
@@ -182,7 +188,7 @@ def push_batch(ws: Workspace, server: LabelStudioServer, batch: str, *, title: s
     wpath, prefix = server_paths(ws, workspace_path, document_root)
     dirs = storage_dirs(tasks, wpath)
     tasks = server_tasks(tasks, prefix)
-    lock = ws.table("label_studio", ".push.lock")
+    lock = sync_root(ws) / ".push.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):  # two pushes at once would both import the tasks they find missing
         return _push(ws, server, batch, tasks, config, dirs, title)

@@ -80,7 +80,11 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
 def image_reference(uri: str) -> str:
     """Label Studio local-files URL of a workspace-relative ``uri``:
     ``"/data/local-files/?d=" + quote(uri)`` (slashes kept). Requires
-    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` = the workspace root (docs, "Local storage")."""
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` = the workspace root (docs, "Local storage").
+    An ``s3://`` uri (the S3 store, :mod:`labelloop.store`) is returned as it is: Label Studio
+    resolves it through a connected S3 source storage (docs, "Cloud storage", presigned URLs)."""
+    if uri.startswith(("s3://", "gs://", "azure-blob://")):
+        return uri
     return LOCAL_FILES_PREFIX + quote(uri.lstrip("/"), safe="/")
 
 

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from labelloop import tables
+from labelloop.store import is_remote
 from labelloop.schemas import LINEAGE
 
 REQUIRED = {
@@ -85,12 +86,17 @@ def trace_problems(rows: list[dict]) -> list[str]:
     return out
 
 
-def lineage_dir(root: Path, tag: str) -> Path:
-    """``tables/lineage/<tag>/`` of the workspace at ``root``."""
-    return Path(root) / "tables" / "lineage" / tag
+def lineage_dir(root: Path, tag: str, tables_dir=None) -> Path:
+    """``tables/lineage/<tag>/`` of the workspace at ``root`` (``tables_dir``: the workspace's
+    tables folder or S3 prefix, :attr:`labelloop.workspace.Workspace.tables`; default
+    ``root/tables``)."""
+    return (Path(root) / "tables" if tables_dir is None else tables_dir) / "lineage" / tag
 
 
 def _atomic_text(path: Path, text: str) -> None:
+    if is_remote(path):  # one PUT: atomic on an object store
+        path.write_text(text, encoding="utf-8")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -118,9 +124,9 @@ def release_view(root: Path, tag: str, release_dir: Path | None = None):
     return view_of_rev(root, tag), info
 
 
-def materialize(root: Path, tag: str, release_dir: Path | None = None) -> dict:
+def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_dir=None) -> dict:
     """Write the lineage of release ``tag``: ``tables/lineage/<tag>/lineage.parquet`` (LINEAGE),
-    ``summary.md`` and ``summary.html``.
+    ``summary.md`` and ``summary.html`` (under ``tables_dir``, see :func:`lineage_dir`).
 
     Returns ``{"tag", "git_sha", "run_id", "rows", "untraced": [...], "by_origin", "paths"}``
     (``untraced``: :func:`trace_problems`).
@@ -137,7 +143,7 @@ def materialize(root: Path, tag: str, release_dir: Path | None = None) -> dict:
     rows = [{**view.lineage.get(lab["label_id"], {"label_id": lab["label_id"], "image_id": lab["image_id"],
                                                   "category": lab["category"], "origin": lab.get("origin")}),
              **extra} for lab in view.labels]
-    out = lineage_dir(root, tag)
+    out = lineage_dir(root, tag, tables_dir)
     tables.write_rows(rows, LINEAGE, out / "lineage.parquet")
     previous = _previous(root, tag)
     md = audit_markdown(view, info, V.tag_message(root, tag), rows, previous)

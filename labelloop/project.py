@@ -28,6 +28,9 @@ class ReleaseBlocked(RuntimeError):
 
 
 def review_store(ws: Workspace) -> ReviewStore:
+    """The review store under ``tables/human_labels`` (an S3 store's commits lock a local file)."""
+    if ws.store.is_remote:
+        return ReviewStore(ws.table("human_labels"), lock_path=ws.state / "review_store.lock")
     return ReviewStore(ws.table("human_labels"))
 
 
@@ -181,7 +184,7 @@ def _example(ws: Workspace, images: list[dict], labels: list[dict]):
         return None
     best = min(count, key=lambda i: (-count[i], i))
     row = next(r for r in images if r["image_id"] == best and r["status"] == "ok")
-    return load_rgb(ws.root / row["uri"]), [lab for lab in labels if lab["image_id"] == best]
+    return load_rgb(ws.locate(row["uri"])), [lab for lab in labels if lab["image_id"] == best]
 
 
 def read_qa(ws: Workspace) -> dict | None:

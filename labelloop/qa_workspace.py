@@ -20,12 +20,12 @@ allowed it in ``tables/qa/releases/<tag>/`` (:func:`archive_release_report`).
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
 from labelloop import batch as B
 from labelloop import tables
+from labelloop.store import copy_file
 from labelloop.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
 from labelloop.coco_eval import model_vs_human
 from labelloop.cost import estimate_cost
@@ -50,7 +50,7 @@ def gather(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_s
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
             "queue": B.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
             "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
-            "gold_labels": read_gold_labels(ws.root), "gold_images": read_gold_images(ws.root),
+            "gold_labels": read_gold_labels(ws), "gold_images": read_gold_images(ws),
             "exported": B.all_exported(ws), "model_id": model_id, "previous_release": previous_release(ws),
             "calibration": active_calibration(ws.root, cfg)}
 
@@ -207,7 +207,7 @@ def write_report(ws, folder: Path, report: dict, gallery: list[dict], example) -
     pics = []
     for g in gallery:
         if g["image_id"] in uris:
-            pics.append((load_rgb(ws.root / uris[g["image_id"]]), g))
+            pics.append((load_rgb(ws.locate(uris[g["image_id"]])), g))
     folder.mkdir(parents=True, exist_ok=True)
     jpath, hpath = folder / "qa_report.json", folder / "qa_report.html"
     B._atomic_text(jpath, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
@@ -237,7 +237,7 @@ def archive_release_report(ws, tag: str) -> Path | None:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("qa_report.json", "qa_report.html"):
         if (src / name).is_file():
-            shutil.copyfile(src / name, dest / name)
+            copy_file(src / name, dest / name)
     return dest
 
 

@@ -145,8 +145,12 @@ def _image_row(img: dict, split: str, file_name: str, res: dict, inputs: Release
     }
 
 
-def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan) -> dict:
+def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan, locate=None) -> dict:
     """Write a release into the empty folder ``out_dir`` (see the module docstring).
+
+    Images are read from ``locate(uri)`` (:meth:`labelloop.workspace.Workspace.locate`: the
+    store, local or S3), else ``root / uri``; the release itself is always local files (DVC 3
+    outputs), pushed to the DVC remote afterwards.
 
     Returns the manifest dict (``files``, ``counts``, ``split_balance``, ``yolo_task``,
     ``content_sha256``). Registers new COCO ids in ``plan.ids`` (not saved here).
@@ -170,7 +174,7 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     image_rows = []
     for img in plan.images:
         split = plan.split_of[group_of(img)]
-        fname = save_release_copy(root / img["uri"], out_dir / "images" / split, img["image_id"][:16])
+        fname = save_release_copy(locate(img["uri"]) if locate else root / img["uri"], out_dir / "images" / split, img["image_id"][:16])
         file_name = f"images/{split}/{fname}"
         per_split[split].append({"image_id": img["image_id"], "file_name": file_name, "width": img["width"],
                                  "height": img["height"], "source_path": img["source_path"], "split": split})

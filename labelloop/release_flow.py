@@ -10,8 +10,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from labelloop import batch as B
 from labelloop import project as P
 from labelloop import remotes as R
@@ -41,11 +39,11 @@ def prediction_index(ws: Workspace, wanted: set[str]) -> dict[str, dict]:
     for f in sorted(folder.rglob("*.parquet")):
         if f.name.startswith(".tmp-"):
             continue
-        names = set(pq.read_schema(f).names)
+        names = set(tables.read_schema(f).names)
         cols = [c for c in ("prediction_id", "prompt", "run_id", "model_id") if c in names]
         if "prediction_id" not in cols:
             continue
-        for r in pq.read_table(f, columns=cols).to_pylist():
+        for r in tables.read_parquet(f, columns=cols).to_pylist():
             if r["prediction_id"] in wanted:
                 out.setdefault(r["prediction_id"], r)
     return out
@@ -136,13 +134,14 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
     with ws.lock():
         if settings is not None and (settings.dvc_url or settings.endpoint_url or settings.git_url):
             R.configure(ws.root, settings)
+        R.configure_store(ws.root, ws.store)  # dvc.yaml's tables/labels dependency: local or S3
         seed_registries(ws)
         splits_path, ids_path = registry_paths(ws)
         plan = plan_release(inputs, splits_path, ids_path, resplit=resplit)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        manifest = build_release(staging, ws.root, inputs, plan)
+        manifest = build_release(staging, ws.root, inputs, plan, locate=ws.locate)
         kpt = next((len(v["keypoints"]) for v in inputs.keypoints.values()), 0) if inputs.yolo_task == "pose" else 0
         validate_release(staging, cfg.category_names, inputs.yolo_task, kpt)
         tags = V.release_tags(ws.root)

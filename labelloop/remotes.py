@@ -167,3 +167,40 @@ def push(root: Path, data: bool = True, code: bool | None = None) -> dict:
         out.update(git_remote=info["git"][GIT_REMOTE], branch=branch,
                    tags=[t for t in git(root, "tag", "-l", "dataset-v*").split()])
     return out
+
+
+# ---- the release stage's dependency on the label tables (labelloop.store) ----------------------
+STORE_REMOTE = "store"
+_LOCAL_DEP, _STORE_DEP = "- tables/labels\n", f"- remote://{STORE_REMOTE}/tables/labels\n"
+
+
+def configure_store(root: Path, store) -> bool:
+    """Point the release stage's ``tables/labels`` dependency at the workspace's table store
+    (idempotent; callers hold the lock). Returns True when ``dvc.yaml`` changed.
+
+    Local store: the dependency is ``tables/labels`` (the template). S3 store
+    (:class:`labelloop.store.StoreSettings`): DVC's external dependency
+    ``remote://store/tables/labels`` through the DVC remote ``store`` (its URL in ``.dvc/config``,
+    committed with the release; its endpoint in ``.dvc/config.local``; credentials from boto3's
+    chain), so ``dvc commit`` records the md5 of the S3 label tables in ``dvc.lock`` as it does
+    for local ones. ``store`` is never the default remote: releases still push to ``storage``.
+
+    Raises:
+        VersioningError: DVC refused a value.
+    """
+    path = Path(root) / "dvc.yaml"
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    if store.is_remote:
+        remotes = _dvc_remotes(Path(root))
+        if remotes.get(STORE_REMOTE) != store.url.rstrip("/"):
+            dvc(root, "remote", "add", "-f", STORE_REMOTE, store.url.rstrip("/"))
+        if store.endpoint_url and _local_endpoint(Path(root), STORE_REMOTE) != store.endpoint_url:
+            dvc(root, "remote", "modify", "--local", STORE_REMOTE, "endpointurl", store.endpoint_url)
+        new = text.replace(_LOCAL_DEP, _STORE_DEP)
+    else:
+        new = text.replace(_STORE_DEP, _LOCAL_DEP)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text

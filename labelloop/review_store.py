@@ -13,6 +13,12 @@ folder into place (one ``os.rename``), so a crash leaves either the whole import
 visible. Import folders are never rewritten: imports from different sources (or files) get
 different ids (:func:`make_import_id`), and committing an id that exists returns it unchanged.
 
+On an object store (``s3://``, :mod:`labelloop.store`) there is no folder rename: a commit PUTs
+the three files (each PUT atomic), then an empty ``imports/<import_id>/_SUCCESS`` marker (the
+Hadoop convention) last; only imports with the marker exist, so a crash before it leaves
+nothing visible and the next commit of the same id rewrites the same bytes. Commits are
+serialized by a local file lock (``lock_path``): one writer machine per store.
+
 What is written: an import with reviews (its rejects included), and also a result with
 rejects but no reviews, so a fully rejected file leaves a trace in :meth:`ReviewStore.rejects`
 (these rows never affect labels). A result with neither (e.g. everything already imported)
@@ -47,11 +53,13 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from labelloop.schemas import HUMAN_LABELS, REJECTS, REVIEWS
-from labelloop.tables import read_rows, to_table
+from labelloop.store import is_remote
+from labelloop.tables import read_rows, to_table, write_table
 
 _FILES = {"reviews": REVIEWS, "human_labels": HUMAN_LABELS, "rejects": REJECTS}
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+SUCCESS = "_SUCCESS"
 
 
 def make_import_id(source: str, import_sha256: str) -> str:
@@ -78,9 +86,15 @@ def _version_key(r: dict) -> tuple:
 class ReviewStore:
     """Reviews imported from review tools, stored under ``root`` (see the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, lock_path: str | os.PathLike | None = None):
+        """``root``: a folder, or an object-store prefix (UPath); ``lock_path``: the commit lock
+        file (default ``root/.lock``; required local when ``root`` is on an object store)."""
+        self.remote = is_remote(root)
+        self.root = root if self.remote else Path(root)
         self.imports_dir = self.root / "imports"
+        if self.remote and lock_path is None:
+            raise ValueError(f"a review store on {root} needs a local lock_path")
+        self.lock_path = str(lock_path) if lock_path is not None else str(self.root / ".lock")
 
     # ------------------------------------------------------------------ writing
 
@@ -104,6 +118,8 @@ class ReviewStore:
         if not result.get("reviews") and not result.get("rejects"):
             return None
         tables = {name: to_table(result.get(name) or [], schema) for name, schema in _FILES.items()}
+        if self.remote:
+            return self._commit_remote(import_id, tables)
         self.imports_dir.mkdir(parents=True, exist_ok=True)
         final = self.imports_dir / import_id
         with FileLock(str(self.root / ".lock")):
@@ -124,6 +140,17 @@ class ReviewStore:
             _fsync_dir(self.imports_dir)
         return final
 
+    def _commit_remote(self, import_id: str, tables: dict):
+        final = self.imports_dir / import_id
+        Path(self.lock_path).parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.lock_path):
+            if (final / SUCCESS).is_file():
+                return final
+            for name, table in tables.items():
+                write_table(table, final / f"{name}.parquet")
+            (final / SUCCESS).write_bytes(b"")
+        return final
+
     def _clean_temps(self) -> None:
         for p in self.imports_dir.glob(".tmp-*"):
             shutil.rmtree(p, ignore_errors=True)
@@ -134,6 +161,8 @@ class ReviewStore:
         """Finished imports, sorted by id (unfinished ``.tmp-*`` folders are not imports)."""
         if not self.imports_dir.is_dir():
             return []
+        if self.remote:
+            return sorted(p.parent.name for p in self.imports_dir.glob(f"*/{SUCCESS}"))
         return sorted(p.name for p in self.imports_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def _read(self, name: str) -> list[dict]:

@@ -4,6 +4,10 @@ Every write goes to a temporary file in the destination folder and is renamed in
 (``os.replace``, atomic on POSIX), so a reader sees the old table or the new one, never half
 of one, and a crash leaves finished files intact. Chunked writers add one part file per chunk
 (``part-00000.parquet`` ...), so a crashed run keeps its finished chunks.
+
+Paths may also be object-store paths (:class:`upath.UPath` on ``s3://...``, see
+:mod:`labelloop.store`): there a write is one PUT of the finished file, which S3 makes atomic
+(readers see the old object or the new one), and reads go through fsspec.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from labelloop import store as _store
 
 
 def to_table(rows: Sequence[dict] | Iterable[dict], schema: pa.Schema) -> pa.Table:
@@ -29,7 +35,11 @@ def to_table(rows: Sequence[dict] | Iterable[dict], schema: pa.Schema) -> pa.Tab
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` atomically (temporary file, fsync, rename). Returns the path."""
+    """Write ``table`` to ``path`` atomically (temporary file, fsync, rename; one PUT on an
+    object store). Returns the path."""
+    if _store.is_remote(path):
+        _store.write_bytes_atomic(path, lambda fh: pq.write_table(table, fh))
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
@@ -56,7 +66,7 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
     A missing path gives an empty table of ``schema``; temporary files are ignored.
     Columns are cast to ``schema`` so older files with fewer columns still read.
     """
-    path = Path(path)
+    path = path if _store.is_remote(path) else Path(path)
     if path.is_file():
         files = [path]
     elif path.is_dir():
@@ -67,7 +77,7 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
         return schema.empty_table()
     parts = []
     for f in files:
-        t = pq.read_table(f)
+        t = read_parquet(f)
         cols = [t.column(n) if n in t.column_names else pa.nulls(len(t), schema.field(n).type) for n in schema.names]
         parts.append(pa.table(cols, schema=schema))
     return pa.concat_tables(parts)
@@ -76,3 +86,19 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
 def read_rows(path: str | os.PathLike, schema: pa.Schema) -> list[dict]:
     """Rows of :func:`read_table` as dicts."""
     return read_table(path, schema).to_pylist()
+
+
+def read_parquet(path, columns: list[str] | None = None) -> pa.Table:
+    """``pq.read_table`` of one file, local or on an object store (``columns``: a subset)."""
+    if _store.is_remote(path):
+        with _store.open_binary(path) as fh:
+            return pq.read_table(fh, columns=columns)
+    return pq.read_table(path, columns=columns)
+
+
+def read_schema(path) -> pa.Schema:
+    """``pq.read_schema`` of one file, local or on an object store (reads only the footer)."""
+    if _store.is_remote(path):
+        with _store.open_binary(path) as fh:
+            return pq.read_schema(fh)
+    return pq.read_schema(path)

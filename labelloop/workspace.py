@@ -12,6 +12,10 @@ Layout under the root (all paths workspace-relative, POSIX)::
     .dagster/               DAGSTER_HOME: the Dagster instance shared by CLI, sensors and UI
     .labelloop/             lock file, ingest manifests, local DVC remote
 
+With an S3 store (``LABELLOOP_STORE_URL=s3://bucket/prefix``, :mod:`labelloop.store`) ``inbox/``
+and ``tables/`` live under that prefix instead (:attr:`Workspace.inbox`, :attr:`Workspace.tables`
+are then UPaths) and image rows carry ``s3://`` URIs; everything else stays in the folder.
+
 Git and DVC operations take the workspace lock (:meth:`Workspace.lock`), so the CLI, sensors
 and the UI never run them concurrently.
 """
@@ -21,12 +25,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
 
 from labelloop.config import CONFIG_FILE, ProjectConfig, load_config
+from labelloop.store import ENV_STORE_URL, StoreSettings, is_remote
 
 ENV_WORKSPACE = "LABELLOOP_WORKSPACE"
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -38,15 +43,29 @@ class WorkspaceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths and settings of one workspace rooted at ``root`` (absolute)."""
+    """Paths and settings of one workspace rooted at ``root`` (absolute).
+
+    ``store``: where images (``inbox/``) and tables (``tables/``) live
+    (:class:`labelloop.store.StoreSettings`): the root folder by default, or an S3 prefix, then
+    :attr:`inbox`, :attr:`tables` and their children are :class:`upath.UPath` objects. Everything
+    else (labelloop.yaml, git + DVC, locks, manifests, DAGSTER_HOME, ``release/``,
+    ``review_out/``, ``review_inbox/``) stays in the root folder.
+    """
 
     root: Path
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @classmethod
-    def at(cls, root: str | os.PathLike | None = None) -> "Workspace":
-        """Workspace at ``root``, else ``$LABELLOOP_WORKSPACE``, else the current directory."""
+    def at(cls, root: str | os.PathLike | None = None, store: StoreSettings | None = None) -> "Workspace":
+        """Workspace at ``root``, else ``$LABELLOOP_WORKSPACE``, else the current directory; its
+        store is ``store``, else :meth:`StoreSettings.from_env` (``$LABELLOOP_STORE_URL``)."""
         root = root or os.environ.get(ENV_WORKSPACE) or os.getcwd()
-        return cls(Path(root).expanduser().resolve())
+        return cls(Path(root).expanduser().resolve(), store if store is not None else StoreSettings.from_env())
+
+    @property
+    def store_root(self):
+        """The folder or S3 prefix holding ``inbox/`` and ``tables/``."""
+        return self.store.root() if self.store.is_remote else self.root
 
     # ---- paths -----------------------------------------------------------------------
     @property
@@ -55,7 +74,7 @@ class Workspace:
 
     @property
     def inbox(self) -> Path:
-        return self.root / "inbox"
+        return self.store_root / "inbox"
 
     @property
     def review_inbox(self) -> Path:
@@ -67,7 +86,7 @@ class Workspace:
 
     @property
     def tables(self) -> Path:
-        return self.root / "tables"
+        return self.store_root / "tables"
 
     @property
     def release_dir(self) -> Path:
@@ -108,19 +127,60 @@ class Workspace:
         return p
 
     def relative(self, path: Path) -> str:
+        """The reference tables store for ``path``: workspace-relative POSIX for local files,
+        the full URI (``s3://bucket/...``) for store objects."""
+        if is_remote(path):
+            return str(path)
         return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def locate(self, ref: str):
+        """The path of a reference made by :meth:`relative` (an image row's ``uri``): a store
+        object for ``s3://...``, else ``root / ref``."""
+        if is_remote(ref):
+            return self.store.locate(ref)
+        return self.root / ref
 
     # ---- state -----------------------------------------------------------------------
     def is_initialized(self) -> bool:
         return self.config_path.is_file() and (self.root / ".dvc").is_dir() and (self.root / ".git").exists()
 
     def require(self) -> "Workspace":
-        """Raise :class:`WorkspaceError` unless the workspace was created by ``labelloop init``."""
+        """Raise :class:`WorkspaceError` unless the workspace was created by ``labelloop init``
+        and its store is the one its data is in (:meth:`check_store`)."""
         if not self.is_initialized():
             raise WorkspaceError(
                 f"{self.root} is not a labelloop workspace (no labelloop.yaml, .git and .dvc): "
                 "run `labelloop init` there, or pass --workspace PATH"
             )
+        return self.check_store()
+
+    def check_store(self) -> "Workspace":
+        """Refuse a store other than the one the workspace's images and tables are in, so a
+        changed or forgotten ``LABELLOOP_STORE_URL`` never splits one project over two stores.
+
+        An S3 store is recorded in ``.labelloop/store_url`` on first use; a workspace with no
+        record uses its folder (nothing is written for it, so local workspaces are unchanged).
+
+        Raises:
+            WorkspaceError: the record names another store, or an S3 store is set for a
+                workspace whose tables are already in its folder.
+        """
+        record = self.state / "store_url"
+        recorded = record.read_text(encoding="utf-8").strip() if record.is_file() else None
+        current = self.store.url.rstrip("/") if self.store.is_remote else None
+        if recorded == current:
+            return self
+        if recorded is not None:
+            raise WorkspaceError(
+                f"{self.root} keeps its images and tables in {recorded}, but the store is now "
+                f"{current or 'the workspace folder'}: set {ENV_STORE_URL}={recorded}")
+        local = self.root / "tables"
+        if local.is_dir() and any(local.iterdir()):
+            raise WorkspaceError(
+                f"{self.root} keeps its tables in {local}, but the store is now {current}: unset {ENV_STORE_URL} "
+                "(or start a new workspace for the S3 store)")
+        self.state.mkdir(parents=True, exist_ok=True)
+        record.write_text(current + "\n", encoding="utf-8")
         return self
 
     def config(self) -> ProjectConfig:

@@ -106,11 +106,12 @@ def init(ctx: click.Context) -> None:
 
 @cli.command()
 @options
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path")
 @click.option("--batch", help="batch name (default: UTC timestamp)")
 @click.pass_context
 def ingest(ctx: click.Context, path: str, batch: str | None) -> None:
-    """Copy the image files under PATH into the inbox as a batch and register its partition."""
+    """Copy the image files under PATH (folder, file or s3://bucket/prefix) into the inbox (the
+    workspace's, or the S3 store of LABELLOOP_STORE_URL) as a batch; register its partition."""
     from labelloop.ingest import ingest as do_ingest
     from pipelines.partitions import BATCHES
     from pipelines.runner import get_instance

@@ -39,10 +39,8 @@ STORE_URL_VAR = "LABELLOOP_STORE_URL"  # the S3 store (resources.storage.storage
 
 
 def production_required() -> tuple[str, ...]:
-    """PRODUCTION_REQUIRED, plus LABELLOOP_STORE_URL once the S3 storage resource exists."""
-    from resources import storage
-
-    return PRODUCTION_REQUIRED + ((STORE_URL_VAR,) if hasattr(storage, "storage_resource_from_env") else ())
+    """PRODUCTION_REQUIRED plus LABELLOOP_STORE_URL (production keeps images and tables on S3)."""
+    return PRODUCTION_REQUIRED + (STORE_URL_VAR,)
 
 
 class EnvConfigError(ValueError):
@@ -128,15 +126,12 @@ def executor_for(env: Environment) -> dg.ExecutorDefinition | None:
 
 # ---- resources ----------------------------------------------------------------------------------
 def storage_for(root: str, env: Environment):
-    """The storage resource: the workspace folder locally; in production the S3 storage of
-    ``resources.storage.storage_resource_from_env`` when that exists."""
-    from resources import storage
+    """The storage resource: images and tables on S3 when LABELLOOP_STORE_URL is set (required in
+    production, allowed locally), else the workspace folder
+    (:func:`resources.storage.storage_resource_from_env`)."""
+    from resources.storage import storage_resource_from_env
 
-    if env.production and hasattr(storage, "storage_resource_from_env"):
-        return storage.storage_resource_from_env(root)  # S3 (issue 7, S3 branch)
-    # TODO(s3-merge): production storage hook. Until resources.storage.storage_resource_from_env
-    # exists, production keeps the workspace folder (a persistent volume shared by the workers).
-    return storage.WorkspaceResource(root=root)
+    return storage_resource_from_env(root)
 
 
 def review_tool_for(env: Environment):

@@ -30,7 +30,7 @@ def register_gold(ctx: click.Context, file: str, name: str | None) -> None:
     set_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(file).stem).strip("-._") or "gold"
     try:
         with ws.lock():
-            s = do_register(ws.root, Path(file), set_name, B.all_images(ws), ws.config().category_names)
+            s = do_register(ws, Path(file), set_name, B.all_images(ws), ws.config().category_names)
     except GoldError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"gold set {s['gold_set']} ({s['format']}): {s['images']} images, {s['labels']} labels registered, "

@@ -143,10 +143,10 @@ def release_lineage(ctx: click.Context, ident: str | None, tag: str | None, html
         raise CliError("give an image_id, label_id or file name, or --release TAG for a release's audit summary")
     tag = _tag(ws, tag)
     if ident is None:
-        out = L.lineage_dir(ws.root, tag)
+        out = L.lineage_dir(ws.root, tag, ws.tables)
         if not (out / "summary.md").is_file():
             with ws.lock():
-                L.materialize(ws.root, tag, ws.release_dir)
+                L.materialize(ws.root, tag, ws.release_dir, ws.tables)
         click.echo((out / ("summary.html" if html else "summary.md")).read_text(encoding="utf-8"), nl=False)
         return
     try:

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from labelloop import project as P
-from labelloop.workspace import BATCH_NAME, Workspace
+from labelloop.workspace import BATCH_NAME
 from pipelines.jobs import batch_job, resolve_job
 from pipelines.partitions import BATCHES
 from resources.review_tool import LabelStudioFilesResource
@@ -14,8 +14,11 @@ from resources.storage import WorkspaceResource
 
 @dg.sensor(job=batch_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource):
-    """Registers a partition for each new folder under inbox/ and runs the batch job on it."""
-    ws = Workspace.at(storage.root)
+    """Registers a partition for each new folder under inbox/ and runs the batch job on it (an
+    S3 store is watched by :func:`pipelines.s3_sensors.s3_inbox_sensor` instead)."""
+    if storage.store().is_remote:
+        return dg.SkipReason("the store is on S3: s3_inbox_sensor watches its inbox")
+    ws = storage.at()
     if not ws.is_initialized() or not ws.inbox.is_dir():
         return dg.SkipReason(f"{ws.root} is not an initialized workspace")
     known = set(context.instance.get_dynamic_partitions(BATCHES))
@@ -32,7 +35,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource
 def review_inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource):
     """Imports new or changed review exports (cursor: file -> (size, mtime)); the import itself
     is idempotent per annotation, so a rewritten export of the same work changes nothing."""
-    ws = Workspace.at(storage.root)
+    ws = storage.at()
     if not ws.is_initialized():
         return dg.SkipReason(f"{ws.root} is not an initialized workspace")
     seen = json.loads(context.cursor) if context.cursor else {}
@@ -57,7 +60,7 @@ def label_studio_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceR
     if not review_tool.is_live:
         return dg.SkipReason("the review tool is Label Studio files: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
                              "to poll a live server")
-    ws = Workspace.at(storage.root)
+    ws = storage.at()
     if not ws.is_initialized():
         return dg.SkipReason(f"{ws.root} is not an initialized workspace")
     found = review_tool.newest_update(ws)

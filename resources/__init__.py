@@ -1,5 +1,5 @@
-"""Dagster ConfigurableResources of labelloop: storage (the workspace), the pre-labeler,
-the DVC repository and the review tool."""
+"""Dagster ConfigurableResources of labelloop: storage (the workspace; images and tables in its
+folder or on S3), the pre-labeler, the DVC repository and the review tool."""
 
 from resources.dvc import DvcRepoResource
 from resources.prelabeler import PreLabelerResource

@@ -152,3 +152,6 @@ def label_studio(tmp_path_factory) -> LabelStudioInstance:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
+
+
+from moto_server import moto_server  # noqa: E402,F401  (session fixture: moto's S3 server on loopback)

@@ -18,20 +18,18 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 import yaml
 
 from helpers import cli
+from moto_server import free_port
 from labelloop import project as P
-from labelloop import tables, versioning
+from labelloop import samples, tables, versioning
 from labelloop.lineage import lineage_dir, trace_problems
 from labelloop.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
 from labelloop.workspace import Workspace
@@ -42,39 +40,11 @@ BUCKET = "labelloop-releases"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """moto's S3 server on loopback (a subprocess), with an empty bucket."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/moto-api/", timeout=2).ok:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"moto server did not start on {url}")
-        time.sleep(0.3)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield {"url": url, "client": client}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+def s3(moto_server):
+    """The session's moto S3 server (tests/moto_server.py) with an empty bucket."""
+    moto_server["client"].create_bucket(Bucket=BUCKET)
+    return moto_server
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +324,7 @@ def test_splits_are_stored_once_per_group(history):
 def test_push_failures_are_reported_and_a_release_still_commits(history, tmp_path, monkeypatch):
     root = tmp_path / "copy"
     shutil.copytree(history["ws"].root, root, symlinks=True)
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("LABELLOOP_DVC_ENDPOINT_URL", dead)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore: fail at once instead of retrying for seconds
     res = cli(root, "push", ok=False)

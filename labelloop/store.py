@@ -1,0 +1,161 @@
+"""Where a workspace keeps its images and tables: a local folder (default) or an S3 prefix.
+
+One code path for both: paths are :class:`pathlib.Path` locally and
+:class:`upath.UPath` (universal_pathlib over fsspec / s3fs) on a store URL such as
+``s3://bucket/prefix``; both offer the same ``/``, ``glob``, ``rglob``, ``is_file``,
+``is_dir``, ``open``, ``read_text``... The few operations POSIX paths and object stores do
+differently live here: opening a file for reading, atomic writes and copies.
+
+Configuration (environment, read by :meth:`StoreSettings.from_env`; the Dagster resource
+:mod:`resources.storage` binds the same values through ``dg.EnvVar``):
+
+- ``LABELLOOP_STORE_URL`` ``s3://bucket/prefix``: tables live under ``<url>/tables/`` and
+  ingested images under ``<url>/inbox/<batch>/``; image rows carry full ``s3://`` URIs. Unset:
+  the workspace folder (``<root>/tables``, ``<root>/inbox``), workspace-relative URIs.
+- ``LABELLOOP_STORE_ENDPOINT_URL`` (else ``AWS_ENDPOINT_URL``): an S3-compatible server
+  (MinIO, moto, Ceph...).
+- credentials and region: boto's chain (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+  ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``, ``~/.aws``...).
+
+Atomicity: on S3 one PUT is atomic (a reader sees the old object or the new one, never part of
+one), so a table write is a single PUT of the finished Parquet bytes where the local store
+writes a temporary file and renames it; chunked writers still write one object per chunk, so
+a crashed run keeps its finished chunks on either store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+ENV_STORE_URL = "LABELLOOP_STORE_URL"
+ENV_STORE_ENDPOINT = "LABELLOOP_STORE_ENDPOINT_URL"
+REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "memory://")
+
+
+class StoreError(RuntimeError):
+    """The store URL is unusable (message names it and the problem)."""
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """A workspace's image and table store.
+
+    ``url``: ``s3://bucket[/prefix]`` (any fsspec URL with a scheme works the same way), or
+    None for the workspace folder. ``endpoint_url``: S3-compatible server; ``key``/``secret``/
+    ``region``: explicit credentials (None: boto's default chain).
+    """
+
+    url: str | None = None
+    endpoint_url: str | None = None
+    key: str | None = None
+    secret: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "StoreSettings":
+        """Settings from ``LABELLOOP_STORE_URL`` and ``LABELLOOP_STORE_ENDPOINT_URL`` (else
+        ``AWS_ENDPOINT_URL``); credentials stay with boto's chain."""
+        url = os.environ.get(ENV_STORE_URL) or None
+        endpoint = os.environ.get(ENV_STORE_ENDPOINT) or os.environ.get("AWS_ENDPOINT_URL") or None
+        return cls(url=url, endpoint_url=endpoint)
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.url)
+
+    def storage_options(self) -> dict[str, Any]:
+        """fsspec (s3fs) options: endpoint, credentials, region, and no listing cache (other
+        processes, the sensor and the runs, add objects; a cached listing would miss them)."""
+        opts: dict[str, Any] = {"use_listings_cache": False}
+        if self.endpoint_url:
+            opts["endpoint_url"] = self.endpoint_url
+        if self.key:
+            opts["key"] = self.key
+        if self.secret:
+            opts["secret"] = self.secret
+        if self.region:
+            opts["client_kwargs"] = {"region_name": self.region}
+        return opts
+
+    def root(self):
+        """The store root as a :class:`upath.UPath`.
+
+        Raises:
+            StoreError: no url, or a url without a remote scheme (``s3://...``).
+        """
+        if not self.url or not self.url.startswith(REMOTE_SCHEMES):
+            raise StoreError(f"store URL {self.url!r}: expected s3://bucket[/prefix] ({ENV_STORE_URL})")
+        from upath import UPath
+
+        return UPath(self.url.rstrip("/"), **self.storage_options())
+
+    def locate(self, uri: str):
+        """``uri`` (``s3://...``) as a :class:`upath.UPath` with this store's options."""
+        from upath import UPath
+
+        return UPath(uri, **self.storage_options())
+
+
+def is_remote(path: Any) -> bool:
+    """True for a store path that is not a local file (an ``s3://`` UPath or URI string)."""
+    if isinstance(path, str):
+        return path.startswith(REMOTE_SCHEMES)
+    if isinstance(path, Path):  # pathlib.Path and universal_pathlib's local PosixUPath
+        return False
+    return hasattr(path, "protocol") and getattr(path, "protocol", "") not in ("", "file", "local")
+
+
+def open_binary(path: Any) -> IO[bytes]:
+    """Open a local path (str / PathLike) or a store path (UPath) for reading bytes.
+
+    Raises:
+        FileNotFoundError: no such file or object (the message names it).
+        OSError: it cannot be read.
+    """
+    if is_remote(path) and not isinstance(path, str):
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise FileNotFoundError(2, "no such object", str(path)) from None
+    return open(path, "rb")
+
+
+def write_bytes_atomic(path: Any, write) -> None:
+    """Write a file with ``write(fh)``: locally to a temporary file in the same folder, fsync,
+    then ``os.replace`` (readers see the old or the new file); on an object store the bytes are
+    assembled in memory first and sent as one PUT (atomic there: readers see the old or the new
+    object; a failing ``write`` sends nothing, where a streamed upload would commit a part)."""
+    if is_remote(path):
+        buf = io.BytesIO()
+        write(buf)
+        path.write_bytes(buf.getvalue())
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def copy_file(src: Any, dest: Any) -> None:
+    """Copy one file between any two stores (bytes streamed in 1 MiB chunks)."""
+    if not is_remote(src) and not is_remote(dest):
+        shutil.copyfile(src, dest)
+        return
+    with open_binary(src) as fin:
+        write_bytes_atomic(dest, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20))
