@@ -82,9 +82,9 @@ def _evaluate(ws: Workspace):
     from resources import PreLabelerResource, WorkspaceResource
 
     instance = get_instance(ws)
-    ctx = dg.build_schedule_context(instance=instance, resources={
-        "storage": WorkspaceResource(root=str(ws.root)), "prelabeler": PreLabelerResource()})
-    return instance, reprocess_schedule(ctx)
+    with dg.build_schedule_context(instance=instance, resources={
+            "storage": WorkspaceResource(root=str(ws.root)), "prelabeler": PreLabelerResource()}) as ctx:
+        return instance, reprocess_schedule(ctx)
 
 
 def _batches(req: dg.RunRequest) -> list[str]:
