@@ -21,6 +21,7 @@ from typing import Any
 
 from labelloop.geometry import box_problem, clip, greedy_match, iou, ls_to_xyxy
 from labelloop.labelstudio import REGION_TYPE, TOOL, ExportFormatError, image_ref_path, record_item
+from labelloop.masks import mask_iou
 from labelloop.regions import RegionError, to_pixels
 
 MATCH_IOU = 0.5  # an unlinked region and an unlinked prediction at or above this IoU are the same object
@@ -224,7 +225,10 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
             action, pred_id = "added", None
         else:
             p = preds[j]
-            same = p["category"] == reg["category"] and iou(p["bbox"], reg["bbox"]) >= accept_iou
+            if reg.get("mask") and p.get("mask"):  # the reviewer was shown the mask: compare masks
+                same = p["category"] == reg["category"] and _mask_iou(p["mask"], reg["mask"]) >= accept_iou
+            else:
+                same = p["category"] == reg["category"] and iou(p["bbox"], reg["bbox"]) >= accept_iou
             action, pred_id = ("accepted" if same else "corrected"), p["prediction_id"]
         part = reg["region_id"] if reg["region_id"] is not None else f"#{reg['index']}"
         labels.append(_label_row(common, human_label_id(source, task_id, ann_id, part), reg["category"],
@@ -236,6 +240,14 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
                                  p["category"], p["bbox"], p.get("region_id"), p["prediction_id"], "deleted"))
     review["n_regions"] = len(regions)
     return review, labels
+
+
+def _mask_iou(a: str, b: str) -> float:
+    """Mask IoU; 0.0 when the masks cannot be compared (other sizes), so the label is 'corrected'."""
+    try:
+        return mask_iou(a, b)
+    except ValueError:
+        return 0.0
 
 
 def _label_row(common, annotation_id, category, bbox, region_id, pred_id, action, reg=None) -> dict:
@@ -282,7 +294,8 @@ def import_review(
     Returns:
         ``{"reviews": [REVIEWS rows], "human_labels": [HUMAN_LABELS rows], "rejects": [REJECTS
         rows], "skipped": int}``. Actions: ``accepted`` / ``corrected`` (linked to a prediction by
-        region id, else by IoU >= 0.5, same class first), ``added`` (no prediction), ``deleted``
+        region id, else by box IoU >= 0.5, same class first; accepted = same class and IoU >=
+        ``accept_iou``, mask IoU when the prediction was sent with its mask, else box IoU), ``added`` (no prediction), ``deleted``
         (a marker per shown prediction no region links to; its category, bbox and id). A cancelled
         annotation gives a REVIEWS row with ``was_cancelled`` and no labels; an empty result a
         REVIEWS row with ``n_regions`` 0 (a labeled negative) plus deletion markers. Bboxes are
