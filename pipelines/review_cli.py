@@ -47,7 +47,9 @@ def push_review(ctx: click.Context, batch: str | None) -> None:
         click.echo(f"batch {b}: {md.get('tasks', 0)} tasks exported; Label Studio "
                    f"{md.get('label_studio/source', '?')}: {md.get('label_studio/tasks_created', 0)} created, "
                    f"{md.get('label_studio/tasks_existing', 0)} already there, "
-                   f"{md.get('label_studio/predictions_added', 0)} predictions added  {md.get('label_studio/project', '')}")
+                   f"{md.get('label_studio/predictions_added', 0)} predictions added, "
+                   f"{md.get('label_studio/double_review_tasks', 0)} tasks for two reviewers  "
+                   f"{md.get('label_studio/project', '')}")
 
 
 @click.command("pull-review")
