@@ -20,8 +20,8 @@ from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 from labelloop.geometry import xyxy_to_ls
-from labelloop.labelstudio_brush import mask_to_brush_rle
 from labelloop.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
+from labelloop.labelstudio_brush import mask_to_brush_rle
 
 TOOL = "label-studio"
 OBJECT_NAME = "image"  # <Image name="image" value="$image"/>

@@ -26,8 +26,8 @@ nothing of it is stored.
 from __future__ import annotations
 
 from labelloop.geometry import box_problem, clip, ls_rotation, ls_to_xyxy
-from labelloop.labelstudio_brush import brush_rle_to_mask
 from labelloop.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
+from labelloop.labelstudio_brush import brush_rle_to_mask
 from labelloop.masks import decode_rle, polygons_to_rle, rle_area, rle_bbox_xyxy
 
 

@@ -166,13 +166,15 @@ def test_both_reviewers_of_the_double_review_task_arrive_and_are_kept_apart(labe
     assert set(reviews) == {str(d["a1"]), str(d["a2"])}
     assert {r["annotator"] for r in reviews.values()} == {f"ls-user-{label_studio.reviewer_id}",
                                                           f"ls-user-{notes['second_id']}"}
-    rows = _rows(pushed, d["name"])
-    by_review: dict[str, list] = {}
-    for r in rows:
+    by_review: dict[str, list] = {}  # every stored label (both reviews are kept, each with its own rows)
+    for r in store.human_labels():
         by_review.setdefault(r["review_id"], []).append(r)
     first, second = by_review[reviews[str(d["a1"])]["review_id"]], by_review[reviews[str(d["a2"])]["review_id"]]
     assert all(r["action"] == "accepted" for r in first)
     assert {r["annotator"] for r in first} == {f"ls-user-{label_studio.reviewer_id}"}
     assert [r["source_prediction_id"] for r in second if r["action"] == "deleted"] == [d["dropped"]["id"]]
     assert {r["annotator"] for r in second} == {f"ls-user-{notes['second_id']}"}
-    assert set(store.latest_reviews()) >= {iid}
+    assert first and second and not {r["annotation_id"] for r in first} & {r["annotation_id"] for r in second}
+    # the resolved labels use the most recently saved review (README "Double review"); both stay stored
+    assert store.latest_reviews()[iid]["tool_annotation_id"] == str(d["a2"])
+    assert {r["review_id"] for r in _rows(pushed, d["name"])} == {reviews[str(d["a2"])]["review_id"]}
