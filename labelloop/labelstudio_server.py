@@ -243,6 +243,27 @@ class LabelStudioServer:
             out[t.id] = want
         return out
 
+    def ensure_webhook(self, project_id: int, url: str, secret: str) -> int:
+        """A webhook of the project posting annotation events to ``url`` with the header
+        ``X-Labelloop-Token: <secret>`` (:mod:`labelloop.labelstudio_webhook`); an existing one with
+        that URL is updated (headers, actions) and kept. Returns its id.
+
+        Raises:
+            LabelStudioServerError: e.g. the server refuses a private address
+                (its ``SSRF_PROTECTION_ENABLED``).
+        """
+        from labelloop.labelstudio_webhook import PULL_ACTIONS, TOKEN_HEADER
+
+        fields = {"headers": {TOKEN_HEADER: secret}, "actions": list(PULL_ACTIONS), "send_payload": True,
+                  "send_for_all_actions": False, "is_active": True}
+        for w in self.call(f"list webhooks of project {project_id}", self.client.webhooks.list, project=str(project_id)):
+            if w.url == url and w.project == project_id:
+                self.call(f"update webhook {w.id}", self.client.webhooks.update, w.id, url=url, **fields)
+                return w.id
+        w = self.call(f"add a webhook to project {project_id}", self.client.webhooks.create, url=url,
+                      project=project_id, **fields)
+        return w.id
+
     # ------------------------------------------------------------------ tasks
 
     def tasks_by_image_id(self, project_id: int) -> dict[str, int]:

@@ -178,3 +178,28 @@ def test_both_reviewers_of_the_double_review_task_arrive_and_are_kept_apart(labe
     # the resolved labels use the most recently saved review (README "Double review"); both stay stored
     assert store.latest_reviews()[iid]["tool_annotation_id"] == str(d["a2"])
     assert {r["review_id"] for r in _rows(pushed, d["name"])} == {reviews[str(d["a2"])]["review_id"]}
+
+
+@pytest.mark.labelstudio
+def test_a_webhook_event_pulls_the_edit_at_once(label_studio, pushed, reviewed):
+    """The project's webhook posts to labelloop's endpoint when the reviewer saves; the endpoint
+    answers at once and pulls: the edited annotation arrives as a new version."""
+    from labelloop.labelstudio_webhook import WebhookServer
+
+    notes, _ = reviewed
+    ws, server, pid = pushed["ws"], pushed["server"], pushed["summary"]["project_id"]
+    with WebhookServer(lambda: pull_reviews(ws, server, title=TITLE), secret="s3cret", project_id=pid) as hook:
+        wid = server.ensure_webhook(pid, hook.url, "s3cret")
+        assert server.ensure_webhook(pid, hook.url, "s3cret") == wid  # registered once
+        astro = pushed["tasks"]["astronaut.png"]
+        face = next(r for r in _result(astro) if r["type"] == "rectanglelabels")
+        face["value"]["x"] = max(0.0, face["value"]["x"] - 3.0)
+        label_studio.client(label_studio.reviewer_token).annotations.update(
+            notes["astro"]["annotation"], result=[face, notes["astro"]["brush"]])
+        assert hook.wait_for_pulls(1, timeout=120), (hook.events, hook.errors)
+    assert hook.errors == [] and hook.events >= 1
+    assert hook.results[0]["reviews"] == 1 and hook.results[0]["rejects"] == 0
+    versions = [r for r in P.review_store(ws).reviews() if r["tool_annotation_id"] == str(notes["astro"]["annotation"])]
+    assert len(versions) == 2
+    (row,) = [r for r in _rows(pushed, "astronaut.png") if r["region_id"] == face["id"]]
+    assert row["action"] == "corrected" and row["review_id"] == max(versions, key=lambda v: v["updated_at"])["review_id"]
