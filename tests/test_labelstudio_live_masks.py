@@ -203,3 +203,44 @@ def test_a_webhook_event_pulls_the_edit_at_once(label_studio, pushed, reviewed):
     assert len(versions) == 2
     (row,) = [r for r in _rows(pushed, "astronaut.png") if r["region_id"] == face["id"]]
     assert row["action"] == "corrected" and row["review_id"] == max(versions, key=lambda v: v["updated_at"])["review_id"]
+
+
+@pytest.mark.labelstudio
+def test_labelloop_serve_webhook_registers_and_resolves_on_an_event(label_studio, pushed, reviewed):
+    """`labelloop serve-webhook` (a subprocess, as a user runs it) registers the project's webhook
+    and runs resolve_job when the reviewer saves: the relabeled face arrives as a human label."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    notes, _ = reviewed
+    ws = pushed["ws"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.admin_token, "LABEL_STUDIO_PROJECT_TITLE": TITLE,
+           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(label_studio.document_root),
+           "LABELLOOP_WEBHOOK_SECRET": "webhook-secret-1"}
+    proc = subprocess.Popen([sys.executable, "-c", "from pipelines.cli import main; main()", "--workspace", str(ws.root), "serve-webhook",
+                             "--port", "0", "--max-pulls", "1"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "posts to http://127.0.0.1:" in first and first.startswith(pushed["summary"]["source"]), first
+        astro = pushed["tasks"]["astronaut.png"]
+        face = next(r for r in _result(astro) if r["type"] == "rectanglelabels")
+        face["value"]["rectanglelabels"] = ["cat"]
+        time.sleep(1.1)  # a later updated_at than the previous version's
+        label_studio.client(label_studio.reviewer_token).annotations.update(
+            notes["astro"]["annotation"], result=[face, notes["astro"]["brush"]])
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == 0, first + out
+    assert "ok; 1 new reviews, 0 rejected" in out, out
+    labels, _ = P.read_labels(ws)
+    astro_id = pushed["images"]["astronaut.png"]["image_id"]
+    assert ("cat", "human") in {(lab["category"], lab["origin"]) for lab in labels if lab["image_id"] == astro_id}
