@@ -342,7 +342,8 @@ def register_import_tasks(
     Tasks are matched to ``images`` as in :func:`import_review`. Rows: ``region_id`` = the
     region's ``id``, ``prediction_id = "ls-<source>:<region_id>:<image_id[:12]>"`` (``#<p>.<r>``
     for a region without id), bbox in pixels of our image, score = the region's (else the
-    prediction's), ``model_version`` from the prediction. A task with an unknown / ambiguous
+    prediction's), ``model_version`` from the prediction; a brush region (a mask, as labelloop sends
+    masks) gives the mask's box and the mask. A task with an unknown / ambiguous
     image, a size mismatch or an invalid region is left out whole and reported in the REJECTS
     rows (``file`` = ``file_name`` or ``source``, item ``"import task <i>"``).
 
@@ -363,11 +364,14 @@ def register_import_tasks(
                 if not isinstance(pred, dict) or not isinstance(pred.get("result", []), list):
                     raise _Reject(f"prediction {p_i} is not an object with a 'result' list")
                 for r_i, reg in enumerate(pred.get("result") or []):
-                    if not isinstance(reg, dict) or str(reg.get("type")).lower() != REGION_TYPE:
-                        raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels region")
+                    rtype = str(reg.get("type")).lower() if isinstance(reg, dict) else None
+                    if rtype not in (REGION_TYPE, "brushlabels"):
+                        raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels or brushlabels region")
                     rid = reg.get("id")
+                    value = reg.get("value") if isinstance(reg.get("value"), dict) else {}
                     rec = {"regions": [{"region_id": rid, "value": reg.get("value"),
-                                        "category": ((reg.get("value") or {}).get("rectanglelabels") or [None])[0],
+                                        "kind": "brush" if rtype == "brushlabels" else "rectangle",
+                                        "category": (value.get(rtype) or [None])[0],
                                         "original_width": reg.get("original_width"),
                                         "original_height": reg.get("original_height")}]}
                     cats = {rec["regions"][0]["category"]} - {None}
@@ -378,7 +382,8 @@ def register_import_tasks(
                                       "region_id": None if rid is None else str(rid), "prediction_id": pid,
                                       "category": px["category"], "bbox": px["bbox"],
                                       "score": None if score is None else float(score),
-                                      "model_version": pred.get("model_version")})
+                                      "model_version": pred.get("model_version"),
+                                      "mask": px["mask"] if rtype == "brushlabels" else None})
         except _Reject as exc:
             rejects.append({"file": file_name or source, "item": f"import task {t_i}", "reason": str(exc)})
             continue

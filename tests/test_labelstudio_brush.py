@@ -164,3 +164,21 @@ def test_a_bad_brush_region_rejects_its_annotation_only(sent, mutate, match):
     assert rej["item"] == "task 11 annotation 5" and "pr-horse" in rej["reason"] and match in rej["reason"]
     assert [r["tool_annotation_id"] for r in res["reviews"]] == ["6"]  # the good annotation imports
     assert {r["review_id"] for r in res["human_labels"]} == {res["reviews"][0]["review_id"]}
+
+
+def test_a_registered_import_file_with_brush_regions_keeps_the_masks(sent):
+    """register-export of an import file holding brush pre-annotations (as labelloop writes them)."""
+    from labelloop.review_import import register_import_tasks
+
+    img, preds, tasks, _ = sent
+    rows, rejects = register_import_tasks(copy.deepcopy(tasks), source=SRC, images=[img], file_name="tasks.json")
+    assert rejects == []
+    by_region = {r["region_id"]: r for r in rows}
+    horse = by_region["pr-horse"]
+    assert horse["category"] == "cat" and mask_iou(horse["mask"], preds[0]["mask"]) == 1.0
+    assert horse["bbox"] == pytest.approx(rle_bbox_xyxy(preds[0]["mask"]))
+    assert by_region["pr-face"]["mask"] is None
+    bad = copy.deepcopy(tasks)
+    bad[0]["predictions"][0]["result"][0]["value"]["rle"] = [0, 0, 0, 1, 2, 3, 4]
+    rows, rejects = register_import_tasks(bad, source=SRC, images=[img], file_name="tasks.json")
+    assert rows == [] and rejects[0]["item"] == "import task 0" and "size mismatch" in rejects[0]["reason"]
