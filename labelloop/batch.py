@@ -221,8 +221,9 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     images = [r for r in images_to_label(ws, batch) if r["image_id"] in ids]
     low = {c.name: cfg.thresholds(c.name).low for c in cfg.categories}
     preds = [p for p in batch_predictions(ws, batch, model_id) if p["image_id"] in ids and p["score"] >= low.get(p["category"], 2)]
+    mask_cats = [c.name for c in cfg.categories if c.masks]  # their masks are reviewed as brush regions
     tasks, exported = labelstudio.build_import_tasks(
-        images, preds, model_version=model_id, batch=batch, keypoints=cfg.keypoint_schema(),
+        images, preds, model_version=model_id, batch=batch, keypoints=cfg.keypoint_schema(), masks=mask_cats,
         reviewers={q["image_id"]: q.get("reviewers_required") or 1 for q in send})
     order = {q["image_id"]: i for i, q in enumerate(send)}
     tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))  # highest priority first
@@ -233,7 +234,8 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     _atomic_text(out / "label_config.xml",
-                 labelstudio.label_config_xml(cfg.category_names, keypoints=cfg.keypoint_schema() or None) + "\n")
+                 labelstudio.label_config_xml(cfg.category_names, keypoints=cfg.keypoint_schema() or None,
+                                              masks=mask_cats or None) + "\n")
     from labelloop.cvat import build_cvat_xml  # issue 4: the same batch for CVAT (annotations.xml)
 
     cvat_xml = build_cvat_xml(images, preds, cfg.category_names, task_name=f"{cfg.project}/{batch}",

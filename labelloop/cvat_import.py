@@ -55,7 +55,7 @@ def _text(el, path: str) -> str | None:
     return found.text.strip() if found is not None and found.text and found.text.strip() else None
 
 
-def _meta(root, where: str) -> dict:
+def _meta(root, where: str, updated_at: str | None = None) -> dict:
     meta = root.find("meta")
     if meta is None:
         raise CvatFormatError(f"{where}: no <meta>: not a CVAT for images 1.1 annotation file")
@@ -65,10 +65,11 @@ def _meta(root, where: str) -> dict:
             break
     else:
         kind, el = None, None
-    updated = _text(el, "updated") or _text(meta, "dumped")
+    updated = _text(el, "updated") or _text(meta, "dumped") or updated_at
     if not updated:
         raise CvatFormatError(f"{where}: <meta> has no <updated> or <dumped> time, so the version of these "
-                              "annotations is unknown")
+                              "annotations is unknown (files written by CVAT carry both; for a file from another "
+                              "writer, such as datumaro's cvat exporter, pass the version time explicitly)")
     user = _text(el, "assignee/username") or _text(el, "owner/username")
     ident = _text(el, "id")
     return {"kind": kind, "id": ident, "updated": updated, "annotator": annotator_pseudonym(user)}
@@ -234,13 +235,17 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
     return [{k: v for k, v in o.items() if k != "_order"} for o in sorted(objects.values(), key=lambda o: o["_order"])]
 
 
-def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | None = None) -> tuple[list[dict], dict]:
+def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | None = None,
+               updated_at: str | None = None) -> tuple[list[dict], dict]:
     """Parse CVAT for images 1.1 XML bytes into review records (see the module docstring).
 
     Args:
         data: the file's bytes (size-checked by the caller).
         where: the file name, for messages and REJECTS rows.
         keypoints: ``{category: [keypoint names]}`` of the project (for ``<skeleton>``).
+        updated_at: the version time (ISO 8601) to use when ``<meta>`` has neither ``<updated>``
+            nor ``<dumped>``: CVAT writes both, datumaro's ``cvat`` exporter (1.13) neither. A
+            time in the file always wins.
 
     Returns:
         ``(records, meta)``; records have the fields of
@@ -265,7 +270,7 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
         raise CvatFormatError(f"{where}: <version> is {version!r}; labelloop reads CVAT for images 1.1")
     if root.find("track") is not None:
         raise CvatFormatError(f"{where}: has <track> elements (CVAT for video 1.1); export 'CVAT for images 1.1'")
-    meta = _meta(root, where)
+    meta = _meta(root, where, updated_at)
     records = []
     for el in root.findall("image"):
         name = el.attrib.get("name") or ""

@@ -2,7 +2,7 @@
 
 Accepted: results of labelloop's labeling config (:data:`labelloop.labelstudio_tasks.CONTROLS`):
 ``rectanglelabels`` from ``label`` (``rotation`` kept in ``value``), ``polygonlabels`` from
-``polygon``, ``keypointlabels`` from ``keypoint`` and per-region ``choices`` from
+``polygon``, ``brushlabels`` (``format`` ``rle``) from ``brush``, ``keypointlabels`` from ``keypoint`` and per-region ``choices`` from
 ``keypoint_visibility``, all with ``to_name`` ``image``. Anything else is a problem of the one
 annotation that holds it (``_RecordError``), never of the whole file.
 """
@@ -17,6 +17,7 @@ from labelloop.labelstudio_tasks import CONTROLS, OBJECT_NAME
 
 # result type -> (region kind, key of its label list in ``value``)
 _KINDS = {"rectanglelabels": ("rectangle", "rectanglelabels"), "polygonlabels": ("polygon", "polygonlabels"),
+          "brushlabels": ("brush", "brushlabels"),
           "keypointlabels": ("keypoint", "keypointlabels"), "choices": ("visibility", "choices")}
 
 
@@ -36,6 +37,11 @@ def _check_value(kind: str, value: dict, name: str) -> None:
         elif kind == "keypoint":
             if not all(math.isfinite(float(value[k])) for k in ("x", "y")):
                 raise ValueError(f"keypoint needs finite x, y; got {value!r}")
+        elif kind == "brush":
+            if value.get("format") != "rle":
+                raise ValueError(f"brush region format {value.get('format')!r} is not 'rle' (Label Studio brush RLE)")
+            if not isinstance(value.get("rle"), list) or not value["rle"]:
+                raise ValueError("brush region without an 'rle' list")
         elif kind == "polygon":
             pts = value.get("points")
             if not isinstance(pts, list) or len(pts) < 3:

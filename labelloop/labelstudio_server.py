@@ -147,13 +147,14 @@ class LabelStudioServer:
 
     def find_project(self, title: str) -> dict | None:
         """The project titled exactly ``title`` (the lowest id if several), as
-        ``{"id", "title", "label_config", "model_version"}``; None when there is none."""
+        ``{"id", "title", "label_config", "model_version", "maximum_annotations"}``; None when there is none."""
         found = [p for p in self.call(f"list projects titled {title!r}", lambda: list(self.client.projects.list(
             title=title, page_size=100))) if p.title == title]
         if not found:
             return None
         p = min(found, key=lambda p: p.id)
-        return {"id": p.id, "title": p.title, "label_config": p.label_config, "model_version": p.model_version}
+        return {"id": p.id, "title": p.title, "label_config": p.label_config, "model_version": p.model_version,
+                "maximum_annotations": p.maximum_annotations or 1}
 
     def ensure_project(self, title: str, label_config: str, description: str = "") -> dict:
         """Find the project titled ``title`` or create it with ``label_config``.
@@ -173,7 +174,7 @@ class LabelStudioServer:
             p = self.call(f"create project {title!r}", self.client.projects.create, title=title,
                           label_config=label_config, description=description, show_collab_predictions=True)
             return {"id": p.id, "title": p.title, "label_config": p.label_config, "model_version": p.model_version,
-                    "created": True, "config_updated": False}
+                    "maximum_annotations": p.maximum_annotations or 1, "created": True, "config_updated": False}
         updated = not same_label_config(project["label_config"] or "", label_config)
         dropped = sorted(config_labels(project["label_config"] or "") - config_labels(label_config))
         if updated and dropped:
@@ -212,6 +213,56 @@ class LabelStudioServer:
                        project=project_id, path=path, title=f"labelloop {path}"[:2048], use_blob_urls=False,
                        description="images of a labelloop workspace (granted, never synced)")
         return st.id
+
+    def ensure_overlap(self, project_id: int, reviewers: int) -> bool:
+        """Let tasks of the project take ``reviewers`` annotations from distinct annotators: the
+        project's ``maximum_annotations`` is raised to ``reviewers`` (never lowered) with
+        ``overlap_cohort_percentage`` 100, so Label Studio does not pick its own random cohort;
+        which tasks get that overlap is set per task (:meth:`sync_task_overlaps`). Returns
+        whether the project was changed."""
+        p = self.call(f"get project {project_id}", self.client.projects.get, project_id)
+        if reviewers <= 1 or (p.maximum_annotations or 1) >= reviewers and p.overlap_cohort_percentage == 100:
+            return False
+        self.call(f"set maximum_annotations of project {project_id}", self.client.projects.update, project_id,
+                  maximum_annotations=max(reviewers, p.maximum_annotations or 1), overlap_cohort_percentage=100)
+        return True
+
+    def sync_task_overlaps(self, project_id: int) -> dict[int, int]:
+        """Per-task overlap (how many distinct annotators a task takes) from the task's own data:
+        ``data.reviewers_required`` (labelloop's double review), else 1. Tasks whose overlap
+        differs are updated (``PATCH /api/tasks/<id>`` ``overlap``). Returns ``{task id: overlap}``
+        of every task of the project."""
+        pager = self.call(f"list tasks of project {project_id}", self.client.tasks.list, project=project_id,
+                          fields="task_only", page_size=500)
+        out = {}
+        for t in self.call(f"list tasks of project {project_id}", list, pager):
+            want = (t.data or {}).get("reviewers_required") or 1
+            want = int(want) if isinstance(want, int) and not isinstance(want, bool) and want > 0 else 1
+            if t.overlap != want:
+                self.call(f"set the overlap of task {t.id}", self.client.tasks.update, t.id, overlap=want)
+            out[t.id] = want
+        return out
+
+    def ensure_webhook(self, project_id: int, url: str, secret: str) -> int:
+        """A webhook of the project posting annotation events to ``url`` with the header
+        ``X-Labelloop-Token: <secret>`` (:mod:`labelloop.labelstudio_webhook`); an existing one with
+        that URL is updated (headers, actions) and kept. Returns its id.
+
+        Raises:
+            LabelStudioServerError: e.g. the server refuses a private address
+                (its ``SSRF_PROTECTION_ENABLED``).
+        """
+        from labelloop.labelstudio_webhook import PULL_ACTIONS, TOKEN_HEADER
+
+        fields = {"headers": {TOKEN_HEADER: secret}, "actions": list(PULL_ACTIONS), "send_payload": True,
+                  "send_for_all_actions": False, "is_active": True}
+        for w in self.call(f"list webhooks of project {project_id}", self.client.webhooks.list, project=str(project_id)):
+            if w.url == url and w.project == project_id:
+                self.call(f"update webhook {w.id}", self.client.webhooks.update, w.id, url=url, **fields)
+                return w.id
+        w = self.call(f"add a webhook to project {project_id}", self.client.webhooks.create, url=url,
+                      project=project_id, **fields)
+        return w.id
 
     # ------------------------------------------------------------------ tasks
 

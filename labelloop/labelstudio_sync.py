@@ -164,8 +164,14 @@ def push_batch(ws: Workspace, server: LabelStudioServer, batch: str, *, title: s
                document_root: str | None = None, workspace_path: str | None = None) -> dict:
     """Send ``review_out/<batch>/`` (tasks with pre-annotations, labeling config) to the server.
 
+    Double review: when a task's data carry ``reviewers_required`` 2 (``review.double_review_share``),
+    the project's ``maximum_annotations`` is raised to 2 (cohort 100 %, so Label Studio picks no
+    random cohort of its own) and each task's ``overlap`` is set from its data: 2 for the chosen
+    tasks, 1 for the others, so Label Studio hands the chosen ones to two distinct annotators.
+
     Returns ``{"project_id", "project_url", "source", "created_project", "config_updated",
-    "tasks_created", "tasks_existing", "predictions_added", "model_version", "task_ids":
+    "tasks_created", "tasks_existing", "predictions_added", "model_version",
+    "double_review_tasks" (tasks of the project taking two annotators), "task_ids":
     {image_id: task id}}``.
 
     Raises:
@@ -200,6 +206,8 @@ def _push(ws: Workspace, server: LabelStudioServer, batch: str, tasks: list[dict
     pid = project["id"]
     for d in dirs:
         server.ensure_local_storage(pid, d)
+    reviewers = max((int(t["data"].get("reviewers_required") or 1) for t in tasks), default=1)
+    server.ensure_overlap(pid, reviewers)  # double review: tasks that want two reviewers can take two
     existing = server.tasks_by_image_id(pid)
     new = [t for t in tasks if t["data"].get("image_id") not in existing]
     again = [t for t in tasks if t["data"].get("image_id") in existing]
@@ -215,6 +223,7 @@ def _push(ws: Workspace, server: LabelStudioServer, batch: str, tasks: list[dict
                 if pred.get("model_version") not in versions.get(tid, set()):
                     server.add_prediction(tid, pred)
                     added += 1
+    overlaps = server.sync_task_overlaps(pid) if reviewers > 1 or project.get("maximum_annotations", 1) > 1 else {}
     counts = Counter(p.get("model_version") for t in tasks for p in t.get("predictions") or [] if p.get("model_version"))
     model_version = counts.most_common(1)[0][0] if counts else None
     if model_version and project.get("model_version") != model_version:
@@ -223,7 +232,8 @@ def _push(ws: Workspace, server: LabelStudioServer, batch: str, tasks: list[dict
     summary = {"project_id": pid, "project_url": server.project_url(pid), "source": src,
                "created_project": project["created"], "config_updated": project["config_updated"],
                "tasks_created": len(ids), "tasks_existing": len(again), "predictions_added": added,
-               "model_version": model_version, "task_ids": task_ids}
+               "model_version": model_version, "double_review_tasks": sum(1 for n in overlaps.values() if n > 1),
+               "task_ids": task_ids}
     log = state_dir(ws, src) / "pushes.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as fh:

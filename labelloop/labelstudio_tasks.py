@@ -2,11 +2,13 @@
 
 Formats follow Label Studio 1.23 (pinned by the real files in ``tests/fixtures/label-studio-1.23.2``):
 labeling config (docs "Labeling configuration", tags ``RectangleLabels``, ``PolygonLabels``,
-``KeyPointLabels``, ``Choices``), import tasks with predictions (docs "Import pre-annotated
+``BrushLabels``, ``KeyPointLabels``, ``Choices``), import tasks with predictions (docs "Import pre-annotated
 data"). :mod:`labelloop.labelstudio` re-exports everything here.
 
 Control names (the ``from_name`` of results; imports reject any other): ``label``
-(RectangleLabels), ``polygon`` (PolygonLabels, only when asked for), ``keypoint``
+(RectangleLabels), ``polygon`` (PolygonLabels, only when asked for), ``brush`` (BrushLabels of
+the categories with ``masks: true``; pre-labels' masks go as brush regions, see
+:mod:`labelloop.labelstudio_brush`), ``keypoint``
 (KeyPointLabels, when a category has keypoints) and ``keypoint_visibility`` (per-region Choices
 ``visible`` / ``occluded``; see :mod:`labelloop.keypoints` for the visibility convention), all
 on the object ``image``.
@@ -19,16 +21,18 @@ from xml.sax.saxutils import quoteattr
 
 from labelloop.geometry import xyxy_to_ls
 from labelloop.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
+from labelloop.labelstudio_brush import mask_to_brush_rle
 
 TOOL = "label-studio"
 OBJECT_NAME = "image"  # <Image name="image" value="$image"/>
 CONTROL_NAME = "label"  # <RectangleLabels name="label" toName="image">
 POLYGON_CONTROL = "polygon"  # <PolygonLabels name="polygon" toName="image">
+BRUSH_CONTROL = "brush"  # <BrushLabels name="brush" toName="image">
 KEYPOINT_CONTROL = "keypoint"  # <KeyPointLabels name="keypoint" toName="image">
 REGION_TYPE = "rectanglelabels"
 # control name -> the result type it produces
-CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", KEYPOINT_CONTROL: "keypointlabels",
-            VISIBILITY_CONTROL: "choices"}
+CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", BRUSH_CONTROL: "brushlabels",
+            KEYPOINT_CONTROL: "keypointlabels", VISIBILITY_CONTROL: "choices"}
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
 
@@ -37,20 +41,21 @@ def _labels(values: list[str]) -> list[str]:
 
 
 def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | None = None,
-                     polygons: bool = False) -> str:
+                     polygons: bool = False, masks: list[str] | None = None) -> str:
     """Labeling config: ``<View>`` with ``<Image name="image" value="$image"/>`` and
     ``<RectangleLabels name="label" toName="image">`` holding one ``<Label value=.../>`` per
     category, in the given order (Label Studio docs, "RectangleLabels tag"). Values are
     XML-escaped. With ``polygons`` a ``<PolygonLabels name="polygon">`` of the same categories
-    follows; with ``keypoints`` (``{category: [keypoint names]}``) a ``<KeyPointLabels
+    follows; with ``masks`` (the categories configured with ``masks: true``) a ``<BrushLabels
+    name="brush">`` of those categories, in which the pre-labels' masks are shown and edited; with ``keypoints`` (``{category: [keypoint names]}``) a ``<KeyPointLabels
     name="keypoint">`` of every keypoint name and the per-region ``<Choices
     name="keypoint_visibility" perRegion="true">`` (``visible`` / ``occluded``) that carries COCO's
     visibility flag (:mod:`labelloop.keypoints`). Without either, the output is the plain
     rectangle config (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
 
     Raises:
-        ValueError: no categories, a duplicate or empty category name, a keypoint category not
-            in ``categories``, or a keypoint name used by two categories.
+        ValueError: no categories, a duplicate or empty category name, a keypoint or mask
+            category not in ``categories``, or a keypoint name used by two categories.
     """
     if not categories or len(set(categories)) != len(categories) or any(not c for c in categories):
         raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {categories}")
@@ -60,6 +65,12 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
     if polygons:
         lines += [f'  <PolygonLabels name="{POLYGON_CONTROL}" toName="{OBJECT_NAME}">', *_labels(categories),
                   "  </PolygonLabels>"]
+    if masks:
+        unknown = sorted(set(masks) - set(categories))
+        if unknown:
+            raise ValueError(f"mask categories {unknown} are not in {categories}")
+        lines += [f'  <BrushLabels name="{BRUSH_CONTROL}" toName="{OBJECT_NAME}">',
+                  *_labels([c for c in categories if c in set(masks)]), "  </BrushLabels>"]
     if keypoints:
         names: list[str] = []
         for cat, kps in keypoints.items():
@@ -91,6 +102,7 @@ def image_reference(uri: str) -> str:
 def build_import_tasks(
     images: list[dict], predictions: list[dict], model_version: str, batch: str,
     reviewers: dict[str, int] | None = None, keypoints: dict[str, list[str]] | None = None,
+    masks: list[str] | set[str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Label Studio import tasks with pre-annotations (docs, "Import pre-annotated data").
 
@@ -105,6 +117,12 @@ def build_import_tasks(
         reviewers: ``image_id -> number of reviewers wanted``; 2 or more adds
             ``"reviewers_required": n`` to the task's ``data`` (double review, see README).
         keypoints: ``{category: [keypoint names]}`` of the project.
+        masks: categories whose masks are reviewed (``masks: true``). A prediction of one of
+            them that has a ``mask`` is sent as a brush region (``{"id": prediction_id,
+            "from_name": "brush", "type": "brushlabels", "value": {"format": "rle", "rle":
+            [...], "brushlabels": [category]}, ...}``, :func:`labelloop.labelstudio_brush.mask_to_brush_rle`)
+            instead of a rectangle: one region per object; its box on import is the mask's
+            bounding box. Its EXPORTED_PREDICTIONS row carries the mask.
 
     Returns:
         ``(tasks, exported)``: tasks sorted by source_path, each
@@ -129,9 +147,15 @@ def build_import_tasks(
         preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
         result = []
         for p in preds:
-            value = xyxy_to_ls(p["bbox"], w, h) | {"rectanglelabels": [p["category"]]}
-            result.append({"id": p["prediction_id"], "from_name": CONTROL_NAME, "to_name": OBJECT_NAME,
-                           "type": REGION_TYPE, "original_width": w, "original_height": h, "image_rotation": 0,
+            as_mask = bool(masks) and p["category"] in masks and bool(p.get("mask"))
+            if as_mask:
+                control, rtype = BRUSH_CONTROL, CONTROLS[BRUSH_CONTROL]
+                value = {"format": "rle", "rle": mask_to_brush_rle(p["mask"]), "brushlabels": [p["category"]]}
+            else:
+                control, rtype = CONTROL_NAME, REGION_TYPE
+                value = xyxy_to_ls(p["bbox"], w, h) | {"rectanglelabels": [p["category"]]}
+            result.append({"id": p["prediction_id"], "from_name": control, "to_name": OBJECT_NAME,
+                           "type": rtype, "original_width": w, "original_height": h, "image_rotation": 0,
                            "value": value, "score": float(p["score"])})
             if keypoints and p.get("keypoints") and p["category"] in keypoints:
                 result += ls_keypoint_results(p["keypoints"], keypoints[p["category"]], p["prediction_id"], w, h,
@@ -139,7 +163,7 @@ def build_import_tasks(
             exported.append({"source": source, "image_id": img["image_id"], "region_id": p["prediction_id"],
                              "prediction_id": p["prediction_id"], "category": p["category"],
                              "bbox": [float(v) for v in p["bbox"]], "score": float(p["score"]),
-                             "model_version": model_version})
+                             "model_version": model_version, "mask": p.get("mask") if as_mask else None})
         score = min((float(p["score"]) for p in preds), default=0.0)
         data = {"image": image_reference(img["uri"]), "image_id": img["image_id"],
                 "source_path": img["source_path"], "batch": batch}

@@ -4,7 +4,7 @@ Importers (Label Studio, CVAT, COCO) hand over the regions of one annotation in 
 forms, and get back one pixel region per object:
 
 - Label Studio (percent of the displayed image, :func:`labelloop.labelstudio.parse_export`):
-  ``{"kind": "rectangle" | "polygon" | "keypoint" | "visibility", "region_id", "category",
+  ``{"kind": "rectangle" | "polygon" | "brush" | "keypoint" | "visibility", "region_id", "category",
   "value", "original_width", "original_height"}``;
 - pixel regions (CVAT, COCO): ``{"kind": "px", "region_id", "category", "bbox" (xyxy or None),
   "polygons" (flat COCO polygons or None), "mask" (COCO RLE JSON or None), "keypoints" (flat COCO
@@ -17,7 +17,8 @@ image), "mask" (RLE JSON or None), "keypoints" (flat x, y, v or None), "attribut
 one, Label Studio has no crowd concept)}``. A crowd region has no keypoints with v > 0 (COCO's crowd
 annotations have ``num_keypoints`` 0). A polygon becomes a mask (pycocotools rasterization,
 :func:`labelloop.masks.polygons_to_rle`) with the box of its vertices; a mask alone gets its tight
-box; a rotated rectangle the enclosing axis-aligned box, its rotation (degrees, clockwise) and
+box; a brush region (Label Studio brush RLE, :func:`labelloop.labelstudio_brush.brush_rle_to_mask`)
+becomes its mask with the mask's bounding box; a rotated rectangle the enclosing axis-aligned box, its rotation (degrees, clockwise) and
 rotated box (pixels, pivot as the tool defines it) kept in ``attributes``. Keypoints are grouped
 into their instance (:func:`labelloop.keypoints.group_keypoints`).
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from labelloop.geometry import box_problem, clip, ls_rotation, ls_to_xyxy
 from labelloop.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
+from labelloop.labelstudio_brush import brush_rle_to_mask
 from labelloop.masks import decode_rle, polygons_to_rle, rle_area, rle_bbox_xyxy
 
 
@@ -69,6 +71,11 @@ def _ls_object(reg: dict, name: str, w: int, h: int) -> dict:
                 attributes = {"rotation": rotation, "rotation_pivot": "top-left", "rotated_box_xywh": [
                     float(value["x"]) * w / 100, float(value["y"]) * h / 100,
                     float(value["width"]) * w / 100, float(value["height"]) * h / 100]}
+        elif reg.get("kind") == "brush":
+            mask = brush_rle_to_mask(value.get("rle"), w, h)
+            if rle_area(mask) <= 0:
+                raise RegionError(f"{name}: empty brush mask")
+            bbox = rle_bbox_xyxy(mask)
         else:  # polygon
             flat = [float(c) for x, y in value["points"] for c in (x * w / 100.0, y * h / 100.0)]
             bbox = [min(flat[0::2]), min(flat[1::2]), max(flat[0::2]), max(flat[1::2])]
@@ -164,7 +171,7 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
             raise RegionError(f"{name}: unknown category {cat!r} (known: {', '.join(sorted(categories))})")
         if kind == "px":
             obj = _px_object(reg, name, w, h)
-        elif kind in ("rectangle", "polygon"):
+        elif kind in ("rectangle", "polygon", "brush"):
             if not isinstance(reg.get("value"), dict):
                 raise RegionError(f"{name}: missing value")
             obj = _ls_object(reg, name, w, h)

@@ -21,6 +21,7 @@ from typing import Any
 
 from labelloop.geometry import box_problem, clip, greedy_match, iou, ls_to_xyxy
 from labelloop.labelstudio import REGION_TYPE, TOOL, ExportFormatError, image_ref_path, record_item
+from labelloop.masks import mask_iou
 from labelloop.regions import RegionError, to_pixels
 
 MATCH_IOU = 0.5  # an unlinked region and an unlinked prediction at or above this IoU are the same object
@@ -226,7 +227,10 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
             action, pred_id = "added", None
         else:
             p = preds[j]
-            same = p["category"] == reg["category"] and iou(p["bbox"], reg["bbox"]) >= accept_iou
+            if reg.get("mask") and p.get("mask"):  # the reviewer was shown the mask: compare masks
+                same = p["category"] == reg["category"] and _mask_iou(p["mask"], reg["mask"]) >= accept_iou
+            else:
+                same = p["category"] == reg["category"] and iou(p["bbox"], reg["bbox"]) >= accept_iou
             action, pred_id = ("accepted" if same else "corrected"), p["prediction_id"]
         part = reg["region_id"] if reg["region_id"] is not None else f"#{reg['index']}"
         labels.append(_label_row(common, human_label_id(source, task_id, ann_id, part), reg["category"],
@@ -238,6 +242,14 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
                                  p["category"], p["bbox"], p.get("region_id"), p["prediction_id"], "deleted"))
     review["n_regions"] = len(regions)
     return review, labels
+
+
+def _mask_iou(a: str, b: str) -> float:
+    """Mask IoU; 0.0 when the masks cannot be compared (other sizes), so the label is 'corrected'."""
+    try:
+        return mask_iou(a, b)
+    except ValueError:
+        return 0.0
 
 
 def _label_row(common, annotation_id, category, bbox, region_id, pred_id, action, reg=None) -> dict:
@@ -285,7 +297,8 @@ def import_review(
     Returns:
         ``{"reviews": [REVIEWS rows], "human_labels": [HUMAN_LABELS rows], "rejects": [REJECTS
         rows], "skipped": int}``. Actions: ``accepted`` / ``corrected`` (linked to a prediction by
-        region id, else by IoU >= 0.5, same class first), ``added`` (no prediction), ``deleted``
+        region id, else by box IoU >= 0.5, same class first; accepted = same class and IoU >=
+        ``accept_iou``, mask IoU when the prediction was sent with its mask, else box IoU), ``added`` (no prediction), ``deleted``
         (a marker per shown prediction no region links to; its category, bbox and id). A cancelled
         annotation gives a REVIEWS row with ``was_cancelled`` and no labels; an empty result a
         REVIEWS row with ``n_regions`` 0 (a labeled negative) plus deletion markers. Bboxes are
@@ -336,7 +349,8 @@ def register_import_tasks(
     Tasks are matched to ``images`` as in :func:`import_review`. Rows: ``region_id`` = the
     region's ``id``, ``prediction_id = "ls-<source>:<region_id>:<image_id[:12]>"`` (``#<p>.<r>``
     for a region without id), bbox in pixels of our image, score = the region's (else the
-    prediction's), ``model_version`` from the prediction. A task with an unknown / ambiguous
+    prediction's), ``model_version`` from the prediction; a brush region (a mask, as labelloop sends
+    masks) gives the mask's box and the mask. A task with an unknown / ambiguous
     image, a size mismatch or an invalid region is left out whole and reported in the REJECTS
     rows (``file`` = ``file_name`` or ``source``, item ``"import task <i>"``).
 
@@ -357,11 +371,14 @@ def register_import_tasks(
                 if not isinstance(pred, dict) or not isinstance(pred.get("result", []), list):
                     raise _Reject(f"prediction {p_i} is not an object with a 'result' list")
                 for r_i, reg in enumerate(pred.get("result") or []):
-                    if not isinstance(reg, dict) or str(reg.get("type")).lower() != REGION_TYPE:
-                        raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels region")
+                    rtype = str(reg.get("type")).lower() if isinstance(reg, dict) else None
+                    if rtype not in (REGION_TYPE, "brushlabels"):
+                        raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels or brushlabels region")
                     rid = reg.get("id")
+                    value = reg.get("value") if isinstance(reg.get("value"), dict) else {}
                     rec = {"regions": [{"region_id": rid, "value": reg.get("value"),
-                                        "category": ((reg.get("value") or {}).get("rectanglelabels") or [None])[0],
+                                        "kind": "brush" if rtype == "brushlabels" else "rectangle",
+                                        "category": (value.get(rtype) or [None])[0],
                                         "original_width": reg.get("original_width"),
                                         "original_height": reg.get("original_height")}]}
                     cats = {rec["regions"][0]["category"]} - {None}
@@ -372,7 +389,8 @@ def register_import_tasks(
                                       "region_id": None if rid is None else str(rid), "prediction_id": pid,
                                       "category": px["category"], "bbox": px["bbox"],
                                       "score": None if score is None else float(score),
-                                      "model_version": pred.get("model_version")})
+                                      "model_version": pred.get("model_version"),
+                                      "mask": px["mask"] if rtype == "brushlabels" else None})
         except _Reject as exc:
             rejects.append({"file": file_name or source, "item": f"import task {t_i}", "reason": str(exc)})
             continue

@@ -88,6 +88,7 @@ EXPORTED_PREDICTIONS = pa.schema(
         ("bbox", BBOX),
         ("score", pa.float64()),
         ("model_version", pa.string()),
+        ("mask", pa.string()),  # COCO RLE JSON when the mask itself was sent for review (brush region)
     ]
 )
 

@@ -379,9 +379,11 @@ cli.add_command(_register_gold)
 cli.add_command(_calibrate)
 
 from pipelines.review_cli import pull_review as _pull_review, push_review as _push_review  # noqa: E402
+from pipelines.review_cli import serve_webhook as _serve_webhook  # noqa: E402
 
 cli.add_command(_push_review)
 cli.add_command(_pull_review)
+cli.add_command(_serve_webhook)
 
 
 from pipelines.release_cli import diff as _diff, push as _push, remote as _remote  # noqa: E402

@@ -47,7 +47,9 @@ def push_review(ctx: click.Context, batch: str | None) -> None:
         click.echo(f"batch {b}: {md.get('tasks', 0)} tasks exported; Label Studio "
                    f"{md.get('label_studio/source', '?')}: {md.get('label_studio/tasks_created', 0)} created, "
                    f"{md.get('label_studio/tasks_existing', 0)} already there, "
-                   f"{md.get('label_studio/predictions_added', 0)} predictions added  {md.get('label_studio/project', '')}")
+                   f"{md.get('label_studio/predictions_added', 0)} predictions added, "
+                   f"{md.get('label_studio/double_review_tasks', 0)} tasks for two reviewers  "
+                   f"{md.get('label_studio/project', '')}")
 
 
 @click.command("pull-review")
@@ -78,3 +80,60 @@ def pull_review(ctx: click.Context, full: bool) -> None:
                f"{hl.get('reviewed_images', 0)} images reviewed in all  [run {out.run_id[:8]}]")
     for r in [r for r in (hl.get("label_studio/reject_reasons") or "").splitlines() if r]:
         click.echo(f"  rejected {r}")
+
+
+@click.command("serve-webhook")
+@options
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=8765, show_default=True, help="port to listen on (0: a free one)")
+@click.option("--public-url", help="the URL Label Studio posts to (default: http://HOST:PORT/label-studio/webhook)")
+@click.option("--max-pulls", type=int, default=0, help="stop after this many pulls (default 0: serve until Ctrl-C)")
+@click.pass_context
+def serve_webhook(ctx: click.Context, host: str, port: int, public_url: str | None, max_pulls: int) -> None:
+    """Serve the Label Studio webhook endpoint: registers the project's webhook (annotation
+    created / updated / deleted events, header X-Labelloop-Token = LABELLOOP_WEBHOOK_SECRET) and
+    runs resolve_job (pull + resolve, as pull-review) after each event, so a reviewer's save
+    arrives at once instead of at the sensor's next tick."""
+    import threading
+
+    from labelloop.labelstudio_server import LabelStudioServer, LabelStudioServerError
+    from labelloop.labelstudio_sync import default_title
+    from labelloop.labelstudio_webhook import WebhookServer
+    from pipelines.runner import execute, get_instance
+
+    _require_server()
+    secret = os.environ.get("LABELLOOP_WEBHOOK_SECRET", "")
+    if len(secret) < 8:
+        raise CliError("LABELLOOP_WEBHOOK_SECRET must be set (8 characters or more): Label Studio sends it with "
+                       "every event and the endpoint refuses requests without it")
+    ws = _ws(ctx)
+    server = LabelStudioServer(os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"])
+    title = os.environ.get("LABEL_STUDIO_PROJECT_TITLE") or default_title(ws)
+    try:
+        project = server.find_project(title)
+    except LabelStudioServerError as exc:
+        raise CliError(str(exc)) from None
+    if project is None:
+        raise CliError(f"no Label Studio project titled {title!r} yet: run `labelloop push-review` first")
+    due = threading.Event()  # the endpoint's worker only flags; Dagster runs here, in the main thread
+    with WebhookServer(due.set, secret, project["id"], host=host, port=port) as hook:
+        url = public_url or hook.url
+        try:
+            wid = server.ensure_webhook(project["id"], url, secret)
+        except LabelStudioServerError as exc:
+            raise CliError(f"{exc} (a private address needs SSRF_PROTECTION_ENABLED=false on the server)") from None
+        click.echo(f"{server.source(project['id'])}: webhook {wid} posts to {url}; serving on {hook.url}")
+        instance, runs = get_instance(ws), 0
+        try:
+            while not max_pulls or runs < max_pulls:
+                if not due.wait(1.0):
+                    continue
+                due.clear()
+                out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
+                runs += 1
+                hl = out.metadata.get("human_labels", {})
+                click.echo(f"event: run {out.run_id[:8]} {'ok' if out.success else 'failed: ' + out.reason()}; "
+                           f"{hl.get('label_studio/new_reviews', 0)} new reviews, "
+                           f"{hl.get('label_studio/rejected', 0)} rejected")
+        except KeyboardInterrupt:
+            pass

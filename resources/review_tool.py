@@ -101,6 +101,7 @@ def push_metadata(summary: dict | None) -> dict:
             "label_studio/source": summary["source"], "label_studio/tasks_created": summary["tasks_created"],
             "label_studio/tasks_existing": summary["tasks_existing"],
             "label_studio/predictions_added": summary["predictions_added"],
+            "label_studio/double_review_tasks": summary.get("double_review_tasks", 0),
             "label_studio/model_version": summary["model_version"] or ""}
 
 

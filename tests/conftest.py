@@ -110,6 +110,7 @@ def label_studio(tmp_path_factory) -> LabelStudioInstance:
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(docroot),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         "LATEST_VERSION_CHECK": "false",  # no call to PyPI at start
+        "SSRF_PROTECTION_ENABLED": "false",  # webhooks to the test's endpoint on 127.0.0.1
         "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
     })
     log = base / "server.log"

@@ -67,7 +67,8 @@ def regions(task) -> dict[str, dict]:
     """Prediction regions of a task by class, highest score first: {category: [region, ...]}."""
     out: dict[str, list] = {}
     for r in sorted(task["predictions"][0]["result"], key=lambda r: -r["score"]):
-        out.setdefault(r["value"]["rectanglelabels"][0], []).append(json.loads(json.dumps(r)))
+        labels = r["value"].get("rectanglelabels") or r["value"].get("brushlabels")  # masks go as brush regions
+        out.setdefault(labels[0], []).append(json.loads(json.dumps(r)))
     return out
 
 

@@ -98,7 +98,7 @@ def test_build_import_tasks_matches_fixture_region():
     assert tasks[0]["predictions"][0]["score"] == 0.62
     assert exported == [{"source": "labelloop/b1", "image_id": astro["image_id"], "region_id": "pr-1",
                          "prediction_id": "pr-1", "category": "face", "bbox": [180.0, 60.0, 270.0, 175.0],
-                         "score": 0.62, "model_version": "opencv-haar@abc123"}]
+                         "score": 0.62, "model_version": "opencv-haar@abc123", "mask": None}]
     # the box comes back exactly
     assert ls_to_xyxy(region["value"], 512, 512) == [180.0, 60.0, 270.0, 175.0]
 

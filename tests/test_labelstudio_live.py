@@ -23,6 +23,7 @@ from helpers import cli
 from labelloop import batch as B
 from labelloop import project as P
 from labelloop.geometry import iou
+from labelloop.masks import mask_iou, rle_bbox_xyxy
 from labelloop.labelstudio import parse_export
 from labelloop.labelstudio_server import LabelStudioServer, LabelStudioServerError, config_labels, same_label_config
 from labelloop.labelstudio_sync import pull_reviews, push_batch
@@ -66,7 +67,7 @@ def live(label_studio, tmp_path_factory):
 @pytest.mark.labelstudio
 def test_push_creates_the_project_with_our_config_and_tasks_with_predictions(live):
     ws = live.ws
-    assert f"{live.source}: 4 created, 0 already there, 0 predictions added" in live.push_output
+    assert f"{live.source}: 4 created, 0 already there, 0 predictions added, 1 tasks for two reviewers" in live.push_output
     project = live.ls.client().projects.get(live.project_id)
     config = (ws.review_out / BATCH / "label_config.xml").read_text(encoding="utf-8")
     assert same_label_config(project.label_config, config)
@@ -83,6 +84,9 @@ def test_push_creates_the_project_with_our_config_and_tasks_with_predictions(liv
         assert pred["score"] == pytest.approx(want["score"])
         assert [r["id"] for r in pred["result"]] == [r["id"] for r in want["result"]]
         for got, exp in zip(pred["result"], want["result"]):
+            if exp["type"] == "brushlabels":  # a mask: the server keeps the brush RLE as sent
+                assert got["value"] == exp["value"]
+                continue
             assert got["value"]["rectanglelabels"] == exp["value"]["rectanglelabels"]
             for k in ("x", "y", "width", "height"):
                 assert got["value"][k] == pytest.approx(exp["value"][k], abs=1e-9)
@@ -147,7 +151,8 @@ def test_screenshot_of_the_task_shows_the_pre_annotations(live, screenshot):
     assert img.format == "PNG" and img.size == (1440, 900)
     assert path.is_file() and SCREENSHOT.is_file()
     # the region list shows each prediction with its class and model score
-    scores = {r["value"]["rectanglelabels"][0]: r["score"] for r in live.tasks["astronaut.png"]["predictions"][0]["result"]}
+    scores = {(r["value"].get("rectanglelabels") or r["value"]["brushlabels"])[0]: r["score"]
+              for r in live.tasks["astronaut.png"]["predictions"][0]["result"]}
     for cat, score in scores.items():
         assert cat in text and f"{score:.2f}" in text
     # the photo is drawn: the labeling area is not a blank page
@@ -169,12 +174,14 @@ def reviewed(live, screenshot):
     assert len(coins.get("face", [])) >= 2, coins
     assert "face" in grace, grace
     notes = {}
-    # astronaut: face accepted unchanged, person moved sideways by 5 % of the width
+    # astronaut: the person's mask (a brush region: person has masks) accepted unchanged, the face
+    # box moved sideways by 5 % of the width
     face, person = astro["face"][0], astro["person"][0]
-    moved = json.loads(json.dumps(person))
+    assert person["type"] == "brushlabels" and face["type"] == "rectanglelabels"
+    moved = json.loads(json.dumps(face))
     dx = 5.0 if moved["value"]["x"] + moved["value"]["width"] + 5 <= 100 else -5.0
     moved["value"]["x"] += dx
-    a = rev.annotations.create(t["astronaut.png"]["id"], result=[face, moved], lead_time=12.5,
+    a = rev.annotations.create(t["astronaut.png"]["id"], result=[moved, person], lead_time=12.5,
                                parent_prediction=t["astronaut.png"]["predictions"][0]["id"])
     notes["astronaut"] = {"annotation": a.id, "face": face, "person": person, "moved": moved}
     # coins: the surest face relabeled cat (same box), the next face deleted
@@ -219,21 +226,22 @@ def test_pull_reports_reviews_and_the_rejected_annotation(live, reviewed):
 def test_every_reviewer_action_arrives_with_geometry_class_action_and_annotator(live, reviewed):
     annotator = f"ls-user-{live.ls.reviewer_id}"
     n = live.notes
-    # astronaut: accepted face (the prediction's box), corrected person (the moved box)
+    # astronaut: accepted person mask (the sent mask, its box), corrected face (the moved box)
     w, h = live.images["astronaut.png"]["width"], live.images["astronaut.png"]["height"]
     rows = {r["region_id"]: r for r in human(live, "astronaut.png")}
-    face = rows[n["astronaut"]["face"]["id"]]
-    assert (face["category"], face["action"]) == ("face", "accepted")
-    assert face["bbox"] == pytest.approx(live.exported[face["source_prediction_id"]]["bbox"], abs=1e-6)
     person = rows[n["astronaut"]["person"]["id"]]
-    assert (person["category"], person["action"]) == ("person", "corrected")
-    assert person["source_prediction_id"] == n["astronaut"]["person"]["id"]
-    assert person["bbox"] == pytest.approx(px(n["astronaut"]["moved"]["value"], w, h), abs=1e-6)
+    assert (person["category"], person["action"]) == ("person", "accepted")
+    assert mask_iou(person["mask"], live.exported[person["source_prediction_id"]]["mask"]) == 1.0
+    assert person["bbox"] == pytest.approx(rle_bbox_xyxy(person["mask"]), abs=1e-6)
+    face = rows[n["astronaut"]["face"]["id"]]
+    assert (face["category"], face["action"]) == ("face", "corrected")
+    assert face["source_prediction_id"] == n["astronaut"]["face"]["id"]
+    assert face["bbox"] == pytest.approx(px(n["astronaut"]["moved"]["value"], w, h), abs=1e-6)
     shifted = [v + (0.05 * w if i % 2 == 0 else 0) * (1 if n["astronaut"]["moved"]["value"]["x"] >
-                                                      n["astronaut"]["person"]["value"]["x"] else -1)
-               for i, v in enumerate(live.exported[person["source_prediction_id"]]["bbox"])]
-    assert person["bbox"] == pytest.approx(shifted, abs=1e-6)
-    assert iou(person["bbox"], live.exported[person["source_prediction_id"]]["bbox"]) < 0.95
+                                                      n["astronaut"]["face"]["value"]["x"] else -1)
+               for i, v in enumerate(live.exported[face["source_prediction_id"]]["bbox"])]
+    assert face["bbox"] == pytest.approx(shifted, abs=1e-6)
+    assert iou(face["bbox"], live.exported[face["source_prediction_id"]]["bbox"]) < 0.95
     # coins: relabeled face -> cat, same box; the other face deleted (marker row)
     rows = human(live, "coins.png")
     (cat,) = [r for r in rows if r["action"] != "deleted"]
@@ -309,12 +317,12 @@ def test_sensor_polls_and_an_updated_annotation_supersedes_keeping_history(live,
     with sensor_context(live, cursor=cursor) as ctx2:
         skip = label_studio_sensor(ctx2)
     assert isinstance(skip, dg.SkipReason) and "no task updated since" in skip.skip_message
-    # the reviewer moves the astronaut's person box again (an edit of the same annotation)
+    # the reviewer moves the astronaut's face box again (an edit of the same annotation)
     n = live.notes["astronaut"]
     again = json.loads(json.dumps(n["moved"]))
     again["value"]["y"] = max(0.0, again["value"]["y"] - 4.0)
     again["value"]["height"] += 2.0
-    live.ls.client(live.ls.reviewer_token).annotations.update(n["annotation"], result=[n["face"], again])
+    live.ls.client(live.ls.reviewer_token).annotations.update(n["annotation"], result=[again, n["person"]])
     with sensor_context(live, cursor=cursor) as ctx3:
         third = label_studio_sensor(ctx3)
     assert isinstance(third, dg.RunRequest) and third.run_key > first.run_key
@@ -327,12 +335,12 @@ def test_sensor_polls_and_an_updated_annotation_supersedes_keeping_history(live,
                       key=lambda r: r["updated_at"])
     assert len(versions) == 2 and versions[0]["updated_at"] < versions[1]["updated_at"]
     w, h = live.images["astronaut.png"]["width"], live.images["astronaut.png"]["height"]
-    (person,) = [r for r in human(live, "astronaut.png") if r["category"] == "person"]
-    assert person["review_id"] == versions[1]["review_id"]
-    assert person["bbox"] == pytest.approx(px(again["value"], w, h), abs=1e-6)
-    history = [r for r in store.human_labels() if r["region_id"] == n["person"]["id"]]
+    (face,) = [r for r in human(live, "astronaut.png") if r["category"] == "face"]
+    assert face["review_id"] == versions[1]["review_id"]
+    assert face["bbox"] == pytest.approx(px(again["value"], w, h), abs=1e-6)
+    history = [r for r in store.human_labels() if r["region_id"] == n["face"]["id"]]
     assert sorted(r["review_id"] for r in history) == sorted(v["review_id"] for v in versions)
-    assert person["annotation_id"] == {r["annotation_id"] for r in history}.pop()  # same label, two versions
+    assert face["annotation_id"] == {r["annotation_id"] for r in history}.pop()  # same label, two versions
 
 
 @pytest.mark.labelstudio

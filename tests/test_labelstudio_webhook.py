@@ -1,0 +1,62 @@
+"""The Label Studio webhook endpoint (labelloop.labelstudio_webhook) over real HTTP on loopback;
+the live round trip with a Label Studio server is in test_labelstudio_live_masks.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from labelloop.labelstudio_webhook import TOKEN_HEADER, WebhookRefused, WebhookServer, check_event
+
+EVENT = {"action": "ANNOTATION_UPDATED", "project": {"id": 3}, "annotation": {"id": 9}}
+
+
+def _body(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize("body, headers, status", [
+    (_body(EVENT), {}, 401),
+    (_body(EVENT), {TOKEN_HEADER: "wrong"}, 401),
+    (b"\xff\xfe", {TOKEN_HEADER: "t"}, 400),
+    (b"[1, 2]", {TOKEN_HEADER: "t"}, 400),
+    (_body({"project": 3}), {TOKEN_HEADER: "t"}, 400),
+])
+def test_refused_requests(body, headers, status):
+    with pytest.raises(WebhookRefused) as exc:
+        check_event(body, headers, "t", 3)
+    assert exc.value.status == status
+
+
+def test_accepted_and_ignored_events():
+    h = {TOKEN_HEADER.lower(): "t"}  # header names are case-insensitive
+    assert check_event(_body(EVENT), h, "t", 3) == {"action": "ANNOTATION_UPDATED", "project_id": 3}
+    assert check_event(_body(EVENT), h, "t", None)["project_id"] == 3
+    assert check_event(_body(EVENT | {"project": {"id": 4}}), h, "t", 3) is None  # another project
+    assert check_event(_body(EVENT | {"action": "PROJECT_UPDATED"}), h, "t", 3) is None
+
+
+def test_the_endpoint_answers_at_once_and_pulls_in_its_worker():
+    calls = []
+
+    def pull():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("server down")
+        return {"reviews": len(calls)}
+
+    with WebhookServer(pull, secret="t", project_id=3) as hook:
+        post = lambda body, **h: requests.post(hook.url, data=body, headers=h, timeout=5)  # noqa: E731
+        assert post(_body(EVENT)).status_code == 401
+        assert post(_body(EVENT), **{TOKEN_HEADER: "t"}).status_code == 202
+        assert hook.wait_for_pulls(1, timeout=10)
+        assert post(_body(EVENT | {"project": {"id": 7}}), **{TOKEN_HEADER: "t"}).json() == {"ignored": True}
+        assert post(_body(EVENT), **{TOKEN_HEADER: "t"}).status_code == 202
+        assert hook.wait_for_pulls(2, timeout=10)
+        assert post(_body(EVENT), **{TOKEN_HEADER: "t"}).status_code == 202
+        assert hook.wait_for_pulls(3, timeout=10)  # a failed pull does not stop the worker
+        assert requests.post(hook.url.replace("/webhook", "/other"), data=b"{}", timeout=5).status_code == 404
+    assert hook.results == [{"reviews": 1}, {"reviews": 3}]
+    assert hook.errors == ["RuntimeError: server down"] and hook.events == 3
