@@ -12,7 +12,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from labelloop.prelabel.loading import CheckpointError, verify_checkpoint
-from labelloop.prelabel.specs import DetectorSpec
+from labelloop.prelabel.specs import DetectorSpec, ModelSpec
 
 MIN_BOX_SIDE = 1.0  # pixels: a box clipped to a sliver narrower than this is dropped
 
@@ -27,11 +27,13 @@ class Boxes:
     labels: torch.Tensor
 
 
-def load_pretrained(kind: str, name: str, spec: DetectorSpec, path: Path, model_cls, processor_cls):
+def load_pretrained(kind: str, name: str, spec: ModelSpec, path: Path, model_cls, processor_cls,
+                    role: str = "detector"):
     """``(model, processor)`` from the local ``save_pretrained`` directory ``path``, after its
     sha256 is checked against ``spec.sha256`` (never downloads: ``local_files_only=True``).
 
-    ``kind`` names the detector in messages; ``name`` is the architecture ("a Grounding DINO").
+    ``role`` and ``kind`` name the model in messages (``"detector grounding-dino"``,
+    ``"segmenter sam2"``); ``name`` is the architecture ("a Grounding DINO").
 
     Raises:
         CheckpointError: the directory is missing, hashes differently, or transformers cannot
@@ -40,12 +42,12 @@ def load_pretrained(kind: str, name: str, spec: DetectorSpec, path: Path, model_
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    verify_checkpoint(path, spec.sha256, f"detector {kind}", kind="dir")
+    verify_checkpoint(path, spec.sha256, f"{role} {kind}", kind="dir")
     try:
         return (model_cls.from_pretrained(path, local_files_only=True),
                 processor_cls.from_pretrained(path, local_files_only=True))
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"detector {kind}: {path} (sha256 {spec.sha256}) is not {name} "
+        raise CheckpointError(f"{role} {kind}: {path} (sha256 {spec.sha256}) is not {name} "
                               f"save_pretrained directory with its processor: {exc}") from None
 
 

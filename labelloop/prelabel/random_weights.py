@@ -8,6 +8,8 @@ benchmarks on machines that cannot download weights.
   ``size="test"`` a few-layer model that runs in well under a second on a CPU (2 decoder layers:
   the model needs at least two).
 - :func:`write_sam` saves a SAM state dict as a ``.pth`` (``torch.save``), as Meta ships them.
+- :func:`write_sam_hq` / :func:`write_sam2` save ``SamHQModel`` / ``Sam2Model`` with their
+  processors (``save_pretrained``), a few-block test size or the library's default architecture.
 
 The compute cost of a forward pass does not depend on the weights' values, so these serve the
 throughput benchmark; their outputs are meaningless, so tests assert shapes, frames and formats.
@@ -156,4 +158,73 @@ def write_sam(dest: str | os.PathLike, arch: str | SamArch = TEST_SAM_ARCH, seed
     model = build_sam(arch)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), dest)
+    return sha256_path(dest)
+
+
+def write_sam_hq(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> str:
+    """Save a random-weight ``SamHQModel`` and its ``SamHQProcessor`` to directory ``dest``.
+
+    ``size="test"``: a 2-block ViT of width 32 (one global-attention block), 256-pixel input,
+    prompt / decoder width 32; ``size="vit_b"``: ``SamHQConfig()`` defaults (SAM-HQ ViT-B, 1024
+    pixels). Returns the directory's sha256."""
+    from transformers import SamHQConfig, SamHQModel, SamHQProcessor
+    from transformers.models.sam.image_processing_sam import SamImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    if size == "test":
+        config = SamHQConfig(
+            vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "global_attn_indexes": [1], "image_size": 256, "mlp_dim": 64, "output_channels": 32,
+                           "num_pos_feats": 16, "window_size": 4},
+            prompt_encoder_config={"hidden_size": 32, "image_size": 256, "image_embedding_size": 16, "patch_size": 16},
+            mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "vit_dim": 32,
+                                 "iou_head_hidden_dim": 32})
+    elif size == "vit_b":
+        config = SamHQConfig()
+    else:
+        raise ValueError(f"size must be 'test' or 'vit_b', not {size!r}")
+    s = config.vision_config.image_size
+    processor = SamHQProcessor(image_processor=SamImageProcessor(
+        size={"longest_edge": s}, pad_size={"height": s, "width": s},
+        mask_size={"longest_edge": s // 4}, mask_pad_size={"height": s // 4, "width": s // 4}))
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    processor.save_pretrained(dest)
+    SamHQModel(config).eval().save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> str:
+    """Save a random-weight ``Sam2Model`` and its ``Sam2Processor`` to directory ``dest``.
+
+    ``size="test"``: a 5-block Hiera (widths 8..64, one global-attention block), 256-pixel input,
+    FPN / decoder width 32; ``size="hiera_tiny"``: ``Sam2Config()`` defaults (SAM 2 Hiera-T, 1024
+    pixels). Returns the directory's sha256."""
+    from transformers import Sam2Config, Sam2Model, Sam2Processor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    if size == "test":
+        backbone = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "embed_dim_per_stage": [8, 16, 32, 64],
+                    "blocks_per_stage": [1, 1, 2, 1], "num_attention_heads_per_stage": [1, 1, 1, 1],
+                    "global_attention_blocks": [3], "window_size_per_stage": [8, 4, 4, 2], "image_size": [256, 256],
+                    "window_positional_embedding_background_size": [4, 4]}
+        config = Sam2Config(
+            vision_config={"backbone_config": backbone, "backbone_channel_list": [64, 32, 16, 8],
+                           "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]], "fpn_hidden_size": 32},
+            prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16},
+            mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
+    elif size == "hiera_tiny":
+        config = Sam2Config()
+    else:
+        raise ValueError(f"size must be 'test' or 'hiera_tiny', not {size!r}")
+    s = config.prompt_encoder_config.image_size
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": s, "width": s})).save_pretrained(dest)
+    Sam2Model(config).eval().save_pretrained(dest)
     return sha256_path(dest)
