@@ -28,27 +28,45 @@ class Boxes:
 
 
 def load_pretrained(kind: str, name: str, spec: ModelSpec, path: Path, model_cls, processor_cls,
-                    role: str = "detector"):
+                    role: str = "detector", model_types: tuple[str, ...] = ()):
     """``(model, processor)`` from the local ``save_pretrained`` directory ``path``, after its
     sha256 is checked against ``spec.sha256`` (never downloads: ``local_files_only=True``).
 
     ``role`` and ``kind`` name the model in messages (``"detector grounding-dino"``,
-    ``"segmenter sam2"``); ``name`` is the architecture ("a Grounding DINO").
+    ``"segmenter sam2"``); ``name`` is the architecture ("a Grounding DINO"). The directory's
+    ``config.json`` must name ``model_cls``'s ``model_type`` or one of ``model_types``, and every
+    weight of ``model_cls`` must be in the checkpoint (transformers would otherwise initialize the
+    missing ones randomly and only log it); extra weights are ignored.
 
     Raises:
-        CheckpointError: the directory is missing, hashes differently, or transformers cannot
-            load ``model_cls`` and ``processor_cls`` from it.
+        CheckpointError: the directory is missing, hashes differently, holds another model type,
+            lacks weights, or transformers cannot load ``model_cls`` and ``processor_cls`` from it.
     """
+    import json
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     verify_checkpoint(path, spec.sha256, f"{role} {kind}", kind="dir")
+    what = f"{role} {kind}: {path} (sha256 {spec.sha256})"
+    accepted = (model_cls.config_class.model_type, *model_types)
     try:
-        return (model_cls.from_pretrained(path, local_files_only=True),
-                processor_cls.from_pretrained(path, local_files_only=True))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{role} {kind}: {path} (sha256 {spec.sha256}) is not {name} "
-                              f"save_pretrained directory with its processor: {exc}") from None
+        found = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{what} has no readable config.json ({exc}): not {name} save_pretrained directory") from None
+    if found not in accepted:
+        raise CheckpointError(f"{what} holds a {found!r} model, not {name} (config.json model_type {' or '.join(accepted)})")
+    try:
+        model, info = model_cls.from_pretrained(path, local_files_only=True, output_loading_info=True)
+        processor = processor_cls.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{what} is not {name} save_pretrained directory with its processor: "
+                              f"{type(exc).__name__}: {exc}") from None
+    bad = sorted(info.get("missing_keys", ())) + sorted(str(k) for k in info.get("mismatched_keys", ()))
+    if bad:
+        raise CheckpointError(f"{what} lacks {len(bad)} weight(s) of {name} (missing or of another shape), "
+                              f"e.g. {bad[:3]}")
+    return model, processor
 
 
 def finish_boxes(xyxy: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, size: tuple[int, int],

@@ -80,13 +80,14 @@ class HfSamSegmenter:
 
     kind = ""
     name = ""
+    model_types: tuple[str, ...] = ()  # config.json model_type accepted besides the model class's own
     pad = False  # zero-pad the resized image to S x S after normalizing (SAM-HQ)
 
     def __init__(self, spec: SegmenterSpec, path: Path, device: torch.device, amp: torch.dtype | None):
         self.spec, self.device, self.amp = spec, device, amp
         model_cls, processor_cls = self.classes()
         self.model, self.processor = load_pretrained(spec.kind, self.name, spec, path, model_cls, processor_cls,
-                                                     role="segmenter")
+                                                     role="segmenter", model_types=self.model_types)
         self.model.to(device).eval()
         ip = self.processor.image_processor
         self.img_size = self.input_side(ip)
@@ -202,6 +203,7 @@ class Sam2Segmenter(HfSamSegmenter):
     (B, C_l, S/4, S/4), (B, C_l, S/8, S/8), (B, C, S/16, S/16)."""
 
     kind, name, pad = "sam2", "a SAM 2", False
+    model_types = ("sam2_video",)  # the official SAM 2.1 directories hold the video model; image mode uses its image part
 
     @staticmethod
     def classes():
