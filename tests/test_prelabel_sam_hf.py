@@ -94,7 +94,8 @@ def test_masks_equal_the_transformers_pipeline(models, kind):
         ours = seg.masks(image_row(emb, j), b, size_in, (h, w))
         assert ours.shape == (len(b), h, w) and ours.dtype == torch.bool
         # the whole image as a box maps onto the whole resized input (pixels of the un-padded input)
-        assert seg.scale_boxes(torch.tensor([[0.0, 0.0, w, h]]), size_in, (h, w)).tolist() == \
+        assert seg.input_size((h, w)) == size_in  # the worker's resize, as the decoder assumes it
+        assert seg.scale_boxes(torch.tensor([[0.0, 0.0, w, h]]), (h, w)).tolist() == \
             [[0.0, 0.0, float(size_in[1]), float(size_in[0])]]
         inputs = seg.processor(images=[rgb], input_boxes=[b.tolist()], return_tensors="pt")
         with torch.inference_mode():

@@ -27,6 +27,9 @@ from labelloop.prelabel.loading import sha256_path
 from labelloop.prelabel.specs import SamArch
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VIT_SIZES = {"vit_b": (768, 12, 12, [2, 5, 8, 11]), "vit_l": (1024, 24, 16, [5, 11, 17, 23]),
+             "vit_h": (1280, 32, 16, [7, 15, 23, 31])}
+"""SAM's image encoders: width, depth, heads, global-attention blocks (segment-anything ``build_sam``)."""
 TEST_SAM_ARCH = SamArch(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2,
                         encoder_global_attn_indexes=[1], image_size=256, prompt_embed_dim=32)
 
@@ -165,8 +168,9 @@ def write_sam_hq(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> 
     """Save a random-weight ``SamHQModel`` and its ``SamHQProcessor`` to directory ``dest``.
 
     ``size="test"``: a 2-block ViT of width 32 (one global-attention block), 256-pixel input,
-    prompt / decoder width 32; ``size="vit_b"``: ``SamHQConfig()`` defaults (SAM-HQ ViT-B, 1024
-    pixels). Returns the directory's sha256."""
+    prompt / decoder width 32; ``vit_b`` / ``vit_l`` / ``vit_h``: SAM's image encoders (the numbers
+    of :class:`~labelloop.prelabel.specs.SamArch`) with SAM-HQ's decoder, 1024 pixels
+    (``vit_b`` = ``SamHQConfig()``). Returns the directory's sha256."""
     from transformers import SamHQConfig, SamHQModel, SamHQProcessor
     from transformers.models.sam.image_processing_sam import SamImageProcessor
     from transformers.utils import logging as hf_logging
@@ -181,10 +185,13 @@ def write_sam_hq(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> 
             prompt_encoder_config={"hidden_size": 32, "image_size": 256, "image_embedding_size": 16, "patch_size": 16},
             mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "vit_dim": 32,
                                  "iou_head_hidden_dim": 32})
-    elif size == "vit_b":
-        config = SamHQConfig()
+    elif size in VIT_SIZES:
+        width, depth, heads, glob = VIT_SIZES[size]
+        config = SamHQConfig(vision_config={"hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": heads,
+                                            "global_attn_indexes": glob, "mlp_dim": 4 * width},
+                             mask_decoder_config={"vit_dim": width})
     else:
-        raise ValueError(f"size must be 'test' or 'vit_b', not {size!r}")
+        raise ValueError(f"size must be 'test' or one of {sorted(VIT_SIZES)}, not {size!r}")
     s = config.vision_config.image_size
     processor = SamHQProcessor(image_processor=SamImageProcessor(
         size={"longest_edge": s}, pad_size={"height": s, "width": s},
@@ -201,7 +208,9 @@ def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> st
 
     ``size="test"``: a 5-block Hiera (widths 8..64, one global-attention block), 256-pixel input,
     FPN / decoder width 32; ``size="hiera_tiny"``: ``Sam2Config()`` defaults (SAM 2 Hiera-T, 1024
-    pixels). Returns the directory's sha256."""
+    pixels); ``"hiera_large"``: SAM 2.1 Hiera-L's numbers (``sam2.1_hiera_l.yaml``: width 144,
+    blocks 2 / 6 / 36 / 4, global attention in 23, 33, 43, windows 8 / 4 / 16 / 8). Returns the
+    directory's sha256."""
     from transformers import Sam2Config, Sam2Model, Sam2Processor
     from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
     from transformers.utils import logging as hf_logging
@@ -220,8 +229,14 @@ def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> st
             mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
     elif size == "hiera_tiny":
         config = Sam2Config()
+    elif size == "hiera_large":
+        backbone = {"model_type": "sam2_hiera_det_model", "hidden_size": 144, "embed_dim_per_stage": [144, 288, 576, 1152],
+                    "blocks_per_stage": [2, 6, 36, 4], "num_attention_heads_per_stage": [2, 4, 8, 16],
+                    "global_attention_blocks": [23, 33, 43], "window_size_per_stage": [8, 4, 16, 8],
+                    "window_positional_embedding_background_size": [7, 7]}
+        config = Sam2Config(vision_config={"backbone_config": backbone, "backbone_channel_list": [1152, 576, 288, 144]})
     else:
-        raise ValueError(f"size must be 'test' or 'hiera_tiny', not {size!r}")
+        raise ValueError(f"size must be 'test', 'hiera_tiny' or 'hiera_large', not {size!r}")
     s = config.prompt_encoder_config.image_size
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

@@ -131,18 +131,21 @@ class HfSamSegmenter:
         with torch.inference_mode(), autocast(self.device, self.amp):
             return self.embed(x)
 
-    def scale_boxes(self, boxes_xyxy: torch.Tensor, input_size: tuple[int, int],
-                    original_size: tuple[int, int]) -> torch.Tensor:
+    def input_size(self, original_size: tuple[int, int]) -> tuple[int, int]:  # pragma: no cover - overridden
+        """(h, w) of the resized input (before padding) of an (H, W) image."""
+        raise NotImplementedError
+
+    def scale_boxes(self, boxes_xyxy: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
         """xyxy pixels of the original (H, W) image -> pixels of the resized (h, w) input."""
-        (h, w), (oh, ow) = input_size, original_size
+        (h, w), (oh, ow) = self.input_size(original_size), original_size
         s = torch.tensor([w / ow, h / oh, w / ow, h / oh], dtype=torch.float32, device=boxes_xyxy.device)
         return boxes_xyxy.float() * s
 
-    def decode_logits(self, embedding, boxes_xyxy: torch.Tensor, input_size: tuple[int, int],
-                      original_size: tuple[int, int]) -> torch.Tensor:
-        """All ``boxes_xyxy`` (N, 4) of one image in one prompt-encoder + mask-decoder call.
+    def decode_logits(self, embedding, boxes_xyxy: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        """All ``boxes_xyxy`` (N, 4) of one image in one prompt-encoder + mask-decoder call (the
+        same signature as :meth:`labelloop.prelabel.sam.SamSegmenter.decode_logits`).
         Returns the low-resolution mask logits (N, 1, S/4, S/4)."""
-        boxes = self.scale_boxes(boxes_xyxy, input_size, original_size)[None]  # (1, N, 4)
+        boxes = self.scale_boxes(boxes_xyxy, original_size)[None]  # (1, N, 4)
         with torch.inference_mode(), autocast(self.device, self.amp):
             out = self.model(input_boxes=boxes, multimask_output=False, **self.decoder_inputs(embedding))
         return out.pred_masks[0]
@@ -158,7 +161,7 @@ class HfSamSegmenter:
         """
         if boxes_xyxy.shape[0] == 0:
             return torch.zeros((0, *original_size), dtype=torch.bool, device=boxes_xyxy.device)
-        low = self.decode_logits(embedding, boxes_xyxy, input_size, original_size)
+        low = self.decode_logits(embedding, boxes_xyxy, original_size)
         with torch.inference_mode():
             up = self.postprocess(low.float(), tuple(input_size), tuple(original_size))
         return up[:, 0]
@@ -182,6 +185,13 @@ class SamHQSegmenter(HfSamSegmenter):
         if (pad["height"], pad["width"]) != (side, side):
             raise CheckpointError(f"segmenter sam-hq: the processor pads to {pad}, not to its longest edge {side} square")
         return side
+
+    def input_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        """Longer side S, the other ``int(side * S / longer + 0.5)``, as
+        ``SamImageProcessor._get_preprocess_shape`` (and the worker's resize)."""
+        h, w = original_size
+        scale = self.img_size / max(h, w)
+        return int(h * scale + 0.5), int(w * scale + 0.5)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb, intermediate = self.model.get_image_embeddings(x)
@@ -216,6 +226,10 @@ class Sam2Segmenter(HfSamSegmenter):
         if size["height"] != size["width"]:
             raise CheckpointError(f"segmenter sam2: the processor resizes to {size}, not a square")
         return size["height"]
+
+    def input_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        """Every image is resized to S x S."""
+        return self.img_size, self.img_size
 
     def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model.get_image_embeddings(x))
