@@ -203,3 +203,24 @@ def test_model_id_covers_the_segmenter_kind_and_settings(models, tmp_path):
         config(models, "sam2", arch="vit_b")
     with pytest.raises(ValidationError, match="kind"):
         SegmenterSpec(kind="sam3", path="models/sam3", sha256=models["sam2"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bf16_autocast(models, kind):
+    """The CUDA default (bf16 autocast) on the CPU: the decoder runs on bf16 embeddings, the
+    masks come out at the image's size; weights stay float32."""
+    cfg = config(models, kind)
+    cfg.prelabeler.dtype = "bfloat16"
+    m = FoundationPreLabeler(cfg, models["root"])
+    assert m.compute_dtype == "bfloat16" and m.model_id != FoundationPreLabeler(config(models, kind), models["root"]).model_id
+    _, seg = m.load()
+    rgb = load_rgb(skimage_data() / "coffee.png")
+    batch = batch_of_images([rgb], m.prepare())
+    emb = seg.encode(batch.seg)
+    assert torch.bfloat16 in {t.dtype for t in emb}  # autocast ran the encoder (some outputs stay float32)
+    low = seg.decode_logits(image_row(emb, 0), torch.tensor([[10.0, 20.0, 300.0, 380.0]]), (400, 600))
+    assert low.shape == (1, 1, 64, 64)
+    dets = m.predict([rgb])[0]
+    assert any(d.mask for d in dets)
+    check_frame(dets, 400, 600)
+    assert next(seg.model.parameters()).dtype == torch.float32
