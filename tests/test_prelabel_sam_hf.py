@@ -224,3 +224,31 @@ def test_bf16_autocast(models, kind):
     assert any(d.mask for d in dets)
     check_frame(dets, 400, 600)
     assert next(seg.model.parameters()).dtype == torch.float32
+
+
+def test_sam2_video_directory_is_used_in_image_mode(models, tmp_path):
+    """The official SAM 2.1 directories hold ``Sam2VideoModel`` (config.json ``sam2_video``):
+    ``Sam2Model`` loads its image part (every image weight present) and segments images."""
+    import json
+
+    from transformers import Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+
+    image = json.loads((models["root"] / "models" / "sam2" / "config.json").read_text())
+    video_config = Sam2VideoConfig(
+        vision_config=image["vision_config"], prompt_encoder_config=image["prompt_encoder_config"],
+        mask_decoder_config=image["mask_decoder_config"], memory_attention_hidden_size=32,
+        memory_encoder_hidden_size=32, memory_fuser_embed_dim=32, mask_downsampler_embed_dim=32,
+        memory_encoder_output_channels=16, memory_attention_num_layers=1, memory_fuser_intermediate_dim=64,
+        memory_attention_feed_forward_hidden_size=64)
+    dest = tmp_path / "models" / "sam2-video"
+    Sam2VideoModel(video_config).save_pretrained(dest)
+    Sam2VideoProcessor(image_processor=Sam2ImageProcessor(size={"height": 256, "width": 256}),
+                       video_processor=Sam2VideoVideoProcessor(size={"height": 256, "width": 256})).save_pretrained(dest)
+    assert json.loads((dest / "config.json").read_text())["model_type"] == "sam2_video"
+    m = FoundationPreLabeler(config(models, "sam2", path=str(dest), sha256=sha256_path(dest)), models["root"])
+    _, seg = m.load()
+    assert type(seg.model).__name__ == "Sam2Model"
+    dets = m.predict([load_rgb(skimage_data() / "coffee.png")])[0]
+    assert any(d.mask for d in dets)
+    check_frame(dets, 400, 600)
