@@ -7,7 +7,8 @@ Models: full-size architectures with random weights (their cost does not depend 
 values), written once under ``--work-dir`` in the real formats and loaded through the same
 checkpoint path as production (sha256 checked): Grounding DINO tiny (Swin-T + BERT-base, 900
 queries, 800 / 1333 input) via transformers, SAM ``--arch`` (vit_b / vit_l / vit_h) via
-segment-anything. Images: real photos shipped in scikit-image, matplotlib and scikit-learn, cycled
+segment-anything, or with ``--segmenter sam-hq`` SAM-HQ with that ViT, or ``--segmenter sam2``
+SAM 2 Hiera-L (``--arch`` ignored), via transformers. Images: real photos shipped in scikit-image, matplotlib and scikit-learn, cycled
 to ``--num-images`` files.
 
 Three figures, images per second over the same N images after one warm-up batch:
@@ -41,8 +42,8 @@ from labelloop.config import ProjectConfig  # noqa: E402
 from labelloop.images import load_rgb  # noqa: E402
 from labelloop.prelabel.foundation import FoundationPreLabeler  # noqa: E402
 from labelloop.prelabel.loading import sha256_path  # noqa: E402
-from labelloop.prelabel.pipeline import batch_of_images  # noqa: E402
-from labelloop.prelabel.random_weights import write_grounding_dino, write_sam  # noqa: E402
+from labelloop.prelabel.pipeline import batch_of_images, image_row  # noqa: E402
+from labelloop.prelabel.random_weights import write_grounding_dino, write_sam, write_sam2, write_sam_hq  # noqa: E402
 from labelloop.prelabel.runtime import autocast_dtype, resolve_device  # noqa: E402
 from labelloop.schemas import PREDICTIONS  # noqa: E402
 from labelloop import tables  # noqa: E402
@@ -62,13 +63,21 @@ def photos() -> list[Path]:
             Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg"]
 
 
-def checkpoints(work: Path, arch: str) -> tuple[Path, str, Path, str]:
-    gd, sam = work / "grounding-dino-tiny-random", work / f"sam_{arch}_random.pth"
+def checkpoints(work: Path, arch: str, segmenter: str = "sam") -> tuple[Path, str, Path, str]:
+    gd = work / "grounding-dino-tiny-random"
     if not (gd / "model.safetensors").is_file():
         shutil.rmtree(gd, ignore_errors=True)
         write_grounding_dino(gd, [p for _, p, _ in CATEGORIES], size="tiny")
-    if not sam.is_file():
-        write_sam(sam, arch)
+    if segmenter == "sam":
+        sam = work / f"sam_{arch}_random.pth"
+        if not sam.is_file():
+            write_sam(sam, arch)
+    else:
+        size = arch if segmenter == "sam-hq" else "hiera_large"
+        sam = work / f"{segmenter}_{size}_random"
+        if not (sam / "model.safetensors").is_file():
+            shutil.rmtree(sam, ignore_errors=True)
+            (write_sam_hq if segmenter == "sam-hq" else write_sam2)(sam, size)
     return gd, sha256_path(gd), sam, sha256_path(sam)
 
 
@@ -103,7 +112,7 @@ def raw(m: FoundationPreLabeler, paths: list[Path], results: list, batch_size: i
         if seg is not None and rows:
             emb = seg.encode({key: v[rows] for key, v in b.seg.items()})
             for j, i in enumerate(rows):
-                seg.decode_logits(emb[j], masked[k * batch_size + i], b.sizes[i])
+                seg.decode_logits(image_row(emb, j), masked[k * batch_size + i], b.sizes[i])
     sync(dev)
     return time.perf_counter() - t
 
@@ -133,7 +142,7 @@ def naive(m: FoundationPreLabeler, paths: list[Path]) -> float:
                 size = tuple(b.seg["input_sizes"][0].tolist())
                 for xyxy in boxes:
                     for box in xyxy:
-                        seg.masks(emb[0], box[None], size, b.sizes[0])
+                        seg.masks(image_row(emb, 0), box[None], size, b.sizes[0])
         sync(dev)
         return time.perf_counter() - t
     finally:
@@ -146,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
     ap.add_argument("--num-images", type=int, default=8)
-    ap.add_argument("--arch", default="vit_h", choices=["vit_b", "vit_l", "vit_h"], help="SAM architecture")
+    ap.add_argument("--arch", default="vit_h", choices=["vit_b", "vit_l", "vit_h"], help="SAM / SAM-HQ architecture")
+    ap.add_argument("--segmenter", default="sam", choices=["sam", "sam-hq", "sam2"],
+                    help="sam (segment-anything), sam-hq or sam2 (Hiera-L) through transformers")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--num-workers", type=int, default=2)
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
@@ -154,20 +165,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the random-weight checkpoints are written once and reused")
     ap.add_argument("--max-detections", type=int, default=20,
                     help="boxes kept per image (random weights pass the thresholds everywhere; 20 ~ a busy photo)")
-    ap.add_argument("--warmup", type=int, default=1, help="images run through the stage before timing")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="images run through the stage before timing (default: one full batch, so the timed "
+                         "run meets no new batch shape the raw pass, run after it, would find warmed up)")
     ap.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (slow on a CPU)")
     a = ap.parse_args(argv)
     dev = resolve_device(a.device)
     a.work_dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    gd, gd_sha, sam, sam_sha = checkpoints(a.work_dir, a.arch)
+    gd, gd_sha, sam, sam_sha = checkpoints(a.work_dir, a.arch, a.segmenter)
     print(f"checkpoints ready in {time.perf_counter() - t:.1f}s: {gd} ({gd_sha[:12]}), {sam} ({sam_sha[:12]})")
     cfg = ProjectConfig.model_validate({
         "categories": [{"name": n, "detector": "grounding-dino", "prompt": p, "masks": mk} for n, p, mk in CATEGORIES],
         "prelabeler": {"backend": "foundation", "device": str(dev), "dtype": a.dtype, "batch_size": a.batch_size,
                        "num_workers": a.num_workers,
                        "detector": {"path": str(gd), "sha256": gd_sha, "max_detections": a.max_detections},
-                       "segmenter": {"path": str(sam), "sha256": sam_sha, "arch": a.arch}}})
+                       "segmenter": {"kind": a.segmenter, "path": str(sam), "sha256": sam_sha,
+                                     **({"arch": a.arch} if a.segmenter == "sam" else {})}}})
     m = FoundationPreLabeler(cfg)
     t = time.perf_counter()
     m.load()
@@ -175,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(autocast {autocast_dtype(dev, a.dtype)}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
     pool = photos()
     paths = [pool[i % len(pool)] for i in range(a.num_images)]
-    if a.warmup:
-        stage(m, paths[: a.warmup])  # warm-up: allocator, kernels, workers
+    warmup = a.batch_size if a.warmup is None else a.warmup
+    if warmup:
+        stage(m, [pool[i % len(pool)] for i in range(warmup)])  # warm-up: allocator, kernels, workers
     s_time, results = stage(m, paths)
     n_boxes = sum(len(r) for _, r in results if isinstance(r, list))
     n_masks = sum(d.mask is not None for _, r in results if isinstance(r, list) for d in r)

@@ -166,8 +166,9 @@ class Release(_Strict):
 
 
 class PreLabeler(_Strict):
-    """``backend: opencv`` (embedded CPU default) or ``foundation`` (Grounding DINO + SAM from
-    local checkpoints; needs ``pip install 'labelloop[gpu]'``). See labelloop.prelabel.specs."""
+    """``backend: opencv`` (embedded CPU default) or ``foundation`` (Grounding DINO or OWLv2, then
+    SAM, SAM-HQ or SAM 2, from local checkpoints; needs ``pip install 'labelloop[gpu]'``). See
+    labelloop.prelabel.specs."""
 
     backend: Literal["opencv", "foundation"] = "opencv"
     device: str = "cpu"

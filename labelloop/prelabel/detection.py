@@ -12,7 +12,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from labelloop.prelabel.loading import CheckpointError, verify_checkpoint
-from labelloop.prelabel.specs import DetectorSpec
+from labelloop.prelabel.specs import DetectorSpec, ModelSpec
 
 MIN_BOX_SIDE = 1.0  # pixels: a box clipped to a sliver narrower than this is dropped
 
@@ -27,26 +27,46 @@ class Boxes:
     labels: torch.Tensor
 
 
-def load_pretrained(kind: str, name: str, spec: DetectorSpec, path: Path, model_cls, processor_cls):
+def load_pretrained(kind: str, name: str, spec: ModelSpec, path: Path, model_cls, processor_cls,
+                    role: str = "detector", model_types: tuple[str, ...] = ()):
     """``(model, processor)`` from the local ``save_pretrained`` directory ``path``, after its
     sha256 is checked against ``spec.sha256`` (never downloads: ``local_files_only=True``).
 
-    ``kind`` names the detector in messages; ``name`` is the architecture ("a Grounding DINO").
+    ``role`` and ``kind`` name the model in messages (``"detector grounding-dino"``,
+    ``"segmenter sam2"``); ``name`` is the architecture ("a Grounding DINO"). The directory's
+    ``config.json`` must name ``model_cls``'s ``model_type`` or one of ``model_types``, and every
+    weight of ``model_cls`` must be in the checkpoint (transformers would otherwise initialize the
+    missing ones randomly and only log it); extra weights are ignored.
 
     Raises:
-        CheckpointError: the directory is missing, hashes differently, or transformers cannot
-            load ``model_cls`` and ``processor_cls`` from it.
+        CheckpointError: the directory is missing, hashes differently, holds another model type,
+            lacks weights, or transformers cannot load ``model_cls`` and ``processor_cls`` from it.
     """
+    import json
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    verify_checkpoint(path, spec.sha256, f"detector {kind}", kind="dir")
+    verify_checkpoint(path, spec.sha256, f"{role} {kind}", kind="dir")
+    what = f"{role} {kind}: {path} (sha256 {spec.sha256})"
+    accepted = (model_cls.config_class.model_type, *model_types)
     try:
-        return (model_cls.from_pretrained(path, local_files_only=True),
-                processor_cls.from_pretrained(path, local_files_only=True))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"detector {kind}: {path} (sha256 {spec.sha256}) is not {name} "
-                              f"save_pretrained directory with its processor: {exc}") from None
+        found = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{what} has no readable config.json ({exc}): not {name} save_pretrained directory") from None
+    if found not in accepted:
+        raise CheckpointError(f"{what} holds a {found!r} model, not {name} (config.json model_type {' or '.join(accepted)})")
+    try:
+        model, info = model_cls.from_pretrained(path, local_files_only=True, output_loading_info=True)
+        processor = processor_cls.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{what} is not {name} save_pretrained directory with its processor: "
+                              f"{type(exc).__name__}: {exc}") from None
+    bad = sorted(info.get("missing_keys", ())) + sorted(str(k) for k in info.get("mismatched_keys", ()))
+    if bad:
+        raise CheckpointError(f"{what} lacks {len(bad)} weight(s) of {name} (missing or of another shape), "
+                              f"e.g. {bad[:3]}")
+    return model, processor
 
 
 def finish_boxes(xyxy: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, size: tuple[int, int],

@@ -1,5 +1,6 @@
 """The foundation-model pre-labeler: Grounding DINO (text prompts -> boxes; or OWLv2) then SAM
-(boxes -> masks, only for categories configured with ``masks: true``), batched on the device.
+(boxes -> masks, only for categories configured with ``masks: true``; or SAM-HQ / SAM 2 through
+transformers, :mod:`labelloop.prelabel.sam_hf`), batched on the device.
 
 Identity without loading anything: ``model_id`` and ``checkpoint_sha256`` come from the config
 (the sha256 each spec declares, checked when the weights load), so the review, labels and QA
@@ -7,14 +8,16 @@ assets and the CLI's staleness check never load GBs of weights just to learn the
 
 - ``checkpoint_sha256`` = the detector's sha256 alone, or, with a segmenter,
   ``sha256("<detector sha256>\\n<segmenter sha256>")`` (both are also in the settings hash).
-- ``model_id`` = ``model_id_for("<detector kind>+sam", checkpoint_sha256, settings)``, settings =
-  prompts per category and which need masks, box / text thresholds, NMS IoU, max detections,
-  detector input size, SAM arch and mask threshold, and the compute dtype (bf16 autocast
-  changes the numbers). Batch size, workers and routing thresholds are not part of it.
+- ``model_id`` = ``model_id_for("<detector kind>+<segmenter kind>", checkpoint_sha256, settings)``
+  (``grounding-dino+sam``, ``owlv2+sam2``...; the detector kind alone without a segmenter),
+  settings = prompts per category and which need masks, box / text thresholds, NMS IoU, max
+  detections, detector input size, segmenter kind, SAM arch (kind ``sam``) and mask threshold,
+  and the compute dtype (bf16 autocast changes the numbers). Batch size, workers and routing thresholds are not part of it.
 
-Per batch (see :meth:`FoundationPreLabeler.run_batch`): detector forward on all images; SAM's
-image encoder only on the images that have a box of a mask category; one decoder call per image
-with all its boxes; masks to COCO RLE on the CPU. Out-of-memory halves the batch
+Per batch (see :meth:`FoundationPreLabeler.run_batch`): detector forward on all images; the
+segmenter's image encoder only on the images that have a box of a mask category; one decoder call
+per image with all its boxes (its embedding: row j of every tensor ``encode`` returned, one
+tensor for SAM, several for SAM-HQ and SAM 2); masks to COCO RLE on the CPU. Out-of-memory halves the batch
 (:class:`labelloop.prelabel.runtime.OomHalving`).
 """
 
@@ -42,7 +45,8 @@ def _dtype_name(device: str, dtype: str) -> str:
 
 
 class FoundationPreLabeler:
-    """:class:`~labelloop.prelabel.protocol.PreLabeler` backed by Grounding DINO + SAM.
+    """:class:`~labelloop.prelabel.protocol.PreLabeler` backed by Grounding DINO (or OWLv2) +
+    SAM (or SAM-HQ / SAM 2).
 
     Args:
         config: the project config (``prelabeler.backend: foundation``).
@@ -69,12 +73,12 @@ class FoundationPreLabeler:
             need = [n for n, _, m in self.categories if m]
             raise ValueError(f"categories {need} need masks: configure prelabeler.segmenter (SAM .pth, sha256)")
         self.segment = p.segmenter is not None and any(m for _, _, m in self.categories)
-        self.backend = p.detector.kind + ("+sam" if self.segment else "")
+        self.backend = p.detector.kind + (f"+{p.segmenter.kind}" if self.segment else "")
         shas = [p.detector.sha256] + ([p.segmenter.sha256] if self.segment else [])
         self.checkpoint_sha256 = shas[0] if len(shas) == 1 else hashlib.sha256("\n".join(shas).encode()).hexdigest()
         self.compute_dtype = _dtype_name(p.device, p.dtype)
         det = p.detector.model_dump(exclude={"path"})
-        seg = p.segmenter.model_dump(exclude={"path"}) if self.segment else None
+        seg = p.segmenter.settings() if self.segment else None
         settings = {"categories": self.categories, "detector": det, "segmenter": seg, "dtype": self.compute_dtype}
         self.model_id = model_id_for(self.backend, self.checkpoint_sha256, settings)
         self._models = None
@@ -110,9 +114,13 @@ class FoundationPreLabeler:
                                         [pr for _, pr, _ in self.categories], dev, amp)
             seg = None
             if self.segment:
-                from labelloop.prelabel.sam import SamSegmenter
+                if p.segmenter.kind == "sam":
+                    from labelloop.prelabel.sam import SamSegmenter as Segmenter
+                else:
+                    from labelloop.prelabel.sam_hf import SEGMENTERS
 
-                seg = SamSegmenter(p.segmenter, resolve_path(p.segmenter.path, self.root), dev, amp)
+                    Segmenter = SEGMENTERS[p.segmenter.kind]
+                seg = Segmenter(p.segmenter, resolve_path(p.segmenter.path, self.root), dev, amp)
             self._models = (det, seg, dev)
             self.halving = OomHalving(p.batch_size, dev)
         return self._models[:2]
@@ -130,6 +138,8 @@ class FoundationPreLabeler:
         (already on the device), in batch order."""
         import torch
 
+        from labelloop.prelabel.pipeline import image_row
+
         det, seg = self.load()
         t0 = time.perf_counter()
         found = det.detect(batch.det, batch.sizes)
@@ -141,7 +151,7 @@ class FoundationPreLabeler:
                 emb = seg.encode({k: v[rows] for k, v in batch.seg.items()})
                 for j, i in enumerate(rows):
                     sel = need_mask[found[i].labels].nonzero().flatten()
-                    m = seg.masks(emb[j], found[i].xyxy[sel], tuple(batch.seg["input_sizes"][i].tolist()), batch.sizes[i])
+                    m = seg.masks(image_row(emb, j), found[i].xyxy[sel], tuple(batch.seg["input_sizes"][i].tolist()), batch.sizes[i])
                     m = m.to("cpu", non_blocking=False).numpy()
                     masks_for[i] = {int(k): encode_rle(m[n]) for n, k in enumerate(sel.tolist())}
         out = []

@@ -58,6 +58,12 @@ def select(obj: Any, rows: Sequence[int]) -> Any:
     return obj
 
 
+def image_row(obj: Any, j: int) -> Any:
+    """Row ``j`` (dim 0 = image) of every tensor in a (nested) tuple / list / dict of batch
+    tensors, keeping the structure: one image's embedding out of a segmenter's ``encode``."""
+    return _map_tensors(obj, lambda t: t[j])
+
+
 @dataclass
 class Batch:
     """Collated images: ``indices`` and ``sizes`` ((H, W) each) of the decoded ones, the

@@ -8,6 +8,8 @@ benchmarks on machines that cannot download weights.
   ``size="test"`` a few-layer model that runs in well under a second on a CPU (2 decoder layers:
   the model needs at least two).
 - :func:`write_sam` saves a SAM state dict as a ``.pth`` (``torch.save``), as Meta ships them.
+- :func:`write_sam_hq` / :func:`write_sam2` save ``SamHQModel`` / ``Sam2Model`` with their
+  processors (``save_pretrained``), a few-block test size or the library's default architecture.
 
 The compute cost of a forward pass does not depend on the weights' values, so these serve the
 throughput benchmark; their outputs are meaningless, so tests assert shapes, frames and formats.
@@ -25,6 +27,9 @@ from labelloop.prelabel.loading import sha256_path
 from labelloop.prelabel.specs import SamArch
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VIT_SIZES = {"vit_b": (768, 12, 12, [2, 5, 8, 11]), "vit_l": (1024, 24, 16, [5, 11, 17, 23]),
+             "vit_h": (1280, 32, 16, [7, 15, 23, 31])}
+"""SAM's image encoders: width, depth, heads, global-attention blocks (segment-anything ``build_sam``)."""
 TEST_SAM_ARCH = SamArch(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2,
                         encoder_global_attn_indexes=[1], image_size=256, prompt_embed_dim=32)
 
@@ -156,4 +161,85 @@ def write_sam(dest: str | os.PathLike, arch: str | SamArch = TEST_SAM_ARCH, seed
     model = build_sam(arch)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), dest)
+    return sha256_path(dest)
+
+
+def write_sam_hq(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> str:
+    """Save a random-weight ``SamHQModel`` and its ``SamHQProcessor`` to directory ``dest``.
+
+    ``size="test"``: a 2-block ViT of width 32 (one global-attention block), 256-pixel input,
+    prompt / decoder width 32; ``vit_b`` / ``vit_l`` / ``vit_h``: SAM's image encoders (the numbers
+    of :class:`~labelloop.prelabel.specs.SamArch`) with SAM-HQ's decoder, 1024 pixels
+    (``vit_b`` = ``SamHQConfig()``). Returns the directory's sha256."""
+    from transformers import SamHQConfig, SamHQModel, SamHQProcessor
+    from transformers.models.sam.image_processing_sam import SamImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    if size == "test":
+        config = SamHQConfig(
+            vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "global_attn_indexes": [1], "image_size": 256, "mlp_dim": 64, "output_channels": 32,
+                           "num_pos_feats": 16, "window_size": 4},
+            prompt_encoder_config={"hidden_size": 32, "image_size": 256, "image_embedding_size": 16, "patch_size": 16},
+            mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "vit_dim": 32,
+                                 "iou_head_hidden_dim": 32})
+    elif size in VIT_SIZES:
+        width, depth, heads, glob = VIT_SIZES[size]
+        config = SamHQConfig(vision_config={"hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": heads,
+                                            "global_attn_indexes": glob, "mlp_dim": 4 * width},
+                             mask_decoder_config={"vit_dim": width})
+    else:
+        raise ValueError(f"size must be 'test' or one of {sorted(VIT_SIZES)}, not {size!r}")
+    s = config.vision_config.image_size
+    processor = SamHQProcessor(image_processor=SamImageProcessor(
+        size={"longest_edge": s}, pad_size={"height": s, "width": s},
+        mask_size={"longest_edge": s // 4}, mask_pad_size={"height": s // 4, "width": s // 4}))
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    processor.save_pretrained(dest)
+    SamHQModel(config).eval().save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> str:
+    """Save a random-weight ``Sam2Model`` and its ``Sam2Processor`` to directory ``dest``.
+
+    ``size="test"``: a 5-block Hiera (widths 8..64, one global-attention block), 256-pixel input,
+    FPN / decoder width 32; ``size="hiera_tiny"``: ``Sam2Config()`` defaults (SAM 2 Hiera-T, 1024
+    pixels); ``"hiera_large"``: SAM 2.1 Hiera-L's numbers (``sam2.1_hiera_l.yaml``: width 144,
+    blocks 2 / 6 / 36 / 4, global attention in 23, 33, 43, windows 8 / 4 / 16 / 8). Returns the
+    directory's sha256."""
+    from transformers import Sam2Config, Sam2Model, Sam2Processor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    if size == "test":
+        backbone = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "embed_dim_per_stage": [8, 16, 32, 64],
+                    "blocks_per_stage": [1, 1, 2, 1], "num_attention_heads_per_stage": [1, 1, 1, 1],
+                    "global_attention_blocks": [3], "window_size_per_stage": [8, 4, 4, 2], "image_size": [256, 256],
+                    "window_positional_embedding_background_size": [4, 4]}
+        config = Sam2Config(
+            vision_config={"backbone_config": backbone, "backbone_channel_list": [64, 32, 16, 8],
+                           "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]], "fpn_hidden_size": 32},
+            prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16},
+            mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
+    elif size == "hiera_tiny":
+        config = Sam2Config()
+    elif size == "hiera_large":
+        backbone = {"model_type": "sam2_hiera_det_model", "hidden_size": 144, "embed_dim_per_stage": [144, 288, 576, 1152],
+                    "blocks_per_stage": [2, 6, 36, 4], "num_attention_heads_per_stage": [2, 4, 8, 16],
+                    "global_attention_blocks": [23, 33, 43], "window_size_per_stage": [8, 4, 16, 8],
+                    "window_positional_embedding_background_size": [7, 7]}
+        config = Sam2Config(vision_config={"backbone_config": backbone, "backbone_channel_list": [1152, 576, 288, 144]})
+    else:
+        raise ValueError(f"size must be 'test', 'hiera_tiny' or 'hiera_large', not {size!r}")
+    s = config.prompt_encoder_config.image_size
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": s, "width": s})).save_pretrained(dest)
+    Sam2Model(config).eval().save_pretrained(dest)
     return sha256_path(dest)

@@ -70,17 +70,39 @@ class SamArch(_Strict):
 
 
 class SegmenterSpec(ModelSpec):
-    """Promptable segmenter: boxes -> masks.
+    """Promptable segmenter: boxes -> masks (one per box, the EXIF-corrected image's size).
 
-    ``kind``: ``sam`` = Meta's ``segment-anything`` package with an official checkpoint
-    (``sam_vit_b_01ec64.pth``, ``sam_vit_l_0b3195.pth``, ``sam_vit_h_4b8939.pth``) loaded with
-    ``torch.load(weights_only=True)``. ``arch`` names the architecture of that file.
-    ``mask_threshold``: logit above which a pixel is foreground (SAM's default 0.0).
+    ``kind``:
+
+    - ``sam`` = Meta's ``segment-anything`` package with an official checkpoint
+      (``sam_vit_b_01ec64.pth``, ``sam_vit_l_0b3195.pth``, ``sam_vit_h_4b8939.pth``) loaded with
+      ``torch.load(weights_only=True)``. ``arch`` names the architecture of that file.
+    - ``sam-hq`` = ``transformers.SamHQModel`` + ``SamHQProcessor`` saved with ``save_pretrained``
+      in the directory ``path`` (e.g. syscv-community/sam-hq-vit-h downloaded once, elsewhere).
+    - ``sam2`` = ``transformers.Sam2Model`` + ``Sam2Processor`` the same way (e.g.
+      facebook/sam2.1-hiera-large), image mode.
+
+    For ``sam-hq`` and ``sam2`` the architecture comes from the directory's ``config.json``:
+    setting ``arch`` is an error. See :mod:`labelloop.prelabel.sam_hf` for their pre- and
+    post-processing. ``mask_threshold``: logit above which a pixel is foreground (0.0, the
+    default of all three).
     """
 
-    kind: Literal["sam"] = "sam"
+    kind: Literal["sam", "sam-hq", "sam2"] = "sam"
     arch: Literal["vit_b", "vit_l", "vit_h"] | SamArch = "vit_h"
     mask_threshold: float = 0.0
+
+    @model_validator(mode="after")
+    def _arch_only_for_sam(self):
+        if self.kind != "sam" and "arch" in self.model_fields_set:
+            raise ValueError(f"segmenter kind {self.kind!r} reads its architecture from the checkpoint directory's "
+                             f"config.json: remove arch (it applies to kind sam only)")
+        return self
+
+    def settings(self) -> dict:
+        """What of this spec changes the masks (for the model_id): everything but ``path``, and
+        ``arch`` only for ``sam`` (the other kinds' architecture is in their sha256)."""
+        return self.model_dump(exclude={"path"} if self.kind == "sam" else {"path", "arch"})
 
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
