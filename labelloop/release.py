@@ -145,8 +145,43 @@ def _image_row(img: dict, split: str, file_name: str, res: dict, inputs: Release
     }
 
 
-def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan) -> dict:
+def _previous_hashes(previous: Path | None) -> dict[str, str]:
+    """``file -> sha256`` from the manifest of the release in ``previous`` ({} when unreadable)."""
+    try:
+        return dict(json.loads((previous / "manifest.json").read_text(encoding="utf-8"))["files"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return {}
+
+
+def _reuse_copy(previous: Path | None, hashes: dict[str, str], split: str, stem: str, dest_dir: Path) -> str | None:
+    """Hard-link (else copy) ``images/<split>/<stem>.jpg|.png`` of the ``previous`` release into
+    ``dest_dir``; returns the file name, or None when that release has no such file or its bytes
+    differ from its manifest (``hashes``: file -> sha256). The stem is
+    the image_id (sha256 of the source bytes) prefix and the copy is a deterministic function of
+    the source, so the file is what :func:`save_release_copy` would write; linking skips its
+    decode and write, and keeps the inode and mtime, so DVC does not hash it again."""
+    if previous is None:
+        return None
+    found = [p for p in (previous / "images" / split / f"{stem}.jpg", previous / "images" / split / f"{stem}.png")
+             if p.is_file() and not p.is_symlink()]
+    if len(found) != 1 or hashes.get(f"images/{split}/{found[0].name}") != _sha256(found[0]):
+        return None
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(found[0], dest_dir / found[0].name)
+    except OSError:
+        shutil.copyfile(found[0], dest_dir / found[0].name)
+    return found[0].name
+
+
+def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan,
+                  previous: Path | None = None) -> dict:
     """Write a release into the empty folder ``out_dir`` (see the module docstring).
+
+    ``previous``: the current release folder; its image files that this release keeps (same
+    image, same split) are hard-linked instead of decoded and written again, so the cost of a
+    release grows with the images added, not with the images held (the manifest still hashes
+    every file).
 
     Returns the manifest dict (``files``, ``counts``, ``split_balance``, ``yolo_task``,
     ``content_sha256``). Registers new COCO ids in ``plan.ids`` (not saved here).
@@ -168,9 +203,12 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     ann_ids = plan.ids.annotation_ids(released_labels, image_ids)
     per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     image_rows = []
+    hashes = _previous_hashes(previous)
     for img in plan.images:
         split = plan.split_of[group_of(img)]
-        fname = save_release_copy(root / img["uri"], out_dir / "images" / split, img["image_id"][:16])
+        dest = out_dir / "images" / split
+        fname = (_reuse_copy(previous, hashes, split, img["image_id"][:16], dest)
+                 or save_release_copy(root / img["uri"], dest, img["image_id"][:16]))
         file_name = f"images/{split}/{fname}"
         per_split[split].append({"image_id": img["image_id"], "file_name": file_name, "width": img["width"],
                                  "height": img["height"], "source_path": img["source_path"], "split": split})

@@ -142,7 +142,8 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        manifest = build_release(staging, ws.root, inputs, plan)
+        manifest = build_release(staging, ws.root, inputs, plan,
+                                 previous=ws.release_dir if ws.release_dir.is_dir() else None)
         kpt = next((len(v["keypoints"]) for v in inputs.keypoints.values()), 0) if inputs.yolo_task == "pose" else 0
         validate_release(staging, cfg.category_names, inputs.yolo_task, kpt)
         tags = V.release_tags(ws.root)
