@@ -225,7 +225,10 @@ def run_stage(stage: str, root: Path, batch: str | None, src: Path | None, worke
     return out
 
 
-def stage_in_subprocess(stage: str, root: Path, batch: str | None, src: Path | None, workers: int) -> dict:
+def stage_in_subprocess(stage: str, root: Path, batch: str | None, src: Path | None, workers: int,
+                        in_process: bool = False) -> dict:
+    if in_process:  # smoke tests: no fresh process (memory figures then include earlier stages)
+        return json.loads(json.dumps(run_stage(stage, root, batch, src, workers)))
     cmd = [sys.executable, __file__, "--stage", stage, "--workspace", str(root), "--workers", str(workers)]
     cmd += ["--batch", batch] if batch else []
     cmd += ["--src", str(src)] if src else []
@@ -288,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--skip-prelabel", action="store_true", help="no prelabels: routing sends every image to review")
     ap.add_argument("--no-review", action="store_true", help="no simulated reviewer between export and labels")
     ap.add_argument("--work-dir", help="keep the images and workspace here (default: a temporary folder)")
+    ap.add_argument("--in-process", action="store_true", help="run the stages in this process (smoke tests)")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     ap.add_argument("--workspace", help=argparse.SUPPRESS)
     ap.add_argument("--batch", help=argparse.SUPPRESS)
@@ -317,12 +321,13 @@ def main(argv: list[str] | None = None) -> dict | None:
             b = folder.name
             batches.append(b)
             for st in stages:
-                runs.append(stage_in_subprocess(st, root, b, folder if st == "ingest" else None, a.workers))
+                runs.append(stage_in_subprocess(st, root, b, folder if st == "ingest" else None, a.workers,
+                                                a.in_process))
                 print(_line(runs[-1]), flush=True)
             if not a.no_review and (root / "review_out" / b / "tasks.json").is_file():
                 simulate_review(root, b, len(batches))
             for st in CROSS:
-                runs.append(stage_in_subprocess(st, root, b, None, a.workers))
+                runs.append(stage_in_subprocess(st, root, b, None, a.workers, a.in_process))
                 print(_line(runs[-1]) + (f"  {runs[-1]['extra'].get('status')}" if st == "dataset_release" else ""),
                       flush=True)
         return summarize(runs, batches, a.workers)
