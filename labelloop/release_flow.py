@@ -57,7 +57,7 @@ def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> Re
     store = P.review_store(ws)
     return ReleaseInputs(
         images=B.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
-        ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task,
+        ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task, shard_mb=cfg.release.shard_mb,
         keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},
