@@ -43,14 +43,15 @@ def all_images(ws: Workspace, exclude_batch: str | None = None) -> list[dict]:
     return sorted(rows, key=lambda r: r["ingest_seq"])
 
 
-def scan_batch(ws: Workspace, batch: str) -> dict:
+def scan_batch(ws: Workspace, batch: str, workers: int = 1) -> dict:
     """Decode-check every file of ``inbox/<batch>/`` and write ``tables/raw_images/<batch>``.
 
     One row per file (IMAGES schema): status ``ok`` or ``rejected`` with a specific reason; a
     bad file never fails the batch. Exact and near duplicates are assigned against every other
     batch under the workspace lock (representatives are first-ingested, never reassigned).
     Files dropped into the inbox by hand (not in the manifest) get ingest_seq after the
-    manifest's and their inbox path as origin.
+    manifest's and their inbox path as origin. ``workers`` > 1 inspects the files in that many
+    processes (same rows, same order).
     """
     cfg = ws.config()
     folder = ws.batch_dir(batch)
@@ -58,10 +59,9 @@ def scan_batch(ws: Workspace, batch: str) -> dict:
     files = list_image_files(folder) if folder.is_dir() else []
     extra_seq = 10**12 + max((r["ingest_seq"] for r in manifest.values()), default=0)
     rows = []
-    for i, f in enumerate(files):
+    for i, (f, info) in enumerate(zip(files, _inspect_all(files, cfg.images.max_pixels, workers))):
         rel = relative_name(f, folder)
         m = manifest.get(rel, {})
-        info = inspect_image(f, cfg.images.max_pixels)
         rows.append({**info, "uri": ws.relative(f), "batch": batch, "source_path": rel,
                      "origin_path": m.get("origin_path", str(f)), "ingest_seq": m.get("ingest_seq", extra_seq + i),
                      "duplicate_of": None, "near_duplicate_of": None})
@@ -75,6 +75,17 @@ def scan_batch(ws: Workspace, batch: str) -> dict:
         "near_duplicates": sum(1 for r in rows if r["near_duplicate_of"]),
         "rejects": [f"{r['source_path']}: {r['reject_reason']}" for r in rows if r["status"] != "ok"],
     }
+
+
+def _inspect_all(files: list[Path], max_pixels: int, workers: int):
+    """:func:`inspect_image` of each file, in order; in ``workers`` processes when > 1."""
+    if workers <= 1 or len(files) < 2:
+        return (inspect_image(f, max_pixels) for f in files)
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    with ProcessPoolExecutor(min(workers, len(files))) as pool:
+        return list(pool.map(partial(inspect_image, max_pixels=max_pixels), files, chunksize=16))
 
 
 def images_to_label(ws: Workspace, batch: str) -> list[dict]:

@@ -153,6 +153,10 @@ class Release(_Strict):
     test: float = Field(0.1, ge=0.0, le=1.0)
     yolo_task: Literal["detect", "segment", "pose"] = Field(
         "detect", description="Ultralytics label layout of release/labels (labelloop.yolo)")
+    shard_mb: float | None = Field(
+        None, gt=0, description="store the images as content-addressed tar shards of about this many MiB "
+        "(release/shards/<split>/, labelloop.shards) instead of one file each: for releases of many small images, "
+        "whose per-file DVC cost dominates; null = images/<split>/<file>")
 
     def ratios(self) -> dict[str, float]:
         """``{"train", "val", "test"}`` shares (sum 1)."""

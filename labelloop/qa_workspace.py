@@ -19,6 +19,7 @@ allowed it in ``tables/qa/releases/<tag>/`` (:func:`archive_release_report`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -215,6 +216,20 @@ def write_report(ws, folder: Path, report: dict, gallery: list[dict], example) -
     return jpath, hpath
 
 
+def write_report_if_changed(ws, folder: Path, report: dict, gallery: list[dict]) -> Path:
+    """:func:`write_report` (no example image) unless ``folder`` already holds the report of this
+    very ``report`` and ``gallery`` (sha256 of both in ``folder/.render-key``, written after the
+    report): a batch whose labels did not change is not rendered again. Returns the HTML path."""
+    key = hashlib.sha256(json.dumps([report, gallery], sort_keys=True, default=str).encode()).hexdigest()
+    kpath, hpath = folder / ".render-key", folder / "qa_report.html"
+    if kpath.is_file() and kpath.read_text(encoding="utf-8") == key and hpath.is_file() \
+            and (folder / "qa_report.json").is_file():
+        return hpath
+    _, hpath = write_report(ws, folder, report, gallery, None)
+    B._atomic_text(kpath, key)
+    return hpath
+
+
 def batch_scopes(ws, d: dict) -> dict[str, set[str]]:
     """Per batch: its images plus the images its review export sent (honeypots included)."""
     scopes: dict[str, set[str]] = defaultdict(set)
@@ -276,7 +291,7 @@ def run_qa(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_s
     batch_paths = {}
     for batch, ids in sorted(batch_scopes(ws, d).items()):
         rep, gal = build_report(_subset(d, ids), f"batch {batch}", suspects)
-        _, h = write_report(ws, qa_dir(ws) / "batches" / batch, rep, gal, None)
+        h = write_report_if_changed(ws, qa_dir(ws) / "batches" / batch, rep, gal)  # unchanged batches: kept
         batch_paths[batch] = ws.relative(h)
     report["batch_reports"] = batch_paths
     write_report(ws, qa_dir(ws), report, gallery, example)

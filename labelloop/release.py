@@ -6,6 +6,8 @@ Layout of ``release/`` (paths relative to it)::
     coco/instances_<split>.json            COCO JSON (boxes, polygons / RLE, crowd, keypoints)
     labels/<split>/<image_id[:16]>.txt     YOLO labels in the configured layout (empty = negative)
     data.yaml                              Ultralytics dataset file (no `path`: resolved here)
+    shards/<split>/<split>-<sha>.tar       instead of images/ when ``release.shard_mb`` is set:
+    shards/<split>/index.parquet           the same files as tar members (labelloop.shards)
     labels.parquet                         every label with its provenance (LABELS schema)
     images.parquet                         every image: split, group, COCO id, how it was resolved
     lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
@@ -28,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelloop import coco, tables, yolo
+from labelloop import coco, shards, tables, yolo
 from labelloop.coco_ids import CocoIds
 from labelloop.images import save_release_copy
 from labelloop.lineage import release_lineage_rows
@@ -63,6 +65,7 @@ class ReleaseInputs:
     queue: dict[str, dict] = field(default_factory=dict)
     thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
     policy_id: str | None = None
+    shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.shards)
 
 
 @dataclass
@@ -145,12 +148,82 @@ def _image_row(img: dict, split: str, file_name: str, res: dict, inputs: Release
     }
 
 
-def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan, locate=None) -> dict:
+def _previous_hashes(previous: Path | None) -> dict[str, str]:
+    """``file -> sha256`` from the manifest of the release in ``previous`` ({} when unreadable)."""
+    try:
+        return dict(json.loads((previous / "manifest.json").read_text(encoding="utf-8"))["files"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return {}
+
+
+def _reuse_copy(previous: Path | None, hashes: dict[str, str], split: str, stem: str, dest_dir: Path) -> str | None:
+    """Hard-link (else copy) ``images/<split>/<stem>.jpg|.png`` of the ``previous`` release into
+    ``dest_dir``; returns the file name, or None when that release has no such file or its bytes
+    differ from its manifest (``hashes``: file -> sha256). The stem is
+    the image_id (sha256 of the source bytes) prefix and the copy is a deterministic function of
+    the source, so the file is what :func:`save_release_copy` would write; linking skips its
+    decode and write, and keeps the inode and mtime, so DVC does not hash it again."""
+    if previous is None:
+        return None
+    found = [p for p in (previous / "images" / split / f"{stem}.jpg", previous / "images" / split / f"{stem}.png")
+             if p.is_file() and not p.is_symlink()]
+    if not found:
+        return _from_shards(previous, split, stem, dest_dir)
+    if len(found) != 1 or hashes.get(f"images/{split}/{found[0].name}") != _sha256(found[0]):
+        return None
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(found[0], dest_dir / found[0].name)
+    except OSError:
+        shutil.copyfile(found[0], dest_dir / found[0].name)
+    return found[0].name
+
+
+def _from_shards(previous: Path, split: str, stem: str, dest_dir: Path) -> str | None:
+    """Write ``images/<split>/<stem>.*`` from the previous release's shards (sha256-checked by
+    :func:`labelloop.shards.read_member`) into ``dest_dir``; None when it has no such member."""
+    folder = previous / "shards" / split
+    if not (folder / shards.INDEX).is_file():
+        return None
+    try:
+        rows = [r for r in shards.read_index(folder) if r["name"] in
+                (f"images/{split}/{stem}.jpg", f"images/{split}/{stem}.png")]
+        if len(rows) != 1:
+            return None
+        data = shards.read_member(folder, rows[0])
+    except (OSError, ValueError):
+        return None
+    name = rows[0]["name"].rsplit("/", 1)[1]
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    (dest_dir / name).write_bytes(data)
+    return name
+
+
+def _pack_shards(out_dir: Path, splits: list[str], mb: float, previous: Path | None) -> None:
+    """Move ``out_dir/images/<split>/*`` into tar shards ``out_dir/shards/<split>/`` (member
+    names ``images/<split>/<file>``, as COCO's file_name), reusing the previous release's
+    unchanged shards."""
+    for split in splits:
+        src = out_dir / "images" / split
+        members = {f"images/{split}/{p.name}": p for p in sorted(src.iterdir()) if p.is_file()}
+        prev = previous / "shards" / split if previous is not None else None
+        shards.write_shards(members, out_dir / "shards" / split, prefix=split, target_bytes=int(mb * 2**20),
+                            previous=prev if prev is not None and prev.is_dir() else None)
+    shutil.rmtree(out_dir / "images", ignore_errors=True)
+
+
+def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: ReleasePlan, locate=None,
+                  previous: Path | None = None) -> dict:
     """Write a release into the empty folder ``out_dir`` (see the module docstring).
 
     Images are read from ``locate(uri)`` (:meth:`labelloop.workspace.Workspace.locate`: the
     store, local or S3), else ``root / uri``; the release itself is always local files (DVC 3
     outputs), pushed to the DVC remote afterwards.
+
+    ``previous``: the current release folder; its image files that this release keeps (same
+    image, same split) are hard-linked instead of decoded and written again, so the cost of a
+    release grows with the images added, not with the images held (the manifest still hashes
+    every file).
 
     Returns the manifest dict (``files``, ``counts``, ``split_balance``, ``yolo_task``,
     ``content_sha256``). Registers new COCO ids in ``plan.ids`` (not saved here).
@@ -172,9 +245,12 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     ann_ids = plan.ids.annotation_ids(released_labels, image_ids)
     per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     image_rows = []
+    hashes = _previous_hashes(previous)
     for img in plan.images:
         split = plan.split_of[group_of(img)]
-        fname = save_release_copy(locate(img["uri"]) if locate else root / img["uri"], out_dir / "images" / split, img["image_id"][:16])
+        dest = out_dir / "images" / split
+        fname = (_reuse_copy(previous, hashes, split, img["image_id"][:16], dest)
+                 or save_release_copy(locate(img["uri"]) if locate else root / img["uri"], dest, img["image_id"][:16]))
         file_name = f"images/{split}/{fname}"
         per_split[split].append({"image_id": img["image_id"], "file_name": file_name, "width": img["width"],
                                  "height": img["height"], "source_path": img["source_path"], "split": split})
@@ -198,6 +274,8 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     (out_dir / "data.yaml").write_text(
         yolo.data_yaml(inputs.categories, used, kpt_shape=[kpt, 3] if kpt else None,
                        flip_idx=yolo.flip_index(pose["keypoints"]) if pose else None), encoding="utf-8")
+    if inputs.shard_mb:
+        _pack_shards(out_dir, used, inputs.shard_mb, previous)
     ordered = sorted(released_labels, key=lambda r: r["label_id"])
     tables.write_rows(ordered, LABELS, out_dir / "labels.parquet")
     tables.write_rows(sorted(image_rows, key=lambda r: r["image_id"]), RELEASE_IMAGES, out_dir / "images.parquet")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from labelloop import tables, yolo
+from labelloop import shards, tables, yolo
 from labelloop.geometry import box_problem, xywh_to_xyxy
 from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
 
@@ -44,7 +44,8 @@ class ReleaseInvalid(ValueError):
         super().__init__(f"release files in {folder} failed validation: {'; '.join(problems[:5])}{more}")
 
 
-def _check_coco(folder: Path, split: str, categories: list[str], seen: dict) -> tuple[list[str], int, int]:
+def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
+                members: dict[str, dict] | None = None) -> tuple[list[str], int, int]:
     from PIL import Image
     from pycocotools.coco import COCO
 
@@ -64,7 +65,14 @@ def _check_coco(folder: Path, split: str, categories: list[str], seen: dict) -> 
             problems.append(f"{rel}: image id {img['id']} is also used in {seen['images'][img['id']]}")
         seen["images"][img["id"]] = rel
         f = folder / img["file_name"]
-        if not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
+        member = (members or {}).get(img["file_name"])
+        if member is not None:  # a tar member of shards/<split>/ (release.shard_mb)
+            try:
+                f = io.BytesIO(shards.read_member(folder / "shards" / split, member))
+            except (OSError, ValueError) as exc:
+                problems.append(f"{rel}: image {img['id']} file {img['file_name']!r}: {exc}")
+                continue
+        elif not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
             problems.append(f"{rel}: image {img['id']} file {img['file_name']!r} does not exist in the release")
             continue
         if not img["file_name"].startswith(f"images/{split}/"):
@@ -126,13 +134,20 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
     n_images = n_anns = 0
     for split in SPLITS:
         images = sorted(p for p in (folder / "images" / split).glob("*") if p.is_file())
+        members: dict[str, dict] = {}
+        if (folder / "shards" / split / shards.INDEX).is_file():  # release.shard_mb: the images are tar members
+            try:
+                members = {r["name"]: r for r in shards.read_index(folder / "shards" / split)}
+            except Exception as exc:  # noqa: BLE001 - a damaged Parquet file
+                problems.append(f"shards/{split}/{shards.INDEX}: cannot be read: {exc}")
+            images += [Path(n) for n in sorted(members)]
         if not images and not (folder / "coco" / f"instances_{split}.json").exists():
             if split in data:
                 problems.append(f"data.yaml: lists {split} but images/{split}/ is empty")
             continue
         if data.get(split) != f"images/{split}":
             problems.append(f"data.yaml: {split} should be images/{split}, is {data.get(split)!r}")
-        got, ni, na = _check_coco(folder, split, categories, seen)
+        got, ni, na = _check_coco(folder, split, categories, seen, members)
         problems += got
         n_images, n_anns = n_images + ni, n_anns + na
         txts = {p.stem: p for p in (folder / "labels" / split).glob("*.txt")}

@@ -55,7 +55,7 @@ def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> Re
     store = P.review_store(ws)
     return ReleaseInputs(
         images=B.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
-        ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task,
+        ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task, shard_mb=cfg.release.shard_mb,
         keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},
@@ -141,7 +141,8 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        manifest = build_release(staging, ws.root, inputs, plan, locate=ws.locate)
+        manifest = build_release(staging, ws.root, inputs, plan, locate=ws.locate,
+                                 previous=ws.release_dir if ws.release_dir.is_dir() else None)
         kpt = next((len(v["keypoints"]) for v in inputs.keypoints.values()), 0) if inputs.yolo_task == "pose" else 0
         validate_release(staging, cfg.category_names, inputs.yolo_task, kpt)
         tags = V.release_tags(ws.root)

@@ -45,7 +45,8 @@ def test_shipped_default_loads():
                                    "label_error_threshold": 0.25, "max_suspects": 50}
     assert cfg.routing.calibrated_policy is None
     assert (cfg.cost.box_per_object, cfg.calibration.precision_target) == (0.06, 0.98)
-    assert cfg.release.model_dump() == {"train": 0.8, "val": 0.1, "test": 0.1, "yolo_task": "detect"}  # issue 6
+    assert cfg.release.model_dump() == {"train": 0.8, "val": 0.1, "test": 0.1, "yolo_task": "detect",
+                                        "shard_mb": None}  # issue 6; shard_mb: issue 7
     assert cfg.prelabeler.model_dump() == {"backend": "opencv", "device": "cpu", "max_side": 800,
                                            "grabcut_iterations": 3, "detector": None, "segmenter": None,
                                            "batch_size": 8, "num_workers": 2, "dtype": "auto", "chunk_size": 200}

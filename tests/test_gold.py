@@ -234,4 +234,9 @@ def test_matching_reviews_never_block_and_a_degraded_one_does(gold_ws, tmp_path)
     anns = current_annotations(review_store(ws).reviews(), review_store(ws).human_labels())
     assert {a["annotator"] for a in anns} == {"ls-user-3", "ls-user-5", "ls-user-9"}
     batch_html = ws.root / report["batch_reports"]["photos"]
-    assert batch_html.is_file() and "ls-user-9" in batch_html.read_text()
+    assert batch_html.is_file() and "ls-user-9" in batch_html.read_text()  # re-rendered: its labels changed
+    from labelloop import project as P
+
+    before = batch_html.stat().st_mtime_ns
+    again = P.qa(ws, report["model_id"])  # same labels: the batch's report is not rendered again
+    assert again["batch_reports"] == report["batch_reports"] and batch_html.stat().st_mtime_ns == before

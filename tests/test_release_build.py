@@ -259,3 +259,54 @@ def test_lineage_asset_without_a_release_fails_clearly(tmp_path):
     assert not res.success
     (failure,) = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "no release yet: materialize dataset_release first" in failure.step_failure_data.user_failure_data.description
+
+
+def test_next_release_links_the_images_it_keeps(photos, tmp_path):
+    """A release built with the previous one beside it hard-links the image files it keeps (no
+    decode, same inode, so DVC need not hash them again), and gives the same bytes and manifest
+    as a build from scratch; an image file whose bytes no longer match the previous manifest is
+    written again from the source."""
+    root, images = photos
+    inputs = _inputs(images)
+    first = _build(root, tmp_path / "v1", inputs, tmp_path / "reg")
+    plan = plan_release(inputs, tmp_path / "reg" / "splits.parquet", tmp_path / "reg" / "coco_ids.parquet")
+    tampered = next(p for p in sorted((tmp_path / "v1" / "images").rglob("*.png")))
+    tampered.unlink()
+    tampered.write_bytes(b"\x89PNG damaged")
+    second = build_release(tmp_path / "v2", root, inputs, plan, previous=tmp_path / "v1")
+    assert second["content_sha256"] == first["content_sha256"]
+    kept = [p for p in (tmp_path / "v1" / "images").rglob("*.*") if p != tampered]
+    assert len(kept) == 3
+    for p in kept:
+        assert (tmp_path / "v2" / p.relative_to(tmp_path / "v1")).stat().st_ino == p.stat().st_ino
+    redone = tmp_path / "v2" / tampered.relative_to(tmp_path / "v1")
+    assert redone.stat().st_ino != tampered.stat().st_ino
+    assert hashlib.sha256(redone.read_bytes()).hexdigest() == first["files"][tampered.relative_to(tmp_path / "v1").as_posix()]
+
+
+def test_sharded_release_holds_the_same_images_and_reuses_shards(photos, tmp_path):
+    """release.shard_mb: the image files become tar members (names = COCO file_name) with the
+    same bytes as a per-file build; the release validates; the next build reuses the shards."""
+    root, images = photos
+    flat = _build(root, tmp_path / "flat", _inputs(images), tmp_path / "reg")
+    inputs = _inputs(images)
+    inputs.shard_mb = 0.05
+    plan = plan_release(inputs, tmp_path / "reg" / "splits.parquet", tmp_path / "reg" / "coco_ids.parquet")
+    sharded = build_release(tmp_path / "v1", root, inputs, plan)
+    validate_release(tmp_path / "v1", CATS, "detect", 0)
+    assert not (tmp_path / "v1" / "images").exists()
+    from labelloop.shards import read_index, read_member
+
+    members = {}
+    for split in ("train", "val", "test"):
+        if (tmp_path / "v1" / "shards" / split).is_dir():
+            members.update({r["name"]: read_member(tmp_path / "v1" / "shards" / split, r)
+                            for r in read_index(tmp_path / "v1" / "shards" / split)})
+    want = {k: v for k, v in flat["files"].items() if k.startswith("images/")}
+    assert {k: hashlib.sha256(v).hexdigest() for k, v in members.items()} == want
+    coco_names = {im["file_name"] for p in (tmp_path / "v1" / "coco").glob("*.json") for im in json.loads(p.read_text())["images"]}
+    assert coco_names == set(members)
+    again = build_release(tmp_path / "v2", root, inputs, plan, previous=tmp_path / "v1")
+    assert again["content_sha256"] == sharded["content_sha256"]
+    tars = sorted((tmp_path / "v1" / "shards").rglob("*.tar"))
+    assert tars and all((tmp_path / "v2" / t.relative_to(tmp_path / "v1")).stat().st_ino == t.stat().st_ino for t in tars)
