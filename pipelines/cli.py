@@ -326,31 +326,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @options
-@click.argument("ident", metavar="ID", required=False)
-@click.option("--release", "tag", metavar="TAG", help="as the labels were in this release (dataset-vN), read "
-              "from the release itself; without ID: the release's audit summary")
-@click.option("--html", is_flag=True, help="with --release and no ID: the audit summary as HTML")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.pass_context
-def lineage(ctx: click.Context, ident: str | None, tag: str | None, html: bool, as_json: bool) -> None:
-    """Provenance of an image_id, a label_id or a file name (current labels, or --release TAG)."""
-    if tag or not ident:
-        from pipelines.release_cli import release_lineage
-
-        return release_lineage(ctx, ident, tag, html, as_json)
-    from labelloop.audit import lineage as get_lineage
-
-    try:
-        data = get_lineage(_ws(ctx), ident)
-    except KeyError as exc:
-        raise CliError(exc.args[0]) from None
-    from pipelines.summary import format_lineage
-
-    _emit(data, as_json, format_lineage)
-
-
-@cli.command()
-@options
 @click.option("--port", "-p", default=3000, show_default=True, help="port of the UI on 127.0.0.1")
 @click.pass_context
 def ui(ctx: click.Context, port: int) -> None:
@@ -386,8 +361,9 @@ cli.add_command(_pull_review)
 cli.add_command(_serve_webhook)
 
 
-from pipelines.release_cli import diff as _diff, push as _push, remote as _remote  # noqa: E402
+from pipelines.release_cli import diff as _diff, lineage as _lineage, push as _push, remote as _remote  # noqa: E402
 
+cli.add_command(_lineage)
 cli.add_command(_push)
 cli.add_command(_diff)
 cli.add_command(_remote)

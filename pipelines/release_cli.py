@@ -154,3 +154,26 @@ def release_lineage(ctx: click.Context, ident: str | None, tag: str | None, html
     except KeyError as exc:
         raise CliError(exc.args[0]) from None
     click.echo(json.dumps(data, indent=1, default=str) if as_json else format_release_lineage(data))
+
+
+@click.command()
+@options
+@click.argument("ident", metavar="ID", required=False)
+@click.option("--release", "tag", metavar="TAG", help="as the labels were in this release (dataset-vN), read "
+              "from the release itself; without ID: the release's audit summary")
+@click.option("--html", is_flag=True, help="with --release and no ID: the audit summary as HTML")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def lineage(ctx: click.Context, ident: str | None, tag: str | None, html: bool, as_json: bool) -> None:
+    """Provenance of an image_id, a label_id or a file name (current labels, or --release TAG)."""
+    if tag or not ident:
+        return release_lineage(ctx, ident, tag, html, as_json)
+    from labelloop.audit import lineage as get_lineage
+
+    try:
+        data = get_lineage(_ws(ctx), ident)
+    except KeyError as exc:
+        raise CliError(exc.args[0]) from None
+    from pipelines.summary import format_lineage
+
+    _emit(data, as_json, format_lineage)
