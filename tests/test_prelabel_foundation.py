@@ -14,17 +14,16 @@ from PIL import Image
 from pydantic import ValidationError
 
 from helpers import skimage_data
+from prelabel_checks import MASKS, PROMPTS, check_frame
 from labelloop.config import ProjectConfig
 from labelloop.images import ImageError, load_rgb
-from labelloop.masks import decode_rle, encode_rle
+from labelloop.masks import decode_rle
 from labelloop.prelabel.foundation import FoundationPreLabeler
 from labelloop.prelabel.loading import CheckpointError, sha256_path
 from labelloop.prelabel.pipeline import batch_of_images
 from labelloop.prelabel.protocol import PreLabeler
 from labelloop.prelabel.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam
 
-PROMPTS = {"person": "a person", "cat": "a cat", "face": "a human face"}
-MASKS = {"person": True, "cat": True, "face": False}
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 
 
@@ -52,19 +51,6 @@ def labeler(models):
     m = FoundationPreLabeler(config(models), models["root"])
     m.load()
     return m
-
-
-def check_frame(dets, h, w):
-    for d in dets:
-        x0, y0, x1, y1 = d.bbox
-        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (d.bbox, w, h)
-        assert 0.0 <= d.score <= 1.0 and d.prompt == PROMPTS[d.category]
-        if MASKS[d.category]:
-            m = decode_rle(d.mask)
-            assert m.shape == (h, w) and m.dtype == np.uint8
-            assert encode_rle(m) == d.mask  # RLE round-trips
-        else:
-            assert d.mask is None
 
 
 def test_real_photos_boxes_and_masks_in_the_image_frame(labeler, tmp_path):

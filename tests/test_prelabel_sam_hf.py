@@ -16,17 +16,16 @@ from PIL import Image
 from pydantic import ValidationError
 
 from helpers import skimage_data
+from prelabel_checks import MASKS, PROMPTS, check_frame
 from labelloop.config import ProjectConfig
 from labelloop.images import ImageError, load_rgb
-from labelloop.masks import decode_rle, encode_rle
+from labelloop.masks import decode_rle
 from labelloop.prelabel.foundation import FoundationPreLabeler
 from labelloop.prelabel.loading import CheckpointError, sha256_path
 from labelloop.prelabel.pipeline import batch_of_images, image_row
 from labelloop.prelabel.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam, write_sam2, write_sam_hq
 from labelloop.prelabel.specs import SegmenterSpec
 
-PROMPTS = {"person": "a person", "cat": "a cat", "face": "a human face"}
-MASKS = {"person": True, "cat": True, "face": False}
 KINDS = ("sam-hq", "sam2")
 
 
@@ -54,19 +53,6 @@ def labeler(request, models):
     m = FoundationPreLabeler(config(models, request.param), models["root"])
     m.load()
     return m
-
-
-def check_frame(dets, h, w):
-    """Boxes inside the (H, W) image; masks (H, W) exactly for mask categories; RLE round-trips."""
-    for d in dets:
-        x0, y0, x1, y1 = d.bbox
-        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (d.bbox, w, h)
-        if MASKS[d.category]:
-            m = decode_rle(d.mask)
-            assert m.shape == (h, w) and m.dtype == np.uint8
-            assert encode_rle(m) == d.mask
-        else:
-            assert d.mask is None
 
 
 @pytest.mark.parametrize("kind", KINDS)
