@@ -21,12 +21,17 @@ Three figures, images per second over the same N images after one warm-up batch:
 - naive: the pattern of popular auto-labeling tools: per image, decode in the loop, float32, the
   detector called once per prompt, SAM's encoder on the image, the decoder once per box.
 
+On a CPU it also prints the CPU seconds (this process and its joined DataLoader workers) of
+the stage and of the raw passes, and their ratio: the work done, which a shared machine's
+scheduling does not distort as it does wall time.
+
 Ends with ``stage/raw X.XX  stage/naive Y.YY  stage_img_per_s Z.Z``.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import sys
 import tempfile
@@ -81,6 +86,14 @@ def checkpoints(work: Path, arch: str, segmenter: str = "sam") -> tuple[Path, st
     return gd, sha256_path(gd), sam, sha256_path(sam)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the DataLoader
+    workers are joined when a stage's loop ends): on a shared CPU machine the ratio of these is
+    the work done, unaffected by how much of a core the scheduler gave the process."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -96,7 +109,7 @@ def stage(m: FoundationPreLabeler, paths: list[Path]) -> tuple[float, list]:
     return time.perf_counter() - t, results
 
 
-def raw(m: FoundationPreLabeler, paths: list[Path], results: list, batch_size: int) -> float:
+def raw(m: FoundationPreLabeler, paths: list[Path], results: list, batch_size: int) -> tuple[float, float]:
     det, seg = m.load()
     dev = det.device
     images = [load_rgb(p) for p in paths]
@@ -105,7 +118,7 @@ def raw(m: FoundationPreLabeler, paths: list[Path], results: list, batch_size: i
     masked = [torch.tensor([d.bbox for d in dets if d.mask is not None], dtype=torch.float32, device=dev).reshape(-1, 4)
               for _, dets in results]  # the boxes the stage segmented, per image
     sync(dev)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_seconds()
     for k, b in enumerate(batches):
         det.forward(b.det)
         rows = [i for i in range(len(b)) if len(masked[k * batch_size + i])]
@@ -114,7 +127,7 @@ def raw(m: FoundationPreLabeler, paths: list[Path], results: list, batch_size: i
             for j, i in enumerate(rows):
                 seg.decode_logits(image_row(emb, j), masked[k * batch_size + i], b.sizes[i])
     sync(dev)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, cpu_seconds() - c
 
 
 def naive(m: FoundationPreLabeler, paths: list[Path]) -> float:
@@ -192,15 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     warmup = a.batch_size if a.warmup is None else a.warmup
     if warmup:
         stage(m, [pool[i % len(pool)] for i in range(warmup)])  # warm-up: allocator, kernels, workers
+    c0 = cpu_seconds()
     s_time, results = stage(m, paths)
+    c1 = cpu_seconds()
     n_boxes = sum(len(r) for _, r in results if isinstance(r, list))
     n_masks = sum(d.mask is not None for _, r in results if isinstance(r, list) for d in r)
-    r_time = raw(m, paths, results, m.halving.batch_size)
+    r_time, r_cpu = raw(m, paths, results, m.halving.batch_size)
+    s_cpu = c1 - c0
     n = len(paths)
     print(f"images {n}  boxes {n_boxes}  masks {n_masks}  batch_size {m.halving.batch_size}  "
           f"oom_halvings {len(m.halving.events)}")
     print(f"stage  {n / s_time:8.3f} img/s  ({s_time:.2f} s)")
     print(f"raw    {n / r_time:8.3f} img/s  ({r_time:.2f} s)")
+    if dev.type == "cpu":
+        print(f"cpu seconds: stage {s_cpu:.1f}  raw {r_cpu:.1f}  cpu stage/raw {r_cpu / s_cpu:.2f} "
+              "(work done, whatever share of the cores the scheduler gave)")
     if a.skip_naive:
         nv_time = float("nan")
         print("naive  skipped")
