@@ -146,8 +146,17 @@ def test_edited_relabeled_added_and_deleted_masks(sent):
     assert rows["pr-face"]["action"] == "deleted"
 
 
+def _wide_word_rle(n=H * W * 4):
+    """A brush RLE header with 16-bit words (one run of 65535): the SDK decoder overflows uint8."""
+    bits = "".join(format(v, f"0{k}b") for v, k in ((n, 32), (15, 5), (15, 4), (15, 4), (15, 4), (15, 4),
+                                                       (1, 1), (3, 2), (65535, 16), (65535, 16)))
+    bits += "0" * (-len(bits) % 8)
+    return [int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)] + [0] * 8
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda v: v.update(format="png"), "format 'png' is not 'rle'"),
+    (lambda v: v.update(rle=_wide_word_rle()), "word size 16 bits"),
     (lambda v: v.update(rle=mask_to_brush_rle(encode_rle(HORSE[:, :200]))), "size mismatch"),
     (lambda v: v.update(rle=[1, 2, 3]), "at least 6 integers"),
     (lambda v: v.update(rle=mask_to_brush_rle(encode_rle(np.zeros_like(HORSE)))), "empty brush mask"),
