@@ -60,3 +60,58 @@ def test_the_endpoint_answers_at_once_and_pulls_in_its_worker():
         assert requests.post(hook.url.replace("/webhook", "/other"), data=b"{}", timeout=5).status_code == 404
     assert hook.results == [{"reviews": 1}, {"reviews": 3}]
     assert hook.errors == ["RuntimeError: server down"] and hook.events == 3
+
+
+def _raw(port: int, request: bytes, wait: float = 5.0) -> bytes:
+    """Send raw bytes to the endpoint and return its status line (b'' when it just hung up)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(wait)
+        s.sendall(request)
+        return s.recv(4096).split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("head, body, status", [
+    (b"Content-Length: abc\r\n", b"{}", b"400"),  # was: a traceback and a dropped connection
+    (b"Content-Length: -1\r\n", b"{}", b"400"),  # was: read until the client closes (unbounded)
+    (b"", b"{}", b"411"),
+    (b"Content-Length: 100\r\n", b"{}", b"408"),  # a stalled client: was a thread held forever
+    (b"Content-Length: 1000000\r\nX-Labelloop-Token: wrong\r\n", b"{}", b"401"),  # refused before the body
+])
+def test_malformed_or_slow_requests_get_an_answer_and_the_endpoint_keeps_serving(head, body, status):
+    with WebhookServer(lambda: None, secret="t", project_id=3, read_timeout_s=0.5) as hook:
+        port = hook.httpd.server_address[1]
+        tok = b"" if b"Token" in head else b"X-Labelloop-Token: t\r\n"
+        line = _raw(port, b"POST /label-studio/webhook HTTP/1.1\r\n" + tok + head + b"\r\n" + body)
+        assert line.split()[1] == status, line
+        assert requests.post(hook.url, data=_body(EVENT), headers={TOKEN_HEADER: "t"}, timeout=5).status_code == 202
+        assert hook.wait_for_pulls(1, timeout=10)
+    assert hook.errors == []
+
+
+def test_a_burst_of_events_never_runs_pulls_concurrently():
+    import threading
+    import time
+
+    running, overlap = [0], []
+
+    def pull():
+        running[0] += 1
+        overlap.append(running[0])
+        time.sleep(0.05)
+        running[0] -= 1
+
+    with WebhookServer(pull, secret="t", project_id=3) as hook:
+        def post():
+            requests.post(hook.url, data=_body(EVENT), headers={TOKEN_HEADER: "t"}, timeout=5)
+
+        threads = [threading.Thread(target=post) for _ in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert hook.events == 30
+        assert hook.wait_for_pulls(1, timeout=10)
+        time.sleep(0.5)
+    assert max(overlap) == 1 and 1 <= hook.pulls < 30
