@@ -148,14 +148,18 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                 )
                 continue
             dest = dest_root / rel
-            if is_remote(dest) or is_remote(f):
-                try:
+            try:
+                if is_remote(dest) or is_remote(f):
                     copy_file(f, dest)  # an object store: one PUT per object, atomic there
-                except FileNotFoundError as exc:  # vanished since it was hashed
-                    result.skipped.append((str(f), f"unreadable: {exc}"))
-                    continue
-            else:
-                _copy_local(f, dest)
+                else:
+                    _copy_local(f, dest)
+            except FileNotFoundError as exc:  # vanished since it was hashed
+                result.skipped.append((str(f), f"unreadable: {exc}"))
+                continue
+            except OSError as exc:  # e.g. keys 'a.jpg' and 'a.jpg/b.jpg': a file where a folder must go
+                result.skipped.append((rel, f"cannot be stored at {ws.relative(dest) if is_remote(dest) else dest}: "
+                                            f"{exc.strerror or exc}"))
+                continue
             new_rows.append(
                 {"source_path": rel, "origin_path": str(f), "ingest_seq": seq, "sha256": digest,
                  "uri": ws.relative(dest)}
