@@ -115,3 +115,33 @@ def test_a_burst_of_events_never_runs_pulls_concurrently():
         assert hook.wait_for_pulls(1, timeout=10)
         time.sleep(0.5)
     assert max(overlap) == 1 and 1 <= hook.pulls < 30
+
+
+def test_serve_webhook_loop_survives_a_run_that_raises():
+    """`labelloop serve-webhook`'s loop: a resolve_job that raises (was: the server exited) is
+    reported and the next event runs again; runs never overlap."""
+    import threading
+
+    import pipelines.cli  # noqa: F401 - review_cli is imported through it (circular otherwise)
+    from pipelines.review_cli import pull_loop
+
+    due, lines, calls = threading.Event(), [], []
+
+    def run_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("labelloop.yaml: broken")
+        return "run ok"
+
+    with WebhookServer(due.set, secret="t", project_id=3) as hook:
+        worker = threading.Thread(target=lambda: lines.append(pull_loop(due, run_once, 2, lines.append)))
+        worker.start()
+        assert requests.post(hook.url, data=_body(EVENT), headers={TOKEN_HEADER: "t"}, timeout=5).status_code == 202
+        assert hook.wait_for_pulls(1, timeout=10)
+        for _ in range(50):  # the first run has failed before the second event
+            if lines:
+                break
+            threading.Event().wait(0.1)
+        assert requests.post(hook.url, data=_body(EVENT), headers={TOKEN_HEADER: "t"}, timeout=5).status_code == 202
+        worker.join(timeout=20)
+    assert lines == ["event: run failed before it started: RuntimeError: labelloop.yaml: broken", "event: run ok", 2]
