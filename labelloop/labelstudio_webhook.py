@@ -58,7 +58,7 @@ def check_event(body: bytes, headers: Mapping[str, str], secret: str, project_id
         raise WebhookRefused(413, f"body of {len(body)} bytes is over {MAX_BODY_BYTES}")
     try:
         event = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nesting too deep to parse
         raise WebhookRefused(400, "body is not UTF-8 JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("action"), str):
         raise WebhookRefused(400, "body is not a Label Studio event (a JSON object with an 'action')")
