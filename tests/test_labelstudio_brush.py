@@ -191,3 +191,47 @@ def test_a_registered_import_file_with_brush_regions_keeps_the_masks(sent):
     bad[0]["predictions"][0]["result"][0]["value"]["rle"] = [0, 0, 0, 1, 2, 3, 4]
     rows, rejects = register_import_tasks(bad, source=SRC, images=[img], file_name="tasks.json")
     assert rows == [] and rejects[0]["item"] == "import task 0" and "size mismatch" in rejects[0]["reason"]
+
+
+@pytest.mark.parametrize("key, bad", [("original_width", "abc"), ("original_height", [1]),
+                                      ("original_width", float("nan"))])
+def test_a_non_numeric_original_size_rejects_its_annotation_only(sent, key, bad):
+    """Was: ValueError / TypeError out of the size check, so the whole export file was refused."""
+    img, _, tasks, _ = sent
+    result = copy.deepcopy(tasks[0]["predictions"][0]["result"])
+    next(r for r in result if r["id"] == "pr-horse")[key] = bad
+    export = _export(tasks[0], result) + _export(tasks[0], copy.deepcopy(tasks[0]["predictions"][0]["result"]), 6)
+    export = [{**export[0], "annotations": export[0]["annotations"] + export[1]["annotations"]}]
+    res = _import(export, sent)
+    (rej,) = res["rejects"]
+    assert rej["item"] == "task 11 annotation 5" and f"region pr-horse: {key}" in rej["reason"], rej
+    assert [r["tool_annotation_id"] for r in res["reviews"]] == ["6"]
+
+
+def _pred_score(pred, value):
+    """The prediction's own score, read when its regions carry none."""
+    for r in pred["result"]:
+        r.pop("score", None)
+    pred["score"] = value
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda r, p: r.update(score="high"), "score 'high' is not a number"),
+    (lambda r, p: _pred_score(p, [1]), "score '[1]' is not a number"),
+    (lambda r, p: r["value"].update(brushlabels="cat"), "must be a list of one label name"),
+    (lambda r, p: r["value"].update(brushlabels=[["cat"]]), "must be a list of one label name"),
+    (lambda r, p: r.update(original_width="wide"), "original_width 'wide' is not a number"),
+])
+def test_a_bad_registered_task_is_rejected_alone(sent, mutate, match):
+    """register-export: one malformed task (score, labels, sizes) used to raise out of the whole
+    registration (ValueError / TypeError / KeyError); now it is a reject and the others register."""
+    from labelloop.review_import import register_import_tasks
+
+    img, _, tasks, _ = sent
+    two = copy.deepcopy(tasks) + copy.deepcopy(tasks)
+    pred = two[0]["predictions"][0]
+    mutate(next(r for r in pred["result"] if r["id"] == "pr-horse"), pred)
+    rows, rejects = register_import_tasks(two, source=SRC, images=[img], file_name="tasks.json")
+    (rej,) = rejects
+    assert rej["item"] == "import task 0" and match in rej["reason"], rej
+    assert {r["region_id"] for r in rows} == {"pr-horse", "pr-face"}  # task 1 registers
