@@ -84,6 +84,10 @@ class ImageIndex:
 
     def match(self, image_ref: str | None, data_image_id: str | None = None, allow_name: bool = True) -> dict:
         """The IMAGES row a reference points at. Raises ``_Reject`` (``..`` path, ambiguous, unknown)."""
+        if not isinstance(data_image_id, str):
+            data_image_id = None  # an image_id that is not a string matches nothing
+        if image_ref is not None and not isinstance(image_ref, str):
+            raise _Reject(f"image reference {str(image_ref)[:80]} is not a string")
         if data_image_id:
             if data_image_id in self.by_id:
                 return self.by_id[data_image_id]
@@ -367,6 +371,8 @@ def register_import_tasks(
             image = index.match(data.get("image"), data.get("image_id"))
             w, h = int(image["width"]), int(image["height"])
             task_rows = []
+            if not isinstance(task.get("predictions") or [], list):
+                raise _Reject("'predictions' is not a list")
             for p_i, pred in enumerate(task.get("predictions") or []):
                 if not isinstance(pred, dict) or not isinstance(pred.get("result", []), list):
                     raise _Reject(f"prediction {p_i} is not an object with a 'result' list")

@@ -235,3 +235,38 @@ def test_a_bad_registered_task_is_rejected_alone(sent, mutate, match):
     (rej,) = rejects
     assert rej["item"] == "import task 0" and match in rej["reason"], rej
     assert {r["region_id"] for r in rows} == {"pr-horse", "pr-face"}  # task 1 registers
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda ann, task: ann["result"][0].update(from_name=["brush"]), "from_name ['brush'] is not a control"),
+    (lambda ann, task: task["data"].update(image=["x.png"]), "no image reference"),
+    (lambda ann, task: task["data"].update(image_id=[1]), None),  # an image_id of the wrong type matches nothing
+    (lambda ann, task: ann.update(prediction={"id": 1, "result": [dict(ann["result"][1], score="")]}), None),
+])
+def test_ill_typed_fields_reject_one_annotation_not_the_file(sent, mutate, match):
+    """Was: TypeError / ValueError out of parse_export / import_review, so the whole file was refused."""
+    img, _, tasks, _ = sent
+    ok = _export(tasks[0], copy.deepcopy(tasks[0]["predictions"][0]["result"]), 6)
+    bad = _export(tasks[0], copy.deepcopy(tasks[0]["predictions"][0]["result"]))
+    bad[0]["id"], bad[0]["data"] = 12, dict(bad[0]["data"])
+    mutate(bad[0]["annotations"][0], bad[0])
+    res = _import(bad + ok, sent)
+    if match is None:  # nothing wrong enough to reject: both import
+        assert res["rejects"] == [] and len(res["reviews"]) == 2
+    else:
+        (rej,) = res["rejects"]
+        assert rej["item"] == "task 12 annotation 5" and match in rej["reason"], rej
+        assert [r["tool_annotation_id"] for r in res["reviews"]] == ["6"]
+
+
+def test_a_registered_task_with_ill_typed_fields_is_rejected_alone(sent):
+    from labelloop.review_import import register_import_tasks
+
+    img, _, tasks, _ = sent
+    three = copy.deepcopy(tasks) * 3
+    three[0] = dict(three[0], predictions=0.5)
+    three[1] = dict(three[1], data=dict(three[1]["data"], image=["a.png"], image_id=["x"]))
+    rows, rejects = register_import_tasks(three, source=SRC, images=[img], file_name="tasks.json")
+    assert [(r["item"], r["reason"]) for r in rejects] == [
+        ("import task 0", "'predictions' is not a list"), ("import task 1", "image reference ['a.png'] is not a string")]
+    assert {r["region_id"] for r in rows} == {"pr-horse", "pr-face"}
