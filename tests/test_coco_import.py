@@ -225,3 +225,18 @@ def test_a_crowd_region_covering_the_whole_image_as_string_or_list_counts(images
         (row,) = res["human_labels"]
         assert row["iscrowd"] and row["bbox"] == [0, 0, w, h]
         assert mask_iou(row["mask"], json.dumps({"size": [h, w], "counts": full["counts"].decode()})) == 1.0
+
+
+def test_non_numeric_keypoints_reject_their_image_and_bad_keypoint_names_the_file(images, labels):
+    """Was: TypeError out of the parser, so the whole file was refused without naming the problem."""
+    obj = coco_file(images, labels)
+    person = next(a for a in obj["annotations"] if a.get("keypoints"))
+    person["keypoints"][3] = {"x": 1}
+    res = do_import(obj, images)
+    (rej,) = res["rejects"]
+    assert f"annotation {person['id']}: keypoints must be numbers" in rej["reason"]
+    assert {r["image_id"] for r in res["reviews"]} == {images[1]["image_id"], images[2]["image_id"]}
+    obj = coco_file(images, labels)
+    obj["categories"][0]["keypoints"] = True
+    with pytest.raises(ValueError, match=r"review.json: category 1 'keypoints' must be a list of names, got True"):
+        parse_coco_review(obj, where="review.json", fallback_time=T0, keypoints=KP)
