@@ -264,6 +264,8 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
         raise CvatFormatError(f"{where}: refused unsafe XML ({type(exc).__name__})") from None
     except DET.ParseError as exc:
         raise CvatFormatError(f"{where}: not valid XML ({exc})") from None
+    except LookupError as exc:  # <?xml encoding="..."?> names a codec Python does not know
+        raise CvatFormatError(f"{where}: not readable XML ({exc})") from None
     if root.tag != "annotations":
         raise CvatFormatError(f"{where}: root element <{root.tag}> is not <annotations>: not a CVAT annotation file")
     version = _text(root, "version")

@@ -115,3 +115,19 @@ def test_hostile_sizes_and_polygons_in_a_datumaro_file_reject_their_image_alone(
     (rej,) = res["rejects"]
     assert "astronaut.png" in rej["item"] + rej["reason"] and match in rej["reason"], rej
     assert len(res["reviews"]) == 2  # chelsea and coffee import
+
+
+def test_an_unknown_xml_encoding_is_a_format_error_naming_the_file():
+    """Was: LookupError out of the parser, which import_file does not catch (the inbox import failed)."""
+    data = (FIX / "datumaro_export" / "default.xml").read_bytes().replace(b'encoding="utf-8"', b'encoding="abc"', 1)
+    with pytest.raises(CvatFormatError, match=r"^default\.xml: not readable XML \(unknown encoding: abc\)"):
+        parse_cvat(data, where="default.xml", updated_at=VERSION)
+
+
+def test_a_mask_run_beyond_int64_rejects_its_image_alone():
+    """Was: OverflowError out of numpy, which import_file does not catch (the inbox import failed)."""
+    text = (FIX / "datumaro_export" / "default.xml").read_text()
+    data = text.replace('rle="54300, ', 'rle="99999999999999999999, ', 1).encode()
+    recs, _ = parse_cvat(data, where="default.xml", updated_at=VERSION)
+    assert [r["error"] for r in recs][:2] == [None, None]
+    assert "mask rle runs must lie in 0.." in recs[2]["error"]
