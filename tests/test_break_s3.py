@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelloop.images import ImageError, load_rgb
+from labelloop.images import ImageError, inspect_image, load_rgb
 from labelloop.ingest import ingest
 from labelloop.store import StoreSettings
 from labelloop.workspace import Workspace, read_manifest
@@ -46,6 +46,10 @@ def test_odd_keys_ingest_into_an_s3_store_byte_for_byte(source, moto_server, tmp
         assert ws.locate(rows[k]["uri"]).read_bytes() == (b"" if k == "zero.jpg" else JPEG_HEAD + k.encode())
     with pytest.raises(ImageError, match="zero.jpg"):  # a zero-byte object is a clear error naming it
         load_rgb(ws.locate(rows["zero.jpg"]["uri"]))
+    zero = inspect_image(ws.locate(rows["zero.jpg"]["uri"]), 10**8)  # the raw_images row: rejected with a reason
+    assert (zero["status"], zero["reject_reason"]) == ("rejected", "empty: zero-byte file")
+    odd = inspect_image(ws.locate(rows["q?v=1.jpg"]["uri"]), 10**8)  # read back by its URI: '?' is part of the key
+    assert odd["bytes"] == len(JPEG_HEAD + b"q?v=1.jpg") and odd["reject_reason"].startswith("corrupt: JPEG")
 
 
 def test_an_object_that_is_also_a_folder_is_skipped_with_a_reason_on_a_local_inbox(source, moto_server, tmp_path):
