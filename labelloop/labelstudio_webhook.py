@@ -105,7 +105,7 @@ class WebhookServer:
                 if self.path.split("?", 1)[0] != PATH:
                     return self._answer(404, {"error": f"POST to {PATH}"})
                 length = (self.headers.get("Content-Length") or "").strip()
-                if not length.isdigit():
+                if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
                     return self._answer(411 if not length else 400,
                                         {"error": f"Content-Length {length!r} is not a byte count"})
                 n = int(length)

@@ -76,6 +76,7 @@ def _raw(port: int, request: bytes, wait: float = 5.0) -> bytes:
 @pytest.mark.parametrize("head, body, status", [
     (b"Content-Length: abc\r\n", b"{}", b"400"),  # was: a traceback and a dropped connection
     (b"Content-Length: -1\r\n", b"{}", b"400"),  # was: read until the client closes (unbounded)
+    (b"Content-Length: \xb2\r\n", b"{}", b"400"),  # superscript two: str.isdigit() but not int()
     (b"", b"{}", b"411"),
     (b"Content-Length: 100\r\n", b"{}", b"408"),  # a stalled client: was a thread held forever
     (b"Content-Length: 1000000\r\nX-Labelloop-Token: wrong\r\n", b"{}", b"401"),  # refused before the body
