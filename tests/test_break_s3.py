@@ -9,7 +9,7 @@ import pytest
 from labelloop.images import ImageError, inspect_image, load_rgb
 from labelloop.ingest import ingest
 from labelloop.store import StoreSettings
-from labelloop.workspace import Workspace, read_manifest
+from labelloop.workspace import Workspace, WorkspaceError, read_manifest
 from moto_server import CREDENTIALS
 
 pytestmark = pytest.mark.s3
@@ -64,3 +64,15 @@ def test_an_object_that_is_also_a_folder_is_skipped_with_a_reason_on_a_local_inb
     assert (tmp_path / "inbox" / "b1" / "q?v=1.jpg").read_bytes() == JPEG_HEAD + b"q?v=1.jpg"
     again = ingest(ws, source, "b1")  # a re-run changes nothing
     assert again.copied == [] and sorted(again.already_ingested) == sorted(res.copied)
+
+
+def test_a_store_bucket_that_does_not_exist_stops_the_ingest(moto_server, tmp_path):
+    """Was: every source file skipped as 'unreadable: The specified bucket does not exist',
+    blaming the (readable) source for the store's missing bucket."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(JPEG_HEAD + b"a")
+    ws = Workspace(tmp_path / "ws", StoreSettings(url="s3://no-such-bucket-x/p", endpoint_url=moto_server["url"]))
+    with pytest.raises(WorkspaceError, match=r"cannot store a\.jpg at s3://no-such-bucket-x/p/inbox/b1/a\.jpg: .*bucket"):
+        ingest(ws, src, "b1")
+    assert read_manifest(ws, "b1") == []
