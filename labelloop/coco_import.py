@@ -113,6 +113,8 @@ def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[s
             raise ValueError(f"{name}: keypoints {unknown} are not in the config's {cat} keypoints")
         pos = {n: i for i, n in enumerate(theirs)}
         flat: list[float] = []
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in kp):
+            raise ValueError(f"{name}: keypoints must be numbers, got {str(kp)[:80]}")
         for n in ours:
             flat += [float(v) for v in kp[3 * pos[n]:3 * pos[n] + 3]] if n in pos else [0.0, 0.0, 0.0]
         region["keypoints"] = flat
@@ -138,7 +140,8 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
 
     Raises:
         CocoFormatError: not an object with ``images`` / ``annotations`` / ``categories`` lists,
-            a category without integer ``id`` and ``name``, or duplicate image / category ids.
+            a category without integer ``id`` and ``name`` or with ``keypoints`` that are not a
+            list of names, or duplicate image / category ids.
     """
     if not isinstance(obj, dict):
         raise CocoFormatError(f"{where}: expected a COCO JSON object, got a {type(obj).__name__}")
@@ -151,6 +154,10 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
             raise CocoFormatError(f"{where}: category {c!r} needs an integer 'id' and a 'name'")
         if c["id"] in cats:
             raise CocoFormatError(f"{where}: category id {c['id']} is used twice")
+        kp_names = c.get("keypoints")
+        if kp_names is not None and (not isinstance(kp_names, list) or not all(isinstance(k, str) for k in kp_names)):
+            raise CocoFormatError(f"{where}: category {c['id']} 'keypoints' must be a list of names, "
+                                  f"got {str(kp_names)[:80]}")
         cats[c["id"]], cat_kps[c["id"]] = c["name"], c.get("keypoints")
     info = obj.get("info") if isinstance(obj.get("info"), dict) else {}
     updated = _iso(info.get("date_created")) or fallback_time

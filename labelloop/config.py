@@ -154,7 +154,7 @@ class Release(_Strict):
     yolo_task: Literal["detect", "segment", "pose"] = Field(
         "detect", description="Ultralytics label layout of release/labels (labelloop.yolo)")
     shard_mb: float | None = Field(
-        None, gt=0, description="store the images as content-addressed tar shards of about this many MiB "
+        None, gt=0, allow_inf_nan=False, description="store the images as content-addressed tar shards of about this many MiB "
         "(release/shards/<split>/, labelloop.shards) instead of one file each: for releases of many small images, "
         "whose per-file DVC cost dominates; null = images/<split>/<file>")
 

@@ -85,8 +85,8 @@ def cvat_rle_to_mask(counts: Sequence[int], left: int, top: int, width: int, hei
     the full ``image_height x image_width`` mask.
 
     Raises:
-        ValueError: a negative run or size, runs that do not add up to ``width * height``, or a
-            crop that does not lie inside the image.
+        ValueError: a negative run or size, a run longer than the crop, runs that do not add up
+            to ``width * height``, or a crop that does not lie inside the image.
     """
     if width <= 0 or height <= 0 or left < 0 or top < 0:
         raise ValueError(f"mask crop must have left, top >= 0 and positive size; got left={left} top={top} "
@@ -94,9 +94,12 @@ def cvat_rle_to_mask(counts: Sequence[int], left: int, top: int, width: int, hei
     if left + width > image_width or top + height > image_height:
         raise ValueError(f"mask crop {width}x{height} at ({left}, {top}) lies outside the "
                          f"{image_width}x{image_height} image")
-    runs = np.asarray(list(counts), dtype=np.int64)
-    if runs.size == 0 or (runs < 0).any():
+    counts = list(counts)
+    if not counts or any(c < 0 for c in counts):
         raise ValueError("mask rle must be a non-empty list of non-negative run lengths")
+    if any(c > width * height for c in counts):  # also keeps int64 from overflowing
+        raise ValueError(f"mask rle runs must lie in 0..{width * height} (the crop's pixels)")
+    runs = np.asarray(counts, dtype=np.int64)
     if int(runs.sum()) != width * height:
         raise ValueError(f"mask rle runs cover {int(runs.sum())} pixels but the crop {width}x{height} has {width * height}")
     values = np.arange(runs.size) % 2  # background first

@@ -34,6 +34,7 @@ import hashlib
 import math
 
 from defusedxml import DefusedXmlException
+from PIL import Image
 from defusedxml import ElementTree as DET
 
 from labelloop.cvat import TOOL, CvatFormatError, cvat_rle_to_mask
@@ -263,6 +264,8 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
         raise CvatFormatError(f"{where}: refused unsafe XML ({type(exc).__name__})") from None
     except DET.ParseError as exc:
         raise CvatFormatError(f"{where}: not valid XML ({exc})") from None
+    except LookupError as exc:  # <?xml encoding="..."?> names a codec Python does not know
+        raise CvatFormatError(f"{where}: not readable XML ({exc})") from None
     if root.tag != "annotations":
         raise CvatFormatError(f"{where}: root element <{root.tag}> is not <annotations>: not a CVAT annotation file")
     version = _text(root, "version")
@@ -287,6 +290,11 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
                 width, height = int(el.attrib["width"]), int(el.attrib["height"])
             except (KeyError, ValueError):
                 raise ValueError("<image> needs integer width and height") from None
+            if width <= 0 or height <= 0 or width * height > Image.MAX_IMAGE_PIXELS:
+                # masks are decoded at this size before it is matched to our image: a declared
+                # 100000x100000 would take 10 GB; labelloop holds no image over Pillow's limit
+                raise ValueError(f"<image> size {width}x{height} is not positive or larger than any image labelloop "
+                                 f"accepts ({Image.MAX_IMAGE_PIXELS} pixels, Pillow's decompression-bomb limit)")
             rec["regions"] = _image_regions(el, width, height, keypoints or {})
         except ValueError as exc:
             rec["error"] = str(exc)

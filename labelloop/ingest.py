@@ -109,7 +109,9 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
     manifest (``.labelloop/ingest/<batch>.jsonl``) stays local either way.
 
     Raises:
-        WorkspaceError: ``source`` does not exist, or the batch name is invalid.
+        WorkspaceError: ``source`` does not exist, the batch name is invalid, or the inbox cannot
+            be written (e.g. the store's bucket does not exist); files copied before stay
+            unrecorded, and the next ingest copies them again.
     """
     if is_remote(str(source)):
         src = ws.store.locate(str(source).rstrip("/"))
@@ -148,14 +150,21 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                 )
                 continue
             dest = dest_root / rel
-            if is_remote(dest) or is_remote(f):
-                try:
+            try:
+                if is_remote(dest) or is_remote(f):
                     copy_file(f, dest)  # an object store: one PUT per object, atomic there
-                except FileNotFoundError as exc:  # vanished since it was hashed
-                    result.skipped.append((str(f), f"unreadable: {exc}"))
-                    continue
-            else:
-                _copy_local(f, dest)
+                else:
+                    _copy_local(f, dest)
+            except FileNotFoundError as exc:
+                if f.exists():  # the source is there: the destination is missing (e.g. no such bucket)
+                    raise WorkspaceError(f"cannot store {rel} at {dest}: {exc}") from None
+                result.skipped.append((str(f), f"unreadable: {exc}"))  # vanished since it was hashed
+                continue
+            except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+                # keys 'a.jpg' and 'a.jpg/b.jpg' of an object store: a file where a folder must go.
+                # Other errors (a missing bucket, no permission) still stop the ingest.
+                result.skipped.append((rel, f"cannot be stored at {dest}: {exc.strerror or exc}"))
+                continue
             new_rows.append(
                 {"source_path": rel, "origin_path": str(f), "ingest_seq": seq, "sha256": digest,
                  "uri": ws.relative(dest)}

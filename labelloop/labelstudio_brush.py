@@ -43,8 +43,8 @@ def brush_rle_to_mask(rle: object, width: int, height: int) -> str:
     hostile count never allocates), and the list must be bytes.
 
     Raises:
-        ValueError: not a list of integers 0-255, a header for another image size, or a bit
-            stream that ends early.
+        ValueError: not a list of integers 0-255, a header for another image size, a word size
+            over 8 bits, or a bit stream that ends early.
     """
     if (not isinstance(rle, list) or len(rle) < _HEADER_BYTES
             or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in rle)):
@@ -55,11 +55,14 @@ def brush_rle_to_mask(rle: object, width: int, height: int) -> str:
                          "(size mismatch)")
     if len(rle) > 4 * n + 64:  # even one run per value packs into fewer bytes: padding or garbage
         raise ValueError(f"brush RLE of {len(rle)} bytes is longer than any encoding of a {width}x{height} image")
+    word_size = (rle[4] >> 3) + 1  # 5 bits after the 32-bit count
+    if word_size > 8:  # the SDK decodes into uint8: a wider word overflows it
+        raise ValueError(f"brush RLE word size {word_size} bits is wider than the 8 bits of an RGBA channel")
     from label_studio_sdk.converter.brush import decode_rle as ls_decode
 
     try:
         flat = ls_decode(rle)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):
         raise ValueError("brush RLE bit stream ends early or is malformed") from None
     alpha = np.asarray(flat, dtype=np.uint8).reshape(height, width, 4)[:, :, 3]
     return encode_rle(alpha >= ALPHA_THRESHOLD)

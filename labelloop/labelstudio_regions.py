@@ -72,7 +72,7 @@ def _region(item: Any, index: int, *, min_format: bool, control: str | None = No
         value, rid, rtype = item.get("value"), _str_or_none(item.get("id")), item.get("type")
         from_name, to_name = item.get("from_name"), item.get("to_name")
         name = f"region {rid}" if rid is not None else f"region #{index}"
-    if from_name not in CONTROLS:
+    if not isinstance(from_name, str) or from_name not in CONTROLS:
         raise _RecordError(f"{name}: from_name {from_name!r} is not a control of the labelloop labeling config "
                            f"(expected one of {', '.join(CONTROLS)})")
     if to_name != OBJECT_NAME:
@@ -111,6 +111,10 @@ def _parent_regions(prediction: Any) -> list[dict]:
         if reg["kind"] != "rectangle":
             continue
         score = item.get("score", prediction.get("score"))
+        try:
+            score = None if score is None else float(score)
+        except (TypeError, ValueError):
+            score = None  # the shown region still counts; only its score is unreadable
         reg.pop("type")
-        out.append(reg | {"score": None if score is None else float(score)})
+        out.append(reg | {"score": score})
     return out

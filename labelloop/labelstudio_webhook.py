@@ -28,6 +28,7 @@ TOKEN_HEADER = "X-Labelloop-Token"
 PATH = "/label-studio/webhook"
 PULL_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 MAX_BODY_BYTES = 32 * 2**20
+READ_TIMEOUT_S = 10  # per socket read of a request
 
 
 class WebhookRefused(Exception):
@@ -57,7 +58,7 @@ def check_event(body: bytes, headers: Mapping[str, str], secret: str, project_id
         raise WebhookRefused(413, f"body of {len(body)} bytes is over {MAX_BODY_BYTES}")
     try:
         event = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nesting too deep to parse
         raise WebhookRefused(400, "body is not UTF-8 JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("action"), str):
         raise WebhookRefused(400, "body is not a Label Studio event (a JSON object with an 'action')")
@@ -77,12 +78,17 @@ class WebhookServer:
             exceptions are kept in ``errors`` and do not stop the worker.
         secret: the expected ``X-Labelloop-Token``.
         project_id: the project whose events count (None: any).
+        read_timeout_s: seconds one socket read of a request may stall (a slow or silent client
+            gets 408 and its connection closed, instead of holding a thread forever).
+
+    Requests are answered 411 / 400 for a missing or non-numeric ``Content-Length`` or a body
+    shorter than it, 413 over :data:`MAX_BODY_BYTES`, 401 (body unread) without the token.
 
     Use as a context manager; ``pulls`` counts finished pulls, ``events`` accepted events.
     """
 
     def __init__(self, pull: Callable[[], object], secret: str, project_id: int | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, read_timeout_s: float = READ_TIMEOUT_S):
         self.pull, self.secret, self.project_id = pull, secret, project_id
         self.events = self.pulls = 0
         self.results: list[object] = []
@@ -93,15 +99,31 @@ class WebhookServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = read_timeout_s  # socket timeout: a client that stalls cannot hold a thread forever
+
             def do_POST(self):  # noqa: N802 - http.server's name
                 if self.path.split("?", 1)[0] != PATH:
                     return self._answer(404, {"error": f"POST to {PATH}"})
-                n = int(self.headers.get("Content-Length") or 0)
+                length = (self.headers.get("Content-Length") or "").strip()
+                if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
+                    return self._answer(411 if not length else 400,
+                                        {"error": f"Content-Length {length!r} is not a byte count"})
+                n = int(length)
                 if n > MAX_BODY_BYTES:
                     return self._answer(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
+                try:  # the token first: an unauthenticated client's body is never read
+                    check_event(b"{}", dict(self.headers.items()), outer.secret, outer.project_id)
+                except WebhookRefused as exc:
+                    if exc.status == 401:
+                        return self._answer(401, {"error": str(exc)})
                 try:
-                    event = check_event(self.rfile.read(n), dict(self.headers.items()), outer.secret,
-                                        outer.project_id)
+                    body = self.rfile.read(n)
+                except (TimeoutError, OSError):
+                    return self._answer(408, {"error": f"body not received within {read_timeout_s} s"})
+                if len(body) < n:
+                    return self._answer(400, {"error": f"body ended after {len(body)} of {n} bytes"})
+                try:
+                    event = check_event(body, dict(self.headers.items()), outer.secret, outer.project_id)
                 except WebhookRefused as exc:
                     return self._answer(exc.status, {"error": str(exc)})
                 if event is None:
@@ -113,11 +135,16 @@ class WebhookServer:
 
             def _answer(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.close_connection = True  # an unread or partial body must not be parsed as a request
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client left: nothing to answer
+                    pass
 
             def log_message(self, *args) -> None:  # quiet: Label Studio posts on every save
                 pass

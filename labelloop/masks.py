@@ -23,6 +23,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 
+MAX_POLYGON_LENGTH = 1_000_000  # px of boundary (all parts) :func:`polygons_to_rle` rasterizes at most
+
+
 def _as_binary(mask: np.ndarray) -> np.ndarray:
     arr = np.asarray(mask)
     if arr.ndim != 2:
@@ -76,6 +79,8 @@ def _rle_obj(rle_json: str | dict) -> dict:
     ):
         raise ValueError(f"mask 'size' must be [height, width] non-negative integers, got {size!r}")
     h, w = size
+    if h >= 2**31 or w >= 2**31 or h * w >= 2**32:  # pycocotools keeps runs as 32-bit unsigned ints
+        raise ValueError(f"mask 'size' {size!r} is too large (at most 2**32 - 1 pixels)")
     counts = obj["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii", errors="replace")
@@ -123,8 +128,8 @@ def decode_rle(rle_json: str) -> np.ndarray:
     Accepts compressed (string) or uncompressed (list) counts.
 
     Raises:
-        ValueError: not JSON, missing/ill-typed ``size`` or ``counts``, an invalid counts
-            string, or runs that do not add up to ``H * W``.
+        ValueError: not JSON, missing/ill-typed ``size`` or ``counts``, a size of 2**32 pixels
+            or more, an invalid counts string, or runs that do not add up to ``H * W``.
     """
     return np.ascontiguousarray(mask_utils.decode(_rle_obj(rle_json)), dtype=np.uint8)
 
@@ -205,10 +210,22 @@ def coco_segmentation(rle_json: str) -> list | dict:
 def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> str:
     """Rasterize COCO polygons (pixel-edge convention, union of all parts) into RLE JSON text.
 
+    pycocotools (``rleFrPoly``) allocates memory for every point of the boundary upsampled 5x, so
+    a hostile polygon (a vertex at 1e8, or thousands of edges zigzagging across the image) would
+    take gigabytes or crash the process; such polygons are refused first: every vertex must lie
+    within ``max(height, width)`` px of the image, the edges of all parts together may be at most
+    :data:`MAX_POLYGON_LENGTH` px long, and the image must have fewer than 2**32 pixels.
+
     Raises:
-        ValueError: a polygon has fewer than 3 points, an odd count or a non-finite number.
+        ValueError: a polygon has fewer than 3 points, an odd count or a non-finite number, a
+            vertex far outside the image, a boundary too long to rasterize, or an image too large
+            (see above).
     """
+    if height * width >= 2**32:  # pycocotools keeps runs as 32-bit unsigned ints
+        raise ValueError(f"a {width}x{height} image is too large to rasterize polygons on (2**32 pixels or more)")
     polys = []
+    margin = max(height, width)
+    budget = float(MAX_POLYGON_LENGTH)
     for i, poly in enumerate(polygons):
         try:
             arr = np.asarray(poly, dtype=np.float64).ravel()
@@ -216,6 +233,14 @@ def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int
             raise ValueError(f"polygon {i} is not a flat list of numbers: {str(poly)[:80]}") from None
         if arr.size < 6 or arr.size % 2 or not np.all(np.isfinite(arr)):
             raise ValueError(f"polygon {i} must be >= 3 finite x, y pairs, got {len(arr)} numbers")
+        xs, ys = arr[0::2], arr[1::2]
+        if xs.min() < -margin or ys.min() < -margin or xs.max() > width + margin or ys.max() > height + margin:
+            raise ValueError(f"polygon {i} has a vertex far outside the {width}x{height} image "
+                             f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})")
+        budget -= float(np.maximum(np.abs(xs - np.roll(xs, -1)), np.abs(ys - np.roll(ys, -1))).sum())
+        if budget < 0:
+            raise ValueError(f"polygons up to #{i} have a boundary longer than {MAX_POLYGON_LENGTH} px: "
+                             "too long to rasterize")
         polys.append(arr.tolist())
     if not polys:
         return encode_rle(np.zeros((height, width), np.uint8))

@@ -28,6 +28,8 @@ nothing of it is stored.
 
 from __future__ import annotations
 
+import math
+
 from labelloop.geometry import box_problem, clip, ls_rotation, ls_to_xyxy
 from labelloop.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
 from labelloop.labelstudio_brush import brush_rle_to_mask
@@ -46,7 +48,13 @@ def _check_size(reg: dict, name: str, image: dict) -> None:
     w, h = int(image["width"]), int(image["height"])
     for key, ours in (("original_width", w), ("original_height", h)):
         theirs = reg.get(key)
-        if theirs is not None and abs(float(theirs) - ours) > 1:
+        if theirs is None:
+            continue
+        try:
+            differs = abs(float(theirs) - ours) > 1 or not math.isfinite(float(theirs))
+        except (TypeError, ValueError):
+            raise RegionError(f"{name}: {key} {str(theirs)[:40]!r} is not a number") from None
+        if differs:
             dim = key.split("_")[1]
             raise RegionError(f"{name}: {key} {theirs} disagrees with the {dim} {ours} of image "
                               f"{image['source_path']} (size mismatch)")

@@ -19,6 +19,7 @@ raises :class:`ReleaseInvalid` with them, so a bad release never replaces the cu
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -137,9 +138,14 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
         members: dict[str, dict] = {}
         if (folder / "shards" / split / shards.INDEX).is_file():  # release.shard_mb: the images are tar members
             try:
-                members = {r["name"]: r for r in shards.read_index(folder / "shards" / split)}
+                rows = shards.read_index(folder / "shards" / split)
+                members = {r["name"]: r for r in rows}
             except Exception as exc:  # noqa: BLE001 - a damaged Parquet file
                 problems.append(f"shards/{split}/{shards.INDEX}: cannot be read: {exc}")
+            else:
+                counts = collections.Counter(r["name"] for r in rows)
+                for name in sorted(n for n, k in counts.items() if k > 1):
+                    problems.append(f"shards/{split}/{shards.INDEX}: member {name!r} is listed more than once")
             images += [Path(n) for n in sorted(members)]
         if not images and not (folder / "coco" / f"instances_{split}.json").exists():
             if split in data:

@@ -84,6 +84,10 @@ class ImageIndex:
 
     def match(self, image_ref: str | None, data_image_id: str | None = None, allow_name: bool = True) -> dict:
         """The IMAGES row a reference points at. Raises ``_Reject`` (``..`` path, ambiguous, unknown)."""
+        if not isinstance(data_image_id, str):
+            data_image_id = None  # an image_id that is not a string matches nothing
+        if image_ref is not None and not isinstance(image_ref, str):
+            raise _Reject(f"image reference {str(image_ref)[:80]} is not a string")
         if data_image_id:
             if data_image_id in self.by_id:
                 return self.by_id[data_image_id]
@@ -367,6 +371,8 @@ def register_import_tasks(
             image = index.match(data.get("image"), data.get("image_id"))
             w, h = int(image["width"]), int(image["height"])
             task_rows = []
+            if not isinstance(task.get("predictions") or [], list):
+                raise _Reject("'predictions' is not a list")
             for p_i, pred in enumerate(task.get("predictions") or []):
                 if not isinstance(pred, dict) or not isinstance(pred.get("result", []), list):
                     raise _Reject(f"prediction {p_i} is not an object with a 'result' list")
@@ -374,22 +380,32 @@ def register_import_tasks(
                     rtype = str(reg.get("type")).lower() if isinstance(reg, dict) else None
                     if rtype not in (REGION_TYPE, "brushlabels"):
                         raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels or brushlabels region")
-                    rid = reg.get("id")
+                    rid = None if reg.get("id") is None else str(reg["id"])
                     value = reg.get("value") if isinstance(reg.get("value"), dict) else {}
+                    labels = value.get(rtype)
+                    if labels is not None and (not isinstance(labels, list) or len(labels) != 1
+                                               or not isinstance(labels[0], str)):
+                        raise _Reject(f"prediction {p_i} region {r_i}: {rtype} must be a list of one label name, "
+                                      f"got {str(labels)[:80]}")
+                    score = reg.get("score", pred.get("score"))
+                    try:
+                        score = None if score is None else float(score)
+                    except (TypeError, ValueError):
+                        raise _Reject(f"prediction {p_i} region {r_i}: score {str(score)[:40]!r} is not a number") \
+                            from None
                     rec = {"regions": [{"region_id": rid, "value": reg.get("value"),
                                         "kind": "brush" if rtype == "brushlabels" else "rectangle",
-                                        "category": (value.get(rtype) or [None])[0],
+                                        "category": (labels or [None])[0],
                                         "original_width": reg.get("original_width"),
                                         "original_height": reg.get("original_height")}]}
                     cats = {rec["regions"][0]["category"]} - {None}
                     (px,) = _regions_px(rec, image, cats)
                     pid = f"ls-{source}:{rid if rid is not None else f'#{p_i}.{r_i}'}:{image['image_id'][:12]}"
-                    score = reg.get("score", pred.get("score"))
                     task_rows.append({"source": source, "image_id": image["image_id"],
                                       "region_id": None if rid is None else str(rid), "prediction_id": pid,
                                       "category": px["category"], "bbox": px["bbox"],
-                                      "score": None if score is None else float(score),
-                                      "model_version": pred.get("model_version"),
+                                      "score": score, "model_version": None if pred.get("model_version") is None
+                                      else str(pred["model_version"]),
                                       "mask": px["mask"] if rtype == "brushlabels" else None})
         except _Reject as exc:
             rejects.append({"file": file_name or source, "item": f"import task {t_i}", "reason": str(exc)})

@@ -72,27 +72,36 @@ def write_shards(files: dict[str, Path], dest: Path, prefix: str = "shard", targ
     into tar shards of about ``target_bytes`` under ``dest`` and write ``dest/index.parquet``.
 
     ``previous``: a shard folder of an earlier release; its shards whose members are all in
-    ``files`` with the same bytes are hard-linked (else copied) into ``dest`` unchanged.
+    ``files`` with the same bytes are hard-linked (else copied) into ``dest`` unchanged. A
+    previous shard that is missing or whose bytes no longer match its name is not reused (its
+    members are packed again from ``files``); an unreadable previous index is ignored.
     Returns the index rows (see the module docstring), sorted by name.
 
     Raises:
-        ShardError: a name that is absolute, has ``..``, or is longer than ustar allows.
+        ShardError: a name that is absolute, has ``..``, ``.`` or empty parts, a backslash or NUL, or
+            is longer than ustar allows.
         OSError: a file cannot be read or the shard cannot be written.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in files:
-        if name.startswith("/") or ".." in name.split("/") or len(name.encode()) > 100:
-            raise ShardError(f"{name!r}: a shard member name must be relative, without '..', at most 100 bytes")
+        parts = name.split("/")
+        if (name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in name or "\0" in name
+                or len(name.encode()) > 100):  # '', '.' parts: 'a//b', './a' would alias 'a/b', 'a' in a tar
+            raise ShardError(f"{name!r}: a shard member name must be relative, without '..', '.' or empty parts "
+                             "or backslashes, at most 100 bytes")
     rows: list[dict] = []
     todo = dict(files)
     if previous is not None and (Path(previous) / INDEX).is_file():
-        old = pq.read_table(Path(previous) / INDEX).to_pylist()
+        try:  # the previous release only saves work: a damaged index means packing everything again
+            old = pq.read_table(Path(previous) / INDEX, schema=INDEX_SCHEMA).to_pylist()
+        except (OSError, ValueError, pa.ArrowException):
+            old = []
         by_shard: dict[str, list[dict]] = {}
         for r in old:
             by_shard.setdefault(r["shard"], []).append(r)
         for shard, members in sorted(by_shard.items()):
-            if all(m["name"] in todo and os.path.getsize(todo[m["name"]]) == m["size"]
+            if _intact(Path(previous), shard) and all(m["name"] in todo and os.path.getsize(todo[m["name"]]) == m["size"]
                    and _sha256(todo[m["name"]]) == m["sha256"] for m in members):
                 src, out = Path(previous) / shard, dest / shard
                 if not out.exists():
@@ -119,6 +128,17 @@ def write_shards(files: dict[str, Path], dest: Path, prefix: str = "shard", targ
     return rows
 
 
+def _intact(folder: Path, shard: str | None) -> bool:
+    """Whether ``folder/shard`` exists and its bytes still hash to the sha256 prefix in its name."""
+    if not shard or "/" in shard or "\\" in shard or not shard.endswith(".tar") or not (folder / shard).is_file():
+        return False
+    digest = hashlib.sha256()
+    with open(folder / shard, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return shard[:-4].rsplit("-", 1)[-1] == digest.hexdigest()[:16]
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -132,8 +152,17 @@ def read_member(folder: Path, row: dict) -> bytes:
     """The bytes of one member (an index row), read at its offset and checked against its sha256.
 
     Raises:
-        ShardError: the bytes differ from the index (names the shard and member).
+        ShardError: the bytes differ from the index, or the row names a shard outside
+            ``folder`` or a negative offset / size (names the shard and member).
+        OSError: the shard cannot be read (e.g. missing).
     """
+    shard = str(row.get("shard") or "")
+    if not shard or "/" in shard or "\\" in shard or shard in (".", ".."):
+        raise ShardError(f"{shard!r}: member {row.get('name')} names a shard outside {folder}")
+    if not (isinstance(row.get("offset"), int) and isinstance(row.get("size"), int)
+            and row["offset"] >= 0 and row["size"] >= 0):
+        raise ShardError(f"{shard}: member {row.get('name')} has offset {row.get('offset')!r} / size "
+                         f"{row.get('size')!r}, not byte counts")
     with open(Path(folder) / row["shard"], "rb") as f:
         f.seek(row["offset"])
         data = f.read(row["size"])

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import IO, Any
 ENV_STORE_URL = "LABELLOOP_STORE_URL"
 ENV_STORE_ENDPOINT = "LABELLOOP_STORE_ENDPOINT_URL"
 REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "memory://")
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class StoreError(RuntimeError):
@@ -84,17 +86,41 @@ class StoreSettings:
             opts["client_kwargs"] = {"region_name": self.region}
         return opts
 
+    def check_url(self) -> str:
+        """The store URL without a trailing ``/``, once it is usable.
+
+        Raises:
+            StoreError: no url; a url without a remote scheme (``s3://...``); no bucket; an S3
+                bucket name S3 would refuse (3-63 of ``a-z 0-9 . -``, starting and ending with a
+                letter or digit; AWS "Bucket naming rules"); whitespace, or an empty path part
+                (``//``: the same prefix could then be spelled two ways).
+        """
+        url = self.url
+        if not url or not url.startswith(REMOTE_SCHEMES):
+            raise StoreError(f"store URL {url!r}: expected s3://bucket[/prefix] ({ENV_STORE_URL})")
+        scheme, rest = url.split("://", 1)
+        parts = rest.rstrip("/").split("/")
+        if not parts[0] and scheme != "memory":
+            raise StoreError(f"store URL {url!r}: no bucket (expected s3://bucket[/prefix], {ENV_STORE_URL})")
+        if any(c.isspace() for c in url):
+            raise StoreError(f"store URL {url!r}: contains whitespace ({ENV_STORE_URL})")
+        if any(not p for p in parts[1:]):
+            raise StoreError(f"store URL {url!r}: has an empty path part '//' ({ENV_STORE_URL})")
+        if scheme in ("s3", "s3a") and not _S3_BUCKET.match(parts[0]):
+            raise StoreError(f"store URL {url!r}: {parts[0]!r} is not a valid S3 bucket name (3-63 characters "
+                             f"a-z, 0-9, '.', '-', starting and ending with a letter or digit; {ENV_STORE_URL})")
+        return url.rstrip("/")
+
     def root(self):
         """The store root as a :class:`upath.UPath`.
 
         Raises:
-            StoreError: no url, or a url without a remote scheme (``s3://...``).
+            StoreError: the url is unusable (:meth:`check_url`).
         """
-        if not self.url or not self.url.startswith(REMOTE_SCHEMES):
-            raise StoreError(f"store URL {self.url!r}: expected s3://bucket[/prefix] ({ENV_STORE_URL})")
+        url = self.check_url()
         from upath import UPath
 
-        return UPath(self.url.rstrip("/"), **self.storage_options())
+        return UPath(url, **self.storage_options())
 
     def locate(self, uri: str):
         """``uri`` (``s3://...``) as a :class:`upath.UPath` with this store's options."""

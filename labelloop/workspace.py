@@ -164,10 +164,11 @@ class Workspace:
         Raises:
             WorkspaceError: the record names another store, or an S3 store is set for a
                 workspace whose tables are already in its folder.
+            labelloop.store.StoreError: the store URL is unusable (nothing is recorded).
         """
         record = self.state / "store_url"
         recorded = record.read_text(encoding="utf-8").strip() if record.is_file() else None
-        current = self.store.url.rstrip("/") if self.store.is_remote else None
+        current = self.store.check_url() if self.store.is_remote else None  # never record a bad URL
         if recorded == current:
             return self
         if recorded is not None:

@@ -7,6 +7,11 @@ Exit codes: 0 ok; 1 error (one-line reason as the last line of stderr); 2 usage 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m pipelines.cli`: run the importable module, whose subcommand modules
+    from pipelines.cli import main  # import it back (a second copy as __main__ made that import circular)
+
+    main()
+
 import json
 import os
 import shutil

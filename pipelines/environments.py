@@ -65,7 +65,8 @@ def get_env(environ: dict | None = None) -> Environment:
 
     Raises:
         EnvConfigError: an unknown value (the message names the variable and the choices), or,
-            in production, required variables unset (all of them named).
+            in production, required variables unset or blank (all of them named), or an
+            unusable LABELLOOP_STORE_URL (:meth:`labelloop.store.StoreSettings.check_url`).
     """
     environ = os.environ if environ is None else environ
     name = environ.get(ENV_VAR, "local").strip() or "local"
@@ -77,10 +78,17 @@ def get_env(environ: dict | None = None) -> Environment:
     needed = EXECUTOR_REQUIRED.get(executor, ())
     if name == "production":
         needed = production_required() + needed
-    missing = [v for v in needed if not environ.get(v)]
+    missing = [v for v in needed if not str(environ.get(v) or "").strip()]  # blank is unset
     if missing:
         raise EnvConfigError(f"{ENV_VAR}={name} with executor {executor} needs {', '.join(missing)} "
                                 f"(see .env.example)")
+    if name == "production":  # a bad store URL fails here, not in the middle of the first run
+        from labelloop.store import StoreError, StoreSettings
+
+        try:
+            StoreSettings(url=environ[STORE_URL_VAR]).check_url()
+        except StoreError as exc:
+            raise EnvConfigError(f"{ENV_VAR}=production: {exc}") from None
     return Environment(name=name, executor=executor)
 
 

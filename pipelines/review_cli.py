@@ -123,17 +123,34 @@ def serve_webhook(ctx: click.Context, host: str, port: int, public_url: str | No
         except LabelStudioServerError as exc:
             raise CliError(f"{exc} (a private address needs SSRF_PROTECTION_ENABLED=false on the server)") from None
         click.echo(f"{server.source(project['id'])}: webhook {wid} posts to {url}; serving on {hook.url}")
-        instance, runs = get_instance(ws), 0
+        instance = get_instance(ws)
+
+        def run_once() -> str:
+            out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
+            hl = out.metadata.get("human_labels", {})
+            return (f"run {out.run_id[:8]} {'ok' if out.success else 'failed: ' + out.reason()}; "
+                    f"{hl.get('label_studio/new_reviews', 0)} new reviews, {hl.get('label_studio/rejected', 0)} rejected")
+
         try:
-            while not max_pulls or runs < max_pulls:
-                if not due.wait(1.0):
-                    continue
-                due.clear()
-                out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
-                runs += 1
-                hl = out.metadata.get("human_labels", {})
-                click.echo(f"event: run {out.run_id[:8]} {'ok' if out.success else 'failed: ' + out.reason()}; "
-                           f"{hl.get('label_studio/new_reviews', 0)} new reviews, "
-                           f"{hl.get('label_studio/rejected', 0)} rejected")
+            pull_loop(due, run_once, max_pulls, click.echo)
         except KeyboardInterrupt:
             pass
+
+
+def pull_loop(due, run_once, max_pulls: int, echo) -> int:
+    """Run ``run_once()`` (one resolve_job, returning a one-line summary) each time the
+    ``threading.Event`` ``due`` is set, one run at a time, until ``max_pulls`` runs (0: forever).
+    A run that raises (e.g. labelloop.yaml broken while serving) is reported by ``echo`` and the
+    loop keeps serving: the next event retries. Returns the number of runs."""
+    runs = 0
+    while not max_pulls or runs < max_pulls:
+        if not due.wait(1.0):
+            continue
+        due.clear()
+        try:
+            line = run_once()
+        except Exception as exc:  # noqa: BLE001 - the endpoint must outlive one bad run
+            line = f"run failed before it started: {type(exc).__name__}: {exc}"
+        runs += 1
+        echo(f"event: {line}")
+    return runs

@@ -191,3 +191,52 @@ def test_files_that_are_not_coco_are_rejected_whole(tmp_path, obj, match):
     p.write_text(json.dumps({"tasks": []}))
     with pytest.raises(ExportFormatError, match="neither a COCO file nor a Label Studio export"):
         read_review_file(p)
+
+
+@pytest.mark.parametrize("seg, match", [
+    ([[0, 0, 1e8, 0, 0, 1e8]], "vertex far outside"),  # was: gigabytes in pycocotools, then a segfault
+    ([[0.0, 0.0, 500.0, 0.0] * 1500 + [0.0, 500.0]], "boundary longer than"),  # zigzag: 3 M px of edges
+    ({"size": [2**40, 2**40], "counts": [2**80]}, "too large"),  # was: OverflowError, the whole file lost
+    ({"size": [100000, 100000], "counts": [10**10]}, "too large"),
+    ({"size": [512, 512], "counts": "0"}, "RLE runs cover"),
+])
+def test_hostile_segmentations_reject_their_image_alone(images, labels, seg, match):
+    obj = coco_file(images, labels)
+    astro_id = next(i["id"] for i in obj["images"] if i["sha256"] == images[0]["image_id"])
+    bad = next(a for a in obj["annotations"] if a["image_id"] == astro_id)
+    bad.update(segmentation=seg, iscrowd=1 if isinstance(seg, dict) else 0)
+    res = do_import(obj, images)
+    (rej,) = res["rejects"]
+    assert f"annotation {bad['id']}: bad segmentation" in rej["reason"] and match in rej["reason"], rej["reason"]
+    assert {r["image_id"] for r in res["reviews"]} == {images[1]["image_id"], images[2]["image_id"]}
+
+
+def test_a_crowd_region_covering_the_whole_image_as_string_or_list_counts(images, labels):
+    """iscrowd RLE over every pixel, compressed (string) and uncompressed (list) counts: the same mask."""
+    coffee = images[2]
+    h, w = coffee["height"], coffee["width"]
+    full = mask_utils.encode(np.asfortranarray(np.ones((h, w), np.uint8)))
+    for seg in ({"size": [h, w], "counts": full["counts"].decode()}, {"size": [h, w], "counts": [0, h * w]}):
+        obj = coco_file([coffee], [])
+        obj["annotations"] = [{"id": 1, "image_id": obj["images"][0]["id"], "category_id": 3, "iscrowd": 1,
+                               "bbox": [0, 0, w, h], "area": h * w, "segmentation": seg}]
+        res = do_import(obj, [coffee])
+        assert res["rejects"] == []
+        (row,) = res["human_labels"]
+        assert row["iscrowd"] and row["bbox"] == [0, 0, w, h]
+        assert mask_iou(row["mask"], json.dumps({"size": [h, w], "counts": full["counts"].decode()})) == 1.0
+
+
+def test_non_numeric_keypoints_reject_their_image_and_bad_keypoint_names_the_file(images, labels):
+    """Was: TypeError out of the parser, so the whole file was refused without naming the problem."""
+    obj = coco_file(images, labels)
+    person = next(a for a in obj["annotations"] if a.get("keypoints"))
+    person["keypoints"][3] = {"x": 1}
+    res = do_import(obj, images)
+    (rej,) = res["rejects"]
+    assert f"annotation {person['id']}: keypoints must be numbers" in rej["reason"]
+    assert {r["image_id"] for r in res["reviews"]} == {images[1]["image_id"], images[2]["image_id"]}
+    obj = coco_file(images, labels)
+    obj["categories"][0]["keypoints"] = True
+    with pytest.raises(ValueError, match=r"review.json: category 1 'keypoints' must be a list of names, got True"):
+        parse_coco_review(obj, where="review.json", fallback_time=T0, keypoints=KP)

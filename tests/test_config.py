@@ -81,6 +81,8 @@ INVALID = [
         (ONE_CAT + "release: {train: 0.5, val: 0.1, test: 0.1}\n", "release: Value error, train + val + test must be 1"),
         (ONE_CAT + "prelabeler: {backend: torch}\n", "prelabeler.backend: Input should be 'opencv' or 'foundation'"),
         (ONE_CAT + "images: {max_pixels: 0}\n", "images.max_pixels: Input should be greater than 0"),
+        # was accepted, then the release died on int(inf * 2**20) (OverflowError)
+        (ONE_CAT + "release: {shard_mb: .inf}\n", "release.shard_mb: Input should be a finite number"),
         ("project: x\n", "categories: Field required"),
         ("categories:\n  - {name: '', detector: hog}\n",
          "categories.0.name: String should have at least 1 character"),

@@ -96,3 +96,38 @@ def test_datumaro_reads_our_export_as_we_wrote_it():
     points = [a for a in anns if a["type"] == "points"]
     assert [p["label"] for p in points] == [None, None, None]
     assert [p["attributes"]["occluded"] for p in points] == [False, True, False]
+
+
+@pytest.mark.parametrize("old, new, match", [
+    # a declared 100000x100000 image with a 1-pixel mask: was 10 GB allocated before any size check
+    ('<image id="0" name="inbox/b1/photos/astronaut.png" width="512" height="512">',
+     '<image id="0" name="inbox/b1/photos/astronaut.png" width="100000" height="100000">'
+     '<mask label="cat" rle="0, 1" left="0" top="0" width="1" height="1"/>', "larger than any image"),
+    ('width="512" height="512">', 'width="0" height="512">', "not positive"),
+    ('<box label="person"', '<polygon label="cat" points="0,0;100000000,0;0,100000000"/><box label="person"',
+     "vertex far outside"),  # was: gigabytes in pycocotools, then a crash
+])
+def test_hostile_sizes_and_polygons_in_a_datumaro_file_reject_their_image_alone(old, new, match):
+    data = (FIX / "datumaro_export" / "default.xml").read_text().replace(old, new, 1).encode()
+    recs, _ = parse_cvat(data, where="default.xml", updated_at=VERSION)
+    res = import_review(recs, file_name="default.xml", import_sha256=hashlib.sha256(data).hexdigest(),
+                        source="cvat/datumaro", images=images(), exported=[], known_review_keys=set(), categories=CATS)
+    (rej,) = res["rejects"]
+    assert "astronaut.png" in rej["item"] + rej["reason"] and match in rej["reason"], rej
+    assert len(res["reviews"]) == 2  # chelsea and coffee import
+
+
+def test_an_unknown_xml_encoding_is_a_format_error_naming_the_file():
+    """Was: LookupError out of the parser, which import_file does not catch (the inbox import failed)."""
+    data = (FIX / "datumaro_export" / "default.xml").read_bytes().replace(b'encoding="utf-8"', b'encoding="abc"', 1)
+    with pytest.raises(CvatFormatError, match=r"^default\.xml: not readable XML \(unknown encoding: abc\)"):
+        parse_cvat(data, where="default.xml", updated_at=VERSION)
+
+
+def test_a_mask_run_beyond_int64_rejects_its_image_alone():
+    """Was: OverflowError out of numpy, which import_file does not catch (the inbox import failed)."""
+    text = (FIX / "datumaro_export" / "default.xml").read_text()
+    data = text.replace('rle="54300, ', 'rle="99999999999999999999, ', 1).encode()
+    recs, _ = parse_cvat(data, where="default.xml", updated_at=VERSION)
+    assert [r["error"] for r in recs][:2] == [None, None]
+    assert "mask rle runs must lie in 0.." in recs[2]["error"]

@@ -52,3 +52,16 @@ def test_env_example_lists_every_variable_the_code_reads():
     for i, line in enumerate(text):  # each variable has a comment above it
         if re.match(r"^[A-Z][A-Z0-9_]*=", line):
             assert any(text[j].startswith("#") for j in range(max(0, i - 2), i)), line
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"LABEL_STUDIO_API_KEY": "   "}, "needs LABEL_STUDIO_API_KEY"),  # was accepted: blank is not set
+    ({"LABELLOOP_DAGSTER_PG_URL": "", "LABELLOOP_DVC_REMOTE": "\t"}, "needs LABELLOOP_DAGSTER_PG_URL, LABELLOOP_DVC_REMOTE"),
+    ({"LABELLOOP_STORE_URL": "s3://"}, "LABELLOOP_ENV=production: store URL 's3://': no bucket"),
+    ({"LABELLOOP_STORE_URL": "http://minio:9000/bucket"}, "expected s3://bucket"),
+])
+def test_partial_or_blank_production_variables_are_a_clear_error(change, match):
+    from pipelines.environments import EnvConfigError, get_env
+
+    with pytest.raises(EnvConfigError, match=re.escape(match)):
+        get_env({**PRODUCTION, **change})

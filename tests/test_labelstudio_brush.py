@@ -146,8 +146,17 @@ def test_edited_relabeled_added_and_deleted_masks(sent):
     assert rows["pr-face"]["action"] == "deleted"
 
 
+def _wide_word_rle(n=H * W * 4):
+    """A brush RLE header with 16-bit words (one run of 65535): the SDK decoder overflows uint8."""
+    bits = "".join(format(v, f"0{k}b") for v, k in ((n, 32), (15, 5), (15, 4), (15, 4), (15, 4), (15, 4),
+                                                       (1, 1), (3, 2), (65535, 16), (65535, 16)))
+    bits += "0" * (-len(bits) % 8)
+    return [int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)] + [0] * 8
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda v: v.update(format="png"), "format 'png' is not 'rle'"),
+    (lambda v: v.update(rle=_wide_word_rle()), "word size 16 bits"),
     (lambda v: v.update(rle=mask_to_brush_rle(encode_rle(HORSE[:, :200]))), "size mismatch"),
     (lambda v: v.update(rle=[1, 2, 3]), "at least 6 integers"),
     (lambda v: v.update(rle=mask_to_brush_rle(encode_rle(np.zeros_like(HORSE)))), "empty brush mask"),
@@ -182,3 +191,82 @@ def test_a_registered_import_file_with_brush_regions_keeps_the_masks(sent):
     bad[0]["predictions"][0]["result"][0]["value"]["rle"] = [0, 0, 0, 1, 2, 3, 4]
     rows, rejects = register_import_tasks(bad, source=SRC, images=[img], file_name="tasks.json")
     assert rows == [] and rejects[0]["item"] == "import task 0" and "size mismatch" in rejects[0]["reason"]
+
+
+@pytest.mark.parametrize("key, bad", [("original_width", "abc"), ("original_height", [1]),
+                                      ("original_width", float("nan"))])
+def test_a_non_numeric_original_size_rejects_its_annotation_only(sent, key, bad):
+    """Was: ValueError / TypeError out of the size check, so the whole export file was refused."""
+    img, _, tasks, _ = sent
+    result = copy.deepcopy(tasks[0]["predictions"][0]["result"])
+    next(r for r in result if r["id"] == "pr-horse")[key] = bad
+    export = _export(tasks[0], result) + _export(tasks[0], copy.deepcopy(tasks[0]["predictions"][0]["result"]), 6)
+    export = [{**export[0], "annotations": export[0]["annotations"] + export[1]["annotations"]}]
+    res = _import(export, sent)
+    (rej,) = res["rejects"]
+    assert rej["item"] == "task 11 annotation 5" and f"region pr-horse: {key}" in rej["reason"], rej
+    assert [r["tool_annotation_id"] for r in res["reviews"]] == ["6"]
+
+
+def _pred_score(pred, value):
+    """The prediction's own score, read when its regions carry none."""
+    for r in pred["result"]:
+        r.pop("score", None)
+    pred["score"] = value
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda r, p: r.update(score="high"), "score 'high' is not a number"),
+    (lambda r, p: _pred_score(p, [1]), "score '[1]' is not a number"),
+    (lambda r, p: r["value"].update(brushlabels="cat"), "must be a list of one label name"),
+    (lambda r, p: r["value"].update(brushlabels=[["cat"]]), "must be a list of one label name"),
+    (lambda r, p: r.update(original_width="wide"), "original_width 'wide' is not a number"),
+])
+def test_a_bad_registered_task_is_rejected_alone(sent, mutate, match):
+    """register-export: one malformed task (score, labels, sizes) used to raise out of the whole
+    registration (ValueError / TypeError / KeyError); now it is a reject and the others register."""
+    from labelloop.review_import import register_import_tasks
+
+    img, _, tasks, _ = sent
+    two = copy.deepcopy(tasks) + copy.deepcopy(tasks)
+    pred = two[0]["predictions"][0]
+    mutate(next(r for r in pred["result"] if r["id"] == "pr-horse"), pred)
+    rows, rejects = register_import_tasks(two, source=SRC, images=[img], file_name="tasks.json")
+    (rej,) = rejects
+    assert rej["item"] == "import task 0" and match in rej["reason"], rej
+    assert {r["region_id"] for r in rows} == {"pr-horse", "pr-face"}  # task 1 registers
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda ann, task: ann["result"][0].update(from_name=["brush"]), "from_name ['brush'] is not a control"),
+    (lambda ann, task: task["data"].update(image=["x.png"]), "no image reference"),
+    (lambda ann, task: task["data"].update(image_id=[1]), None),  # an image_id of the wrong type matches nothing
+    (lambda ann, task: ann.update(prediction={"id": 1, "result": [dict(ann["result"][1], score="")]}), None),
+])
+def test_ill_typed_fields_reject_one_annotation_not_the_file(sent, mutate, match):
+    """Was: TypeError / ValueError out of parse_export / import_review, so the whole file was refused."""
+    img, _, tasks, _ = sent
+    ok = _export(tasks[0], copy.deepcopy(tasks[0]["predictions"][0]["result"]), 6)
+    bad = _export(tasks[0], copy.deepcopy(tasks[0]["predictions"][0]["result"]))
+    bad[0]["id"], bad[0]["data"] = 12, dict(bad[0]["data"])
+    mutate(bad[0]["annotations"][0], bad[0])
+    res = _import(bad + ok, sent)
+    if match is None:  # nothing wrong enough to reject: both import
+        assert res["rejects"] == [] and len(res["reviews"]) == 2
+    else:
+        (rej,) = res["rejects"]
+        assert rej["item"] == "task 12 annotation 5" and match in rej["reason"], rej
+        assert [r["tool_annotation_id"] for r in res["reviews"]] == ["6"]
+
+
+def test_a_registered_task_with_ill_typed_fields_is_rejected_alone(sent):
+    from labelloop.review_import import register_import_tasks
+
+    img, _, tasks, _ = sent
+    three = copy.deepcopy(tasks) * 3
+    three[0] = dict(three[0], predictions=0.5)
+    three[1] = dict(three[1], data=dict(three[1]["data"], image=["a.png"], image_id=["x"]))
+    rows, rejects = register_import_tasks(three, source=SRC, images=[img], file_name="tasks.json")
+    assert [(r["item"], r["reason"]) for r in rejects] == [
+        ("import task 0", "'predictions' is not a list"), ("import task 1", "image reference ['a.png'] is not a string")]
+    assert {r["region_id"] for r in rows} == {"pr-horse", "pr-face"}

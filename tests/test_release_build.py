@@ -310,3 +310,33 @@ def test_sharded_release_holds_the_same_images_and_reuses_shards(photos, tmp_pat
     assert again["content_sha256"] == sharded["content_sha256"]
     tars = sorted((tmp_path / "v1" / "shards").rglob("*.tar"))
     assert tars and all((tmp_path / "v2" / t.relative_to(tmp_path / "v1")).stat().st_ino == t.stat().st_ino for t in tars)
+
+
+@pytest.mark.parametrize("damage", ["duplicate", "outside", "truncated"])
+def test_a_damaged_shard_index_or_shard_is_reported_by_validation(photos, tmp_path, damage):
+    """A shard index listing a member twice, pointing outside its folder, or a shard cut short."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelloop.release_check import check_release
+    from labelloop.shards import INDEX_SCHEMA, read_index
+
+    root, images = photos
+    inputs = _inputs(images)
+    inputs.shard_mb = 0.05
+    plan = plan_release(inputs, tmp_path / "reg" / "splits.parquet", tmp_path / "reg" / "coco_ids.parquet")
+    build_release(tmp_path / "v1", root, inputs, plan)
+    folder = next(p for p in sorted((tmp_path / "v1" / "shards").iterdir()) if (p / "index.parquet").is_file())
+    rows = read_index(folder)
+    if damage == "duplicate":
+        rows.append(dict(rows[0]))
+        want = f"member {rows[0]['name']!r} is listed more than once"
+    elif damage == "outside":
+        rows[0]["shard"] = "../" + rows[0]["shard"]
+        want = "names a shard outside"
+    else:
+        (folder / rows[0]["shard"]).write_bytes((folder / rows[0]["shard"]).read_bytes()[: rows[0]["offset"] + 10])
+        want = "does not match the index"
+    pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), folder / "index.parquet")
+    problems = check_release(tmp_path / "v1", CATS, "detect", 0)
+    assert any(want in p for p in problems), problems

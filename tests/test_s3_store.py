@@ -310,3 +310,24 @@ def test_a_workspace_refuses_a_second_store(runs, tmp_path, monkeypatch):
     with pytest.raises(WorkspaceError, match=f"keeps its tables in {local.root / 'tables'}, but the store is now"):
         Workspace.at(local.root).require()
     assert not (local.state / "store_url").exists()
+
+
+@pytest.mark.parametrize("url, match", [
+    ("s3://", "no bucket"),  # was: a local PosixUPath 's3:' (images written into ./s3:/inbox)
+    ("s3:///prefix", "no bucket"),
+    ("s3:// bucket/p", "whitespace"),
+    ("s3://bucket/my prefix", "whitespace"),
+    ("s3://Bad_Bucket/p", "not a valid S3 bucket name"),
+    ("s3://b/p", "not a valid S3 bucket name"),
+    ("s3://bucket//p", "empty path part"),
+    ("http://127.0.0.1:9000/bucket", "expected s3://bucket"),
+])
+def test_a_malformed_store_url_is_refused_and_never_recorded(tmp_path, url, match):
+    ws = Workspace(tmp_path, StoreSettings(url=url))
+    with pytest.raises(StoreError, match=match):
+        ws.check_store()
+    with pytest.raises(StoreError, match=match):
+        ws.table("labels")
+    assert not (tmp_path / ".labelloop" / "store_url").exists()
+    ok = Workspace(tmp_path, StoreSettings(url=f"s3://{BUCKET}/{PREFIX}/")).check_store()  # then the fixed URL works
+    assert (ok.state / "store_url").read_text() == f"s3://{BUCKET}/{PREFIX}\n"

@@ -59,7 +59,8 @@ def test_changed_member_repacks_only_its_shard(files, tmp_path):
     assert read_member(tmp_path / "c", row) == (skimage_data() / "camera.png").read_bytes()
 
 
-@pytest.mark.parametrize("name", ["/abs.png", "../up.png", "a/../../b.png", "x" * 101])
+@pytest.mark.parametrize("name", ["/abs.png", "../up.png", "a/../../b.png", "x" * 101, "./a.png", "a//b.png",
+                                  "a/", "", "a\\..\\b.png"])
 def test_bad_member_names_are_refused(tmp_path, name):
     with pytest.raises(ShardError, match="member name"):
         write_shards({name: skimage_data() / "camera.png"}, tmp_path / "s")
@@ -74,3 +75,34 @@ def test_damaged_shard_is_reported(files, tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(ShardError, match=f"{rows[0]['shard']}: member {rows[0]['name']} does not match"):
         read_member(tmp_path / "s", rows[0])
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "index"])
+def test_a_damaged_previous_release_is_repacked_not_copied(files, tmp_path, damage):
+    """A previous shard whose bytes changed (or vanished), or an unreadable previous index, was
+    hard-linked into the new release or crashed it; now its members are packed again."""
+    a = write_shards(files, tmp_path / "a", target_bytes=300_000)
+    p = tmp_path / "a" / a[0]["shard"]
+    if damage == "flip":
+        data = bytearray(p.read_bytes())
+        data[a[0]["offset"] + 10] ^= 0xFF
+        p.write_bytes(bytes(data))
+    elif damage == "truncate":
+        p.write_bytes(p.read_bytes()[: a[0]["offset"] + 100])
+    elif damage == "delete":
+        p.unlink()
+    else:
+        (tmp_path / "a" / "index.parquet").write_bytes(b"PAR1 not parquet")
+    c = write_shards(files, tmp_path / "c", target_bytes=300_000, previous=tmp_path / "a")
+    assert c == write_shards(files, tmp_path / "fresh", target_bytes=300_000)  # what a clean build gives
+    for r in c:
+        assert read_member(tmp_path / "c", r) == files[r["name"]].read_bytes()
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"shard": "../a/x.tar"}, "outside"), ({"offset": -5}, "not byte counts"), ({"size": -1}, "not byte counts"),
+])
+def test_an_index_row_outside_its_folder_or_negative_is_refused(files, tmp_path, change, match):
+    rows = write_shards(files, tmp_path / "s")
+    with pytest.raises(ShardError, match=match):
+        read_member(tmp_path / "s", rows[0] | change)
