@@ -49,6 +49,12 @@ def review_files(ws: Workspace) -> list[Path]:
                   and p.is_file() and not any(part.startswith(".") for part in p.relative_to(ws.review_inbox).parts))
 
 
+# What a hostile or malformed export can raise past the parsers' own checks; each rejects the file
+# alone (with its name and the error), never the rest of the inbox. MemoryError included: a file
+# that asks for more memory than there is is refused, not retried.
+MALFORMED = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError, MemoryError)
+
+
 def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False,
                 run_id: str | None = None) -> dict:
     """Import one review file into the review store: Label Studio JSON / JSON-MIN, CVAT for images
@@ -74,7 +80,7 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
         records = parsed["records"]
     except (labelstudio.ExportFormatError, OSError, UnicodeDecodeError) as exc:
         return {"file": str(path), "error": str(exc), "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # malformed beyond the parser's checks
+    except MALFORMED as exc:  # malformed beyond the parser's checks
         return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
                 "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
     store = review_store(ws)
@@ -89,7 +95,7 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
                 categories=cfg.category_names, accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(),
                 import_run_id=run_id,
             )
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        except MALFORMED as exc:
             return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
                     "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
         if (result["reviews"] or result["rejects"]) and not dry_run:

@@ -59,6 +59,10 @@ def read_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
         keypoints: ``{category: [keypoint names]}`` (CVAT skeletons, COCO keypoints).
         inbox: the review inbox (Label Studio's default source uses the subfolder).
 
+    A CVAT XML without ``<updated>`` / ``<dumped>`` (e.g. written by datumaro) and a COCO file
+    without ``info.date_created`` take the file's modification time (UTC) as their version time;
+    ``labelloop import-review`` keeps the export's own mtime when it copies it into the inbox.
+
     Returns:
         ``{"format": "label-studio" | "cvat" | "coco", "records": [...], "default_source": str}``.
 
@@ -74,9 +78,10 @@ def read_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
     else:
         data, where = path.read_bytes(), str(path)
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat()
     if head == b"<":
         try:
-            records, meta = cvat_import.parse_cvat(data, where=where, keypoints=keypoints)
+            records, meta = cvat_import.parse_cvat(data, where=where, keypoints=keypoints, updated_at=mtime)
         except CvatFormatError as exc:
             raise ExportFormatError(str(exc)) from None
         for r in records:
@@ -89,7 +94,6 @@ def read_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
     except json.JSONDecodeError as exc:
         raise ExportFormatError(f"{where}: not valid JSON (nor XML) ({exc})") from None
     if coco_import.looks_like_coco(obj):
-        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat()
         try:
             records = coco_import.parse_coco_review(obj, where=where, fallback_time=mtime, keypoints=keypoints)
         except coco_import.CocoFormatError as exc:

@@ -195,7 +195,7 @@ def _copy_to_inbox(ws: Workspace, file: Path, source: str | None) -> Path:
             dest = ws.review_inbox / f"{file.stem}-{sha256_file(file)[:8]}{file.suffix}"
         if not dest.exists():
             tmp = dest.with_name(f".tmp-{dest.name}")
-            shutil.copyfile(file, tmp)
+            shutil.copy2(file, tmp)  # keeps the export's mtime: the version time of files that carry none
             os.replace(tmp, dest)
     if source:
         remember_source(ws, dest, source)

@@ -131,3 +131,25 @@ def test_a_mask_run_beyond_int64_rejects_its_image_alone():
     recs, _ = parse_cvat(data, where="default.xml", updated_at=VERSION)
     assert [r["error"] for r in recs][:2] == [None, None]
     assert "mask rle runs must lie in 0.." in recs[2]["error"]
+
+
+def test_a_datumaro_file_read_from_disk_takes_its_mtime_as_version(tmp_path):
+    """No <updated>/<dumped>: read_review_file (the inbox and ``import-review`` path) uses the
+    file's mtime, and ``import-review`` keeps that mtime on the inbox copy."""
+    import os
+    import shutil
+
+    from helpers import cli
+    from labelloop.review_files import read_review_file
+    from labelloop.workspace import Workspace
+
+    src = tmp_path / "default.xml"
+    shutil.copyfile(FIX / "datumaro_export" / "default.xml", src)
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    got = read_review_file(src)
+    assert got["format"] == "cvat" and len(got["records"]) == 3
+    assert {r["updated_at"] for r in got["records"]} == {"2023-11-14T22:13:20+00:00"}
+    ws = tmp_path / "ws"
+    cli(ws, "init")
+    cli(ws, "import-review", str(src), ok=False)  # its images are not in this workspace: rejected per image
+    assert (Workspace.at(ws).review_inbox / "default.xml").stat().st_mtime == 1_700_000_000

@@ -109,3 +109,29 @@ def test_release_holds_the_reviewed_images(ws):
     rows = tables.read_rows(ws.release_dir / "labels.parquet", LABELS)
     assert sorted(r["category"] for r in rows) == ["cat", "face", "person"]
     assert (ws.release_dir / "manifest.json").is_file()
+
+
+def test_an_exception_a_parser_did_not_foresee_rejects_that_file_alone(tmp_path, monkeypatch):
+    """A parser bug a hostile file could trigger (here an OverflowError / IndexError raised inside
+    the parser) rejects that one file with its name and the error; the inbox import goes on."""
+    from helpers import cli
+    from labelloop import project as P
+    from labelloop import review_files
+    from labelloop.workspace import Workspace
+
+    ws_dir = tmp_path / "ws"
+    cli(ws_dir, "init")
+    ws = Workspace.at(ws_dir)
+    for name in ("a.json", "b.json"):
+        (ws.review_inbox / name).write_text("[]")
+    real = review_files.read_review_file
+    for exc in (OverflowError("int too large"), IndexError("list index out of range"), MemoryError()):
+        def boom(path, *a, _exc=exc, **k):
+            if path.name == "a.json":
+                raise _exc
+            return real(path, *a, **k)
+
+        monkeypatch.setattr(review_files, "read_review_file", boom)
+        out = {r["file"].rsplit("/", 1)[1]: r for r in P.import_inbox(ws)["files"]}
+        assert type(exc).__name__ in out["a.json"]["error"] and "a.json" in out["a.json"]["error"]
+        assert "b.json" in out and type(exc).__name__ not in (out["b.json"].get("error") or "")
