@@ -27,7 +27,19 @@ pytestmark = pytest.mark.celery
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-REDIS_URL = "redis://127.0.0.1:6379/7"
+REDIS = "redis://127.0.0.1:6379"
+CLAIM_KEY = "labelloop:celery-test-session"
+
+
+def _claim_redis_db() -> int:
+    """A Redis database (1-15) no other test session is using, claimed with a key that expires
+    after 2 h, so two sessions on one machine never take each other's tasks off the queues."""
+    import redis
+
+    for n in range(1, 16):
+        if redis.Redis.from_url(f"{REDIS}/{n}").set(CLAIM_KEY, os.getpid(), nx=True, ex=7200):
+            return n
+    pytest.fail("no free Redis database (1-15) for the Celery broker: every one is claimed")
 BATCHES = {"b1": ["astronaut.png", "coffee.png"], "b2": ["chelsea.png", "grace_hopper.jpg"], "b3": ["motorcycle_left.png"]}
 VOLATILE = {"run_id", "exported_at", "exported_to"}  # differ between any two runs
 
@@ -43,15 +55,18 @@ def celery_workers(tmp_path_factory):
     queue gpu, one on queue cpu; yields the environment that runs need; stops both at the end."""
     import redis
 
-    db = f"labelloop_celery_{uuid.uuid4().hex[:8]}"
+    token = uuid.uuid4().hex[:8]
+    redis_db = _claim_redis_db()
+    redis_url = f"{REDIS}/{redis_db}"
+    db = f"labelloop_celery_{token}"
     _psql(f"CREATE DATABASE {db}")
     home = tmp_path_factory.mktemp("celery-home")
-    env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: REDIS_URL,
-                CELERY_BACKEND_VAR: REDIS_URL, EXECUTOR_VAR: "celery"}
+    env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: redis_url,
+                CELERY_BACKEND_VAR: redis_url, EXECUTOR_VAR: "celery"}
     from labelloop.bootstrap import DAGSTER_YAML_POSTGRES
 
     (home / "dagster.yaml").write_text(DAGSTER_YAML_POSTGRES)
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     r.delete("gpu", "cpu")  # no leftover tasks of an earlier session in our queues
     env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -61,14 +76,14 @@ def celery_workers(tmp_path_factory):
         logs[q] = home / f"worker-{q}.log"
         procs[q] = subprocess.Popen(
             [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-             "-y", str(ROOT / "deploy" / "celery" / "celery.yaml"), "-q", q, "-n", f"{q}-test", "--",
+             "-y", str(ROOT / "deploy" / "celery" / "celery.yaml"), "-q", q, "-n", f"{q}-{token}", "--",
              "--pool", "solo"], env=env, cwd=str(home), stdout=logs[q].open("w"), stderr=subprocess.STDOUT,
             start_new_session=True)
-    names = {f"gpu-test@{host}", f"cpu-test@{host}"}
+    names = {f"gpu-{token}@{host}", f"cpu-{token}@{host}"}
     try:
         from dagster_celery.make_app import make_app
 
-        app = make_app({"broker": REDIS_URL, "backend": REDIS_URL, "include": [], "config_source": {}, "retries": None})
+        app = make_app({"broker": redis_url, "backend": redis_url, "include": [], "config_source": {}, "retries": None})
         deadline = time.monotonic() + 120
         while True:
             up = {n for reply in (app.control.ping(timeout=1.0) or []) for n in reply}
@@ -79,7 +94,7 @@ def celery_workers(tmp_path_factory):
                 raise RuntimeError(f"celery workers not up ({sorted(up)}); log: "
                                    + "\n".join(logs[q].read_text()[-2000:] for q in procs))
             time.sleep(1)
-        yield {"env": env_vars, "host": host}
+        yield {"env": env_vars, "host": host, "token": token}
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -91,6 +106,7 @@ def celery_workers(tmp_path_factory):
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         _psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        redis.Redis.from_url(redis_url).flushdb()  # the claim key, queues and results of this session
 
 
 def _table(root: Path, name: str) -> list[dict]:
@@ -151,7 +167,7 @@ def test_celery_workers_run_the_batches_like_in_process(tmp_path, monkeypatch, c
 
     from dagster import DagsterEventType
 
-    host = celery_workers["host"]
+    host, token = celery_workers["host"], celery_workers["token"]
     submitted, ran_on = {}, {}
     for run_id in (batch_run, resolve_run):
         for rec in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
@@ -164,7 +180,7 @@ def test_celery_workers_run_the_batches_like_in_process(tmp_path, monkeypatch, c
                 ran_on[ev.step_key] = worker.value
     assert submitted == {"raw_images": "cpu", "prelabels": "gpu", "review_queue": "cpu", "review_export": "cpu",
                          "human_labels": "cpu", "labels": "cpu"}
-    assert ran_on == {s: f"{q}-test@{host}" for s, q in submitted.items()}
+    assert ran_on == {s: f"{q}-{token}@{host}" for s, q in submitted.items()}
     # one run materialized all three batches (a partition range), not one run per batch
     mats = instance.fetch_materializations(
         __import__("dagster").AssetKey("prelabels"), limit=10).records
