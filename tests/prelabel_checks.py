@@ -22,3 +22,22 @@ def check_frame(dets, h, w):
             assert encode_rle(m) == d.mask
         else:
             assert d.mask is None
+
+
+def exif_rotated_pair(folder):
+    """Write chelsea (stored 451 x 300) as ``orient6.jpg`` with EXIF orientation 6 (displayed
+    rotated 90 degrees clockwise, 300 x 451) and its displayed pixels as ``shown.png`` without
+    EXIF; returns the two paths."""
+    from PIL import Image
+
+    from helpers import skimage_data
+    from labelloop.images import load_rgb
+
+    chelsea = Image.open(skimage_data() / "chelsea.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    chelsea.save(folder / "orient6.jpg", exif=exif, quality=95)
+    shown = load_rgb(folder / "orient6.jpg")
+    assert shown.size == (300, 451)
+    shown.save(folder / "shown.png")
+    return folder / "orient6.jpg", folder / "shown.png"

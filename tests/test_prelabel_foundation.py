@@ -10,11 +10,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from pydantic import ValidationError
 
 from helpers import skimage_data
-from prelabel_checks import MASKS, PROMPTS, check_frame
+from prelabel_checks import MASKS, PROMPTS, check_frame, exif_rotated_pair
 from labelloop.config import ProjectConfig
 from labelloop.images import ImageError, load_rgb
 from labelloop.masks import decode_rle
@@ -92,13 +91,7 @@ def test_rle_decodes_to_the_model_mask(labeler):
 
 
 def test_exif_rotated_photo_is_labelled_in_displayed_pixels(labeler, tmp_path):
-    chelsea = Image.open(skimage_data() / "chelsea.png").convert("RGB")  # stored 451 x 300
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    chelsea.save(tmp_path / "orient6.jpg", exif=exif, quality=95)
-    shown = load_rgb(tmp_path / "orient6.jpg")
-    assert shown.size == (300, 451)
-    shown.save(tmp_path / "shown.png")  # the same displayed pixels without EXIF
+    exif_rotated_pair(tmp_path)  # orient6.jpg (EXIF 6) and shown.png, its displayed pixels
     (_, from_exif), (_, from_png) = list(labeler.predict_files([tmp_path / "orient6.jpg", tmp_path / "shown.png"]))
     check_frame(from_exif, 451, 300)
     assert from_exif == from_png

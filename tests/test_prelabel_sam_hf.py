@@ -12,11 +12,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from pydantic import ValidationError
 
 from helpers import skimage_data
-from prelabel_checks import MASKS, PROMPTS, check_frame
+from prelabel_checks import MASKS, PROMPTS, check_frame, exif_rotated_pair
 from labelloop.config import ProjectConfig
 from labelloop.images import ImageError, load_rgb
 from labelloop.masks import decode_rle
@@ -97,13 +96,7 @@ def test_masks_equal_the_transformers_pipeline(models, kind):
 def test_predict_files_with_detector_and_segmenter(labeler, tmp_path):
     kind = labeler.settings_cfg.segmenter.kind
     assert labeler.model_id.startswith(f"grounding-dino+{kind}@{labeler.checkpoint_sha256[:12]}-")
-    chelsea = Image.open(skimage_data() / "chelsea.png").convert("RGB")  # stored 451 x 300
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    chelsea.save(tmp_path / "orient6.jpg", exif=exif, quality=95)
-    shown = load_rgb(tmp_path / "orient6.jpg")
-    assert shown.size == (300, 451)
-    shown.save(tmp_path / "shown.png")  # the same displayed pixels without EXIF
+    exif_rotated_pair(tmp_path)  # orient6.jpg (EXIF 6) and shown.png, its displayed pixels
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
     # one batch of 4 (the detector pads a batch to its largest image: compare within a batch)
