@@ -13,10 +13,8 @@ import json
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
 from labelloop import labelstudio, tables
-from labelloop.images import ImageError, assign_duplicates, inspect_image, load_rgb
+from labelloop.images import assign_duplicates, inspect_image
 from labelloop.ingest import list_image_files, relative_name
 from labelloop.prelabel.protocol import PreLabeler, iter_predictions
 from labelloop.routing import route_images

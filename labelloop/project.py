@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from labelloop import batch as B
 from labelloop import labelstudio, tables
-from labelloop.release import build_release, swap_in
 from labelloop.resolve import resolve_labels
 from labelloop.review_import import import_review, register_import_tasks
 from labelloop.review_store import ReviewStore
 from labelloop.review_sources import source_for
-from labelloop.schemas import EXPORTED_PREDICTIONS, LABELS, REJECTS, RESOLVED_IMAGES
+from labelloop.schemas import EXPORTED_PREDICTIONS, LABELS, RESOLVED_IMAGES
 from labelloop.images import load_rgb, sha256_file
-from labelloop import versioning as V
 from labelloop.workspace import Workspace, WorkspaceError
 
 

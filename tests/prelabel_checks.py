@@ -41,3 +41,28 @@ def exif_rotated_pair(folder):
     assert shown.size == (300, 451)
     shown.save(folder / "shown.png")
     return folder / "orient6.jpg", folder / "shown.png"
+
+
+def check_stored_rle_is_the_segmenter_mask(labeler):
+    """On coffee.png (600 x 400): each stored RLE is exactly the segmenter's thresholded,
+    original-size mask of its stored box (the detector and segmenter called directly)."""
+    import torch
+
+    from helpers import skimage_data
+    from labelloop.images import load_rgb
+    from labelloop.prelabel.pipeline import batch_of_images, image_row
+
+    rgb = load_rgb(skimage_data() / "coffee.png")
+    dets = labeler.predict([rgb])[0]
+    det, seg = labeler.load()
+    batch = batch_of_images([rgb], labeler.prepare())
+    boxes = det.detect(batch.det, batch.sizes)[0]
+    need = torch.tensor([MASKS[n] for n in PROMPTS])[boxes.labels]
+    masks = seg.masks(image_row(seg.encode(batch.seg), 0), boxes.xyxy[need],
+                      tuple(batch.seg["input_sizes"][0].tolist()), (400, 600))
+    assert masks.shape == (int(need.sum()), 400, 600) and masks.dtype == torch.bool
+    expected = {tuple(round(v, 3) for v in b): m.numpy() for b, m in zip(boxes.xyxy[need].tolist(), masks)}
+    stored = [d for d in dets if d.mask is not None]
+    assert stored and len(stored) == len(expected)
+    for d in stored:
+        np.testing.assert_array_equal(decode_rle(d.mask), expected[d.bbox].astype(np.uint8))

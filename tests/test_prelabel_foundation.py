@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
 from helpers import skimage_data
-from prelabel_checks import MASKS, PROMPTS, check_frame, exif_rotated_pair
+from prelabel_checks import MASKS, PROMPTS, check_frame, check_stored_rle_is_the_segmenter_mask, exif_rotated_pair
 from labelloop.config import ProjectConfig
 from labelloop.images import ImageError, load_rgb
 from labelloop.masks import decode_rle
 from labelloop.prelabel.foundation import FoundationPreLabeler
 from labelloop.prelabel.loading import CheckpointError, sha256_path
-from labelloop.prelabel.pipeline import batch_of_images
 from labelloop.prelabel.protocol import PreLabeler
 from labelloop.prelabel.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam
 
@@ -73,21 +71,8 @@ def test_real_photos_boxes_and_masks_in_the_image_frame(labeler, tmp_path):
 
 
 def test_rle_decodes_to_the_model_mask(labeler):
-    """The stored RLE is exactly SAM's thresholded, original-size mask of each stored box."""
-    rgb = load_rgb(skimage_data() / "coffee.png")  # 600 x 400
-    dets = labeler.predict([rgb])[0]
-    det, seg = labeler.load()
-    batch = batch_of_images([rgb], labeler.prepare())
-    boxes = det.detect(batch.det, batch.sizes)[0]
-    need = torch.tensor([MASKS[n] for n in PROMPTS])[boxes.labels]
-    emb = seg.encode(batch.seg)
-    masks = seg.masks(emb[0], boxes.xyxy[need], tuple(batch.seg["input_sizes"][0].tolist()), (400, 600))
-    assert masks.shape == (int(need.sum()), 400, 600) and masks.dtype == torch.bool
-    expected = {tuple(round(v, 3) for v in b): m.numpy() for b, m in zip(boxes.xyxy[need].tolist(), masks)}
-    stored = [d for d in dets if d.mask is not None]
-    assert len(stored) == len(expected)
-    for d in stored:
-        np.testing.assert_array_equal(decode_rle(d.mask), expected[d.bbox].astype(np.uint8))
+    """The stored RLE is exactly the segmenter's thresholded, original-size mask of each stored box."""
+    check_stored_rle_is_the_segmenter_mask(labeler)
 
 
 def test_exif_rotated_photo_is_labelled_in_displayed_pixels(labeler, tmp_path):

@@ -9,16 +9,14 @@ from __future__ import annotations
 import pickle
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
 from helpers import skimage_data
-from prelabel_checks import MASKS, PROMPTS, check_frame, exif_rotated_pair
+from prelabel_checks import MASKS, PROMPTS, check_frame, check_stored_rle_is_the_segmenter_mask, exif_rotated_pair
 from labelloop.config import ProjectConfig
 from labelloop.images import ImageError, load_rgb
-from labelloop.masks import decode_rle
 from labelloop.prelabel.foundation import FoundationPreLabeler
 from labelloop.prelabel.loading import CheckpointError, sha256_path
 from labelloop.prelabel.pipeline import batch_of_images, image_row
@@ -116,19 +114,8 @@ def test_predict_files_with_detector_and_segmenter(labeler, tmp_path):
 
 
 def test_stored_rle_is_the_segmenter_mask(labeler):
-    rgb = load_rgb(skimage_data() / "coffee.png")  # 600 x 400
-    dets = labeler.predict([rgb])[0]
-    det, seg = labeler.load()
-    batch = batch_of_images([rgb], labeler.prepare())
-    boxes = det.detect(batch.det, batch.sizes)[0]
-    need = torch.tensor([MASKS[n] for n in PROMPTS])[boxes.labels]
-    masks = seg.masks(image_row(seg.encode(batch.seg), 0), boxes.xyxy[need],
-                      tuple(batch.seg["input_sizes"][0].tolist()), (400, 600))
-    expected = {tuple(round(v, 3) for v in b): m.numpy() for b, m in zip(boxes.xyxy[need].tolist(), masks)}
-    stored = [d for d in dets if d.mask is not None]
-    assert stored and len(stored) == len(expected)
-    for d in stored:
-        np.testing.assert_array_equal(decode_rle(d.mask), expected[d.bbox].astype(np.uint8))
+    """The stored RLE is exactly the segmenter's thresholded, original-size mask of each stored box."""
+    check_stored_rle_is_the_segmenter_mask(labeler)
 
 
 def test_checkpoint_errors_name_the_path_and_hash(models, tmp_path):

@@ -29,7 +29,7 @@ import yaml
 from helpers import cli
 from moto_server import free_port
 from labelloop import project as P
-from labelloop import samples, tables, versioning
+from labelloop import tables, versioning
 from labelloop.lineage import lineage_dir, trace_problems
 from labelloop.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
 from labelloop.workspace import Workspace
