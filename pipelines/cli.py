@@ -15,6 +15,7 @@ if __name__ == "__main__":  # `python -m pipelines.cli`: run the importable modu
 import json
 import os
 import shutil
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -339,6 +340,9 @@ def ui(ctx: click.Context, port: int) -> None:
     env = dict(os.environ, DAGSTER_HOME=str(ws.dagster_home), LABELLOOP_WORKSPACE=str(ws.root))
     click.echo(f"Dagster UI on http://127.0.0.1:{port} for {ws.root} (DAGSTER_HOME={ws.dagster_home})")
     args = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    # An ignored SIGINT survives exec (a background job started without job control has one), and
+    # dagster dev handles SIGTERM as it handles SIGINT, so it would ignore SIGTERM too: restore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execve(sys.executable, args, env)
 
 

@@ -81,12 +81,13 @@ def celery_workers(tmp_path_factory):
             start_new_session=True)
     names = {f"gpu-{token}@{host}", f"cpu-{token}@{host}"}
     try:
-        from dagster_celery.make_app import make_app
-
-        app = make_app({"broker": redis_url, "backend": redis_url, "include": [], "config_source": {}, "retries": None})
+        # readiness from the workers' own logs ("<name> ready."), not app.control.ping: a ping
+        # leaves a kombu Redis channel with a pending BRPOP in this process, and kombu's after-fork
+        # cleanup then blocks every process this session forks later on that socket
         deadline = time.monotonic() + 120
         while True:
-            up = {n for reply in (app.control.ping(timeout=1.0) or []) for n in reply}
+            up = {n for q, n in zip(procs, (f"gpu-{token}@{host}", f"cpu-{token}@{host}"))
+                  if f"{n} ready." in logs[q].read_text(errors="replace")}
             if names <= up:
                 break
             dead = [q for q, p in procs.items() if p.poll() is not None]
@@ -107,6 +108,9 @@ def celery_workers(tmp_path_factory):
                 p.wait()
         _psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         redis.Redis.from_url(redis_url).flushdb()  # the claim key, queues and results of this session
+        import kombu.pools
+
+        kombu.pools.reset()  # no broker connection of the executor survives into later forks
 
 
 def _table(root: Path, name: str) -> list[dict]:
