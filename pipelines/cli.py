@@ -2,7 +2,8 @@
 instance, so CLI runs, sensors and ``dagster dev`` share one history.
 
 Exit codes: 0 ok; 1 error (one-line reason as the last line of stderr); 2 usage error;
-3 release blocked by a QA gate (``release`` only; ``demo`` reports it and exits 0).
+3 release blocked: a blocking QA gate failed, or nothing is resolved yet (``release`` only; ``demo``
+  reports it and exits 0).
 """
 
 from __future__ import annotations
@@ -263,7 +264,8 @@ def do_release(ctx: click.Context, ws: Workspace, resplit: bool = False) -> dict
         return {"status": md.get("status", "released"), "tag": md.get("tag"), "warnings": warnings,
                 "run_id": out.run_id, "metadata": md}
     if out.failed_checks or any("release blocked: " in f for f in out.failures):
-        return {"status": "blocked", "reason": out.reason(), "checks": out.failed_checks, "warnings": warnings,
+        reason = out.reason().replace(": release blocked: ", ": ")  # the asset's own prefix, said once below
+        return {"status": "blocked", "reason": reason, "checks": out.failed_checks, "warnings": warnings,
                 "run_id": out.run_id}
     raise CliError(f"release: {out.reason()} (run {out.run_id})")
 

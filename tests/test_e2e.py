@@ -167,3 +167,15 @@ def test_status_and_lineage_json(released):
             "route_reason", "release"} <= person.keys()
     auto = json.loads(cli(ws.root, "lineage", "grace_hopper.jpg", "--json").output)
     assert auto["image"]["route"] == "qa_sample"
+
+
+def test_release_with_nothing_resolved_exits_3_with_one_reason(tmp_path):
+    """Nothing resolved yet: `labelloop release` exits 3 (blocked) and says why once."""
+    from helpers import cli
+
+    ws = tmp_path / "ws"
+    cli(ws, "init")
+    r = cli(ws, "release", ok=False)
+    assert r.exit_code == 3
+    line = [ln for ln in r.output.splitlines() if "release blocked" in ln]
+    assert len(line) == 1 and line[0].count("release blocked") == 1 and "nothing to release" in line[0], r.output
