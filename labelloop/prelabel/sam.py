@@ -146,9 +146,18 @@ class SamSegmenter:
             boxes_xyxy: (N, 4) pixels of the EXIF-corrected image.
             input_size: (h, w) of the resized image before padding.
         """
-        if boxes_xyxy.shape[0] == 0:
-            return torch.zeros((0, *original_size), dtype=torch.bool, device=embedding.device)
-        low = self.decode_logits(embedding, boxes_xyxy, original_size)
-        with torch.inference_mode():
-            up = self.model.postprocess_masks(low.float(), tuple(input_size), tuple(original_size))
-        return up[:, 0] > self.spec.mask_threshold
+        return box_masks(self, embedding, boxes_xyxy, input_size, original_size,
+                         lambda low, i, o: self.model.postprocess_masks(low, i, o) > self.spec.mask_threshold)
+
+
+def box_masks(segmenter, embedding, boxes_xyxy: torch.Tensor, input_size: tuple[int, int],
+              original_size: tuple[int, int], upsample) -> torch.Tensor:
+    """Boolean masks (N, H, W) on the device for the (N, 4) ``boxes_xyxy`` of one image: one
+    ``segmenter.decode_logits`` call, then ``upsample(low_res_logits float32, input_size,
+    original_size)`` -> (N, 1, H, W) bool, the segmenter's own resize-and-threshold. No box gives
+    a (0, H, W) tensor without calling the model. Shared by SAM and the transformers segmenters."""
+    if boxes_xyxy.shape[0] == 0:
+        return torch.zeros((0, *original_size), dtype=torch.bool, device=boxes_xyxy.device)
+    low = segmenter.decode_logits(embedding, boxes_xyxy, original_size)
+    with torch.inference_mode():
+        return upsample(low.float(), tuple(input_size), tuple(original_size))[:, 0]

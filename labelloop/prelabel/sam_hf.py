@@ -42,7 +42,7 @@ import torch
 from labelloop.prelabel.detection import load_pretrained
 from labelloop.prelabel.loading import CheckpointError
 from labelloop.prelabel.runtime import autocast
-from labelloop.prelabel.sam import SamCollate
+from labelloop.prelabel.sam import SamCollate, box_masks
 from labelloop.prelabel.specs import SegmenterSpec
 
 
@@ -159,12 +159,7 @@ class HfSamSegmenter:
             boxes_xyxy: (N, 4) pixels of the EXIF-corrected image.
             input_size: (h, w) of the resized image before padding.
         """
-        if boxes_xyxy.shape[0] == 0:
-            return torch.zeros((0, *original_size), dtype=torch.bool, device=boxes_xyxy.device)
-        low = self.decode_logits(embedding, boxes_xyxy, original_size)
-        with torch.inference_mode():
-            up = self.postprocess(low.float(), tuple(input_size), tuple(original_size))
-        return up[:, 0]
+        return box_masks(self, embedding, boxes_xyxy, input_size, original_size, self.postprocess)
 
 
 class SamHQSegmenter(HfSamSegmenter):
