@@ -70,6 +70,10 @@ def celery_workers(tmp_path_factory):
     r.delete("gpu", "cpu")  # no leftover tasks of an earlier session in our queues
     env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # create the instance's tables once, before the workers: two workers starting on an empty
+    # database both run Dagster's schema migration and one of them fails and retries
+    subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().get_runs(limit=1)"],
+                   env=env, cwd=str(home), check=True, capture_output=True, timeout=300)
     host = socket.gethostname()
     procs, logs = {}, {}
     for q in ("gpu", "cpu"):
@@ -84,7 +88,7 @@ def celery_workers(tmp_path_factory):
         # readiness from the workers' own logs ("<name> ready."), not app.control.ping: a ping
         # leaves a kombu Redis channel with a pending BRPOP in this process, and kombu's after-fork
         # cleanup then blocks every process this session forks later on that socket
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded 2-core machine takes minutes to start both
         while True:
             up = {n for q, n in zip(procs, (f"gpu-{token}@{host}", f"cpu-{token}@{host}"))
                   if f"{n} ready." in logs[q].read_text(errors="replace")}
