@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,7 @@ from labelloop.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from labelloop.gold_eval import reviewer_vs_gold  # noqa: E402
 from labelloop.label_errors import find_suspects  # noqa: E402
 from labelloop.qa import build_qa_report  # noqa: E402
-
-
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
+from _timing import timed  # noqa: E402  (benchmarks/ is sys.path[0] when a script runs)
 
 
 def main() -> None:

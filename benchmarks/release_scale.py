@@ -17,10 +17,10 @@ import hashlib
 import random
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
+from _timing import timed  # benchmarks/ is sys.path[0] when a script runs
 from labelloop.coco_ids import CocoIds
 from labelloop.splits import assign_splits, balance_report
 
@@ -46,12 +46,6 @@ def by_hash(gs: dict) -> dict[str, str]:
         u = int(hashlib.sha256(g.encode()).hexdigest()[:8], 16) / 2**32
         out[g] = "train" if u < 0.8 else "val" if u < 0.9 else "test"
     return out
-
-
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
 
 
 def main() -> None:

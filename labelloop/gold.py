@@ -11,7 +11,7 @@ Storage: ``tables/gold/<set>/labels.parquet`` (GOLD_LABELS) and ``images.parquet
 (GOLD_IMAGES; a gold image without labels is a trusted negative), written atomically;
 re-registering a set replaces it. An image belongs to at most one set.
 
-Image matching (as review import does, :class:`labelloop.review_import.ImageIndex`): the
+Image matching (as review import does, :class:`labelloop.image_index.ImageIndex`): the
 file's image id (COCO ``sha256`` written by labelloop releases, Label Studio ``data.image_id``),
 else its path / file name. A bad item (unknown or ambiguous image, size mismatch, unknown
 category, bad box) rejects that image with a reason naming it; the rest registers.
@@ -28,7 +28,8 @@ from pathlib import Path
 from labelloop import labelstudio, tables
 from labelloop.coco import read_coco_annotations
 from labelloop.geometry import box_problem, clip
-from labelloop.review_import import ImageIndex, _regions_px, _Reject
+from labelloop.image_index import ImageIndex, _Reject
+from labelloop.review_import import _regions_px
 from labelloop.schemas import GOLD_IMAGES, GOLD_LABELS
 
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
