@@ -93,11 +93,45 @@ def get_env(environ: dict | None = None) -> Environment:
 
 
 # ---- executors ----------------------------------------------------------------------------------
+# Losing a worker mid-step (issue #7). By default a worker acks a step's message as it starts the
+# step (task_acks_late=False), so a worker killed mid-step (OOM, node loss) took the message with
+# it and the run waited forever on a result nobody would write. With the settings below the
+# message is acked only when the step returns, so the broker hands it to another worker and the
+# step runs again there (steps are idempotent: every write is atomic and keyed by batch/image,
+# DESIGN.md "Data model"; the run's event log shows both attempts):
+# - task_acks_late: ack after the task returns
+#   (https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late).
+# - whole worker lost (OOM-killed, its node gone): Redis keeps an unacked message aside and any
+#   worker of the queue puts it back on it once it is older than visibility_timeout
+#   (https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout).
+#   It must exceed the longest step: a step still running after it is started a second time.
+#   RabbitMQ redelivers as soon as the dead worker's connection closes.
+# - pool child lost (a prefork CPU worker's child OOM-killed, the worker survives): without these
+#   the worker acks the message and stores WorkerLostError, which fails the run. With
+#   task_retry_on_worker_lost (Celery >= 5.7) it re-sends the task like Task.retry, at most
+#   max_retries times, then stores WorkerLostError: a step that kills its process every time
+#   fails the run instead of looping; task_reject_on_worker_lost re-queues it if that re-send
+#   fails (https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost).
+# The worker applies these (deploy/celery/celery.yaml repeats this block; a test checks it).
+CELERY_VISIBILITY_TIMEOUT_S = 6 * 3600  # longest step allowed before Redis hands it out again
+CELERY_WORKER_LOST_RETRIES = 2  # re-runs of a step after its pool child died, then the run fails
 CELERY_CONFIG = {
     "broker": {"env": CELERY_BROKER_VAR},
     "backend": {"env": CELERY_BACKEND_VAR},
-    # steps without a dagster-celery/queue tag go to the cpu queue; prelabels carries gpu
-    "config_source": {"task_default_queue": CPU_QUEUE, "worker_prefetch_multiplier": 1},
+    "config_source": {
+        # steps without a dagster-celery/queue tag go to the cpu queue; prelabels carries gpu
+        "task_default_queue": CPU_QUEUE,
+        "worker_prefetch_multiplier": 1,  # with acks_late: a worker holds one step, no backlog
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
+        # dagster-celery's step task is named "execute_plan"
+        "task_annotations": {"execute_plan": {"max_retries": CELERY_WORKER_LOST_RETRIES,
+                                              "default_retry_delay": 5}},
+        # dagster_celery.defaults' connection-retry options, kept (this key replaces them)
+        "broker_transport_options": {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S, "max_retries": 3,
+                                     "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+    },
 }
 
 # Defaults of every step pod; prelabels' own dagster-k8s/config tag (K8S_GPU_TAGS) adds the GPU.

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,34 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from celery_helpers import BIN, REDIS, ROOT, Workers, claim_redis_db, prepare_instance, psql
 from helpers import cli, skimage_data
 from labelloop.bootstrap import PG_ENV
 from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, CELERY_CONFIG, EXECUTOR_VAR
 
 pytestmark = pytest.mark.celery
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-REDIS = "redis://127.0.0.1:6379"
-CLAIM_KEY = "labelloop:celery-test-session"
-
-
-def _claim_redis_db() -> int:
-    """A Redis database (1-15) no other test session is using, claimed with a key that expires
-    after 2 h, so two sessions on one machine never take each other's tasks off the queues."""
-    import redis
-
-    for n in range(1, 16):
-        if redis.Redis.from_url(f"{REDIS}/{n}").set(CLAIM_KEY, os.getpid(), nx=True, ex=7200):
-            return n
-    pytest.fail("no free Redis database (1-15) for the Celery broker: every one is claimed")
 BATCHES = {"b1": ["astronaut.png", "coffee.png"], "b2": ["chelsea.png", "grace_hopper.jpg"], "b3": ["motorcycle_left.png"]}
 VOLATILE = {"run_id", "exported_at", "exported_to"}  # differ between any two runs
-
-
-def _psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc", sql],
-                   check=True, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
@@ -56,61 +33,25 @@ def celery_workers(tmp_path_factory):
     import redis
 
     token = uuid.uuid4().hex[:8]
-    redis_db = _claim_redis_db()
-    redis_url = f"{REDIS}/{redis_db}"
+    redis_url = f"{REDIS}/{claim_redis_db()}"
     db = f"labelloop_celery_{token}"
-    _psql(f"CREATE DATABASE {db}")
+    psql(f"CREATE DATABASE {db}")
     home = tmp_path_factory.mktemp("celery-home")
     env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: redis_url,
                 CELERY_BACKEND_VAR: redis_url, EXECUTOR_VAR: "celery"}
-    from labelloop.bootstrap import DAGSTER_YAML_POSTGRES
-
-    (home / "dagster.yaml").write_text(DAGSTER_YAML_POSTGRES)
-    r = redis.Redis.from_url(redis_url)
-    r.delete("gpu", "cpu")  # no leftover tasks of an earlier session in our queues
+    redis.Redis.from_url(redis_url).delete("gpu", "cpu")  # no leftover tasks of an earlier session
     env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    # create the instance's tables once, before the workers: two workers starting on an empty
-    # database both run Dagster's schema migration and one of them fails and retries
-    subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().get_runs(limit=1)"],
-                   env=env, cwd=str(home), check=True, capture_output=True, timeout=300)
-    host = socket.gethostname()
-    procs, logs = {}, {}
-    for q in ("gpu", "cpu"):
-        logs[q] = home / f"worker-{q}.log"
-        procs[q] = subprocess.Popen(
-            [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-             "-y", str(ROOT / "deploy" / "celery" / "celery.yaml"), "-q", q, "-n", f"{q}-{token}", "--",
-             "--pool", "solo"], env=env, cwd=str(home), stdout=logs[q].open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-    names = {f"gpu-{token}@{host}", f"cpu-{token}@{host}"}
+    workers = Workers(home, env, ROOT / "deploy" / "celery" / "celery.yaml")
     try:
-        # readiness from the workers' own logs ("<name> ready."), not app.control.ping: a ping
-        # leaves a kombu Redis channel with a pending BRPOP in this process, and kombu's after-fork
-        # cleanup then blocks every process this session forks later on that socket
-        deadline = time.monotonic() + 300  # a loaded 2-core machine takes minutes to start both
-        while True:
-            up = {n for q, n in zip(procs, (f"gpu-{token}@{host}", f"cpu-{token}@{host}"))
-                  if f"{n} ready." in logs[q].read_text(errors="replace")}
-            if names <= up:
-                break
-            dead = [q for q, p in procs.items() if p.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"celery workers not up ({sorted(up)}); log: "
-                                   + "\n".join(logs[q].read_text()[-2000:] for q in procs))
-            time.sleep(1)
-        yield {"env": env_vars, "host": host, "token": token}
+        prepare_instance(home, env)
+        for q in ("gpu", "cpu"):
+            workers.start(f"{q}-{token}", [q], "--pool", "solo")
+        workers.wait_ready([f"gpu-{token}", f"cpu-{token}"])
+        yield {"env": env_vars, "host": workers.host, "token": token}
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        _psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        workers.stop_all()
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         redis.Redis.from_url(redis_url).flushdb()  # the claim key, queues and results of this session
         import kombu.pools
 
