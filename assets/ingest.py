@@ -3,6 +3,7 @@
 import dagster as dg
 
 from labelloop import batch as B
+from labelloop.phash import PHASH_METHOD
 from pipelines.partitions import backfill_policy, batches, summed
 from resources.storage import WorkspaceResource
 
@@ -19,6 +20,11 @@ def raw_images(context: dg.AssetExecutionContext, storage: WorkspaceResource) ->
     rejects = [r for s in per for r in s["rejects"]]
     for r in rejects:
         context.log.warning(f"rejected {r}")
+    rehashed = sum(x.get("rehashed_images", 0) for x in per)
+    if rehashed:  # once per workspace made before labelloop.phash's current method
+        context.log.info(f"re-hashed {rehashed} images of earlier batches to {PHASH_METHOD}")
+    for p in {p for x in per for p in x.get("rehash_problems", [])}:
+        context.log.warning(f"kept the older perceptual hash of {p}")
     s = summed(per, ("images", "ok", "rejected", "duplicates", "near_duplicates"))
     return dg.MaterializeResult(metadata={
         "dagster/row_count": s["images"], "ok": s["ok"], "rejected": s["rejected"],
@@ -26,4 +32,5 @@ def raw_images(context: dg.AssetExecutionContext, storage: WorkspaceResource) ->
         "rejects": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejects) or "none"),
         "path": dg.MetadataValue.path(str(B.images_path(ws, keys[0]))),
         **({"batches": len(keys)} if len(keys) > 1 else {}),
+        **({"rehashed_images": rehashed} if rehashed else {}),
     })

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from labelloop import labelstudio, tables
-from labelloop.images import assign_duplicates, inspect_image
+from labelloop.images import inspect_image, phash_file
+from labelloop.phash import PHASH_METHOD, assign_duplicates, upgrade_hashes
 from labelloop.ingest import list_image_files, relative_name
 from labelloop.prelabel.protocol import PreLabeler, iter_predictions
 from labelloop.routing import route_images
@@ -64,15 +65,38 @@ def scan_batch(ws: Workspace, batch: str, workers: int = 1) -> dict:
                      "origin_path": m.get("origin_path", str(f)), "ingest_seq": m.get("ingest_seq", extra_seq + i),
                      "duplicate_of": None, "near_duplicate_of": None})
     with ws.lock():
-        rows = assign_duplicates(rows, all_images(ws, exclude_batch=batch), cfg.images.near_duplicate_distance)
+        prior, rehashed = _upgrade_prior_hashes(ws, batch)
+        rows = assign_duplicates(rows, prior, cfg.images.near_duplicate_distance)
         tables.write_rows(rows, IMAGES, images_path(ws, batch))
     ok = [r for r in rows if r["status"] == "ok"]
     return {
+        **rehashed,
         "images": len(rows), "ok": len(ok), "rejected": len(rows) - len(ok),
         "duplicates": sum(1 for r in rows if r["duplicate_of"]),
         "near_duplicates": sum(1 for r in rows if r["near_duplicate_of"]),
         "rejects": [f"{r['source_path']}: {r['reject_reason']}" for r in rows if r["status"] != "ok"],
     }
+
+
+def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[dict], dict]:
+    """The IMAGES rows of every batch but ``batch``, after re-hashing, once, those of them
+    whose phash has an older definition whose phash has an older definition
+    (:func:`labelloop.phash.upgrade_hashes`) and rewrite those batches' tables (only ``phash``
+    and ``phash_method`` change). Call under the workspace lock. Returns the rows and
+    ``{"rehashed_images": n, "rehash_problems": [...]}`` when anything was old (else ``{}``)."""
+    prior = all_images(ws, exclude_batch=batch)
+    stale = sorted({r["batch"] for r in prior if r.get("status") == "ok" and r.get("phash")
+                    and r.get("phash_method") != PHASH_METHOD})
+    if not stale:
+        return prior, {}
+    n, problems = 0, []
+    for b in stale:
+        rows, k, bad = upgrade_hashes(tables.read_rows(images_path(ws, b), IMAGES),
+                                      lambda r: phash_file(ws.locate(r["uri"])))
+        if k:
+            tables.write_rows(rows, IMAGES, images_path(ws, b))
+        n, problems = n + k, problems + [f"{b}/{p}" for p in bad]
+    return all_images(ws, exclude_batch=batch), {"rehashed_images": n, "rehash_problems": problems}
 
 
 def _inspect_all(files: list[Path], max_pixels: int, workers: int):

@@ -4,8 +4,9 @@ Conventions: ``image_id`` is the sha256 hex digest of the file's bytes. ``width`
 pixels of the *displayed* image, i.e. after the EXIF Orientation tag (EXIF 2.3, tag 0x0112,
 values 1-8) is applied with ``PIL.ImageOps.exif_transpose``; origin top-left, x right, y down.
 ``format``/``mode`` are Pillow's names (Pillow docs, "Image file formats" and "Concepts: Modes").
-``phash`` is ``str(imagehash.phash(rgb))``: imagehash's 64-bit DCT perceptual hash as 16 hex
-digits; near duplicates are judged by Hamming distance. Multi-frame files use their first frame.
+``phash`` is imagehash's 64-bit DCT perceptual hash of a reduced copy of the displayed image, as
+16 hex digits (definition and versions: :mod:`labelloop.phash`); near duplicates are judged by
+Hamming distance. Multi-frame files use their first frame.
 Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) applies on top of ``max_pixels``;
 truncated files are never accepted (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import struct
 import tempfile
@@ -26,11 +28,13 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from labelloop.phash import HASH_INPUT_SIDE, PHASH_METHOD, hash_reduction
 from labelloop.store import is_remote, open_binary
 
 CHUNK = 1 << 20
+IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, for their sha256 and the decode
 INSPECT_KEYS = ("image_id", "width", "height", "format", "mode", "bytes", "exif_orientation",
-                "phash", "status", "reject_reason")
+                "phash", "phash_method", "status", "reject_reason")
 REASON_CODES = ("empty", "not an image", "unsupported format", "truncated", "corrupt",
                 "too many pixels", "unreadable")
 # Formats labelloop decodes; anything else Pillow recognizes is "unsupported format".
@@ -47,6 +51,10 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyErr
                   struct.error, zlib.error, MemoryError)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
 _GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+# EXIF Orientation -> the transpose that displays the image (as ImageOps.exif_transpose)
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 
 
 class ImageError(ValueError):
@@ -66,13 +74,19 @@ def _fail(path, code: str, detail: str, facts: dict | None = None) -> ImageError
     return err
 
 
-def _hash_and_size(path) -> tuple[str, int]:
+def _hash_and_size(path, keep: int = 0) -> tuple[str, int, bytes | None]:
+    """(sha256 hex, size in bytes, the bytes themselves when the file has at most ``keep``)."""
     h, n = hashlib.sha256(), 0
     with open_binary(path) as f:
+        data = f.read(keep + 1) if keep else b""
+        h.update(data)
+        n = len(data)
+        if keep and n <= keep:
+            return h.hexdigest(), n, data
         while chunk := f.read(CHUNK):
             h.update(chunk)
             n += len(chunk)
-    return h.hexdigest(), n
+    return h.hexdigest(), n, None
 
 
 def sha256_file(path) -> str:
@@ -164,16 +178,25 @@ def _identify_failure(fp, head: bytes) -> tuple[str, str]:
     return "not an image", "no image format recognizes its bytes"
 
 
-def _decode(path, max_pixels: int | None = None) -> tuple[dict, Image.Image, bool]:
+def _decode(path, max_pixels: int | None = None, for_hash: bool = False,
+            data: bytes | None = None) -> tuple[dict, Image.Image, bool]:
     """Open, check the header, fully decode frame 0 and convert it to the displayed RGB image.
 
     Returns ``(facts, rgb, plain)``: facts has format, mode, width, height, exif_orientation;
     ``plain`` is True when the file's own bytes display as ``rgb`` (single-frame JPEG/PNG, mode
     RGB or L, no transparency, orientation 1). Raises ImageError carrying the facts known so far.
+
+    ``for_hash=True`` returns instead of ``rgb`` the perceptual hash's input, a 32x32 "L"
+    thumbnail of the displayed image through a reduction by
+    :func:`labelloop.phash.hash_reduction`'s factor k: a JPEG is
+    decoded at 1/k scale by libjpeg (DCT scaling through Pillow's ``draft``; YCbCr JPEGs straight
+    to luma "L"), which still entropy-decodes every scan, so truncated or corrupt data is rejected
+    as by a full decode; other formats are fully decoded, converted to RGB, then L, and ``reduce(k)``-ed.
+    ``data``: the file's bytes when already read (``path`` then only names it in errors).
     """
     facts: dict[str, Any] = {"format": None, "mode": None}
     try:
-        fp = open_binary(path)
+        fp = io.BytesIO(data) if data is not None else open_binary(path)
     except OSError as e:
         raise _fail(path, "unreadable", str(e)) from None
     with fp:
@@ -188,14 +211,24 @@ def _decode(path, max_pixels: int | None = None) -> tuple[dict, Image.Image, boo
                     if max_pixels is not None and w * h > max_pixels:
                         detail = f"{w}x{h} = {w * h} pixels > max_pixels {max_pixels}"
                         raise _fail(path, "too many pixels", detail, facts)
-                    im.load()  # full decode: raises on truncated data
-                    facts["mode"] = im.mode
+                    k = hash_reduction(w, h) if for_hash else 1
+                    # Pillow's draft scales by the largest of 8/4/2/1 <= size // request: ask for
+                    # size // k to get 1/k (output ceil(size / k), as libjpeg rounds up)
+                    drafted = k > 1 and im.format in ("JPEG", "MPO") and \
+                        im.draft("L", (w // k, h // k)) is not None
+                    im.load()  # full (or DCT-scaled) decode: raises on truncated data
+                    if not drafted:
+                        facts["mode"] = im.mode
                     orientation = exif_orientation(im)
-                    # exif_transpose copies even an upright image: skip it for orientation 1
-                    rgb = _to_rgb(ImageOps.exif_transpose(im) if orientation != 1 else im)
-                    plain = (im.format in ("JPEG", "PNG") and im.mode in ("RGB", "L")
-                             and orientation == 1 and im.info.get("transparency") is None
-                             and getattr(im, "n_frames", 1) == 1)
+                    if for_hash:
+                        out = _hash_source(im, w, k, orientation)
+                        plain = False
+                    else:
+                        # exif_transpose copies even an upright image: skip it for orientation 1
+                        out = _to_rgb(ImageOps.exif_transpose(im) if orientation != 1 else im)
+                        plain = (im.format in ("JPEG", "PNG") and im.mode in ("RGB", "L")
+                                 and orientation == 1 and im.info.get("transparency") is None
+                                 and getattr(im, "n_frames", 1) == 1)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -213,8 +246,21 @@ def _decode(path, max_pixels: int | None = None) -> tuple[dict, Image.Image, boo
             elif "decoder" in low and "not available" in low:
                 code = "unsupported format"
             raise _fail(path, code, msg, facts) from None
-    facts.update(width=rgb.width, height=rgb.height, exif_orientation=orientation)
-    return facts, rgb, plain
+    facts.update(width=h if orientation >= 5 else w, height=w if orientation >= 5 else h,
+                 exif_orientation=orientation)
+    return facts, out, plain
+
+
+def _hash_source(im: Image.Image, width: int, k: int, orientation: int) -> Image.Image:
+    """The 32x32 "L" thumbnail :mod:`labelloop.phash` hashes, from the decoded ``im`` (stored
+    orientation, ``width`` px wide before any DCT scaling): reduced by ``k`` in all, resampled
+    (antialiased bilinear) to 32x32, then turned upright."""
+    src = im if im.mode == "L" and im.info.get("transparency") is None else _to_rgb(im).convert("L")
+    rest = k // max(1, round(width / im.width))  # what DCT scaling did not reduce
+    if rest > 1:
+        src = src.reduce(rest)
+    src = src.resize((HASH_INPUT_SIDE, HASH_INPUT_SIDE), Image.Resampling.BILINEAR)
+    return src.transpose(_ORIENT[orientation]) if orientation != 1 else src
 
 
 def inspect_image(path, max_pixels: int) -> dict:
@@ -223,7 +269,8 @@ def inspect_image(path, max_pixels: int) -> dict:
     Returns a dict: ``image_id`` (sha256 hex), ``width``/``height`` (int pixels after EXIF
     transpose), ``format`` (Pillow name, e.g. "JPEG"), ``mode`` (Pillow mode as decoded, before RGB
     conversion, e.g. "CMYK", "I;16"), ``bytes`` (file size), ``exif_orientation`` (1..8), ``phash``
-    (16 hex digits, imagehash.phash of the displayed RGB image), ``status`` ("ok" | "rejected"),
+    (16 hex digits, :mod:`labelloop.phash`), ``phash_method`` (:data:`labelloop.phash.PHASH_METHOD`),
+    ``status`` ("ok" | "rejected"),
     ``reject_reason`` (None, or ``"<code>: <detail>"``, code in :data:`REASON_CODES`).
     ``width * height`` is checked against ``max_pixels`` from the header, before any pixel is
     decoded. Rejected rows keep ``image_id``/``bytes`` (None only when the file cannot be read,
@@ -231,8 +278,8 @@ def inspect_image(path, max_pixels: int) -> dict:
     """
     row: dict[str, Any] = dict.fromkeys(INSPECT_KEYS)
     row.update(exif_orientation=1, status="rejected")
-    try:
-        row["image_id"], row["bytes"] = _hash_and_size(path)
+    try:  # one read (one GET on an object store) for the identity and the decode
+        row["image_id"], row["bytes"], data = _hash_and_size(path, keep=IN_MEMORY_BYTES)
     except OSError as e:
         row["reject_reason"] = f"unreadable: {e}"
         return row
@@ -240,12 +287,22 @@ def inspect_image(path, max_pixels: int) -> dict:
         row["reject_reason"] = "empty: zero-byte file"
         return row
     try:
-        facts, rgb, _ = _decode(path, max_pixels)
+        facts, src, _ = _decode(path, max_pixels, for_hash=True, data=data)
     except ImageError as e:
         row.update(format=e.facts.get("format"), mode=e.facts.get("mode"), reject_reason=e.reason)
         return row
-    row.update(facts, phash=str(imagehash.phash(rgb)), status="ok")
+    row.update(facts, phash=str(imagehash.phash(src)), phash_method=PHASH_METHOD, status="ok")
     return row
+
+
+def phash_file(path) -> str:
+    """The perceptual hash :func:`inspect_image` stores for ``path`` (16 hex digits, method
+    :data:`labelloop.phash.PHASH_METHOD`).
+
+    Raises:
+        ImageError: the file cannot be read or decoded.
+    """
+    return str(imagehash.phash(_decode(path, for_hash=True)[1]))
 
 
 def load_rgb(path) -> Image.Image:
@@ -261,72 +318,6 @@ def load_rgb(path) -> Image.Image:
         ImageError: the file cannot be read or decoded (message names the file and the reason).
     """
     return _decode(path)[1]
-
-
-def hamming(phash_a: str, phash_b: str) -> int:
-    """Number of differing bits of two equal-length hex hashes (as imagehash's ``a - b``).
-
-    Raises:
-        ValueError: the lengths differ or a string is not hex.
-    """
-    if len(phash_a) != len(phash_b):
-        raise ValueError(f"hashes of different lengths: {phash_a!r}, {phash_b!r}")
-    return (int(phash_a, 16) ^ int(phash_b, 16)).bit_count()
-
-
-def _popcount64(x: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):  # numpy >= 2
-        return np.bitwise_count(x).astype(np.int64)
-    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
-
-
-def assign_duplicates(rows: list[dict], prior: list[dict], max_distance: int) -> list[dict]:
-    """Copies of ``rows`` (same order) with ``duplicate_of`` and ``near_duplicate_of`` set.
-
-    Rows are IMAGES dicts (image_id, source_path, ingest_seq, status, phash of 16 hex digits);
-    ``prior`` holds already-assigned rows of other batches. Rows are processed in ascending
-    ``ingest_seq``; "earlier" means a smaller ``ingest_seq``, in ``prior`` or in ``rows``.
-    Exact duplicate: an earlier ok row has the same image_id -> ``duplicate_of`` = source_path of
-    the earliest one. Otherwise near duplicate: the closest (ties: earliest) earlier ok,
-    non-duplicate row within ``max_distance`` phash bits -> ``near_duplicate_of`` = its group
-    representative's image_id (its own ``near_duplicate_of``, else its image_id), so groups never
-    chain and representatives keep None. Rejected rows get neither. Inputs are not mutated.
-    """
-    out = [dict(r, duplicate_of=None, near_duplicate_of=None) for r in rows]
-    first: dict[str, tuple[int, str]] = {}  # image_id -> (ingest_seq, source_path) of earliest ok
-    n = len(prior) + len(rows)
-    seqs, hashes, valid = np.zeros(n, np.int64), np.zeros(n, np.uint64), np.zeros(n, bool)
-    reps: list[str | None] = [None] * n  # near-duplicate candidates: ok, non-duplicate, hashed
-
-    def add_candidate(i: int, r: dict, rep: str) -> None:
-        seqs[i], hashes[i], valid[i], reps[i] = int(r["ingest_seq"]), int(r["phash"], 16), True, rep
-
-    for i, r in enumerate(prior):
-        if r.get("status") != "ok":
-            continue
-        s = int(r["ingest_seq"])
-        if r["image_id"] not in first or s < first[r["image_id"]][0]:
-            first[r["image_id"]] = (s, r["source_path"])
-        if r.get("duplicate_of") is None and r.get("phash"):
-            add_candidate(i, r, r.get("near_duplicate_of") or r["image_id"])
-    for k in sorted(range(len(rows)), key=lambda j: int(rows[j]["ingest_seq"])):
-        r, s = out[k], int(out[k]["ingest_seq"])
-        if r.get("status") != "ok":
-            continue
-        earliest = first.get(r["image_id"])
-        if earliest is not None and earliest[0] < s:
-            r["duplicate_of"] = earliest[1]
-            continue
-        first[r["image_id"]] = (s, r["source_path"])
-        if not r.get("phash"):
-            continue
-        idx = np.flatnonzero(valid & (seqs < s))
-        dist = _popcount64(hashes[idx] ^ np.uint64(int(r["phash"], 16)))
-        idx, dist = idx[dist <= max_distance], dist[dist <= max_distance]
-        if idx.size:
-            r["near_duplicate_of"] = reps[idx[np.lexsort((seqs[idx], dist))[0]]]
-        add_candidate(len(prior) + k, r, r["near_duplicate_of"] or r["image_id"])
-    return out
 
 
 def _atomic_write(target: Path, write) -> None:

@@ -11,6 +11,7 @@ registered.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelloop.images import sha256_file
+from labelloop.images import IN_MEMORY_BYTES, sha256_file
 from labelloop.store import copy_file, is_remote
 from labelloop.workspace import Workspace, WorkspaceError, check_batch_name, next_ingest_seq, read_manifest
 
@@ -42,6 +43,9 @@ def relative_name(path, folder) -> str:
         if not full.startswith(base):
             raise ValueError(f"{full} is not under {base}")
         return full[len(base):]
+    full, base = os.fspath(path), os.fspath(folder).rstrip(os.sep)
+    if full.startswith(base + os.sep) and os.sep + ".." + os.sep not in full[len(base):] + os.sep:
+        return full[len(base) + 1:].replace(os.sep, "/")
     return Path(path).relative_to(folder).as_posix()
 
 
@@ -66,24 +70,56 @@ def list_image_files(folder: Path) -> list[Path]:
     ``folder`` may be an object-store prefix (:class:`upath.UPath`): its objects, as UPaths."""
     if is_remote(folder):
         return _list_remote(folder)
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            p = Path(dirpath) / name
-            if not name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() \
-                    and not p.is_symlink():  # a symlink may point outside the folder: never followed
-                out.append(p)
-    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+    found: list[tuple[str, str]] = []
+    stack = [(os.fspath(folder), "")]
+    while stack:  # os.scandir: the entry types come with the listing, no stat per file
+        path, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:  # an unreadable subfolder is left out, as os.walk does
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False):  # a symlink may point outside: never followed
+                stack.append((e.path, f"{prefix}{e.name}/"))
+            elif e.is_file(follow_symlinks=False) and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append((prefix + e.name, e.path))
+    return [Path(p) for _, p in sorted(found)]
 
 
-def _copy_local(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` atomically (temporary file in dest's folder, then rename)."""
+def _read_and_hash(path) -> tuple[str, bytes | None]:
+    """(sha256 hex of the file's bytes, the bytes when at most :data:`IN_MEMORY_BYTES`, else None).
+
+    One read serves both the identity and the copy of an ordinary image file.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    if is_remote(path):
+        return sha256_file(path), None
+    with open(path, "rb") as fh:
+        data = fh.read(IN_MEMORY_BYTES + 1)
+        h = hashlib.sha256(data)
+        if len(data) <= IN_MEMORY_BYTES:
+            return h.hexdigest(), data
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest(), None
+
+
+def _copy_local(src: Path, dest: Path, data: bytes | None = None) -> None:
+    """Copy ``src`` (or write its ``data``, already read) to ``dest`` atomically (temporary file
+    in dest's folder, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-    os.close(fd)
     try:
-        shutil.copyfile(src, tmp)
+        if data is None:
+            os.close(fd)
+            shutil.copyfile(src, tmp)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -137,7 +173,7 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                 result.skipped.append((rel.encode("utf-8", "backslashreplace").decode(), "file name is not valid UTF-8"))
                 continue
             try:
-                digest = sha256_file(f)
+                digest, data = _read_and_hash(f)
             except OSError as exc:
                 result.skipped.append((str(f), f"unreadable: {exc.strerror or exc}"))
                 continue
@@ -154,7 +190,7 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                 if is_remote(dest) or is_remote(f):
                     copy_file(f, dest)  # an object store: one PUT per object, atomic there
                 else:
-                    _copy_local(f, dest)
+                    _copy_local(f, dest, data)
             except FileNotFoundError as exc:
                 if f.exists():  # the source is there: the destination is missing (e.g. no such bucket)
                     raise WorkspaceError(f"cannot store {rel} at {dest}: {exc}") from None

@@ -26,7 +26,8 @@ IMAGES = pa.schema(
         ("mode", pa.string()),  # colour mode of the file as decoded (before RGB conversion)
         ("bytes", pa.int64()),
         ("exif_orientation", pa.int32()),
-        ("phash", pa.string()),  # imagehash.phash, 64-bit, hex
+        ("phash", pa.string()),  # 64-bit perceptual hash, 16 hex digits (labelloop.phash)
+        ("phash_method", pa.string()),  # labelloop.phash.PHASH_METHOD; None = legacy full-resolution
         ("duplicate_of", pa.string()),  # source_path of the first file with the same bytes
         ("near_duplicate_of", pa.string()),  # image_id of the near-duplicate group representative
         ("status", pa.string()),  # ok | rejected

@@ -131,6 +131,9 @@ class Workspace:
         the full URI (``s3://bucket/...``) for store objects."""
         if is_remote(path):
             return str(path)
+        full, root = os.path.abspath(path), str(self.root)
+        if full.startswith(root + os.sep):  # the common case, without resolve()'s lstat per part
+            return full[len(root) + 1:].replace(os.sep, "/")
         return Path(path).resolve().relative_to(self.root).as_posix()
 
     def locate(self, ref: str):

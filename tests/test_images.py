@@ -19,14 +19,13 @@ from PIL import Image, ImageEnhance, ImageFile
 
 from labelloop.images import (
     ImageError,
-    assign_duplicates,
     exif_orientation,
-    hamming,
     inspect_image,
     load_rgb,
     save_release_copy,
     sha256_file,
 )
+from labelloop.phash import assign_duplicates, hamming
 
 SK = Path(skimage.__file__).parent / "data"
 HOPPER = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
