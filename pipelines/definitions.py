@@ -19,7 +19,7 @@ from labelloop.workspace import ENV_WORKSPACE, Workspace
 from pipelines.environments import get_env, executor_for, resources_for as env_resources, review_tool_for
 from pipelines.jobs import batch_job, release_job, resolve_job, review_push_job, rollback_job
 from pipelines.release_jobs import push_job
-from pipelines.reprocess import reprocess_schedule
+from pipelines.reprocess import reprocess_resolve_sensor, reprocess_schedule
 from pipelines.s3_sensors import s3_inbox_sensor
 from pipelines.sensors import inbox_sensor, label_studio_sensor, review_inbox_sensor
 
@@ -46,7 +46,7 @@ def build_definitions(root: str | None = None) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
         jobs=[batch_job, resolve_job, release_job, rollback_job, review_push_job, push_job],
         schedules=[reprocess_schedule],
-        sensors=[inbox_sensor, s3_inbox_sensor, review_inbox_sensor, label_studio_sensor],
+        sensors=[inbox_sensor, s3_inbox_sensor, review_inbox_sensor, label_studio_sensor, reprocess_resolve_sensor],
         resources=env_resources(str(Workspace.at(root or os.environ.get(ENV_WORKSPACE)).root), env),
         executor=executor_for(env),
     )

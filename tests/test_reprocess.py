@@ -106,6 +106,29 @@ def _launch(ws: Workspace, instance, requests) -> list:
     return outs
 
 
+def _resolve_tick(instance, run_id: str):
+    """reprocess_resolve_sensor's answer to the successful run ``run_id``."""
+    from pipelines.reprocess import reprocess_resolve_sensor
+
+    (event,) = [e.dagster_event for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)]
+    with dg.build_run_status_sensor_context(sensor_name="reprocess_resolve_sensor", dagster_event=event,
+                                            dagster_instance=instance,
+                                            dagster_run=instance.get_run_by_id(run_id)) as ctx:
+        return reprocess_resolve_sensor(ctx)
+
+
+def _resolve_after(ws: Workspace, instance, outs) -> None:
+    """Each finished reprocess run -> the sensor's RunRequest -> that resolve_job run, no CLI."""
+    from pipelines.runner import execute
+
+    for out in outs:
+        req = _resolve_tick(instance, out.run_id)
+        assert isinstance(req, dg.RunRequest) and req.run_key == f"resolve-after-{out.run_id}"
+        assert req.tags["labelloop/after-reprocess"] == out.run_id
+        resolved = execute(ws, "resolve_job", instance, tags=req.tags)
+        assert resolved.success, resolved.failures
+
+
 def _model_id(ws: Workspace) -> str:
     from resources import PreLabelerResource
 
@@ -147,7 +170,7 @@ def test_new_model_repredicts_only_unreviewed_images_in_multi_batch_runs(ws, mon
         done |= B._done_image_ids(B.prelabel_dir(ws, b, new_model))
     wanted = {r["image_id"] for b in ORDER for r in B.images_to_label(ws, b)}
     assert done == wanted - reviewed and len(reviewed) == 3
-    cli(ws.root, "run")  # resolve
+    _resolve_after(ws, instance, outs)  # the sensor's resolve_job run, no CLI
     assert _human_rows(ws) == humans_before  # reviewed labels unchanged
     labels, _ = read_labels(ws)
     assert {r["model_id"] for r in labels if r["origin"] == "model"} <= {new_model}
@@ -180,6 +203,16 @@ def test_new_routing_policy_reroutes_without_a_prelabel_run(ws):
             assert q == queue_before[iid]  # the route it was reviewed under
         else:
             assert q["policy_id"] == new_policy
+    # the runs that processed new batches (the fixture's `labelloop run`) do not trigger the sensor
+    plain = [r for r in instance.get_runs() if r.job_name == "batch_job" and "labelloop/reprocess" not in r.tags]
+    assert plain and isinstance(_resolve_tick(instance, plain[0].run_id), dg.SkipReason)
+    _, before = read_labels(ws)
+    _resolve_after(ws, instance, [out])
+    _, resolved = read_labels(ws)  # auto-accepted labels now follow the new routes
+    unreviewed = set(queue) - reviewed
+    new_routes = {r["image_id"]: r["route"] for r in resolved if r["image_id"] in unreviewed}
+    assert new_routes == {i: queue[i]["route"] for i in new_routes}
+    assert new_routes != {r["image_id"]: r["route"] for r in before if r["image_id"] in unreviewed}
     _, tick = _evaluate(ws)
     assert isinstance(tick, dg.SkipReason)
 
