@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from labelloop import labelstudio, tables
-from labelloop.images import inspect_image, phash_file
+from labelloop.images import INSPECT_KEYS, inspect_image, phash_file
 from labelloop.phash import PHASH_METHOD, assign_duplicates, upgrade_hashes
-from labelloop.ingest import list_image_files, relative_name
+from labelloop.ingest import list_image_files, relative_name, stored_name
 from labelloop.prelabel.protocol import PreLabeler, iter_predictions
 from labelloop.routing import route_images
 from labelloop.store import is_remote
@@ -49,21 +49,27 @@ def scan_batch(ws: Workspace, batch: str, workers: int = 1) -> dict:
     bad file never fails the batch. Exact and near duplicates are assigned against every other
     batch under the workspace lock (representatives are first-ingested, never reassigned).
     Files dropped into the inbox by hand (not in the manifest) get ingest_seq after the
-    manifest's and their inbox path as origin. ``workers`` > 1 inspects the files in that many
-    processes (same rows, same order).
+    manifest's and their inbox path as origin; one whose name is not UTF-8 is rejected, its names
+    stored with ``\\xNN`` escapes (:func:`labelloop.ingest.stored_name`). ``workers`` > 1
+    inspects the files in that many processes (same rows, same order).
     """
     cfg = ws.config()
     folder = ws.batch_dir(batch)
     manifest = {r["source_path"]: r for r in read_manifest(ws, batch)}
     files = list_image_files(folder) if folder.is_dir() else []
     extra_seq = 10**12 + max((r["ingest_seq"] for r in manifest.values()), default=0)
+    names = [relative_name(f, folder) for f in files]
+    good = [stored_name(rel) == rel for rel in names]  # a name not UTF-8 (put there by hand) is escaped
+    infos = iter(_inspect_all([f for f, g in zip(files, good) if g], cfg.images.max_pixels, workers))
     rows = []
-    for i, (f, info) in enumerate(zip(files, _inspect_all(files, cfg.images.max_pixels, workers))):
-        rel = relative_name(f, folder)
+    for i, (f, rel, g) in enumerate(zip(files, names, good)):
         m = manifest.get(rel, {})
-        rows.append({**info, "uri": ws.relative(f), "batch": batch, "source_path": rel,
-                     "origin_path": m.get("origin_path", str(f)), "ingest_seq": m.get("ingest_seq", extra_seq + i),
-                     "duplicate_of": None, "near_duplicate_of": None})
+        info = next(infos) if g else dict.fromkeys(INSPECT_KEYS) | {
+            "status": "rejected", "exif_orientation": 1,
+            "reject_reason": "unreadable: file name is not valid UTF-8; rename the file"}
+        rows.append({**info, "uri": stored_name(ws.relative(f)), "batch": batch, "source_path": stored_name(rel),
+                     "origin_path": m.get("origin_path", stored_name(str(f))),
+                     "ingest_seq": m.get("ingest_seq", extra_seq + i), "duplicate_of": None, "near_duplicate_of": None})
     with ws.lock():
         prior, rehashed = _upgrade_prior_hashes(ws, batch)
         rows = assign_duplicates(rows, prior, cfg.images.near_duplicate_distance)
@@ -80,9 +86,10 @@ def scan_batch(ws: Workspace, batch: str, workers: int = 1) -> dict:
 
 def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[dict], dict]:
     """The IMAGES rows of every batch but ``batch``, after re-hashing, once, those of them
-    whose phash has an older definition whose phash has an older definition
-    (:func:`labelloop.phash.upgrade_hashes`) and rewrite those batches' tables (only ``phash``
-    and ``phash_method`` change). Call under the workspace lock. Returns the rows and
+    whose phash has an older definition (:func:`labelloop.phash.upgrade_hashes`) and rewrite
+    those batches' tables (only ``phash`` and ``phash_method`` change). A file gone or replaced
+    by other bytes since (sha256 != image_id) keeps its row's hash and is listed as a problem.
+    Call under the workspace lock. Returns the rows and
     ``{"rehashed_images": n, "rehash_problems": [...]}`` when anything was old (else ``{}``)."""
     prior = all_images(ws, exclude_batch=batch)
     stale = sorted({r["batch"] for r in prior if r.get("status") == "ok" and r.get("phash")
@@ -92,7 +99,7 @@ def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[dict], dict]:
     n, problems = 0, []
     for b in stale:
         rows, k, bad = upgrade_hashes(tables.read_rows(images_path(ws, b), IMAGES),
-                                      lambda r: phash_file(ws.locate(r["uri"])))
+                                      lambda r: phash_file(ws.locate(r["uri"]), image_id=r["image_id"]))
         if k:
             tables.write_rows(rows, IMAGES, images_path(ws, b))
         n, problems = n + k, problems + [f"{b}/{p}" for p in bad]
@@ -312,7 +319,7 @@ def stale_stage(ws: Workspace, batch: str, model_id: str,
     if not ip.is_file():
         return "raw_images", "raw_images not materialized"
     folder = ws.batch_dir(batch)
-    on_disk = {relative_name(f, folder) for f in list_image_files(folder)} if folder.is_dir() else set()
+    on_disk = {stored_name(relative_name(f, folder)) for f in list_image_files(folder)} if folder.is_dir() else set()
     if on_disk != {r["source_path"] for r in tables.read_rows(ip, IMAGES)}:
         return "raw_images", "inbox files changed"
     wanted = {r["image_id"] for r in images_to_label(ws, batch)}

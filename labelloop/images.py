@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import struct
 import tempfile
 import warnings
@@ -165,7 +166,8 @@ def _identify_failure(fp, head: bytes) -> tuple[str, str]:
                 why, short = "unreadable header", False
             except Exception as e:  # noqa: BLE001 - any plugin failure is only a message here
                 why, short = str(e) or type(e).__name__, isinstance(e, (struct.error, EOFError))
-            if any(w in why for w in ("unknown pixel mode", "unknown data", "not supported")):
+            if any(w in why for w in ("unknown pixel mode", "unknown data", "not supported")) \
+                    or re.fullmatch(r"cannot handle (12|16)-bit layers", why):  # 12-bit, lossless JPEG
                 return "unsupported format", f"{fmt}: {why}"
             return ("truncated" if short else "corrupt"), f"{fmt}: {why}"
     if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
@@ -295,14 +297,28 @@ def inspect_image(path, max_pixels: int) -> dict:
     return row
 
 
-def phash_file(path) -> str:
+def phash_file(path, image_id: str | None = None) -> str:
     """The perceptual hash :func:`inspect_image` stores for ``path`` (16 hex digits, method
     :data:`labelloop.phash.PHASH_METHOD`).
 
+    ``image_id``: the sha256 hex the file must still have (a row's ``image_id``), so that a
+    file replaced since the row was written never gives that row its hash; the file is then
+    read once for the check and the decode (up to :data:`IN_MEMORY_BYTES`).
+
     Raises:
         ImageError: the file cannot be read or decoded.
+        ValueError: ``image_id`` is given and the file's sha256 differs (message names the file).
     """
-    return str(imagehash.phash(_decode(path, for_hash=True)[1]))
+    if image_id is None:
+        return str(imagehash.phash(_decode(path, for_hash=True)[1]))
+    try:
+        digest, _, data = _hash_and_size(path, keep=IN_MEMORY_BYTES)
+    except OSError as e:
+        raise _fail(path, "unreadable", str(e)) from None
+    if digest != image_id:
+        raise ValueError(f"{path if is_remote(path) else os.fspath(path)}: the file changed since its row "
+                         f"was written (sha256 {digest[:12]}..., row image_id {image_id[:12]}...)")
+    return str(imagehash.phash(_decode(path, for_hash=True, data=data)[1]))
 
 
 def load_rgb(path) -> Image.Image:

@@ -49,6 +49,19 @@ def relative_name(path, folder) -> str:
     return Path(path).relative_to(folder).as_posix()
 
 
+def stored_name(name: str) -> str:
+    """``name`` as tables and manifests store it: itself when it is valid UTF-8, else with each
+    undecodable byte (a surrogate from ``os.fsdecode``) written as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        try:
+            return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate os.fsdecode does not make
+            return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _list_remote(folder) -> list:
     """Objects with an image extension under the prefix ``folder`` (a UPath), as UPaths sorted
     by relative key; keys with a hidden part (``.name``) are left out."""
@@ -167,10 +180,8 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
         new_rows = []
         for f in files:
             rel = relative_name(f, base)
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                result.skipped.append((rel.encode("utf-8", "backslashreplace").decode(), "file name is not valid UTF-8"))
+            if stored_name(rel) != rel:
+                result.skipped.append((stored_name(rel), "file name is not valid UTF-8"))
                 continue
             try:
                 digest, data = _read_and_hash(f)
