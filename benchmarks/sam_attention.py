@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
                 else:
                     times[kind].append((t, c))
         diff = (outs["sdpa"] - outs["eager"]).abs().max().item()
+        if "sdpa+compile" in outs:
+            print(f"batch {bs}  max |sdpa+compile - eager| {(outs['sdpa+compile'] - outs['eager']).abs().max().item():.2e}")
         row = {}
         for kind, tc in times.items():
             walls = [t for t, _ in tc]

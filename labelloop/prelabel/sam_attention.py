@@ -9,9 +9,9 @@ segment-anything computes, per block, with ``q, k, v`` of shape (B * heads, N = 
 (MViTv2, Li et al., 2022, arXiv:2112.01526, eq. 4): ``rel_h[b, i, j, k] = q[b, (i, j)] . Rh[i, k]``
 and ``rel_w[b, i, j, l] = q[b, (i, j)] . Rw[j, l]`` (``Rh = get_rel_pos(H, H, rel_pos_h)``, Rw
 likewise; q unscaled), broadcast to ``bias[b, (i, j), (k, l)] = rel_h[b, i, j, k] + rel_w[b, i, j, l]``.
-:class:`SdpaAttention` builds that (B, heads, N, N) bias and hands it to SDPA, which on CUDA
-picks the memory-efficient kernel (no (N, N) softmax intermediate in global memory) and on the
-CPU its fused flash kernel. Windowed blocks (window 14, the padded windows included: padding
+:class:`SdpaAttention` builds that (B, heads, N, N) bias and hands it to SDPA, which then needs
+no (N, N) logits or probabilities of its own (on CUDA a float mask rules out the flash kernel, so
+PyTorch picks the memory-efficient or cuDNN one; on the CPU its fused flash-style kernel). Windowed blocks (window 14, the padded windows included: padding
 tokens are zeros, exactly as in segment-anything) and global blocks go through the same code;
 ``Block`` does the window partition before calling the attention module.
 
