@@ -8,8 +8,10 @@ values), written once under ``--work-dir`` in the real formats and loaded throug
 checkpoint path as production (sha256 checked): Grounding DINO tiny (Swin-T + BERT-base, 900
 queries, 800 / 1333 input) via transformers, SAM ``--arch`` (vit_b / vit_l / vit_h) via
 segment-anything, or with ``--segmenter sam-hq`` SAM-HQ with that ViT, or ``--segmenter sam2``
-SAM 2 Hiera-L (``--arch`` ignored), via transformers. Images: real photos shipped in scikit-image, matplotlib and scikit-learn, cycled
-to ``--num-images`` files.
+SAM 2 Hiera-L (``--arch`` ignored), via transformers. SAM's image encoder uses the config's
+default attention (``sdpa``: fused ``scaled_dot_product_attention`` with the relative-position
+bias) unless ``--attention eager`` (segment-anything's own; ``--segmenter sam`` only). Images:
+real photos shipped in scikit-image, matplotlib and scikit-learn, cycled to ``--num-images`` files.
 
 Three figures, images per second over the same N images after one warm-up batch:
 - stage: ``FoundationPreLabeler.predict_files`` + prediction rows as an Arrow table, i.e. decode
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="vit_h", choices=["vit_b", "vit_l", "vit_h"], help="SAM / SAM-HQ architecture")
     ap.add_argument("--segmenter", default="sam", choices=["sam", "sam-hq", "sam2"],
                     help="sam (segment-anything), sam-hq or sam2 (Hiera-L) through transformers")
+    ap.add_argument("--attention", default=None, choices=["sdpa", "eager"],
+                    help="SAM image-encoder attention (--segmenter sam only; default: the config default, sdpa)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--num-workers", type=int, default=2)
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
@@ -183,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                          "run meets no new batch shape the raw pass, run after it, would find warmed up)")
     ap.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (slow on a CPU)")
     a = ap.parse_args(argv)
+    if a.attention and a.segmenter != "sam":
+        ap.error("--attention applies to --segmenter sam only")
     dev = resolve_device(a.device)
     a.work_dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -194,12 +200,15 @@ def main(argv: list[str] | None = None) -> int:
                        "num_workers": a.num_workers,
                        "detector": {"path": str(gd), "sha256": gd_sha, "max_detections": a.max_detections},
                        "segmenter": {"kind": a.segmenter, "path": str(sam), "sha256": sam_sha,
-                                     **({"arch": a.arch} if a.segmenter == "sam" else {})}}})
+                                     **({"arch": a.arch} if a.segmenter == "sam" else {}),
+                                     **({"attention": a.attention} if a.attention else {})}}})
     m = FoundationPreLabeler(cfg)
     t = time.perf_counter()
     m.load()
+    attention = f", SAM attention {cfg.prelabeler.segmenter.attention}" if a.segmenter == "sam" else ""
     print(f"loaded in {time.perf_counter() - t:.1f}s on {dev} "
-          f"(autocast {autocast_dtype(dev, a.dtype)}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+          f"(autocast {autocast_dtype(dev, a.dtype)}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+          f"{attention})")
     pool = photos()
     paths = [pool[i % len(pool)] for i in range(a.num_images)]
     warmup = a.batch_size if a.warmup is None else a.warmup

@@ -14,6 +14,11 @@ Pre- and post-processing are SAM's own (``SamPredictor.set_torch_image`` / ``pre
 the EXIF-corrected image) go through ``ResizeLongestSide.apply_boxes_torch``; one mask per box
 (``multimask_output=False``); ``Sam.postprocess_masks`` upsamples the 256x256 low-resolution
 logits back to the original (H, W), and pixels with logit > ``mask_threshold`` are foreground.
+
+Attention in the image encoder: ``spec.attention`` (default ``sdpa``: fused
+``scaled_dot_product_attention`` with the relative-position bias as its mask, set on this model
+instance only by :func:`labelloop.prelabel.sam_attention.set_attention`; ``eager``:
+segment-anything's own forward).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from labelloop.prelabel.loading import CheckpointError, load_state_dict
 from labelloop.prelabel.runtime import autocast
+from labelloop.prelabel.sam_attention import set_attention
 from labelloop.prelabel.specs import SamArch, SegmenterSpec
 
 VIT_PATCH_SIZE = 16
@@ -86,7 +92,8 @@ class SamCollate:
 
 
 class SamSegmenter:
-    """Box-prompted SAM on ``device`` under autocast ``amp`` (None = float32).
+    """Box-prompted SAM on ``device`` under autocast ``amp`` (None = float32), image-encoder
+    attention ``spec.attention`` (``sdpa`` | ``eager``).
 
     Raises:
         CheckpointError: the ``.pth`` is missing, hashes differently, is not a weights-only state
@@ -105,6 +112,7 @@ class SamSegmenter:
         except RuntimeError as exc:
             raise CheckpointError(f"{what}: {path} (sha256 {spec.sha256}) does not match this architecture: "
                                   f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:3]}") from None
+        set_attention(self.model.image_encoder, spec.attention)
         self.model.to(device)
         self.img_size = self.model.image_encoder.img_size
         self.transform = ResizeLongestSide(self.img_size)

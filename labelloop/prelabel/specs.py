@@ -86,23 +86,42 @@ class SegmenterSpec(ModelSpec):
     setting ``arch`` is an error. See :mod:`labelloop.prelabel.sam_hf` for their pre- and
     post-processing. ``mask_threshold``: logit above which a pixel is foreground (0.0, the
     default of all three).
+
+    ``attention`` (kind ``sam`` only): how the ViT image encoder computes attention. ``sdpa``
+    (default) = ``torch.nn.functional.scaled_dot_product_attention`` with the decomposed
+    relative-position terms as its additive mask (:mod:`labelloop.prelabel.sam_attention`, as
+    segment-anything-fast); ``eager`` = segment-anything's own ``(q * scale) @ k^T + bias``,
+    softmax, ``@ v``. The same math in another order, so it is **not** in the model_id, like the
+    torch version and the GPU model, which also change kernels and rounding. Measured on the CPU
+    (random weights with random relative-position tables, tests/test_prelabel_sam_attention.py):
+    float32 encoder outputs differ by at most ~2e-6 (values up to ~4) and the segmenter's masks on
+    the 12 bundled photos by 0 or 1 pixel per photo; under bf16 autocast the encoder outputs differ
+    by ~0.05, as much as bf16 differs from float32, and ~0.3 % of mask pixels (those with a logit
+    within bf16 rounding of the threshold) flip, against ~0.4 % between bf16 and float32 (the
+    dtype, a precision choice, is in the id). Leaving it out also keeps the model_id of every
+    config written before this setting existed (their predictions were computed ``eager``).
     """
 
     kind: Literal["sam", "sam-hq", "sam2"] = "sam"
     arch: Literal["vit_b", "vit_l", "vit_h"] | SamArch = "vit_h"
     mask_threshold: float = 0.0
+    attention: Literal["sdpa", "eager"] = Field(
+        "sdpa", description="kind sam: sdpa (fused scaled_dot_product_attention with the rel-pos bias) | eager")
 
     @model_validator(mode="after")
     def _arch_only_for_sam(self):
-        if self.kind != "sam" and "arch" in self.model_fields_set:
-            raise ValueError(f"segmenter kind {self.kind!r} reads its architecture from the checkpoint directory's "
-                             f"config.json: remove arch (it applies to kind sam only)")
+        if self.kind != "sam":
+            for key, why in (("arch", "reads its architecture from the checkpoint directory's config.json"),
+                             ("attention", "runs transformers' own attention")):
+                if key in self.model_fields_set:
+                    raise ValueError(f"segmenter kind {self.kind!r} {why}: remove {key} (it applies to kind sam only)")
         return self
 
     def settings(self) -> dict:
-        """What of this spec changes the masks (for the model_id): everything but ``path``, and
-        ``arch`` only for ``sam`` (the other kinds' architecture is in their sha256)."""
-        return self.model_dump(exclude={"path"} if self.kind == "sam" else {"path", "arch"})
+        """What of this spec changes the masks (for the model_id): everything but ``path`` and
+        ``attention`` (float rounding only, see the class docstring), and ``arch`` only for ``sam``
+        (the other kinds' architecture is in their sha256)."""
+        return self.model_dump(exclude={"path", "attention"} if self.kind == "sam" else {"path", "arch", "attention"})
 
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
