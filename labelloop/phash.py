@@ -13,10 +13,12 @@ rows carry the method in ``phash_method``.
 Why not the full image: ``imagehash.phash`` resamples it to 32x32 with Lanczos, which cost about
 as much as decoding it, and a hash cannot use detail a 32x32 thumbnail loses. Measured on 500
 photo variants 250-1,200 px (``benchmarks/pipeline_scale.py``'s generator): against the legacy
-full-resolution hash 55% of hashes are identical, the rest differ by 2-8 bits (mean 1.0); every
-one of 250 97%-size JPEG recompressions stays within 4 bits of its source (mean 0.9, legacy 0.1;
-both at most 4), and pairs within 4 bits among the 124,750 others are as many as before (101,
-crops of one source photo).
+full-resolution hash 78% of hashes are identical, the rest differ by 2-4 bits (mean 0.5); every
+one of 250 97%-size JPEG recompressions stays within 4 bits of its source (mean 0.34, legacy 0.14;
+both at most 4), and pairs within 4 bits among the 124,750 others are as many as before (102 vs
+101, crops of one source photo). A 64-pixel floor (k up to twice as large) was 12% faster to
+ingest but put those recompressions at a mean 0.92 bits and moved the bundled stereo pair
+motorcycle_left / motorcycle_right from 4 bits (a near duplicate) to 6.
 
 Versions: ``phash_method`` None (tables written before 2026-11-29) = :data:`LEGACY_METHOD`,
 ``imagehash.phash`` of the full-resolution image. :func:`upgrade_hashes` re-hashes such rows from
@@ -30,13 +32,13 @@ import numpy as np
 PHASH_METHOD = "imagehash.phash/thumbnail32-v2"
 LEGACY_METHOD = "imagehash.phash/full"
 HASH_INPUT_SIDE = 32
-MIN_HASH_SIDE = 64
+MIN_HASH_SIDE = 128  # shorter side of the image the 32x32 resample starts from, at least
 
 
 def hash_reduction(width: int, height: int) -> int:
     """The reduction factor k in (8, 4, 2, 1) for a ``width`` x ``height`` image (stored pixels):
     the largest with ``min(width, height) // k >= MIN_HASH_SIDE`` (1 for small images), so the
-    32x32 resample starts from at least 64 pixels on the shorter side."""
+    32x32 resample starts from at least 128 pixels on the shorter side."""
     for k in (8, 4, 2):
         if min(width, height) // k >= MIN_HASH_SIDE:
             return k

@@ -33,13 +33,14 @@ def legacy(path) -> str:
     return str(imagehash.phash(load_rgb(path)))
 
 
-def test_reduction_factor_keeps_64_pixels_on_the_short_side():
-    assert MIN_HASH_SIDE == 64
+def test_reduction_factor_keeps_128_pixels_on_the_short_side():
+    assert MIN_HASH_SIDE == 128
     assert [hash_reduction(w, h) for w, h in [(512, 512), (511, 600), (640, 427), (300, 451), (255, 4000),
-                                              (127, 90), (63, 63), (1, 1)]] == [8, 4, 4, 4, 2, 1, 1, 1]
+                                              (127, 90), (63, 63), (1, 1), (1024, 1024), (4000, 3000)]] \
+        == [4, 2, 2, 2, 1, 1, 1, 1, 8, 8]
 
 
-@pytest.mark.parametrize("name,k", [("astronaut.png", 8), ("coffee.png", 4), ("camera.png", 8)])
+@pytest.mark.parametrize("name,k", [("astronaut.png", 4), ("coffee.png", 2), ("camera.png", 4)])
 def test_png_hash_is_phash_of_the_reduced_thumbnail(name, k):
     row = inspect_image(SK / name, MAXPX)
     rgb = load_rgb(SK / name)
@@ -67,7 +68,7 @@ def test_jpeg_dct_scaled_hash_matches_the_png_of_the_same_pixels(tmp_path):
 
 
 def test_exif_rotation_is_applied_before_hashing(tmp_path):
-    src = Image.open(SK / "chelsea.png").convert("RGB")  # 451 x 300: k = 4
+    src = Image.open(SK / "chelsea.png").convert("RGB")  # 451 x 300: k = 2
     paths = {}
     for o in (1, 6):
         exif = Image.Exif()
@@ -81,7 +82,7 @@ def test_exif_rotation_is_applied_before_hashing(tmp_path):
 
 
 def test_truncated_and_tiny_jpegs_on_the_reduced_path(tmp_path):
-    data = (SK / "rocket.jpg").read_bytes()  # 640 x 427: decoded at 1/4 scale
+    data = (SK / "rocket.jpg").read_bytes()  # 640 x 427: decoded at 1/2 scale
     for cut in (len(data) // 3, len(data) - 600):
         (tmp_path / "t.jpg").write_bytes(data[:cut])
         row = inspect_image(tmp_path / "t.jpg", MAXPX)
