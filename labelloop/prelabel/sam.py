@@ -18,7 +18,9 @@ logits back to the original (H, W), and pixels with logit > ``mask_threshold`` a
 Attention in the image encoder: ``spec.attention`` (default ``sdpa``: fused
 ``scaled_dot_product_attention`` with the relative-position bias as its mask, set on this model
 instance only by :func:`labelloop.prelabel.sam_attention.set_attention`; ``eager``:
-segment-anything's own forward).
+segment-anything's own forward). ``spec.compile`` (default false): the encoder runs through
+``torch.compile`` (:class:`labelloop.prelabel.compiled.CompiledOrEager`, eager with a warning if
+compiling fails).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from labelloop.prelabel.compiled import CompiledOrEager
 from labelloop.prelabel.loading import CheckpointError, load_state_dict
 from labelloop.prelabel.runtime import autocast
 from labelloop.prelabel.sam_attention import set_attention
@@ -93,7 +96,8 @@ class SamCollate:
 
 class SamSegmenter:
     """Box-prompted SAM on ``device`` under autocast ``amp`` (None = float32), image-encoder
-    attention ``spec.attention`` (``sdpa`` | ``eager``).
+    attention ``spec.attention`` (``sdpa`` | ``eager``), compiled when ``spec.compile``
+    (``encoder``: the callable :meth:`encode` uses, the module or its compiled wrapper).
 
     Raises:
         CheckpointError: the ``.pth`` is missing, hashes differently, is not a weights-only state
@@ -114,6 +118,8 @@ class SamSegmenter:
                                   f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:3]}") from None
         set_attention(self.model.image_encoder, spec.attention)
         self.model.to(device)
+        self.encoder = (CompiledOrEager(self.model.image_encoder, "SAM image encoder") if spec.compile
+                        else self.model.image_encoder)
         self.img_size = self.model.image_encoder.img_size
         self.transform = ResizeLongestSide(self.img_size)
 
@@ -132,7 +138,7 @@ class SamSegmenter:
                 (h[None, None, :] < inputs["input_sizes"][:, 1, None, None])  # (B, S, S)
         x = x * valid[:, None].to(x.dtype)  # SAM pads after normalising: padding is 0
         with torch.inference_mode(), autocast(self.device, self.amp):
-            return self.model.image_encoder(x)
+            return self.encoder(x)
 
     def decode_logits(self, embedding: torch.Tensor, boxes_xyxy: torch.Tensor, original_size: tuple[int, int]):
         """All ``boxes_xyxy`` (N, 4) of one image in one prompt-encoder + mask-decoder call.
