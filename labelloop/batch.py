@@ -175,7 +175,7 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
 
     # One stream over the whole batch (the batched backend keeps its DataLoader running across
     # part files); a part file is written after every chunk_size images, in input order.
-    for i, result in iter_predictions(model, [ws.locate(img["uri"]) for img in todo]):
+    for i, result in iter_predictions(model, [ws.locate(img["uri"]) for img in todo], [img["image_id"] for img in todo]):
         img = todo[i]
         pending += 1
         if isinstance(result, BaseException):  # undecodable file, or out of memory alone

@@ -37,7 +37,8 @@ IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, for their sha
 INSPECT_KEYS = ("image_id", "width", "height", "format", "mode", "bytes", "exif_orientation",
                 "phash", "phash_method", "status", "reject_reason")
 REASON_CODES = ("empty", "not an image", "unsupported format", "truncated", "corrupt",
-                "too many pixels", "unreadable")
+                "too many pixels", "unreadable",
+                "changed")  # "changed": a registered file's bytes are no longer its image_id (never in raw_images)
 # Formats labelloop decodes; anything else Pillow recognizes is "unsupported format".
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM",
                                "TGA", "JPEG2000", "AVIF"})
@@ -297,6 +298,33 @@ def inspect_image(path, max_pixels: int) -> dict:
     return row
 
 
+def _read_checked(path, image_id: str) -> bytes | None:
+    """The file's bytes (None above :data:`IN_MEMORY_BYTES`: the caller reads it again) after
+    checking their sha256 is ``image_id``.
+
+    Raises:
+        ImageError: "unreadable", or "changed" when the file's bytes are no longer ``image_id``
+            (replaced since its raw_images row was written).
+    """
+    try:
+        digest, _, data = _hash_and_size(path, keep=IN_MEMORY_BYTES)
+    except OSError as e:
+        raise _fail(path, "unreadable", str(e)) from None
+    if digest != image_id:
+        raise _fail(path, "changed", f"the file's sha256 is {digest[:12]}..., not the image_id {image_id[:12]}... "
+                                     "its row was written with: re-materialize raw_images for its batch")
+    return data
+
+
+def check_image_id(path, image_id: str) -> None:
+    """Check that the file at ``path`` still holds the bytes of ``image_id`` (sha256 hex).
+
+    Raises:
+        ImageError: code "unreadable", or "changed" (message names the file and both digests).
+    """
+    _read_checked(path, image_id)
+
+
 def phash_file(path, image_id: str | None = None) -> str:
     """The perceptual hash :func:`inspect_image` stores for ``path`` (16 hex digits, method
     :data:`labelloop.phash.PHASH_METHOD`).
@@ -306,23 +334,16 @@ def phash_file(path, image_id: str | None = None) -> str:
     read once for the check and the decode (up to :data:`IN_MEMORY_BYTES`).
 
     Raises:
-        ImageError: the file cannot be read or decoded.
-        ValueError: ``image_id`` is given and the file's sha256 differs (message names the file).
+        ImageError: the file cannot be read or decoded, or (code "changed") its sha256 is not
+            ``image_id`` (message names the file).
     """
-    if image_id is None:
-        return str(imagehash.phash(_decode(path, for_hash=True)[1]))
-    try:
-        digest, _, data = _hash_and_size(path, keep=IN_MEMORY_BYTES)
-    except OSError as e:
-        raise _fail(path, "unreadable", str(e)) from None
-    if digest != image_id:
-        raise ValueError(f"{path if is_remote(path) else os.fspath(path)}: the file changed since its row "
-                         f"was written (sha256 {digest[:12]}..., row image_id {image_id[:12]}...)")
+    data = _read_checked(path, image_id) if image_id is not None else None
     return str(imagehash.phash(_decode(path, for_hash=True, data=data)[1]))
 
 
-def load_rgb(path) -> Image.Image:
+def load_rgb(path, image_id: str | None = None) -> Image.Image:
     """The displayed image: first frame, fully decoded, EXIF-transposed, 8-bit "RGB", no info.
+    With ``image_id``, the file's sha256 must still be it (checked on the bytes decoded).
 
     Conversions (no clipping): "I;16*" scaled by 255/65535 (or by TIFF BitsPerSample), "I" by its
     bit depth (16 if the values fit, else 32; min-max if negative); "F" times 255 when within
@@ -331,9 +352,11 @@ def load_rgb(path) -> Image.Image:
     other modes via Pillow's ``convert("RGB")``.
 
     Raises:
-        ImageError: the file cannot be read or decoded (message names the file and the reason).
+        ImageError: the file cannot be read or decoded (message names the file and the reason);
+            code "changed": its sha256 is not ``image_id``.
     """
-    return _decode(path)[1]
+    data = _read_checked(path, image_id) if image_id is not None else None
+    return _decode(path, data=data)[1]
 
 
 def _atomic_write(target: Path, write) -> None:
@@ -351,27 +374,33 @@ def _atomic_write(target: Path, write) -> None:
         raise
 
 
-def save_release_copy(path, dest_dir, stem: str) -> str:
+def save_release_copy(path, dest_dir, stem: str, image_id: str | None = None) -> str:
     """Write the image as consumers must see it into ``dest_dir``; return the file name written.
 
     A single-frame JPEG or PNG of mode "RGB"/"L", without transparency and with EXIF orientation
     1 (or none), is copied byte for byte to ``stem + ".jpg"``/``".png"`` (no re-encoding loss).
     Anything else is written as ``load_rgb(path)`` to ``stem + ".png"`` without EXIF, ICC or
     time chunks, so the same input always gives the same bytes. The write is atomic (temporary
-    file in ``dest_dir``, then ``os.replace``); ``dest_dir`` is created if missing.
+    file in ``dest_dir``, then ``os.replace``); ``dest_dir`` is created if missing. With
+    ``image_id`` the bytes copied or decoded must hash to it, so a file replaced in the inbox is
+    never released under the image_id its labels were made for.
 
     Raises:
-        ImageError: the file cannot be read or decoded.
+        ImageError: the file cannot be read or decoded; code "changed": its sha256 is not ``image_id``.
         OSError: ``dest_dir`` cannot be written.
     """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    facts, rgb, plain = _decode(path)
+    data = _read_checked(path, image_id) if image_id is not None else None
+    facts, rgb, plain = _decode(path, data=data)
     name = stem + (".jpg" if plain and facts["format"] == "JPEG" else ".png")
 
     def write(f) -> None:
         if not plain:
             rgb.save(f, format="PNG")
+            return
+        if data is not None:
+            f.write(data)
             return
         with open_binary(path) as src:
             while chunk := src.read(CHUNK):

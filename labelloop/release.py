@@ -250,7 +250,8 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
         split = plan.split_of[group_of(img)]
         dest = out_dir / "images" / split
         fname = (_reuse_copy(previous, hashes, split, img["image_id"][:16], dest)
-                 or save_release_copy(locate(img["uri"]) if locate else root / img["uri"], dest, img["image_id"][:16]))
+                 or save_release_copy(locate(img["uri"]) if locate else root / img["uri"], dest, img["image_id"][:16],
+                                      image_id=img["image_id"]))
         file_name = f"images/{split}/{fname}"
         per_split[split].append({"image_id": img["image_id"], "file_name": file_name, "width": img["width"],
                                  "height": img["height"], "source_path": img["source_path"], "split": split})

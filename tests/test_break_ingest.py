@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from labelloop import batch as B
 from labelloop import tables
 from labelloop.bootstrap import init_workspace
-from labelloop.images import IN_MEMORY_BYTES, inspect_image, phash_file, sha256_file
+from labelloop.images import IN_MEMORY_BYTES, ImageError, inspect_image, phash_file, sha256_file
 from labelloop.ingest import ingest, list_image_files
 from labelloop.phash import PHASH_METHOD, hamming
 from labelloop.schemas import IMAGES
@@ -303,9 +303,9 @@ def test_upgrade_leaves_replaced_and_deleted_files_alone(ws, tmp_path):
     assert after["a.png"]["phash"] != phash_file(SK / "astronaut.png")
     assert (after["c.png"]["phash"], after["c.png"]["phash_method"]) == (before["c.png"]["phash"], None)
     problems = sorted(out["rehash_problems"])
-    assert problems[0].startswith("b1/a.png: ") and "changed since its row was written" in problems[0]
+    assert problems[0].startswith("b1/a.png: ") and "changed: the file's sha256 is" in problems[0]
     assert problems[1].startswith("b1/c.png: ") and len(problems) == 2
-    with pytest.raises(ValueError, match="a.png: the file changed"):
+    with pytest.raises(ImageError, match="a.png: changed: the file's sha256 is .* re-materialize raw_images"):
         phash_file(ws.locate(before["a.png"]["uri"]), image_id=before["a.png"]["image_id"])
 
 

@@ -181,17 +181,20 @@ class FoundationPreLabeler:
             else:
                 yield from zip(piece.indices, result)
 
-    def predict_files(self, paths: Sequence[str | os.PathLike]) -> Iterator[tuple[int, list[Detection] | BaseException]]:
+    def predict_files(self, paths: Sequence[str | os.PathLike],
+                      image_ids: Sequence[str] | None = None) -> Iterator[tuple[int, list[Detection] | BaseException]]:
         """Stream ``(index into paths, detections)`` in input order; a file that cannot be decoded
         yields its :class:`~labelloop.images.ImageError`, an image that runs out of memory alone a
         ``torch.OutOfMemoryError``. Decoding and resizing run in ``num_workers`` DataLoader
-        processes with pinned memory on CUDA; batches of ``batch_size`` (halved on OOM)."""
+        processes with pinned memory on CUDA; batches of ``batch_size`` (halved on OOM).
+        ``image_ids``: the sha256 each file must still have; a changed file yields an ImageError."""
         from labelloop.prelabel.pipeline import iter_file_batches
 
         prepare = self.prepare()
         _, _, dev = self._models
         p = self.settings_cfg
-        for batch in iter_file_batches(paths, prepare, self.halving.batch_size, p.num_workers, dev.type == "cuda"):
+        for batch in iter_file_batches(paths, prepare, self.halving.batch_size, p.num_workers, dev.type == "cuda",
+                                       image_ids):
             results = dict(self._halved(batch.to(dev)))
             for idx in sorted(results):
                 yield idx, results[idx]

@@ -126,17 +126,19 @@ class Prepare:
 
 
 class ImageFiles(Dataset):
-    """``paths[i]`` -> :class:`Item` (decoded with :func:`load_rgb`, prepared by ``prepare``)."""
+    """``paths[i]`` -> :class:`Item` (decoded with :func:`load_rgb`, prepared by ``prepare``);
+    with ``image_ids``, each file's sha256 must still be ``image_ids[i]``."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike], prepare: Prepare):
+    def __init__(self, paths: Sequence[str | os.PathLike], prepare: Prepare, image_ids: Sequence[str] | None = None):
         self.paths, self.prepare = list(paths), prepare
+        self.image_ids = list(image_ids) if image_ids is not None else [None] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Item:
         try:
-            rgb = load_rgb(self.paths[i])
+            rgb = load_rgb(self.paths[i], self.image_ids[i])
         except ImageError as exc:
             return Item(i, error=exc)
         return self.prepare.item(i, rgb)
@@ -147,13 +149,14 @@ def _worker_init(_: int) -> None:
 
 
 def iter_file_batches(paths: Sequence[str | os.PathLike], prepare: Prepare, batch_size: int,
-                      num_workers: int, pin_memory: bool) -> Iterator[Batch]:
+                      num_workers: int, pin_memory: bool, image_ids: Sequence[str] | None = None) -> Iterator[Batch]:
     """Batches of ``batch_size`` files in input order, decoded by ``num_workers`` processes
-    (0 = in this process), pinned when ``pin_memory``. Two batches per worker are prefetched."""
+    (0 = in this process), pinned when ``pin_memory``. Two batches per worker are prefetched.
+    ``image_ids``: the sha256 each file must still have (a changed file becomes an error item)."""
     if not paths:
         return
     workers = min(num_workers, len(paths))
-    loader = DataLoader(ImageFiles(paths, prepare), batch_size=batch_size, shuffle=False,
+    loader = DataLoader(ImageFiles(paths, prepare, image_ids), batch_size=batch_size, shuffle=False,
                         num_workers=workers, collate_fn=prepare, pin_memory=pin_memory,
                         worker_init_fn=_worker_init if workers else None,
                         prefetch_factor=2 if workers else None)

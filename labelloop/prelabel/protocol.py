@@ -10,6 +10,8 @@ change the output; routing thresholds are not part of it.
 
 from __future__ import annotations
 
+import inspect
+
 import hashlib
 import json
 from dataclasses import dataclass
@@ -53,24 +55,42 @@ def model_id_for(backend: str, checkpoint_sha256: str, settings: dict) -> str:
     return f"{backend}@{checkpoint_sha256[:12]}-{s[:8]}"
 
 
-def iter_predictions(model: PreLabeler, paths: Sequence) -> Iterator[tuple[int, list[Detection] | BaseException]]:
+def iter_predictions(model: PreLabeler, paths: Sequence,
+                     image_ids: Sequence[str] | None = None) -> Iterator[tuple[int, list[Detection] | BaseException]]:
     """``(index into paths, detections)`` for every file, in input order.
 
-    A model with ``predict_files(paths)`` (the batched foundation backend: DataLoader workers,
-    batches on the device) streams its own results; otherwise each file is decoded here with
-    :func:`labelloop.images.load_rgb` and passed alone to ``model.predict``. A file that cannot be
-    decoded yields its :class:`~labelloop.images.ImageError` (the message names the file) instead
-    of raising; errors of the model itself propagate.
+    A model with ``predict_files(paths, image_ids=None)`` (the batched foundation backend:
+    DataLoader workers, batches on the device) streams its own results; otherwise each file is
+    decoded here with :func:`labelloop.images.load_rgb` and passed alone to ``model.predict``.
+    ``image_ids``: the sha256 each file must still have (its raw_images row's image_id), checked
+    on the bytes decoded, so a file replaced since raw_images never gets predictions under the
+    old identity (a ``predict_files`` without an ``image_ids`` parameter gets the files checked
+    here first). A file that cannot be decoded or has changed yields its
+    :class:`~labelloop.images.ImageError` (the message names the file) instead of raising;
+    errors of the model itself propagate.
     """
+    from labelloop.images import ImageError, check_image_id, load_rgb
+
+    ids = list(image_ids) if image_ids is not None else [None] * len(paths)
     stream = getattr(model, "predict_files", None)
     if callable(stream):
-        yield from stream(paths)
+        if image_ids is None or "image_ids" in inspect.signature(stream).parameters:
+            yield from (stream(paths, image_ids=image_ids) if image_ids is not None else stream(paths))
+            return
+        keep = []
+        for i, (path, iid) in enumerate(zip(paths, ids)):
+            try:
+                check_image_id(path, iid)
+            except ImageError as exc:
+                yield i, exc
+                continue
+            keep.append(i)
+        for j, result in stream([paths[i] for i in keep]):
+            yield keep[j], result
         return
-    from labelloop.images import ImageError, load_rgb
-
-    for i, path in enumerate(paths):
+    for i, (path, iid) in enumerate(zip(paths, ids)):
         try:
-            rgb = load_rgb(path)
+            rgb = load_rgb(path, iid)
         except ImageError as exc:
             yield i, exc
             continue
