@@ -86,7 +86,7 @@ def fit_class(scores_correct: list[tuple[float, bool]], precision_target: float,
     n_all, err_all = len(items), sum(1 for _, c in items if not c)
     out = {"n": n_all, "errors": err_all, "threshold": None, "precision": None, "ci_low": None, "curve": []}
     if n_all < min_n:
-        return out | {"reason": f"only {n_all} reviewed predictions (at least {min_n} needed): threshold kept"}
+        return out | {"reason": f"only {n_all} reviewed prediction{'' if n_all == 1 else 's'} (at least {min_n} needed): threshold kept"}
     best, correct, curve = None, 0, []
     for k, (s, c) in enumerate(items, start=1):
         correct += c

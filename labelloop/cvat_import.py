@@ -66,6 +66,12 @@ def _meta(root, where: str, updated_at: str | None = None) -> dict:
             break
     else:
         kind, el = None, None
+    if kind == "task" and not _text(el, "id") and _text(meta, "dumped") and el.find("owner") is None:
+        # CVAT numbers every task it exports; labelloop's own file (labelloop.cvat.build_cvat_xml)
+        # leaves <id/> empty. Taking it as a review would count unreviewed images as reviewed.
+        raise CvatFormatError(f"{where}: this is labelloop's own CVAT pre-annotation file (review_out/<batch>/"
+                              "annotations.xml: its <task> has no id and no owner), not an export from CVAT: "
+                              "upload it to a CVAT task, review there, then export 'CVAT for images 1.1'")
     updated = _text(el, "updated") or _text(meta, "dumped") or updated_at
     if not updated:
         raise CvatFormatError(f"{where}: <meta> has no <updated> or <dumped> time, so the version of these "

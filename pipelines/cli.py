@@ -59,7 +59,8 @@ def options(f):
                      help="show Dagster's logs and full tracebacks")(f)
     return click.option("--workspace", "-w", type=click.Path(file_okay=False), expose_value=False,
                         callback=_set_workspace, is_eager=True,
-                        help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory)")(f)
+                        help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory; "
+                             "for demo: ./labelloop-demo)")(f)
 
 
 class _Group(click.Group):
@@ -85,7 +86,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--workspace", "-w", type=click.Path(file_okay=False), envvar=ENV_WORKSPACE,
-              help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory)")
+              help="workspace root (default: $LABELLOOP_WORKSPACE, else the current directory; "
+                   "for demo: ./labelloop-demo)")
 @click.option("--verbose", "-v", is_flag=True, help="show Dagster's logs and full tracebacks")
 @click.pass_context
 def cli(ctx: click.Context, workspace: str | None, verbose: bool) -> None:

@@ -33,6 +33,7 @@ import yaml
 from celery_helpers import BIN, REDIS, ROOT, Workers, child_pids, claim_redis_db, prepare_instance, psql
 from labelloop.bootstrap import PG_ENV
 from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, CELERY_CONFIG, EXECUTOR_VAR
+from helpers import cli
 from test_celery import BATCHES, _table, _workspace
 
 pytestmark = pytest.mark.celery
@@ -143,10 +144,26 @@ def _finish(proc) -> dict:
     return json.loads(line[-1][len("RESULT "):])
 
 
+def _slow_photo(folder) -> None:
+    """A 6000 x 6000 RGB noise PNG (about 110 MB, over labelloop.images.IN_MEMORY_BYTES): its
+    full decode takes a second or more, so raw_images and prelabels on batch b1 run long enough
+    to be killed mid-step however fast the five photos are."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(0).integers(0, 256, (6000, 6000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "slow.png", compress_level=1)
+
+
 def _setup(tmp_path, monkeypatch, loss_workers, name):
     for k, v in loss_workers["env"].items():
         monkeypatch.setenv(k, v)
     root = _workspace(tmp_path, name)
+    slow = tmp_path / "slow"
+    if not slow.exists():
+        _slow_photo(slow)
+    cli(root, "ingest", str(slow), "--batch", "b1")
     from labelloop.workspace import Workspace
     from pipelines.runner import get_instance
 
@@ -175,7 +192,7 @@ def test_a_pool_child_killed_mid_step_is_retried(tmp_path, monkeypatch, loss_wor
     assert [w for k, w in evs if k == "worker"] == [workers.node(cpu)] * 2, evs
     assert [k for k, _ in evs].count("STEP_SUCCESS") == 1, evs
     assert workers.procs[cpu].poll() is None  # the worker itself lived on
-    assert len(_table(root, "raw_images")) == 5
+    assert len(_table(root, "raw_images")) == 6
     print(f"\npool child loss: run {done - started:.1f} s, kill -> run end {done - killed_at:.1f} s")
 
 
@@ -203,6 +220,6 @@ def test_workers_killed_mid_step_hand_the_steps_to_their_replacements(tmp_path, 
                                                         workers.node(f"{name}2-{token}")], evs
         kinds = [k for k, _ in evs]
         assert kinds.count("STEP_START") == 2 and kinds.count("STEP_SUCCESS") == 1, evs  # killed, re-run
-    assert len(_table(root, "raw_images")) == 5 and _table(root, "prelabels")
+    assert len(_table(root, "raw_images")) == 6 and _table(root, "prelabels")
     print(f"\nworker loss: run {done - started:.1f} s; kill of the gpu worker -> run end "
           f"{done - kills['prelabels']:.1f} s (visibility timeout {VISIBILITY_S} s)")

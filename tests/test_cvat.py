@@ -61,7 +61,15 @@ def predictions(images):
     ]
 
 
+def cvat_export(data: bytes) -> bytes:
+    """Our annotations.xml as CVAT gives it back: CVAT numbers the task it exports (labelloop's
+    own file leaves <id/> empty, and importing that unreviewed file is refused)."""
+    return data.replace(b"<id/>", b"<id>7</id>", 1)
+
+
 def do_import(data: bytes, images, exported=(), store=None, source="cvat/task-7", **kw):
+    """A reviewer's CVAT export of ``data`` (see :func:`cvat_export`), parsed and imported."""
+    data = cvat_export(data)
     recs, _ = parse_cvat(data, where="annotations.xml", **kw)
     res = import_review(recs, file_name="annotations.xml", import_sha256=hashlib.sha256(data).hexdigest(),
                         source=source, images=images, exported=list(exported),
@@ -225,7 +233,7 @@ def test_skeleton_keypoints_carry_visibility(images):
     pred = {"prediction_id": "p", "image_id": images[0]["image_id"], "category": "person", "bbox": [100, 50, 300, 500],
             "score": 0.9, "keypoints": h["keypoints"]}
     out = build_cvat_xml(images[:1], [pred], CATS, task_name="t", keypoints={"person": names}, now="x")
-    recs, _ = parse_cvat(out, where="b.xml", keypoints={"person": names})
+    recs, _ = parse_cvat(cvat_export(out), where="b.xml", keypoints={"person": names})
     assert recs[0]["regions"][0]["keypoints"] == h["keypoints"]
 
 
@@ -278,12 +286,12 @@ def test_files_that_are_not_cvat_exports_are_rejected_whole(body, match):
 def test_cvat_zip_and_size_guard(tmp_path, images, predictions):
     import zipfile
 
-    xml = build_cvat_xml(images, predictions, CATS, task_name="t", now="2026-11-29T10:00:00+00:00")
+    xml = cvat_export(build_cvat_xml(images, predictions, CATS, task_name="t", now="2026-11-29T10:00:00+00:00"))
     z = tmp_path / "task_7_annotations.zip"
     with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("annotations.xml", xml)
     got = read_review_file(z)
-    assert got["format"] == "cvat" and len(got["records"]) == 3 and got["default_source"] == "cvat/task_7_annotations"
+    assert got["format"] == "cvat" and len(got["records"]) == 3 and got["default_source"] == "cvat/task-7"
     assert z.stat().st_size < len(xml) - 1  # the zip itself passes the limit, its member does not
     with pytest.raises(ExportFormatError, match=r"annotations.xml unpacks to .* MiB, over the .* limit"):
         read_review_file(z, max_bytes=len(xml) - 1)
@@ -318,6 +326,9 @@ def test_workspace_round_trip_through_the_exported_annotations_xml(tmp_path):
     names = re.findall(r'<image id="\d+" name="([^"]+)"', xml)
     assert sorted(names) == sorted(f"inbox/b1/{t['data']['source_path']}" for t in tasks) and names
     boxes = re.findall(r'<box label="(\w+)"', xml)
+    # our own file, dropped back unreviewed, is refused: its images would count as reviewed
+    with pytest.raises(CvatFormatError, match=r"own.xml: this is labelloop's own CVAT pre-annotation file"):
+        parse_cvat(xml.encode(), where="own.xml")
     reviewed = re.sub(r"<updated>[^<]*</updated>", "<updated>2030-01-01T00:00:00+00:00</updated>",
                       xml.replace("<id/>", "<id>41</id>", 1))
     (ws.review_inbox).mkdir(exist_ok=True)
