@@ -10,7 +10,9 @@ queries, 800 / 1333 input) via transformers, SAM ``--arch`` (vit_b / vit_l / vit
 segment-anything, or with ``--segmenter sam-hq`` SAM-HQ with that ViT, or ``--segmenter sam2``
 SAM 2 Hiera-L (``--arch`` ignored), via transformers. SAM's image encoder uses the config's
 default attention (``sdpa``: fused ``scaled_dot_product_attention`` with the relative-position
-bias) unless ``--attention eager`` (segment-anything's own; ``--segmenter sam`` only). Images:
+bias) unless ``--attention eager`` (segment-anything's own; ``--segmenter sam`` only);
+``--compile`` wraps it in ``torch.compile`` (``segmenter.compile``; the stage and the raw pass
+both call the compiled encoder, and the warm-up batch pays the compilation). Images:
 real photos shipped in scikit-image, matplotlib and scikit-learn, cycled to ``--num-images`` files.
 
 Three figures, images per second over the same N images after one warm-up batch:
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="sam (segment-anything), sam-hq or sam2 (Hiera-L) through transformers")
     ap.add_argument("--attention", default=None, choices=["sdpa", "eager"],
                     help="SAM image-encoder attention (--segmenter sam only; default: the config default, sdpa)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile SAM's image encoder (segmenter.compile; --segmenter sam only)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--num-workers", type=int, default=2)
     ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
@@ -187,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                          "run meets no new batch shape the raw pass, run after it, would find warmed up)")
     ap.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (slow on a CPU)")
     a = ap.parse_args(argv)
-    if a.attention and a.segmenter != "sam":
-        ap.error("--attention applies to --segmenter sam only")
+    if (a.attention or a.compile) and a.segmenter != "sam":
+        ap.error("--attention and --compile apply to --segmenter sam only")
     dev = resolve_device(a.device)
     a.work_dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -201,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
                        "detector": {"path": str(gd), "sha256": gd_sha, "max_detections": a.max_detections},
                        "segmenter": {"kind": a.segmenter, "path": str(sam), "sha256": sam_sha,
                                      **({"arch": a.arch} if a.segmenter == "sam" else {}),
-                                     **({"attention": a.attention} if a.attention else {})}}})
+                                     **({"attention": a.attention} if a.attention else {}),
+                                     **({"compile": True} if a.compile else {})}}})
     m = FoundationPreLabeler(cfg)
     t = time.perf_counter()
     m.load()
-    attention = f", SAM attention {cfg.prelabeler.segmenter.attention}" if a.segmenter == "sam" else ""
+    seg = cfg.prelabeler.segmenter
+    attention = (f", SAM attention {seg.attention}{', compiled' if seg.compile else ''}"
+                 if a.segmenter == "sam" else "")
     print(f"loaded in {time.perf_counter() - t:.1f}s on {dev} "
           f"(autocast {autocast_dtype(dev, a.dtype)}, torch {torch.__version__}, {torch.get_num_threads()} threads"
           f"{attention})")
