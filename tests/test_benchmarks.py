@@ -32,3 +32,11 @@ def test_dvc_release_scale_runs(tmp_path, capsys):
                                            "--work-dir", str(tmp_path)])
     assert out["files"]["files"] == 30 and out["shards"]["files"] > 1  # shards + index.parquet
     assert "dvc commit" in capsys.readouterr().out
+
+
+def test_phash_quality_runs(tmp_path, capsys):
+    out = _load("phash_quality").main(["--images", "12", "--pairs", "4", "--work-dir", str(tmp_path)])
+    legacy = out["legacy (full image)"]
+    assert legacy["same"] == 1.0 and legacy["drift_max"] == 0 and legacy["others"] == 66
+    assert all(r["recall"] == 1.0 for r in out.values())  # 97% recompressions stay within 4 bits
+    assert "near-duplicate pairs" in capsys.readouterr().out
