@@ -103,7 +103,24 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
     return {"file": str(path), "source": src, "format": parsed["format"], "reviews": len(result["reviews"]),
             "labels": len(result["human_labels"]),
             "rejects": len(result["rejects"]), "skipped": result["skipped"],
-            "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]]}
+            "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]],
+            "warnings": _source_warnings(store, parsed, records, result, src) if source is None else []}
+
+
+def _source_warnings(store, parsed: dict, records: list[dict], result: dict, src: str) -> list[str]:
+    """A Label Studio export without a project id (JSON-MIN) whose images were reviewed under
+    another Label Studio source: most likely the same project, which needs the same ``--source``
+    (else its reviews count as a second source's and supersede the first's)."""
+    if parsed["format"] != "label-studio" or any(r.get("project") is not None for r in records):
+        return []
+    mine = {r["image_id"] for r in result["reviews"]}
+    others: dict[str, int] = {}
+    for iid, row in store.latest_reviews().items():
+        if iid in mine and row["source"] != src and row["source"].startswith(labelstudio.TOOL + "/"):
+            others[row["source"]] = others.get(row["source"], 0) + 1
+    return [f"{n} of its images were reviewed before under {other}; this file names no Label Studio project "
+            f"(JSON-MIN), so it was imported as {src}: if it is the same project, import it again with "
+            f"--source {other}" for other, n in sorted(others.items())]
 
 
 def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:

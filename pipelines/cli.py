@@ -237,6 +237,8 @@ def import_review(ctx: click.Context, file: str, source: str | None) -> None:
                f"{check['rejects']} rejected; {hl.get('reviewed_images', 0)} images reviewed in all")
     for r in check.get("reject_reasons", []):
         click.echo(f"  rejected {r}")
+    for w in check.get("warnings", []):
+        click.echo(f"  warning: {w}")
 
 
 @cli.command("register-export")

@@ -86,6 +86,21 @@ def test_importing_twice_or_a_json_min_of_the_same_work_changes_nothing(ws):
     assert (ws.table("labels") / "labels.parquet").read_bytes() == before_labels
 
 
+def test_a_json_min_without_source_is_imported_with_a_warning_naming_the_project(ws, tmp_path):
+    from labelloop.project import import_file
+
+    before = review_store(ws).reviews()
+    check = import_file(ws, FX / "export_json_min.json", dry_run=True)  # what `import-review` checks first
+    assert check["source"] == "label-studio/export_json_min" and check["reviews"] == 3
+    assert check["warnings"] == [
+        "3 of its images were reviewed before under label-studio/project-1; this file names no Label Studio "
+        "project (JSON-MIN), so it was imported as label-studio/export_json_min: if it is the same project, "
+        "import it again with --source label-studio/project-1"]
+    assert import_file(ws, FX / "export_json_min.json", source="label-studio/project-1", dry_run=True)["warnings"] == []
+    assert import_file(ws, FX / "export_json.json", dry_run=True)["warnings"] == []  # names its project
+    assert review_store(ws).reviews() == before
+
+
 def test_a_reexport_with_rewritten_fields_changes_nothing(ws, tmp_path):
     import json
 
