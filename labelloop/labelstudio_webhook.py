@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
@@ -67,6 +68,13 @@ def check_event(body: bytes, headers: Mapping[str, str], secret: str, project_id
     if event["action"] not in PULL_ACTIONS or (project_id is not None and pid != project_id):
         return None
     return {"action": event["action"], "project_id": pid}
+
+
+class _Server(ThreadingHTTPServer):
+    """socketserver's listen backlog is 5: a burst of saves (one POST each) overflowed it and the
+    kernel reset connections; take the system's maximum (``socket.SOMAXCONN``) instead."""
+
+    request_queue_size = socket.SOMAXCONN
 
 
 class WebhookServer:
@@ -149,7 +157,7 @@ class WebhookServer:
             def log_message(self, *args) -> None:  # quiet: Label Studio posts on every save
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = _Server((host, port), Handler)
         self.url = f"http://{host}:{self.httpd.server_address[1]}{PATH}"
         self._threads = [threading.Thread(target=self.httpd.serve_forever, daemon=True),
                          threading.Thread(target=self._work, daemon=True)]

@@ -108,15 +108,15 @@ def test_a_burst_of_events_never_runs_pulls_concurrently():
         def post():
             requests.post(hook.url, data=_body(EVENT), headers={TOKEN_HEADER: "t"}, timeout=5)
 
-        threads = [threading.Thread(target=post) for _ in range(30)]
+        threads = [threading.Thread(target=post) for _ in range(100)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert hook.events == 30
+        assert hook.events == 100  # none reset: the listen backlog is SOMAXCONN, not 5
         assert hook.wait_for_pulls(1, timeout=10)
         time.sleep(0.5)
-    assert max(overlap) == 1 and 1 <= hook.pulls < 30
+    assert max(overlap) == 1 and 1 <= hook.pulls < 100
 
 
 def test_serve_webhook_loop_survives_a_run_that_raises():
