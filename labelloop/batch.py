@@ -96,14 +96,14 @@ def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[dict], dict]:
                     and r.get("phash_method") != PHASH_METHOD})
     if not stale:
         return prior, {}
-    n, problems = 0, []
+    n, problems, upgraded = 0, [], [r for r in prior if r["batch"] not in stale]
     for b in stale:
-        rows, k, bad = upgrade_hashes(tables.read_rows(images_path(ws, b), IMAGES),
+        rows, k, bad = upgrade_hashes(tables.read_rows(images_path(ws, b), IMAGES),  # the table's own order
                                       lambda r: phash_file(ws.locate(r["uri"]), image_id=r["image_id"]))
         if k:
             tables.write_rows(rows, IMAGES, images_path(ws, b))
-        n, problems = n + k, problems + [f"{b}/{p}" for p in bad]
-    return all_images(ws, exclude_batch=batch), {"rehashed_images": n, "rehash_problems": problems}
+        n, problems, upgraded = n + k, problems + [f"{b}/{p}" for p in bad], upgraded + rows
+    return sorted(upgraded, key=lambda r: r["ingest_seq"]), {"rehashed_images": n, "rehash_problems": problems}
 
 
 def _inspect_all(files: list[Path], max_pixels: int, workers: int):

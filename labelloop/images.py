@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import imagehash
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from labelloop.image_modes import to_rgb
 from labelloop.phash import HASH_INPUT_SIDE, PHASH_METHOD, hash_reduction
 from labelloop.store import is_remote, open_binary
 
@@ -51,8 +51,6 @@ _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEI
 # What Pillow's plugins raise on bad content.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
                   struct.error, zlib.error, MemoryError)
-_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
-_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 # EXIF Orientation -> the transpose that displays the image (as ImageOps.exif_transpose)
 _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -76,8 +74,14 @@ def _fail(path, code: str, detail: str, facts: dict | None = None) -> ImageError
     return err
 
 
-def _hash_and_size(path, keep: int = 0) -> tuple[str, int, bytes | None]:
-    """(sha256 hex, size in bytes, the bytes themselves when the file has at most ``keep``)."""
+def hash_file(path, keep: int = 0) -> tuple[str, int, bytes | None]:
+    """``(sha256 hex, size in bytes, the bytes themselves when the file has at most keep bytes,
+    else None)``: one read serves the identity and, for ordinary images, the copy or the decode.
+    ``path`` may be local or on the object store.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     h, n = hashlib.sha256(), 0
     with open_binary(path) as f:
         data = f.read(keep + 1) if keep else b""
@@ -97,7 +101,7 @@ def sha256_file(path) -> str:
     Raises:
         OSError: the file cannot be read.
     """
-    return _hash_and_size(path)[0]
+    return hash_file(path)[0]
 
 
 def exif_orientation(img: Image.Image) -> int:
@@ -113,47 +117,6 @@ def exif_orientation(img: Image.Image) -> int:
     except _DECODE_ERRORS:
         return 1
     return value if 1 <= value <= 8 else 1
-
-
-def _scaled_l(arr: np.ndarray, top: float | None) -> Image.Image:
-    """Greyscale array -> "L" as ``arr * 255 / top``, or min-max when ``top`` is None."""
-    if top is None:
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        arr, top = arr - lo, (hi - lo) or 1.0
-    return Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8))
-
-
-def _grey_to_l(im: Image.Image) -> Image.Image:
-    """Integer ("I;16*", "I") or float ("F") greyscale -> "L" without clipping (see load_rgb)."""
-    arr = np.asarray(im).astype(np.float64)
-    if im.mode == "F":
-        finite = np.isfinite(arr)
-        arr = np.where(finite, arr, arr[finite].min() if finite.any() else 0.0)
-        return _scaled_l(arr, 1.0 if arr.size and arr.min() >= 0 and arr.max() <= 1 else None)
-    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-    if lo < 0:  # signed data: no bit depth maps it onto 0-255, use its range
-        return _scaled_l(arr, None)
-    nominal = 16 if im.mode.startswith("I;16") or hi <= 65535 else 32
-    tag = getattr(im, "tag_v2", {}).get(258) if im.format == "TIFF" else None  # BitsPerSample
-    tag = tag[0] if isinstance(tag, tuple) else tag
-    bits = tag if isinstance(tag, int) and 1 <= tag <= nominal and hi < 2**tag else nominal
-    return _scaled_l(arr, 2.0**bits - 1)
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Decoded image of any Pillow mode -> 8-bit "RGB", alpha composited on white, empty info."""
-    if im.mode in _GREY_MODES:
-        out = _grey_to_l(im).convert("RGB")
-    elif im.mode in _ALPHA_MODES or im.info.get("transparency") is not None:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        out = Image.alpha_composite(white, rgba).convert("RGB")
-    elif im.mode == "RGB":  # already displayable: share the decoded pixels, no copy (ingest speed)
-        out = im._new(im.im)
-    else:  # 1, L, P, CMYK (the JPEG plugin undoes Adobe-inverted CMYK), YCbCr, ...
-        out = im.convert("RGB")
-    out.info = {}
-    return out
 
 
 def _identify_failure(fp, head: bytes) -> tuple[str, str]:
@@ -228,7 +191,7 @@ def _decode(path, max_pixels: int | None = None, for_hash: bool = False,
                         plain = False
                     else:
                         # exif_transpose copies even an upright image: skip it for orientation 1
-                        out = _to_rgb(ImageOps.exif_transpose(im) if orientation != 1 else im)
+                        out = to_rgb(ImageOps.exif_transpose(im) if orientation != 1 else im)
                         plain = (im.format in ("JPEG", "PNG") and im.mode in ("RGB", "L")
                                  and orientation == 1 and im.info.get("transparency") is None
                                  and getattr(im, "n_frames", 1) == 1)
@@ -258,7 +221,7 @@ def _hash_source(im: Image.Image, width: int, k: int, orientation: int) -> Image
     """The 32x32 "L" thumbnail :mod:`labelloop.phash` hashes, from the decoded ``im`` (stored
     orientation, ``width`` px wide before any DCT scaling): reduced by ``k`` in all, resampled
     (antialiased bilinear) to 32x32, then turned upright."""
-    src = im if im.mode == "L" and im.info.get("transparency") is None else _to_rgb(im).convert("L")
+    src = im if im.mode == "L" and im.info.get("transparency") is None else to_rgb(im).convert("L")
     rest = k // max(1, round(width / im.width))  # what DCT scaling did not reduce
     if rest > 1:
         src = src.reduce(rest)
@@ -282,7 +245,7 @@ def inspect_image(path, max_pixels: int) -> dict:
     row: dict[str, Any] = dict.fromkeys(INSPECT_KEYS)
     row.update(exif_orientation=1, status="rejected")
     try:  # one read (one GET on an object store) for the identity and the decode
-        row["image_id"], row["bytes"], data = _hash_and_size(path, keep=IN_MEMORY_BYTES)
+        row["image_id"], row["bytes"], data = hash_file(path, keep=IN_MEMORY_BYTES)
     except OSError as e:
         row["reject_reason"] = f"unreadable: {e}"
         return row
@@ -307,7 +270,7 @@ def _read_checked(path, image_id: str) -> bytes | None:
             (replaced since its raw_images row was written).
     """
     try:
-        digest, _, data = _hash_and_size(path, keep=IN_MEMORY_BYTES)
+        digest, _, data = hash_file(path, keep=IN_MEMORY_BYTES)
     except OSError as e:
         raise _fail(path, "unreadable", str(e)) from None
     if digest != image_id:

@@ -11,7 +11,6 @@ registered.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelloop.images import IN_MEMORY_BYTES, sha256_file
+from labelloop.images import IN_MEMORY_BYTES, hash_file
 from labelloop.store import copy_file, is_remote
 from labelloop.workspace import Workspace, WorkspaceError, check_batch_name, next_ingest_seq, read_manifest
 
@@ -101,26 +100,6 @@ def list_image_files(folder: Path) -> list[Path]:
     return [Path(p) for _, p in sorted(found)]
 
 
-def _read_and_hash(path) -> tuple[str, bytes | None]:
-    """(sha256 hex of the file's bytes, the bytes when at most :data:`IN_MEMORY_BYTES`, else None).
-
-    One read serves both the identity and the copy of an ordinary image file.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    if is_remote(path):
-        return sha256_file(path), None
-    with open(path, "rb") as fh:
-        data = fh.read(IN_MEMORY_BYTES + 1)
-        h = hashlib.sha256(data)
-        if len(data) <= IN_MEMORY_BYTES:
-            return h.hexdigest(), data
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest(), None
-
-
 def _copy_local(src: Path, dest: Path, data: bytes | None = None) -> None:
     """Copy ``src`` (or write its ``data``, already read) to ``dest`` atomically (temporary file
     in dest's folder, then rename)."""
@@ -184,7 +163,7 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
                 result.skipped.append((stored_name(rel), "file name is not valid UTF-8"))
                 continue
             try:
-                digest, data = _read_and_hash(f)
+                digest, _, data = hash_file(f, keep=0 if is_remote(f) else IN_MEMORY_BYTES)
             except OSError as exc:
                 result.skipped.append((str(f), f"unreadable: {exc.strerror or exc}"))
                 continue

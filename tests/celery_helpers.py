@@ -3,13 +3,16 @@ a PostgreSQL database for the Dagster instance, and workers started, waited for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -118,3 +121,35 @@ def prepare_instance(home: Path, env: dict) -> None:
     (home / "dagster.yaml").write_text(DAGSTER_YAML_POSTGRES)
     subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().get_runs(limit=1)"],
                    env=env, cwd=str(home), check=True, capture_output=True, timeout=300)
+
+
+@contextlib.contextmanager
+def celery_servers(tmp_path_factory, name: str):
+    """This session's own Redis database (broker and results) and PostgreSQL database (the
+    Dagster instance), and a DAGSTER_HOME; yields ``token``, ``home``, ``env_vars`` (what a run
+    needs: instance URL, broker, backend, executor) and ``env`` (a worker's whole environment).
+    Afterwards drops the database, empties the Redis database and resets kombu's connection pools
+    (no broker connection of the executor survives into later forks). Stop the workers first."""
+    import redis
+
+    from labelloop.bootstrap import PG_ENV
+    from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, EXECUTOR_VAR
+
+    token = uuid.uuid4().hex[:8]
+    redis_url = f"{REDIS}/{claim_redis_db()}"
+    db = f"labelloop_{name}_{token}"
+    psql(f"CREATE DATABASE {db}")
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: redis_url,
+                CELERY_BACKEND_VAR: redis_url, EXECUTOR_VAR: "celery"}
+    redis.Redis.from_url(redis_url).delete("gpu", "cpu")  # no leftover tasks of an earlier session
+    env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    try:
+        yield SimpleNamespace(token=token, home=home, env_vars=env_vars, env=env)
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        redis.Redis.from_url(redis_url).flushdb()  # the claim key, queues and results of this session
+        import kombu.pools
+
+        kombu.pools.reset()

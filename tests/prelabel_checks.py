@@ -66,3 +66,16 @@ def check_stored_rle_is_the_segmenter_mask(labeler):
     assert stored and len(stored) == len(expected)
     for d in stored:
         np.testing.assert_array_equal(decode_rle(d.mask), expected[d.bbox].astype(np.uint8))
+
+
+def random_rel_pos(model, seed: int = 1):
+    """Random relative-position tables (SAM initialises them to zero, hiding the bias); returns
+    ``model``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "rel_pos" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model

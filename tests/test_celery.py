@@ -5,17 +5,15 @@ range) whose steps run on the workers; the tables equal those of the in-process 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from celery_helpers import BIN, REDIS, ROOT, Workers, claim_redis_db, prepare_instance, psql
+from celery_helpers import ROOT, Workers, celery_servers, prepare_instance
 from helpers import cli, skimage_data
 from labelloop.bootstrap import PG_ENV
 from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, CELERY_CONFIG, EXECUTOR_VAR
@@ -30,32 +28,17 @@ VOLATILE = {"run_id", "exported_at", "exported_to"}  # differ between any two ru
 def celery_workers(tmp_path_factory):
     """Two workers started once per session (``dagster-celery worker start``, pool solo): one on
     queue gpu, one on queue cpu; yields the environment that runs need; stops both at the end."""
-    import redis
-
-    token = uuid.uuid4().hex[:8]
-    redis_url = f"{REDIS}/{claim_redis_db()}"
-    db = f"labelloop_celery_{token}"
-    psql(f"CREATE DATABASE {db}")
-    home = tmp_path_factory.mktemp("celery-home")
-    env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: redis_url,
-                CELERY_BACKEND_VAR: redis_url, EXECUTOR_VAR: "celery"}
-    redis.Redis.from_url(redis_url).delete("gpu", "cpu")  # no leftover tasks of an earlier session
-    env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    workers = Workers(home, env, ROOT / "deploy" / "celery" / "celery.yaml")
-    try:
-        prepare_instance(home, env)
-        for q in ("gpu", "cpu"):
-            workers.start(f"{q}-{token}", [q], "--pool", "solo")
-        workers.wait_ready([f"gpu-{token}", f"cpu-{token}"])
-        yield {"env": env_vars, "host": workers.host, "token": token}
-    finally:
-        workers.stop_all()
-        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        redis.Redis.from_url(redis_url).flushdb()  # the claim key, queues and results of this session
-        import kombu.pools
-
-        kombu.pools.reset()  # no broker connection of the executor survives into later forks
+    with celery_servers(tmp_path_factory, "celery") as srv:
+        token = srv.token
+        workers = Workers(srv.home, srv.env, ROOT / "deploy" / "celery" / "celery.yaml")
+        try:
+            prepare_instance(srv.home, srv.env)
+            for q in ("gpu", "cpu"):
+                workers.start(f"{q}-{token}", [q], "--pool", "solo")
+            workers.wait_ready([f"gpu-{token}", f"cpu-{token}"])
+            yield {"env": srv.env_vars, "host": workers.host, "token": token}
+        finally:
+            workers.stop_all()
 
 
 def _table(root: Path, name: str) -> list[dict]:

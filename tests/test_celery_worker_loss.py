@@ -25,14 +25,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 import yaml
 
-from celery_helpers import BIN, REDIS, ROOT, Workers, child_pids, claim_redis_db, prepare_instance, psql
-from labelloop.bootstrap import PG_ENV
-from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, CELERY_CONFIG, EXECUTOR_VAR
+from celery_helpers import ROOT, Workers, celery_servers, child_pids, prepare_instance
+from pipelines.environments import CELERY_CONFIG
 from helpers import cli
 from test_celery import BATCHES, _table, _workspace
 
@@ -54,35 +52,21 @@ print("RESULT " + json.dumps({"success": out.success, "run_id": out.run_id, "fai
 def loss_workers(tmp_path_factory):
     """A gpu worker (pool solo) and a cpu worker (prefork, one child) with CELERY_CONFIG's
     settings but a 15 s visibility timeout; yields the Workers, the environment and the token."""
-    import redis
-
-    token = uuid.uuid4().hex[:8]
-    redis_url = f"{REDIS}/{claim_redis_db()}"
-    db = f"labelloop_loss_{token}"
-    psql(f"CREATE DATABASE {db}")
-    home = tmp_path_factory.mktemp("celery-loss-home")
-    env_vars = {PG_ENV: f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", CELERY_BROKER_VAR: redis_url,
-                CELERY_BACKEND_VAR: redis_url, EXECUTOR_VAR: "celery"}
-    cfg = copy.deepcopy(CELERY_CONFIG)
-    cfg["config_source"]["broker_transport_options"].update(
-        visibility_timeout=VISIBILITY_S, unacked_restore_interval=1, unacked_restore_throttle=1)
-    (home / "celery-loss.yaml").write_text(yaml.safe_dump({"execution": {"config": cfg}}))
-    env = {**os.environ, **env_vars, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    workers = Workers(home, env, home / "celery-loss.yaml")
-    try:
-        prepare_instance(home, env)
-        workers.start(f"gpu-{token}", ["gpu"], "--pool", "solo")
-        workers.start(f"cpu-{token}", ["cpu"], "--pool", "prefork", "--concurrency", "1")
-        workers.wait_ready([f"gpu-{token}", f"cpu-{token}"])
-        yield {"workers": workers, "env": env_vars, "token": token}
-    finally:
-        workers.stop_all()
-        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        redis.Redis.from_url(redis_url).flushdb()
-        import kombu.pools
-
-        kombu.pools.reset()
+    with celery_servers(tmp_path_factory, "loss") as srv:
+        token, home = srv.token, srv.home
+        cfg = copy.deepcopy(CELERY_CONFIG)
+        cfg["config_source"]["broker_transport_options"].update(
+            visibility_timeout=VISIBILITY_S, unacked_restore_interval=1, unacked_restore_throttle=1)
+        (home / "celery-loss.yaml").write_text(yaml.safe_dump({"execution": {"config": cfg}}))
+        workers = Workers(home, srv.env, home / "celery-loss.yaml")
+        try:
+            prepare_instance(home, srv.env)
+            workers.start(f"gpu-{token}", ["gpu"], "--pool", "solo")
+            workers.start(f"cpu-{token}", ["cpu"], "--pool", "prefork", "--concurrency", "1")
+            workers.wait_ready([f"gpu-{token}", f"cpu-{token}"])
+            yield {"workers": workers, "env": srv.env_vars, "token": token}
+        finally:
+            workers.stop_all()
 
 
 def _launch(root, env_vars) -> subprocess.Popen:

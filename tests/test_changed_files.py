@@ -45,15 +45,20 @@ def test_image_id_checks_name_the_file_and_both_digests(tmp_path):
     assert not (tmp_path / "out2" / "x.png").exists()
 
 
-def test_prelabels_skip_a_replaced_file_with_the_reason(tmp_path):
+def _workspace(tmp_path, batch: str) -> Workspace:
+    """A new workspace with astronaut, chelsea and coffee ingested as ``batch``."""
     root = tmp_path / "ws"
     cli(root, "init")
     src = tmp_path / "src"
     src.mkdir()
     for n in ("astronaut.png", "chelsea.png", "coffee.png"):
         shutil.copyfile(SK / n, src / n)
-    cli(root, "ingest", str(src), "--batch", "b1")
-    ws = Workspace.at(root)
+    cli(root, "ingest", str(src), "--batch", batch)
+    return Workspace.at(root)
+
+
+def test_prelabels_skip_a_replaced_file_with_the_reason(tmp_path):
+    ws = _workspace(tmp_path, "b1")
     B.scan_batch(ws, "b1")
     old_id = _replace(ws, "b1", "chelsea.png")
     model = OpenCVPreLabeler(ws.config())
@@ -96,17 +101,11 @@ def test_release_refuses_a_replaced_file_until_its_bytes_are_back(tmp_path):
     from labelloop import versioning as V
 
     fx = ls_fixtures()
-    root = tmp_path / "ws"
-    cli(root, "init")
-    src = tmp_path / "src"
-    src.mkdir()
-    for n in ("astronaut.png", "chelsea.png", "coffee.png"):
-        shutil.copyfile(SK / n, src / n)
-    cli(root, "ingest", str(src), "--batch", "fixture")
+    ws = _workspace(tmp_path, "fixture")
+    root = ws.root
     cli(root, "run")
     cli(root, "register-export", str(fx / "import_tasks.json"), "--source", "label-studio/project-1")
     cli(root, "import-review", str(fx / "export_json.json"))
-    ws = Workspace.at(root)
     inbox_file = ws.batch_dir("fixture") / "astronaut.png"
     _replace(ws, "fixture", "astronaut.png")
     res = cli(root, "release", ok=False)

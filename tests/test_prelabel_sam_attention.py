@@ -22,20 +22,12 @@ from labelloop.prelabel.sam import SamSegmenter, build_sam
 from labelloop.prelabel.sam_attention import SdpaAttention, set_attention
 from labelloop.prelabel.specs import SamArch, SegmenterSpec
 from labelloop.samples import bundled_photos
+from prelabel_checks import random_rel_pos
 
 # 512 pixels = 32 x 32 tokens: window 14 pads them to 42 x 42 (9 windows, 10 padding rows and
 # columns), blocks 1 and 3 global (1024 tokens)
 MID_ARCH = SamArch(encoder_embed_dim=64, encoder_depth=4, encoder_num_heads=4, encoder_global_attn_indexes=[1, 3],
                    image_size=512, prompt_embed_dim=32)
-
-
-def random_rel_pos(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "rel_pos" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model
 
 
 def both(encoder: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None = None):

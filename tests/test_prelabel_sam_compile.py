@@ -19,16 +19,7 @@ from labelloop.prelabel.loading import sha256_path
 from labelloop.prelabel.random_weights import TEST_SAM_ARCH
 from labelloop.prelabel.sam import SamSegmenter, build_sam
 from labelloop.prelabel.specs import SegmenterSpec
-
-
-def random_rel_pos(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """Random relative-position tables (SAM initialises them to zero, hiding the bias)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "rel_pos" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model
+from prelabel_checks import random_rel_pos
 
 
 @pytest.fixture(scope="module")
