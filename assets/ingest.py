@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from labelloop import batch as B
-from labelloop.phash import PHASH_METHOD
+from labelloop.images.phash import PHASH_METHOD
+from labelloop.ingest.scan import scan_batch
+from labelloop.workspace import repo
 from pipelines.partitions import backfill_policy, batches, summed
 from resources.storage import WorkspaceResource
 
@@ -16,12 +17,12 @@ def raw_images(context: dg.AssetExecutionContext, storage: WorkspaceResource) ->
     exact / near duplicates, and status ok or rejected with a specific reason."""
     ws = storage.workspace()
     keys = context.partition_keys  # one batch, or a range of batches (backfill policy)
-    per = [B.scan_batch(ws, k) for k in keys]
+    per = [scan_batch(ws, k) for k in keys]
     rejects = [r for s in per for r in s["rejects"]]
     for r in rejects:
         context.log.warning(f"rejected {r}")
     rehashed = sum(x.get("rehashed_images", 0) for x in per)
-    if rehashed:  # once per workspace made before labelloop.phash's current method
+    if rehashed:  # once per workspace made before labelloop.images.phash's current method
         context.log.info(f"re-hashed {rehashed} images of earlier batches to {PHASH_METHOD}")
     for p in {p for x in per for p in x.get("rehash_problems", [])}:
         context.log.warning(f"kept the older perceptual hash of {p}")
@@ -30,7 +31,7 @@ def raw_images(context: dg.AssetExecutionContext, storage: WorkspaceResource) ->
         "dagster/row_count": s["images"], "ok": s["ok"], "rejected": s["rejected"],
         "duplicates": s["duplicates"], "near_duplicates": s["near_duplicates"],
         "rejects": dg.MetadataValue.md("\n".join(f"- {r}" for r in rejects) or "none"),
-        "path": dg.MetadataValue.path(str(B.images_path(ws, keys[0]))),
+        "path": dg.MetadataValue.path(str(repo.images_path(ws, keys[0]))),
         **({"batches": len(keys)} if len(keys) > 1 else {}),
         **({"rehashed_images": rehashed} if rehashed else {}),
     })

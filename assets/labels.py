@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from labelloop import project as P
+from labelloop.review.resolve import resolve_workspace
+from labelloop.workspace import repo
 from resources.prelabeler import PreLabelerResource
 from resources.storage import WorkspaceResource
 
@@ -14,10 +15,10 @@ def labels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     labels; stable label_id, origin, routing policy id, model or reviewer."""
     ws = storage.workspace()
     model_id = prelabeler.get(ws.config()).model_id
-    s = P.resolve(ws, model_id)
+    s = resolve_workspace(ws, model_id)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": s["labels"], "images_resolved": s["images_resolved"],
                   "reviewed_images": s["reviewed_images"], "negatives": s["negatives"],
                   **{f"origin/{k}": v for k, v in sorted(s["by_origin"].items())},
-                  "labels_sha256": P.labels_sha256(ws)},
+                  "labels_sha256": repo.labels_sha256(ws)},
     )

@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from labelloop import lineage as L
-from labelloop import versioning as V
+from labelloop.release import lineage as L
+from labelloop.workspace import versioning as V
 from resources.storage import WorkspaceResource
 
 

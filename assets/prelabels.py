@@ -2,7 +2,9 @@
 
 import dagster as dg
 
-from labelloop import batch as B
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.review.store import review_store
+from labelloop.workspace import repo
 from pipelines.partitions import backfill_policy, batches, summed
 from resources.prelabeler import PreLabelerResource
 from resources.storage import WorkspaceResource
@@ -27,14 +29,13 @@ def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     """Predictions keyed by (image_id, model_id): boxes, scores, masks for mask categories;
     model id and checkpoint sha256 on every row. Resumable in chunks; a new model_id adds a
     new prediction set and never touches human labels."""
-    from labelloop import project as P
 
     ws = storage.workspace()
     cfg = ws.config()
     model = prelabeler.get(cfg, root=str(ws.root))
-    reviewed = set(P.review_store(ws).latest_reviews())  # reviewed images are never re-predicted
+    reviewed = set(review_store(ws).latest_reviews())  # reviewed images are never re-predicted
     keys = context.partition_keys  # one batch, or a range of batches (backfill policy)
-    per = [B.prelabel_batch(ws, k, model, context.run_id, chunk_size=cfg.prelabeler.chunk_size, skip=reviewed)
+    per = [prelabel_batch(ws, k, model, context.run_id, chunk_size=cfg.prelabeler.chunk_size, skip=reviewed)
            for k in keys]
     failed = [f for s in per for f in s["failed"]]
     for f in failed:
@@ -52,7 +53,7 @@ def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
         "images_skipped_reviewed": s["images_skipped_reviewed"], "images_failed": len(failed),
         "predictions_new": s["predictions_new"],
         "images_per_second": round(s["images_predicted"] / s["seconds"], 3) if s["seconds"] > 0 else 0.0,
-        "dagster/row_count": sum(len(B.batch_predictions(ws, k, model.model_id)) for k in keys),
+        "dagster/row_count": sum(len(repo.batch_predictions(ws, k, model.model_id)) for k in keys),
         **({"batches": len(keys)} if len(keys) > 1 else {}),
         **extra,
     })

@@ -9,7 +9,8 @@ e.g. no gold set) passes with that description.
 
 import dagster as dg
 
-from labelloop import project as P
+from labelloop.qa.run import run_qa
+from labelloop.workspace import repo
 from resources.prelabeler import PreLabelerResource
 from resources.storage import WorkspaceResource
 
@@ -31,8 +32,8 @@ def qa_report(context: dg.AssetExecutionContext, storage: WorkspaceResource, pre
     human COCO AP, cleanlab label-error suspects (sent to review), label statistics and drift,
     cost; JSON + HTML (linked below). Its checks gate releases."""
     ws = storage.workspace()
-    report = P.qa(ws, prelabeler.get(ws.config()).model_id)
-    _, html = P.qa_paths(ws)
+    report = run_qa(ws, prelabeler.get(ws.config()).model_id)
+    _, html = repo.qa_paths(ws)
     o = report["prelabel_vs_human"]["overall"]["iou@0.5"]
     box = report["model_vs_human"]["bbox"]
     le = report.get("label_errors") or {}

@@ -3,9 +3,9 @@
 import dagster as dg
 from pydantic import Field
 
-from labelloop import project as P
-from labelloop.release_check import ReleaseInvalid
-from labelloop.splits import format_balance
+from labelloop.release.check import ReleaseInvalid
+from labelloop.release.cut import ReleaseBlocked, cut_release
+from labelloop.release.splits import format_balance
 from resources.dvc import DvcRepoResource
 from resources.storage import WorkspaceResource
 
@@ -27,8 +27,8 @@ def dataset_release(context: dg.AssetExecutionContext, config: ReleaseConfig, st
     passed or only warned."""
     ws = storage.workspace()
     try:
-        s = P.release(ws, push=dvc.push, resplit=config.resplit, run_id=context.run_id, settings=dvc.settings())
-    except P.ReleaseBlocked as exc:
+        s = cut_release(ws, push=dvc.push, resplit=config.resplit, run_id=context.run_id, settings=dvc.settings())
+    except ReleaseBlocked as exc:
         raise dg.Failure(description=f"release blocked: {exc}", allow_retries=False) from None
     except ReleaseInvalid as exc:
         raise dg.Failure(description=str(exc), metadata={"problems": dg.MetadataValue.json(exc.problems[:200])},

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
-from labelloop import batch as B
-from labelloop import project as P
+from labelloop.review.export import export_batch
+from labelloop.review.importer import import_inbox
+from labelloop.review.store import review_store
+from labelloop.routing.queue import route_batch
 from pipelines.partitions import backfill_policy, batches, summed
 from resources.prelabeler import PreLabelerResource
 from resources.review_tool import LabelStudioFilesResource, pull_metadata, push_metadata
@@ -19,8 +21,8 @@ def review_queue(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     the row they were reviewed under."""
     ws = storage.workspace()
     model_id = prelabeler.get(ws.config()).model_id
-    reviewed = set(P.review_store(ws).latest_reviews())
-    per = [B.route_batch(ws, k, model_id, reviewed) for k in context.partition_keys]
+    reviewed = set(review_store(ws).latest_reviews())
+    per = [route_batch(ws, k, model_id, reviewed) for k in context.partition_keys]
     routes: dict[str, int] = {}
     for s in per:
         for k, v in s["routes"].items():
@@ -40,11 +42,11 @@ def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     labeling config for the images routed to review that no one has reviewed yet."""
     ws = storage.workspace()
     model_id = prelabeler.get(ws.config()).model_id
-    reviewed = set(P.review_store(ws).latest_reviews())
+    reviewed = set(review_store(ws).latest_reviews())
     keys = context.partition_keys  # one batch, or a range of batches (backfill policy)
     per, pushed = [], None
     for k in keys:
-        per.append(B.export_batch(ws, k, model_id, reviewed))
+        per.append(export_batch(ws, k, model_id, reviewed))
         pushed = review_tool.push_batch(ws, k)  # live Label Studio server; None for files
     s = summed(per, ("tasks", "predictions_sent", "already_reviewed"))
     return dg.MaterializeResult(metadata={
@@ -63,13 +65,13 @@ def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     tasks rejected one by one with their reason."""
     ws = storage.workspace()
     pulled = review_tool.pull_reviews(ws, run_id=context.run_id)  # live Label Studio server; None for files
-    s = P.import_inbox(ws, run_id=context.run_id)  # the run id is stored on every new review (lineage)
+    s = import_inbox(ws, run_id=context.run_id)  # the run id is stored on every new review (lineage)
     for e in s["errors"]:
         context.log.error(e)
     for f in s["files"]:
         for r in f.get("reject_reasons", []):
             context.log.warning(f"{f['file']}: rejected {r}")
-    store = P.review_store(ws)
+    store = review_store(ws)
     return dg.MaterializeResult(metadata={
         "files": len(s["files"]), "new_reviews": s["new_reviews"], "already_imported": s["skipped"],
         "rejected": s["rejects"], "file_errors": len(s["errors"]),

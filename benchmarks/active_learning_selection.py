@@ -1,4 +1,4 @@
-"""Active-learning selection cost: labelloop.active_learning.prioritize against a naive greedy
+"""Active-learning selection cost: labelloop.routing.active_learning.prioritize against a naive greedy
 selection (the same scores, recomputing every candidate's distance to every chosen image at each
 pick, in Python), in the same process on the same synthetic batch.
 
@@ -13,9 +13,9 @@ import argparse
 import random
 import time
 
-from labelloop.active_learning import hamming, prioritize
-from labelloop.config import ProjectConfig
-from labelloop.routing import route_images
+from labelloop.routing.active_learning import hamming, prioritize
+from labelloop.routing.confidence import route_images
+from labelloop.workspace.config import ProjectConfig
 
 
 def naive(rows: list[dict], phash: dict[str, str], budget: int, w: float, min_d: int) -> list[str]:

@@ -3,17 +3,17 @@
     python benchmarks/dvc_release_scale.py --files 100000 [--shard-mb 256] [--no-push]
 
 A release folder of ``--files`` small generated images (64x64, 9 in 10 JPEG, 1 in 10 PNG; every
-file different, under ``release/images/<split>/``, as :mod:`labelloop.release` lays them out)
+file different, under ``release/images/<split>/``, as :mod:`labelloop.release.build` lays them out)
 in a fresh git + DVC repository whose ``dvc.yaml`` is the workspace template (the ``release``
 stage, output ``release``). Timed, in this order:
 
 1. MD5 floor: ``hashlib.md5`` over every file's bytes (open, read, hash), one core, this process,
    after one untimed read of every file so both sides find them in the page cache.
-2. ``dvc commit -f -q release``: what the release stage runs (:func:`labelloop.versioning.commit_release`):
+2. ``dvc commit -f -q release``: what the release stage runs (:func:`labelloop.workspace.versioning.commit_release`):
    DVC hashes every output file (MD5) and stores it in the cache. Target <= 2x the floor.
 3. ``dvc push`` to a local S3 server (moto's server mode on 127.0.0.1, a subprocess), as
-   :func:`labelloop.remotes.push` does with an ``s3://`` remote and an endpoint URL.
-4. The same bytes as content-addressed tar shards (:mod:`labelloop.shards`, about
+   :func:`labelloop.workspace.remotes.push` does with an ``s3://`` remote and an endpoint URL.
+4. The same bytes as content-addressed tar shards (:mod:`labelloop.release.shards`, about
    ``--shard-mb`` MiB each, ``release/shards/<split>-<sha>.tar`` + ``index.parquet``): the
    seconds to pack them, their MD5 floor, ``dvc commit`` and ``dvc push`` of that release.
 
@@ -37,9 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labelloop import shards  # noqa: E402
-from labelloop.bootstrap import package_text  # noqa: E402
-from labelloop.versioning import dvc, git  # noqa: E402
+from labelloop.release import shards  # noqa: E402
+from labelloop.workspace.init import package_text  # noqa: E402
+from labelloop.workspace.versioning import dvc, git  # noqa: E402
 
 
 def make_files(folder: Path, n: int, seed: int = 0) -> int:

@@ -1,11 +1,11 @@
-"""How the stored perceptual hash (labelloop.phash) compares with the full-resolution one.
+"""How the stored perceptual hash (labelloop.images.phash) compares with the full-resolution one.
 
     python benchmarks/phash_quality.py --images 500 --pairs 250
 
 Images: ``--images`` variants of the bundled photos made as ``benchmarks/pipeline_scale.py``
 makes them (crops, flips, 60-120% resizes, JPEG recompression, 1 in 10 PNG). For each image it
-computes the stored hash (:func:`labelloop.images.phash_file`, method
-:data:`labelloop.phash.PHASH_METHOD`) and the legacy one (``imagehash.phash`` of the full decoded
+computes the stored hash (:func:`labelloop.images.files.phash_file`, method
+:data:`labelloop.images.phash.PHASH_METHOD`) and the legacy one (``imagehash.phash`` of the full decoded
 image, rows without ``phash_method``). Near-duplicate pairs: the first ``--pairs`` images, each
 resized to 97% and saved as JPEG at another quality (70-95), as the generator's near duplicates.
 
@@ -42,10 +42,10 @@ def _hamming_matrix(hashes: list[str]):
 def main(argv: list[str] | None = None) -> dict:
     import imagehash
     import numpy as np
-
-    from labelloop.images import load_rgb, phash_file
-    from labelloop.phash import PHASH_METHOD, hamming
     from pipeline_scale import make_images
+
+    from labelloop.images.files import load_rgb, phash_file
+    from labelloop.images.phash import PHASH_METHOD, hamming
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=500)

@@ -3,17 +3,17 @@
     python benchmarks/pipeline_scale.py --images 2000 --batch-size 500 [--workers 1] [--skip-prelabel]
 
 Images: ``--images`` files made from the 12 photos bundled with scikit-image, matplotlib and
-scikit-learn (:mod:`labelloop.samples`): random crops (50-100% of each side), horizontal flips,
+scikit-learn (:mod:`labelloop.images.samples`): random crops (50-100% of each side), horizontal flips,
 resizes (60-120%) and JPEG recompression (quality 70-95; one in ten a PNG), so
 every image_id differs; about 12% are recompressions of an earlier image (another quality, 97%
 size: near duplicates, also across batches) and 1% byte copies of an earlier file (exact
 duplicates). They are ingested in batches of ``--batch-size`` into a fresh workspace.
 
 Stages are driven through the library functions the Dagster assets call (the assets are thin
-wrappers, ``assets/``): per batch ``ingest`` (:func:`labelloop.ingest.ingest`, the copy into
-the inbox, + :func:`labelloop.batch.scan_batch`, the ``raw_images`` asset), ``prelabels``
-(:func:`labelloop.batch.prelabel_batch` with the embedded OpenCV pre-labeler), ``review_queue``
-(:func:`labelloop.batch.route_batch`), ``review_export`` (:func:`labelloop.batch.export_batch`);
+wrappers, ``assets/``): per batch ``ingest`` (:func:`labelloop.ingest.files.ingest`, the copy into
+the inbox, + :func:`labelloop.ingest.scan.scan_batch`, the ``raw_images`` asset), ``prelabels``
+(:func:`labelloop.prelabel.stage.prelabel_batch` with the embedded OpenCV pre-labeler), ``review_queue``
+(:func:`labelloop.routing.queue.route_batch`), ``review_export`` (:func:`labelloop.review.export.export_batch`);
 a simulated reviewer (untimed; ``--no-review`` leaves it out) accepts every exported
 pre-annotation and drops a Label Studio JSON export into the review inbox; then after each batch the cross-batch assets ``labels`` (human_labels import + resolve),
 ``qa_report`` and ``dataset_release`` (files, DVC commit, git tag, push to the workspace's
@@ -24,7 +24,7 @@ reads its peak resident memory (``ru_maxrss``) and the same figure just before t
 The ``ingest`` process first times the bare decode bound on the same files: Pillow
 ``Image.open`` + ``ImageOps.exif_transpose`` + ``load`` of each file, one core, no writes;
 ingest copies each file into the inbox (one read for sha256 and the copy), then raw_images reads
-it once more for its sha256 and a decode at 1/k scale (libjpeg DCT scaling, :mod:`labelloop.phash`)
+it once more for its sha256 and a decode at 1/k scale (libjpeg DCT scaling, :mod:`labelloop.images.phash`)
 for the perceptual hash, and searches duplicates.
 ``--workers`` > 1 runs raw_images' per-file inspection in that many processes
 (``scan_batch(workers=...)``); images/s per core divides by it.
@@ -48,6 +48,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from labelloop.ingest.scan import scan_batch
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.qa.run import run_qa
+from labelloop.release.cut import ReleaseBlocked, cut_release
+from labelloop.review.export import export_batch
+from labelloop.review.importer import import_inbox
+from labelloop.review.resolve import resolve_workspace
+from labelloop.review.store import review_store
+from labelloop.routing.queue import route_batch
+from labelloop.workspace import repo
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -62,11 +73,10 @@ def make_images(dest: Path, n: int, batch_size: int, seed: int = 0, camera_size:
     then upsized (bicubic) to 4000 x 3000 px (12 MP, a phone photo's size) with Gaussian noise
     (sigma 6 levels) for sensor-like detail, so files are about 2.6 MB."""
     import numpy as np
-
     from PIL import Image, ImageOps
 
-    from labelloop.images import load_rgb
-    from labelloop.samples import bundled_photos
+    from labelloop.images.files import load_rgb
+    from labelloop.images.samples import bundled_photos
 
     photos = [load_rgb(p) for p in bundled_photos()]
     rng = random.Random(seed)
@@ -174,15 +184,17 @@ def decode_bound(files: list[Path]) -> float:
 
 def run_stage(stage: str, root: Path, batch: str | None, src: Path | None, workers: int) -> dict:
     """Run one stage on the workspace at ``root``; returns its figures (seconds, images, MiB)."""
-    from labelloop import batch as B
-    from labelloop import project as P
-    from labelloop.ingest import ingest, list_image_files
-    from labelloop.prelabel.opencv import OpenCVPreLabeler
-    from labelloop.workspace import Workspace
+    import labelloop.formats.cvat.writer
+    import labelloop.qa.run
+    import labelloop.release.cut  # noqa: E401,F401
+    import labelloop.review.files
+    import labelloop.review.gold
 
     # modules the stages import lazily, loaded before the clock starts (steady-state cost)
-    import labelloop.active_learning, labelloop.cvat, labelloop.gold, labelloop.qa_workspace  # noqa: E401,F401
-    import labelloop.release_flow, labelloop.review_files  # noqa: E401,F401
+    import labelloop.routing.active_learning  # noqa: E401,F401
+    from labelloop.ingest.files import ingest, list_image_files
+    from labelloop.prelabel.backends.opencv import OpenCVPreLabeler
+    from labelloop.workspace.layout import Workspace
 
     ws = Workspace.at(root)
     cfg = ws.config()
@@ -202,39 +214,39 @@ def run_stage(stage: str, root: Path, batch: str | None, src: Path | None, worke
     if stage == "ingest":
         res = ingest(ws, src, batch)
         out["copy_seconds"] = time.perf_counter() - t
-        extra = B.scan_batch(ws, batch, workers=workers)
+        extra = scan_batch(ws, batch, workers=workers)
         extra.pop("rejects")
         out["images"] = len(res.copied)
     elif stage == "prelabels":
-        extra = B.prelabel_batch(ws, batch, model, run_id="bench")
+        extra = prelabel_batch(ws, batch, model, run_id="bench")
         extra.pop("failed")
-        out["images"] = len(B.images_to_label(ws, batch))
+        out["images"] = len(repo.images_to_label(ws, batch))
     elif stage == "review_queue":
-        extra = B.route_batch(ws, batch, model.model_id)
+        extra = route_batch(ws, batch, model.model_id)
         out["images"] = extra["images"]
     elif stage == "review_export":
-        extra = B.export_batch(ws, batch, model.model_id, set(P.review_store(ws).latest_reviews()))
+        extra = export_batch(ws, batch, model.model_id, set(review_store(ws).latest_reviews()))
         out["images"] = extra["tasks"]
     elif stage == "labels":
-        P.import_inbox(ws)
-        extra = P.resolve(ws, model.model_id)
-        P.labels_sha256(ws)
+        import_inbox(ws)
+        extra = resolve_workspace(ws, model.model_id)
+        repo.labels_sha256(ws)
         out["images"] = extra["images_resolved"]
     elif stage == "qa_report":
-        P.qa(ws, model.model_id)
-        out["images"] = len(P.read_labels(ws)[1])
+        run_qa(ws, model.model_id)
+        out["images"] = len(repo.read_labels(ws)[1])
     elif stage == "dataset_release":
         try:
-            r = P.release(ws, push=True)
+            r = cut_release(ws, push=True)
             extra = {"status": r["status"], "tag": r.get("tag"), "counts": r.get("counts", {}).get("images")}
-        except P.ReleaseBlocked as exc:
+        except ReleaseBlocked as exc:
             extra = {"status": f"blocked: {exc}"[:200]}
-        out["images"] = len(P.read_labels(ws)[1])
+        out["images"] = len(repo.read_labels(ws)[1])
     else:
         raise ValueError(f"unknown stage {stage!r}")
     out["seconds"] = time.perf_counter() - t
     if stage == "ingest":  # of raw_images' time: reading, decoding (DCT-scaled) and hashing each file
-        from labelloop.images import phash_file
+        from labelloop.images.files import phash_file
 
         t1 = time.perf_counter()
         for f in list_image_files(ws.batch_dir(batch)):
@@ -332,8 +344,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     import logging
 
     logging.getLogger("dvc").setLevel(logging.ERROR)
-    from labelloop.bootstrap import init_workspace
-    from labelloop.workspace import Workspace
+    from labelloop.workspace.init import init_workspace
+    from labelloop.workspace.layout import Workspace
 
     tmp = None if a.work_dir else tempfile.TemporaryDirectory(prefix="pipeline-scale-")
     work = Path(a.work_dir or tmp.name)

@@ -46,16 +46,17 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # tests/support: the random-weight checkpoints
 
-from labelloop.config import ProjectConfig  # noqa: E402
-from labelloop.images import load_rgb  # noqa: E402
-from labelloop.prelabel.foundation import FoundationPreLabeler  # noqa: E402
-from labelloop.prelabel.loading import sha256_path  # noqa: E402
-from labelloop.prelabel.pipeline import batch_of_images, image_row  # noqa: E402
-from labelloop.prelabel.random_weights import write_grounding_dino, write_sam, write_sam2, write_sam_hq  # noqa: E402
-from labelloop.prelabel.runtime import autocast_dtype, resolve_device  # noqa: E402
-from labelloop.schemas import PREDICTIONS  # noqa: E402
 from labelloop import tables  # noqa: E402
+from labelloop.images.files import load_rgb  # noqa: E402
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler  # noqa: E402
+from labelloop.prelabel.backends.loading import sha256_path  # noqa: E402
+from labelloop.prelabel.backends.pipeline import batch_of_images, image_row  # noqa: E402
+from labelloop.prelabel.backends.runtime import autocast_dtype, resolve_device  # noqa: E402
+from labelloop.tables.schemas import PREDICTIONS  # noqa: E402
+from labelloop.workspace.config import ProjectConfig  # noqa: E402
+from support.random_weights import write_grounding_dino, write_sam, write_sam2, write_sam_hq  # noqa: E402
 
 CATEGORIES = [("person", "a person", True), ("cat", "a cat", True), ("face", "a human face", False)]
 

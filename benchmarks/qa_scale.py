@@ -1,10 +1,10 @@
 """QA at scale on label tables: 3000 augmented copies of the hand-labeled photos (as in
-tests/test_calibration.py), simulated pre-labels and reviews.
+tests/support/calibration_sim.py), simulated pre-labels and reviews.
 
 Prints, for the default routing policy (baseline) and the calibrated one fitted on the first
 half: the share of images routed to review, the true error rate of auto-accepted images and the
 audited error rate; then the seconds each QA figure takes on the second half, as a ratio of the
-baseline report (labelloop.qa.build_qa_report) run in the same process.
+baseline report (labelloop.qa.metrics.build_qa_report) run in the same process.
 
     /work/venv/bin/python benchmarks/qa_scale.py [--images 3000]
 """
@@ -19,16 +19,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_calibration import augment, gold_photos, run_policy, simulate_predictions  # noqa: E402
-
-from labelloop.agreement import pairwise_agreement  # noqa: E402
-from labelloop.calibration import calibrate  # noqa: E402
-from labelloop.coco_eval import coco_ap  # noqa: E402
-from labelloop.config import DEFAULT_CONFIG, load_config  # noqa: E402
-from labelloop.gold_eval import reviewer_vs_gold  # noqa: E402
-from labelloop.label_errors import find_suspects  # noqa: E402
-from labelloop.qa import build_qa_report  # noqa: E402
 from _timing import timed  # noqa: E402  (benchmarks/ is sys.path[0] when a script runs)
+
+from labelloop.qa.agreement import pairwise_agreement  # noqa: E402
+from labelloop.qa.calibration import calibrate  # noqa: E402
+from labelloop.qa.gold_eval import reviewer_vs_gold  # noqa: E402
+from labelloop.qa.label_errors import find_suspects  # noqa: E402
+from labelloop.qa.metrics import build_qa_report  # noqa: E402
+from labelloop.qa.model_eval import coco_ap  # noqa: E402
+from labelloop.workspace.config import DEFAULT_CONFIG, load_config  # noqa: E402
+from support.calibration_sim import augment, run_policy, simulate_predictions  # noqa: E402
+from support.qa_helpers import gold_photos  # noqa: E402
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """Release bookkeeping at scale: split assignment and stable COCO ids for a large dataset.
 
 Synthetic groups (1-2 images each, a skewed class mix with a rare class, as in
-tests/test_splits.py) and one label per object. Prints, for the stored, class-balanced splits
-(labelloop.splits.assign_splits) and for the baseline they replaced (a hash of the group id, run
+tests/unit/release/test_splits.py) and one label per object. Prints, for the stored, class-balanced splits
+(labelloop.release.splits.assign_splits) and for the baseline they replaced (a hash of the group id, run
 in the same process): the seconds taken and the largest per-class drift from the ratios; then
 the same for a second release adding 10% new groups to the stored assignment; then the seconds to
-give stable COCO ids to every label (labelloop.coco_ids) in a first and a second release.
+give stable COCO ids to every label (labelloop.release.ids) in a first and a second release.
 
     /work/venv/bin/python benchmarks/release_scale.py [--groups 100000]
 """
@@ -21,8 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 from _timing import timed  # benchmarks/ is sys.path[0] when a script runs
-from labelloop.coco_ids import CocoIds
-from labelloop.splits import assign_splits, balance_report
+
+from labelloop.release.ids import CocoIds
+from labelloop.release.splits import assign_splits, balance_report
 
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
 CATS = ["person", "face", "cat", "rare"]

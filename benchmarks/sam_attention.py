@@ -1,5 +1,5 @@
 """SAM image-encoder forward time, segment-anything's eager attention against SDPA with the fused
-relative-position bias (labelloop.prelabel.sam_attention), in one process on the same model and
+relative-position bias (labelloop.prelabel.backends.sam_attention), in one process on the same model and
 inputs:
 
     python benchmarks/sam_attention.py --device cpu --arch vit_b --batch-sizes 1 2 --repeats 3 --threads 2
@@ -26,9 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labelloop.prelabel.runtime import autocast, resolve_device  # noqa: E402
-from labelloop.prelabel.sam import build_sam  # noqa: E402
-from labelloop.prelabel.sam_attention import set_attention  # noqa: E402
+from labelloop.prelabel.backends.runtime import autocast, resolve_device  # noqa: E402
+from labelloop.prelabel.backends.sam import build_sam  # noqa: E402
+from labelloop.prelabel.backends.sam_attention import set_attention  # noqa: E402
 
 
 def forward(encoder, x, device, amp) -> tuple[torch.Tensor, float, float]:

@@ -38,6 +38,8 @@ from typing import IO, Any
 ENV_STORE_URL = "LABELLOOP_STORE_URL"
 ENV_STORE_ENDPOINT = "LABELLOOP_STORE_ENDPOINT_URL"
 REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "memory://")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -118,13 +120,13 @@ class StoreSettings:
             StoreError: the url is unusable (:meth:`check_url`).
         """
         url = self.check_url()
-        from upath import UPath
+        from upath import UPath  # fsspec and s3fs: only for an object-store path
 
         return UPath(url, **self.storage_options())
 
     def locate(self, uri: str):
         """``uri`` (``s3://...``) as a :class:`upath.UPath` with this store's options."""
-        from upath import UPath
+        from upath import UPath  # fsspec and s3fs: only for an object-store path
 
         return UPath(uri, **self.storage_options())
 
@@ -171,6 +173,7 @@ def write_bytes_atomic(path: Any, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -185,3 +188,9 @@ def copy_file(src: Any, dest: Any) -> None:
         return
     with open_binary(src) as fin:
         write_bytes_atomic(dest, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20))
+
+
+def write_text_atomic(path: Any, text: str) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically (:func:`write_bytes_atomic`)."""
+    data = text.encode("utf-8")
+    write_bytes_atomic(path, lambda fh: fh.write(data))

@@ -2,6 +2,7 @@
 
 The workspace is LABELLOOP_WORKSPACE (else the current directory); the environment
 (LABELLOOP_ENV=local|production, pipelines.environments) picks the resources and the executor.
+Importing this module builds nothing: Dagster calls :func:`defs` when it loads the code location.
 """
 
 import os
@@ -15,8 +16,9 @@ import assets.prelabels
 import assets.qa
 import assets.release
 import assets.review
-from labelloop.workspace import ENV_WORKSPACE, Workspace
-from pipelines.environments import get_env, executor_for, resources_for as env_resources, review_tool_for
+from labelloop.workspace.layout import ENV_WORKSPACE, Workspace
+from pipelines.environments import executor_for, get_env, review_tool_for
+from pipelines.environments import resources_for as env_resources
 from pipelines.jobs import batch_job, release_job, resolve_job, review_push_job, rollback_job
 from pipelines.release_jobs import push_job
 from pipelines.reprocess import reprocess_resolve_sensor, reprocess_schedule
@@ -52,4 +54,20 @@ def build_definitions(root: str | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location's definitions (``dagster dev -m pipelines.definitions``)."""
+    return build_definitions()
+
+
+def reconstruct_job(root: str, job_name: str) -> dg.JobDefinition:
+    """``job_name`` of the definitions for ``root``, rebuilt in another process (Celery worker,
+    step pod); the target of ``dg.build_reconstructable_job``. The environment comes from that
+    process's variables."""
+    return build_definitions(root).resolve_job_def(job_name)
+
+
+def reconstructable_job(root: str, job_name: str):
+    """A ReconstructableJob that workers rebuild with :func:`reconstruct_job`."""
+    return dg.build_reconstructable_job("pipelines.definitions", "reconstruct_job",
+                                        reconstructable_args=(str(root), job_name))

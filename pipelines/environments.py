@@ -22,14 +22,18 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from labelloop.store import StoreError, StoreSettings
+from resources.dvc import DvcRepoResource
+from resources.prelabeler import PreLabelerResource
+from resources.review_tool import LabelStudioFilesResource, LabelStudioServerResource
+
 ENV_VAR, EXECUTOR_VAR = "LABELLOOP_ENV", "LABELLOOP_EXECUTOR"
 ENVIRONMENTS = ("local", "production")
 EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
 # Celery: the broker and result backend URLs (may hold passwords) come from these variables.
 CELERY_BROKER_VAR, CELERY_BACKEND_VAR = "LABELLOOP_CELERY_BROKER_URL", "LABELLOOP_CELERY_BACKEND_URL"
 K8S_NAMESPACE_VAR = "LABELLOOP_K8S_NAMESPACE"
-GPU_QUEUE, CPU_QUEUE = "gpu", "cpu"
-CELERY_QUEUE_TAG = "dagster-celery/queue"  # dagster_celery.tags.DAGSTER_CELERY_QUEUE_TAG
+CPU_QUEUE = "cpu"  # the default queue; assets/prelabels.py sends its step to "gpu"
 
 # The variables each production part needs (checked when the definitions load).
 PRODUCTION_REQUIRED = ("LABELLOOP_DAGSTER_PG_URL", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
@@ -83,7 +87,6 @@ def get_env(environ: dict | None = None) -> Environment:
         raise EnvConfigError(f"{ENV_VAR}={name} with executor {executor} needs {', '.join(missing)} "
                                 f"(see .env.example)")
     if name == "production":  # a bad store URL fails here, not in the middle of the first run
-        from labelloop.store import StoreError, StoreSettings
 
         try:
             StoreSettings(url=environ[STORE_URL_VAR]).check_url()
@@ -142,20 +145,14 @@ K8S_CONFIG = {
 }
 
 
-def celery_worker_config() -> dict:
-    """The ``execution: config:`` block ``dagster-celery worker start -y`` reads (the same
-    broker, backend and default queue as the executor's)."""
-    return {"execution": {"config": CELERY_CONFIG}}
-
-
 def executor_for(env: Environment) -> dg.ExecutorDefinition | None:
     """The executor of ``env`` (None: Dagster's default multiprocess-or-in-process)."""
     if env.executor == "celery":
-        from dagster_celery import celery_executor
+        from dagster_celery import celery_executor  # optional (the production extra)
 
         return celery_executor.configured(CELERY_CONFIG, name="celery")
     if env.executor == "k8s":
-        from dagster_k8s import k8s_job_executor
+        from dagster_k8s import k8s_job_executor  # optional (the production extra)
 
         cfg = dict(K8S_CONFIG)
         if not os.environ.get(K8S_NAMESPACE_VAR):
@@ -171,7 +168,7 @@ def storage_for(root: str, env: Environment):
     """The storage resource: images and tables on S3 when LABELLOOP_STORE_URL is set (required in
     production, allowed locally), else the workspace folder
     (:func:`resources.storage.storage_resource_from_env`)."""
-    from resources.storage import storage_resource_from_env
+    from resources.storage import storage_resource_from_env  # dagster-aws (over a second): only when resources are built
 
     return storage_resource_from_env(root)
 
@@ -180,7 +177,6 @@ def review_tool_for(env: Environment):
     """The live Label Studio server when LABEL_STUDIO_URL is set (always in production: URL and
     token through ``dg.EnvVar``; optional LABEL_STUDIO_PROJECT_TITLE,
     LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT and LABEL_STUDIO_WORKSPACE_PATH), else the files route."""
-    from resources import LabelStudioFilesResource, LabelStudioServerResource
 
     if not (env.production or os.environ.get("LABEL_STUDIO_URL")):
         return LabelStudioFilesResource()
@@ -194,7 +190,6 @@ def review_tool_for(env: Environment):
 
 def resources_for(root: str, env: Environment) -> dict:
     """Every resource of ``env`` for the workspace at ``root`` (an absolute path)."""
-    from resources import DvcRepoResource, PreLabelerResource
 
     return {
         "storage": storage_for(root, env),
@@ -202,18 +197,3 @@ def resources_for(root: str, env: Environment) -> dict:
         "dvc": DvcRepoResource.from_env(),  # LABELLOOP_DVC_REMOTE etc. through dg.EnvVar
         "review_tool": review_tool_for(env),
     }
-
-
-def reconstruct_job(root: str, job_name: str) -> dg.JobDefinition:
-    """``job_name`` of the definitions for ``root``, rebuilt in another process (Celery worker,
-    step pod); the target of ``dg.build_reconstructable_job``. The environment comes from that
-    process's variables."""
-    from pipelines.definitions import build_definitions
-
-    return build_definitions(root).resolve_job_def(job_name)
-
-
-def reconstructable_job(root: str, job_name: str):
-    """A ReconstructableJob that workers rebuild with :func:`reconstruct_job`."""
-    return dg.build_reconstructable_job("pipelines.environments", "reconstruct_job",
-                                        reconstructable_args=(str(root), job_name))

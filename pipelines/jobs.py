@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from labelloop import versioning
+from labelloop.workspace import versioning
 from resources.storage import WorkspaceResource
 
 BATCH_ASSETS = ["raw_images", "prelabels", "review_queue", "review_export"]

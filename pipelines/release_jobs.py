@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from labelloop import remotes
+from labelloop.workspace import remotes
 from resources.dvc import DvcRepoResource
 from resources.storage import WorkspaceResource
 
@@ -18,7 +18,7 @@ class PushConfig(dg.Config):
 def push_releases(context: dg.OpExecutionContext, config: PushConfig, storage: WorkspaceResource,
                   dvc: DvcRepoResource) -> dict:
     """Apply the remote settings, then push the data of every release tag to the default DVC
-    remote and the branch and tags to the git remote (labelloop.remotes.push)."""
+    remote and the branch and tags to the git remote (labelloop.workspace.remotes.push)."""
     ws = storage.workspace()
     with ws.lock():
         remotes.configure(ws.root, dvc.settings())

@@ -1,7 +1,7 @@
 """Scheduled reprocessing: re-label only stale batches, never reviewed images.
 
 ``reprocess_schedule`` (every 30 minutes once turned on in the UI) asks each batch for its first
-stale stage (labelloop.batch.stale_stage with the reviewed image ids), groups the stale batches by
+stale stage (labelloop.reprocess.stale_stage with the reviewed image ids), groups the stale batches by
 labelloop.reprocess.plan_runs (the per-batch assets' backfill policy: up to MAX_BATCHES_PER_RUN
 adjacent batches per run) and requests one run per group over that partition range, materializing
 only the stale stage and those after it: a new routing policy re-routes without a pre-label step.
@@ -16,8 +16,9 @@ import hashlib
 
 import dagster as dg
 
-from labelloop import batch as B
 from labelloop import reprocess as R
+from labelloop.reprocess import stale_stage
+from labelloop.review.store import review_store
 from pipelines.jobs import batch_job, resolve_job
 from pipelines.partitions import BATCHES, MAX_BATCHES_PER_RUN
 from resources.prelabeler import PreLabelerResource
@@ -41,12 +42,11 @@ def run_request(run: R.PlannedRun, model_id: str, policy_id: str) -> dg.RunReque
 
 def stale_runs(ws, order: list[str], model_id: str) -> list[R.PlannedRun]:
     """The planned runs for the workspace ``ws`` (batches in ``order``) and ``model_id``."""
-    from labelloop import project as P
 
-    reviewed = set(P.review_store(ws).latest_reviews())
+    reviewed = set(review_store(ws).latest_reviews())
     stale = {}
     for b in order:
-        st = B.stale_stage(ws, b, model_id, reviewed)
+        st = stale_stage(ws, b, model_id, reviewed)
         if st:
             stale[b] = st[0]
     return R.plan_runs(order, stale, MAX_BATCHES_PER_RUN)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import warnings
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from labelloop.bootstrap import dagster_yaml
-from labelloop.workspace import Workspace
+from labelloop.workspace.init import dagster_yaml
+from labelloop.workspace.layout import Workspace
+from pipelines.environments import get_env
 from pipelines.partitions import BATCHES
 
 
@@ -63,7 +65,6 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark as failed the CLI runs of this host whose process died (kill -9, a crash), and free
     the pool slots (``gpu``, ``dvc``) they held, which Dagster would otherwise keep forever, so
     every later step of that pool would wait. Returns the run ids recovered."""
-    import socket
 
     recovered = []
     records = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
@@ -133,9 +134,10 @@ def execute(ws: Workspace, job_name: str, instance: dg.DagsterInstance, *, parti
     ``asset_selection``: asset names, a subset of the job's. With the in-process executor (the
     local default) the run executes here; with another executor (LABELLOOP_EXECUTOR=celery,
     multiprocess) this process orchestrates and the steps run where the executor sends them
-    (Celery workers rebuild the job through pipelines.environments.reconstruct_job)."""
-    from pipelines.definitions import build_definitions
-    from pipelines.environments import get_env, reconstructable_job
+    (Celery workers rebuild the job through pipelines.definitions.reconstruct_job)."""
+    # The code location imports every asset and resource (dagster-aws alone takes over a second):
+    # loaded when a job runs, not when the CLI starts (`labelloop --help`, `status`, `lineage`).
+    from pipelines.definitions import build_definitions, reconstructable_job
 
     level = "DEBUG" if verbose else "CRITICAL"
     config = {"loggers": {"console": {"config": {"log_level": level}}}, **(run_config or {})}

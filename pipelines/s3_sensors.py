@@ -10,7 +10,7 @@ import json
 
 import dagster as dg
 
-from labelloop.workspace import BATCH_NAME
+from labelloop.workspace.layout import BATCH_NAME
 from pipelines.jobs import batch_job
 from pipelines.partitions import BATCHES
 from resources.storage import WorkspaceResource

@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from labelloop import project as P
-from labelloop.workspace import BATCH_NAME
+from labelloop.review.inbox import inbox_files
+from labelloop.workspace.layout import BATCH_NAME
 from pipelines.jobs import batch_job, resolve_job
 from pipelines.partitions import BATCHES
 from resources.review_tool import LabelStudioFilesResource
@@ -40,7 +40,7 @@ def review_inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceR
         return dg.SkipReason(f"{ws.root} is not an initialized workspace")
     seen = json.loads(context.cursor) if context.cursor else {}
     now = {}
-    for p in P.review_files(ws):
+    for p in inbox_files(ws):
         st = p.stat()
         now[ws.relative(p)] = [st.st_size, st.st_mtime_ns]
     changed = sorted(k for k, v in now.items() if seen.get(k) != v)

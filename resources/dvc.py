@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from labelloop.remotes import ENV_DVC_ENDPOINT, ENV_DVC_REMOTE, ENV_GIT_REMOTE, RemoteSettings
+from labelloop.workspace.remotes import ENV_DVC_ENDPOINT, ENV_DVC_REMOTE, ENV_GIT_REMOTE, RemoteSettings
 
 
 class DvcRepoResource(dg.ConfigurableResource):
@@ -34,6 +34,6 @@ class DvcRepoResource(dg.ConfigurableResource):
         return cls(**{field: dg.EnvVar(env) for field, env in names.items() if os.environ.get(env)})
 
     def settings(self) -> RemoteSettings:
-        """The :class:`labelloop.remotes.RemoteSettings` to apply."""
+        """The :class:`labelloop.workspace.remotes.RemoteSettings` to apply."""
         return RemoteSettings(dvc_url=self.dvc_remote or None, endpoint_url=self.dvc_endpoint_url or None,
                               git_url=self.git_remote or None)

@@ -7,20 +7,19 @@ import functools
 import dagster as dg
 from pydantic import Field
 
-from labelloop.config import ProjectConfig
+from labelloop.prelabel.backends.opencv import OpenCVPreLabeler
 from labelloop.prelabel.protocol import PreLabeler
+from labelloop.workspace.config import ProjectConfig
 
 
 @functools.lru_cache(maxsize=4)
 def _build(config_json: str, root: str | None) -> PreLabeler:
     cfg = ProjectConfig.model_validate_json(config_json)
     if cfg.prelabeler.backend == "opencv":
-        from labelloop.prelabel.opencv import OpenCVPreLabeler
-
         return OpenCVPreLabeler(cfg)
     if cfg.prelabeler.backend == "foundation":
         try:
-            from labelloop.prelabel.foundation import FoundationPreLabeler
+            from labelloop.prelabel.backends.foundation import FoundationPreLabeler  # imports torch: the gpu extra
 
             return FoundationPreLabeler(cfg, root)
         except ModuleNotFoundError as exc:
@@ -34,7 +33,7 @@ class PreLabelerResource(dg.ConfigurableResource):
 
     ``backend: opencv`` (default) is OpenCV's classical detectors on CPU (weights inside the
     installed wheel). ``backend: foundation`` is Grounding DINO + SAM from local checkpoints
-    (labelloop.prelabel.foundation); its weights load on first use, so asking for ``model_id``
+    (labelloop.prelabel.backends.foundation); its weights load on first use, so asking for ``model_id``
     (review, labels, QA, the CLI) never loads them. ``device`` overrides the config (``cpu``,
     ``cuda``, ``cuda:N``, ``auto``).
     """

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from labelloop.workspace import Workspace
+from labelloop.review.live.server import LabelStudioServer
+from labelloop.review.live.sync import default_title, newest_update, pull_reviews, push_batch
+from labelloop.workspace.layout import Workspace
 
 
 class LabelStudioFilesResource(dg.ConfigurableResource):
@@ -36,7 +38,7 @@ class LabelStudioFilesResource(dg.ConfigurableResource):
 class LabelStudioServerResource(LabelStudioFilesResource):
     """A running Label Studio server (label-studio-sdk): ``review_export`` also pushes the batch's
     tasks with their pre-annotations into the project, ``human_labels`` also pulls new and
-    updated annotations from it (see :mod:`labelloop.labelstudio_sync`), and
+    updated annotations from it (see :mod:`labelloop.review.live.sync`), and
     ``label_studio_sensor`` polls it. The files of the file route are still written and read.
 
     Wiring (``pipelines.definitions``): used when LABEL_STUDIO_URL is set, with
@@ -60,34 +62,29 @@ class LabelStudioServerResource(LabelStudioFilesResource):
         return True
 
     def server(self):
-        """A :class:`labelloop.labelstudio_server.LabelStudioServer` for this configuration."""
-        from labelloop.labelstudio_server import LabelStudioServer
+        """A :class:`labelloop.review.live.server.LabelStudioServer` for this configuration."""
 
         return LabelStudioServer(self.url, self.api_key, timeout=self.timeout_s)
 
     def title(self, ws: Workspace) -> str:
-        from labelloop.labelstudio_sync import default_title
 
         return self.project_title or default_title(ws)
 
     def push_batch(self, ws: Workspace, batch: str) -> dict | None:
-        """:func:`labelloop.labelstudio_sync.push_batch` of ``batch`` into the project."""
-        from labelloop.labelstudio_sync import push_batch
+        """:func:`labelloop.review.live.sync.push_batch` of ``batch`` into the project."""
 
         return push_batch(ws, self.server(), batch, title=self.title(ws), document_root=self.document_root or None,
                           workspace_path=self.workspace_path or None)
 
     def pull_reviews(self, ws: Workspace, full: bool = False, run_id: str | None = None) -> dict | None:
-        """:func:`labelloop.labelstudio_sync.pull_reviews` of the project into the review store
+        """:func:`labelloop.review.live.sync.pull_reviews` of the project into the review store
         (``run_id``: the Dagster run pulling, stored as the reviews' ``import_run_id``)."""
-        from labelloop.labelstudio_sync import pull_reviews
 
         return pull_reviews(ws, self.server(), title=self.title(ws), full=full, overlap_s=self.overlap_s,
                             run_id=run_id)
 
     def newest_update(self, ws: Workspace) -> tuple[str, str | None] | None:
         """``(source, newest task updated_at)`` of the project, None while it does not exist."""
-        from labelloop.labelstudio_sync import newest_update
 
         return newest_update(self.server(), self.title(ws))
 

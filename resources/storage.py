@@ -10,7 +10,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from labelloop.store import ENV_STORE_ENDPOINT, ENV_STORE_URL, StoreSettings
-from labelloop.workspace import Workspace
+from labelloop.workspace.layout import Workspace
 
 # S3Resource field -> environment variable bound to it (dg.EnvVar) when that variable is set
 S3_ENV = {"endpoint_url": ENV_STORE_ENDPOINT, "aws_access_key_id": "AWS_ACCESS_KEY_ID",
@@ -45,11 +45,11 @@ class WorkspaceResource(dg.ConfigurableResource):
                              region=s3.region_name or None)
 
     def at(self) -> Workspace:
-        """The :class:`labelloop.workspace.Workspace`, initialized or not (sensors check)."""
+        """The :class:`labelloop.workspace.layout.Workspace`, initialized or not (sensors check)."""
         return Workspace.at(self.root, self.store())
 
     def workspace(self) -> Workspace:
-        """The :class:`labelloop.workspace.Workspace`; raises WorkspaceError if not initialized."""
+        """The :class:`labelloop.workspace.layout.Workspace`; raises WorkspaceError if not initialized."""
         return self.at().require()
 
     def s3_client(self):

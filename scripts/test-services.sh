@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Headless Chromium for the QA report's browser test (tests/test_report_browser.py).
+# Headless Chromium for the QA report's browser test (tests/live/test_report_browser.py).
 if [ ! -x /usr/bin/chromium ]; then
     echo "test-services: installing chromium (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
@@ -12,7 +12,7 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get install -y -qq chromium
 fi
 
-# Label Studio 1.23.2 for the live review-tool tests (tests/test_labelstudio_live.py), in its own
+# Label Studio 1.23.2 for the live review-tool tests (tests/live/test_labelstudio_live.py), in its own
 # virtualenv: its pins (Django, numpy, ...) clash with ours. The tests start it (session fixture).
 LS_VERSION=1.23.2
 if ! .venv-labelstudio/bin/python -c "import label_studio, sys; sys.exit(label_studio.__version__ != '$LS_VERSION')" 2>/dev/null; then
@@ -21,7 +21,7 @@ if ! .venv-labelstudio/bin/python -c "import label_studio, sys; sys.exit(label_s
     .venv-labelstudio/bin/pip install -q "label-studio==$LS_VERSION"
 fi
 
-# Ultralytics, so tests/test_ultralytics.py checks our YOLO releases with Ultralytics' own dataset
+# Ultralytics, so tests/integration/test_ultralytics.py checks our YOLO releases with Ultralytics' own dataset
 # loader. --no-deps: ultralytics requires opencv-python, whose cv2/ would overwrite the cv2/ of the
 # opencv-python-headless 4.12 that label-studio-sdk pins (both wheels ship the same package); what its
 # data loader imports (numpy, torch, torchvision, PIL, yaml, matplotlib, scipy, psutil, requests) is
@@ -45,7 +45,7 @@ else:
 assert cv2.__version__.startswith("4.12") and hasattr(cv2, "CascadeClassifier"), cv2.__version__
 PY
 
-# Redis on 127.0.0.1:6379: the Celery broker and result backend of tests/test_celery.py.
+# Redis on 127.0.0.1:6379: the Celery broker and result backend of tests/live/test_celery.py.
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
     if ! command -v redis-server >/dev/null; then
         echo "test-services: installing redis-server (apt-get)"

@@ -7,4 +7,5 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m venv .venv
 .venv/bin/pip install -e '.[test]'
 bash scripts/test-services.sh   # servers and tools the tests start (each step idempotent)
+.venv/bin/lint-imports          # the package layers and no import cycles (pyproject.toml, [tool.importlinter])
 .venv/bin/pytest "$@"

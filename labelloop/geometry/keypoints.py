@@ -11,7 +11,7 @@ COCO's visibility flag (https://cocodataset.org/#format-data, "Keypoint Detectio
 - ``v = 2``: labeled and visible.
 
 Label Studio keypoints (``KeyPointLabels``) carry no visibility flag, so labelloop defines one
-(:func:`labelloop.labelstudio_tasks.label_config_xml` writes it into the labeling config):
+(:func:`labelloop.formats.labelstudio.tasks.label_config_xml` writes it into the labeling config):
 
 - a keypoint the reviewer did not place is ``v = 0``;
 - a placed keypoint is ``v = 2``, unless the reviewer picked ``occluded`` in the per-region
@@ -43,7 +43,6 @@ COCO_PERSON_SKELETON: tuple[tuple[int, int], ...] = (
     (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
     (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
 )
-PRESETS = {"coco-person": COCO_PERSON_KEYPOINTS}
 
 NOT_LABELED, OCCLUDED, VISIBLE = 0, 1, 2
 VISIBILITY_CONTROL = "keypoint_visibility"  # <Choices name=... perRegion="true">
@@ -53,25 +52,6 @@ ID_SEP = ":"  # keypoint region id = f"{instance_region_id}:{keypoint_name}"
 
 class KeypointError(ValueError):
     """Keypoints that do not fit their category's schema or the image (the message says which)."""
-
-
-def resolve_names(spec: str | Sequence[str] | None) -> list[str] | None:
-    """Keypoint names of a category from config: a preset name (``"coco-person"``), a list of
-    names, or None (no keypoints).
-
-    Raises:
-        KeypointError: an unknown preset, an empty list, or duplicate / empty names.
-    """
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        if spec not in PRESETS:
-            raise KeypointError(f"unknown keypoint preset {spec!r} (known: {', '.join(sorted(PRESETS))})")
-        return list(PRESETS[spec])
-    names = [str(n) for n in spec]
-    if not names or any(not n for n in names) or len(set(names)) != len(names):
-        raise KeypointError(f"keypoint names must be a non-empty list of unique names, got {names}")
-    return names
 
 
 def triples(points: dict[str, tuple[float, float, int]], names: Sequence[str]) -> list[float]:

@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-
 MAX_POLYGON_LENGTH = 1_000_000  # px of boundary (all parts) :func:`polygons_to_rle` rasterizes at most
 
 

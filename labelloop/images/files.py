@@ -5,7 +5,7 @@ pixels of the *displayed* image, i.e. after the EXIF Orientation tag (EXIF 2.3, 
 values 1-8) is applied with ``PIL.ImageOps.exif_transpose``; origin top-left, x right, y down.
 ``format``/``mode`` are Pillow's names (Pillow docs, "Image file formats" and "Concepts: Modes").
 ``phash`` is imagehash's 64-bit DCT perceptual hash of a reduced copy of the displayed image, as
-16 hex digits (definition and versions: :mod:`labelloop.phash`); near duplicates are judged by
+16 hex digits (definition and versions: :mod:`labelloop.images.phash`); near duplicates are judged by
 Hamming distance. Multi-frame files use their first frame.
 Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) applies on top of ``max_pixels``;
 truncated files are never accepted (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
@@ -13,13 +13,11 @@ truncated files are never accepted (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
 import re
 import struct
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -28,9 +26,9 @@ from typing import Any
 import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from labelloop.image_modes import to_rgb
-from labelloop.phash import HASH_INPUT_SIDE, PHASH_METHOD, hash_reduction
-from labelloop.store import is_remote, open_binary
+from labelloop.images.modes import to_rgb
+from labelloop.images.phash import HASH_INPUT_SIDE, PHASH_METHOD, hash_reduction
+from labelloop.store import is_remote, open_binary, write_bytes_atomic
 
 CHUNK = 1 << 20
 IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, for their sha256 and the decode
@@ -154,7 +152,7 @@ def _decode(path, max_pixels: int | None = None, for_hash: bool = False,
 
     ``for_hash=True`` returns instead of ``rgb`` the perceptual hash's input, a 32x32 "L"
     thumbnail of the displayed image through a reduction by
-    :func:`labelloop.phash.hash_reduction`'s factor k: a JPEG is
+    :func:`labelloop.images.phash.hash_reduction`'s factor k: a JPEG is
     decoded at 1/k scale by libjpeg (DCT scaling through Pillow's ``draft``; YCbCr JPEGs straight
     to luma "L"), which still entropy-decodes every scan, so truncated or corrupt data is rejected
     as by a full decode; other formats are fully decoded, converted to RGB, then L, and ``reduce(k)``-ed.
@@ -218,7 +216,7 @@ def _decode(path, max_pixels: int | None = None, for_hash: bool = False,
 
 
 def _hash_source(im: Image.Image, width: int, k: int, orientation: int) -> Image.Image:
-    """The 32x32 "L" thumbnail :mod:`labelloop.phash` hashes, from the decoded ``im`` (stored
+    """The 32x32 "L" thumbnail :mod:`labelloop.images.phash` hashes, from the decoded ``im`` (stored
     orientation, ``width`` px wide before any DCT scaling): reduced by ``k`` in all, resampled
     (antialiased bilinear) to 32x32, then turned upright."""
     src = im if im.mode == "L" and im.info.get("transparency") is None else to_rgb(im).convert("L")
@@ -235,7 +233,7 @@ def inspect_image(path, max_pixels: int) -> dict:
     Returns a dict: ``image_id`` (sha256 hex), ``width``/``height`` (int pixels after EXIF
     transpose), ``format`` (Pillow name, e.g. "JPEG"), ``mode`` (Pillow mode as decoded, before RGB
     conversion, e.g. "CMYK", "I;16"), ``bytes`` (file size), ``exif_orientation`` (1..8), ``phash``
-    (16 hex digits, :mod:`labelloop.phash`), ``phash_method`` (:data:`labelloop.phash.PHASH_METHOD`),
+    (16 hex digits, :mod:`labelloop.images.phash`), ``phash_method`` (:data:`labelloop.images.phash.PHASH_METHOD`),
     ``status`` ("ok" | "rejected"),
     ``reject_reason`` (None, or ``"<code>: <detail>"``, code in :data:`REASON_CODES`).
     ``width * height`` is checked against ``max_pixels`` from the header, before any pixel is
@@ -290,7 +288,7 @@ def check_image_id(path, image_id: str) -> None:
 
 def phash_file(path, image_id: str | None = None) -> str:
     """The perceptual hash :func:`inspect_image` stores for ``path`` (16 hex digits, method
-    :data:`labelloop.phash.PHASH_METHOD`).
+    :data:`labelloop.images.phash.PHASH_METHOD`).
 
     ``image_id``: the sha256 hex the file must still have (a row's ``image_id``), so that a
     file replaced since the row was written never gives that row its hash; the file is then
@@ -320,21 +318,6 @@ def load_rgb(path, image_id: str | None = None) -> Image.Image:
     """
     data = _read_checked(path, image_id) if image_id is not None else None
     return _decode(path, data=data)[1]
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def save_release_copy(path, dest_dir, stem: str, image_id: str | None = None) -> str:
@@ -369,5 +352,5 @@ def save_release_copy(path, dest_dir, stem: str, image_id: str | None = None) ->
             while chunk := src.read(CHUNK):
                 f.write(chunk)
 
-    _atomic_write(dest / name, write)
+    write_bytes_atomic(dest / name, write)
     return name

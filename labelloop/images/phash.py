@@ -67,8 +67,8 @@ def upgrade_hashes(rows: list[dict], rehash) -> tuple[list[dict], int, list[str]
     """Rows (IMAGES dicts) with every ok row's ``phash`` in :data:`PHASH_METHOD`.
 
     ``rehash(row)`` returns the current-method hash of the row's stored file (e.g.
-    ``labelloop.images.phash_file`` of its ``uri``) or raises ``OSError`` / ``ValueError`` (a
-    missing or unreadable file: ``labelloop.images.ImageError`` is a ValueError). Such rows keep
+    ``labelloop.images.files.phash_file`` of its ``uri``) or raises ``OSError`` / ``ValueError`` (a
+    missing or unreadable file: ``labelloop.images.files.ImageError`` is a ValueError). Such rows keep
     their legacy hash and method. Returns ``(rows, n_rehashed, problems)``, problems as
     ``"<source_path>: <reason>"``; the input rows are not mutated.
     """

@@ -9,6 +9,7 @@ Label Studio JSON export (project 7, reviewer 3), referencing ``photos/<file nam
 from __future__ import annotations
 
 import shutil
+from importlib import resources
 from pathlib import Path
 
 SKIMAGE = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "rocket.jpg",
@@ -21,9 +22,9 @@ def bundled_photos() -> list[Path]:
     Raises:
         FileNotFoundError: a photo is missing from its package (names the expected path).
     """
-    import matplotlib
-    import skimage
-    import sklearn.datasets
+    import matplotlib  # heavy: only when a figure is drawn
+    import skimage  # heavy: only when the bundled photos are staged
+    import sklearn.datasets  # heavy: only when the bundled photos are staged
 
     sk = Path(skimage.__file__).parent / "data"
     paths = [sk / n for n in SKIMAGE]
@@ -46,6 +47,5 @@ def stage_photos(dest: Path) -> Path:
 
 def demo_review_path() -> Path:
     """The hand-made Label Studio JSON export of the bundled photos (package data)."""
-    from importlib import resources
 
     return Path(str(resources.files("labelloop.data").joinpath("demo_review.json")))

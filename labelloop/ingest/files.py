@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelloop.images import IN_MEMORY_BYTES, hash_file
+from labelloop.images.files import IN_MEMORY_BYTES, hash_file
 from labelloop.store import copy_file, is_remote
-from labelloop.workspace import Workspace, WorkspaceError, check_batch_name, next_ingest_seq, read_manifest
+from labelloop.workspace.layout import Workspace, WorkspaceError, check_batch_name, next_ingest_seq, read_manifest
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 

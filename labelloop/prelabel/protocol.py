@@ -10,14 +10,15 @@ change the output; routing thresholds are not part of it.
 
 from __future__ import annotations
 
-import inspect
-
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 from PIL import Image
+
+from labelloop.images.files import ImageError, check_image_id, load_rgb
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,14 @@ def iter_predictions(model: PreLabeler, paths: Sequence,
 
     A model with ``predict_files(paths, image_ids=None)`` (the batched foundation backend:
     DataLoader workers, batches on the device) streams its own results; otherwise each file is
-    decoded here with :func:`labelloop.images.load_rgb` and passed alone to ``model.predict``.
+    decoded here with :func:`labelloop.images.files.load_rgb` and passed alone to ``model.predict``.
     ``image_ids``: the sha256 each file must still have (its raw_images row's image_id), checked
     on the bytes decoded, so a file replaced since raw_images never gets predictions under the
     old identity (a ``predict_files`` without an ``image_ids`` parameter gets the files checked
     here first). A file that cannot be decoded or has changed yields its
-    :class:`~labelloop.images.ImageError` (the message names the file) instead of raising;
+    :class:`~labelloop.images.files.ImageError` (the message names the file) instead of raising;
     errors of the model itself propagate.
     """
-    from labelloop.images import ImageError, check_image_id, load_rgb
 
     ids = list(image_ids) if image_ids is not None else [None] * len(paths)
     stream = getattr(model, "predict_files", None)

@@ -8,13 +8,13 @@ image is double-reviewed when two or more annotators have a current annotation o
 Units of agreement (one per object): on each image both reviewers annotated, their boxes are
 matched one to one, class-agnostic, greedily as COCO evaluation does (reviewer A's boxes by
 descending area, each taking B's unmatched box of highest IoU >= ``min_iou``,
-:func:`labelloop.geometry.greedy_match`). A matched pair gives ``(class_A, class_B)``; an
+:func:`labelloop.geometry.boxes.greedy_match`). A matched pair gives ``(class_A, class_B)``; an
 unmatched box gives ``(class, "missing")`` or ``("missing", class)``. Images where neither drew
 a box give no unit (agreement on negatives is not counted).
 
 Kappa: Cohen (1960), "A coefficient of agreement for nominal scales", Educational and
 Psychological Measurement 20(1), computed with ``sklearn.metrics.cohen_kappa_score`` over the
-units; interval: percentile bootstrap over units (:mod:`labelloop.intervals`). Kappa is
+units; interval: percentile bootstrap over units (:mod:`labelloop.qa.intervals`). Kappa is
 *undefined* (reported with the reason, never 0 or NaN) when there is no double-reviewed image,
 no unit, or only one class among all units (expected agreement 1, so 0/0).
 """
@@ -27,10 +27,16 @@ from collections import defaultdict
 from typing import Iterable
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
-from labelloop.geometry import area, greedy_match
-from labelloop.intervals import MIN_BOOTSTRAP_N, bootstrap_interval, gate_higher_is_better, scaled_sample_size, worst
+from labelloop.geometry.boxes import area, greedy_match
+from labelloop.qa.intervals import (
+    MIN_BOOTSTRAP_N,
+    bootstrap_interval,
+    gate_higher_is_better,
+    multinomial_weights,
+    scaled_sample_size,
+    worst,
+)
 
 MISSING = "missing"
 
@@ -135,6 +141,8 @@ def kappa_with_interval(labels_a: list[str], labels_b: list[str], confidence: fl
     if len(classes) == 1:
         return base | {"undefined": f"only one class ({classes[0]!r}) among {n} objects: expected agreement is 1, "
                                     "so kappa is 0/0"}
+    from sklearn.metrics import cohen_kappa_score  # heavy (about a second): only when kappa is computed
+
     kappa = float(cohen_kappa_score(labels_a, labels_b, labels=classes))
     idx = {c: i for i, c in enumerate(classes)}
     k = len(classes)
@@ -144,8 +152,6 @@ def kappa_with_interval(labels_a: list[str], labels_b: list[str], confidence: fl
 
     def stat(w: np.ndarray) -> np.ndarray:
         return kappa_from_counts((w @ onehot).reshape(-1, k, k))
-
-    from labelloop.intervals import multinomial_weights
 
     boot = stat(multinomial_weights(n, resamples, seed))
     boot = boot[np.isfinite(boot)]
@@ -213,8 +219,8 @@ def kappa_gates(agreement: dict, threshold: float = 0.8, guidelines: float = 0.6
                 confidence: float = 0.95) -> tuple[dict, dict]:
     """The blocking ``inter_annotator_kappa`` gate and the non-blocking ``guidelines_agreement`` flag.
 
-    Each measured pair is judged by its interval (:func:`labelloop.intervals.gate_higher_is_better`,
-    at least :data:`~labelloop.intervals.MIN_BOOTSTRAP_N` objects); the gate takes the worst pair.
+    Each measured pair is judged by its interval (:func:`labelloop.qa.intervals.gate_higher_is_better`,
+    at least :data:`~labelloop.qa.intervals.MIN_BOOTSTRAP_N` objects); the gate takes the worst pair.
     Undefined pairs are listed but not judged; no measured pair gives ``not_measured``. The
     guidelines flag warns when a pair's (or the pooled) kappa is below ``guidelines``.
     """

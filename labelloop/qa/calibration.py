@@ -21,7 +21,7 @@ A policy is a JSON file ``calibration/<policy_id>.json`` in the workspace (commi
 repository) with the thresholds, the per-class fit, the estimate of the review it saves, and
 the outcomes it used (``calibration/<policy_id>.outcomes.parquet`` plus their sha256).
 ``routing.calibrated_policy`` in labelloop.yaml makes the next routing use it
-(:func:`labelloop.config.load_config`).
+(:func:`labelloop.workspace.config.load_config`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,18 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 from labelloop import tables
-from labelloop.config import ProjectConfig
-from labelloop.geometry import greedy_match
-from labelloop.qa import wilson_interval
-from labelloop.schemas import CALIBRATION_OUTCOMES
+from labelloop.geometry.boxes import greedy_match
+from labelloop.qa.intervals import wilson_interval
+from labelloop.review.store import review_store
+from labelloop.routing.confidence import kept_predictions
+from labelloop.tables.schemas import CALIBRATION_OUTCOMES
+from labelloop.workspace import repo
+from labelloop.workspace import versioning as V
+from labelloop.workspace.config import ProjectConfig
+from labelloop.workspace.repo import current_predictions
 
 POLICY_DIR = "calibration"
 
@@ -125,7 +132,7 @@ def fit_thresholds(outcomes: list[dict], config: ProjectConfig) -> dict:
 
 def route_share(predictions: list[dict], image_ids: list[str], thresholds: dict[str, dict]) -> dict:
     """Images auto-accepted vs sent to review under ``thresholds`` (the routing rule of
-    :mod:`labelloop.routing`, without the QA sample): ``{"images", "auto", "review", "review_share"}``."""
+    :mod:`labelloop.routing.confidence`, without the QA sample): ``{"images", "auto", "review", "review_share"}``."""
     by_image: dict[str, list[dict]] = defaultdict(list)
     for p in predictions:
         t = thresholds.get(p["category"])
@@ -207,7 +214,6 @@ def set_policy_in_yaml(config_path: Path, rel: str | None) -> None:
     """Point ``routing.calibrated_policy`` of labelloop.yaml at ``rel`` (None: back to the yaml's
     thresholds), editing that one line so comments and layout stay. Falls back to rewriting the
     file with PyYAML when ``routing`` is not a block mapping."""
-    import yaml
 
     text = config_path.read_text(encoding="utf-8")
     value = "null" if rel is None else json.dumps(rel)
@@ -240,14 +246,10 @@ def calibrate_workspace(ws, model_id: str, apply: bool = False) -> dict:
     with ``apply`` point labelloop.yaml at it and commit both to the workspace's git repository
     (``labelloop run`` then re-routes every batch with it; reviewed images stay reviewed).
     Returns the policy dict (without outcomes) plus ``path`` and ``applied``."""
-    from labelloop import batch as B
-    from labelloop import versioning as V
-    from labelloop.project import current_predictions, review_store
-    from labelloop.routing import kept_predictions
 
     cfg = ws.config()
     store = review_store(ws)
-    queue = B.all_queue(ws)
+    queue = repo.all_queue(ws)
     preds = kept_predictions(current_predictions(ws, model_id), cfg)
     routed = sorted({q["image_id"] for q in queue})
     policy = calibrate(cfg, [p for p in preds if p["image_id"] in set(routed)], routed,

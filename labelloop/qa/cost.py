@@ -1,6 +1,6 @@
 """Labeling cost: the release labeled by hand, the review actually done, and the saving.
 
-Unit prices come from ``cost:`` in labelloop.yaml (:class:`labelloop.config.Cost`); the defaults
+Unit prices come from ``cost:`` in labelloop.yaml (:class:`labelloop.workspace.config.Cost`); the defaults
 sit in the middle of the ranges annotation vendors publish: image classification $0.03-0.10 per
 image, bounding boxes $0.02-0.10 per object, segmentation masks $0.10-3.00 per object.
 
@@ -14,7 +14,7 @@ image, bounding boxes $0.02-0.10 per object, segmentation masks $0.10-3.00 per o
 
 from __future__ import annotations
 
-from labelloop.config import Cost
+from labelloop.workspace.config import Cost
 
 
 def estimate_cost(labels: list[dict], resolved_images: list[dict], human_labels: list[dict], prices: Cost) -> dict:

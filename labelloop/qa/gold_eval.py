@@ -1,32 +1,39 @@
 """Reviewers against the gold set: per-reviewer precision, recall, mean IoU, class accuracy; gates.
 
 For each reviewer and each gold image they annotated (their current annotation,
-:func:`labelloop.agreement.current_annotations`):
+:func:`labelloop.qa.agreement.current_annotations`):
 
 - Objects are matched one to one, class-agnostic, greedily by IoU as COCO evaluation does
-  (:func:`labelloop.agreement.match_objects`; any overlap counts for localization).
+  (:func:`labelloop.qa.agreement.match_objects`; any overlap counts for localization).
 - **mean IoU** (localization): the mean over objects of the matched pair's IoU, with 0 for a
   gold box the reviewer missed and for a box the reviewer drew where the gold set has none,
   so shifted, dropped and spurious boxes all lower it. Interval: percentile bootstrap over
-  objects (:mod:`labelloop.intervals`).
+  objects (:mod:`labelloop.qa.intervals`).
 - **class accuracy**: among pairs matched at IoU >= 0.5, the share whose classes agree; Wilson
   interval.
 - **precision / recall / mean IoU at 0.5 and 0.75**, overall and per class: the reviewer's boxes
   against the gold boxes with COCO-style same-class greedy matching
-  (:func:`labelloop.qa.detection_metrics`).
+  (:func:`labelloop.qa.metrics.detection_metrics`).
 
 Gates (``gold_mean_iou``: >= 0.5, or 0.75 in strict mode; ``gold_class_accuracy``: >= 0.95) judge
-each reviewer by the interval rule of :mod:`labelloop.intervals` and take the worst reviewer.
+each reviewer by the interval rule of :mod:`labelloop.qa.intervals` and take the worst reviewer.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from labelloop.agreement import MISSING, match_objects
-from labelloop.intervals import (MIN_BOOTSTRAP_N, STATUS_ORDER, gate_higher_is_better, mean_interval,
-                                 proportion_gate, scaled_sample_size, worst)
-from labelloop.qa import detection_metrics
+from labelloop.qa.agreement import MISSING, match_objects
+from labelloop.qa.intervals import (
+    MIN_BOOTSTRAP_N,
+    STATUS_ORDER,
+    gate_higher_is_better,
+    mean_interval,
+    proportion_gate,
+    scaled_sample_size,
+    worst,
+)
+from labelloop.qa.metrics import detection_metrics
 
 ANY_OVERLAP = 1e-9
 CLASS_IOU = 0.5
@@ -49,7 +56,7 @@ def reviewer_vs_gold(gold_labels: list[dict], gold_image_ids: list[str], annotat
 
     Args:
         gold_labels: GOLD_LABELS rows; gold_image_ids: every gold image (negatives included);
-        annotations: :func:`labelloop.agreement.current_annotations` of all reviews.
+        annotations: :func:`labelloop.qa.agreement.current_annotations` of all reviews.
         mean_iou_threshold: an object below this IoU is listed among the reviewer's errors.
     Returns:
         ``{"gold_images": int, "reviewers": {annotator: {"images", "objects", "mean_iou",
@@ -111,7 +118,7 @@ def gold_gates(result: dict, mean_iou_threshold: float = 0.5, class_accuracy_thr
     """The blocking ``gold_mean_iou`` and ``gold_class_accuracy`` gates from :func:`reviewer_vs_gold`.
 
     Each reviewer is judged alone (mean IoU: bootstrap interval, at least
-    :data:`~labelloop.intervals.MIN_BOOTSTRAP_N` objects; class accuracy: Wilson interval); a gate
+    :data:`~labelloop.qa.intervals.MIN_BOOTSTRAP_N` objects; class accuracy: Wilson interval); a gate
     takes its worst reviewer. ``images``: the gold images where failing (else warned) reviewers
     erred. No reviewer on a gold image: ``not_measured``.
     """

@@ -11,8 +11,9 @@ whole interval with its threshold:
 
 Sources:
 
-- Proportions: Wilson (1927) score interval, ``scipy.stats.binomtest(...).proportion_ci``
-  (see :func:`labelloop.qa.wilson_interval`).
+- Proportions: Wilson, E. B. (1927), "Probable inference, the law of succession, and statistical
+  inference", JASA 22(158), computed with the maintained implementation
+  ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`` (:func:`wilson_interval`).
 - Means and kappa: nonparametric percentile bootstrap (Efron & Tibshirani, "An Introduction to
   the Bootstrap", 1993, ch. 13) with a seeded generator, so reports are reproducible. Resampling
   weights are multinomial counts, which makes each statistic a vectorized function of counts.
@@ -27,11 +28,47 @@ from typing import Callable
 
 import numpy as np
 
-from labelloop.qa import sample_size_needed, wilson_interval
-
 MIN_BOOTSTRAP_N = 5
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson (1927) score interval of a binomial proportion ``k / n``; ``(0.0, 1.0)`` if n == 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    from scipy.stats import binomtest  # heavy (about a second): only when an interval is computed
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return (min(max(float(ci.low), 0.0), 1.0), min(max(float(ci.high), 0.0), 1.0))
+
+
+def sample_size_needed(p_hat: float, target: float, confidence: float = 0.95, max_n: int = 100_000) -> int | None:
+    """Smallest audit size ``n`` whose Wilson upper bound is below ``target`` when the observed
+    error proportion is ``p_hat`` (``k = round(p_hat * n)`` errors).
+
+    Doubling search for a passing ``n``, then bisection between the last failing and the first
+    passing size. ``None`` when ``p_hat >= target`` (no sample can show the rate is below the
+    target) or when more than ``max_n`` images would be needed.
+    """
+    if p_hat >= target:
+        return None
+
+    def passes(n: int) -> bool:
+        return wilson_interval(round(p_hat * n), n, confidence)[1] < target
+
+    lo, hi = 0, 1  # invariant: lo fails (n = 0 gives [0, 1]), hi is the candidate
+    while not passes(hi):
+        if hi >= max_n:
+            return None
+        lo, hi = hi, min(hi * 2, max_n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def multinomial_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
@@ -78,7 +115,7 @@ def accuracy_sample_size_needed(p_hat: float, threshold: float, confidence: floa
                                 max_n: int = 100_000) -> int | None:
     """Smallest number of checked items whose Wilson *lower* bound reaches ``threshold`` when the
     observed accuracy is ``p_hat``; ``None`` when ``p_hat <= threshold`` (no sample can show it)
-    or more than ``max_n`` would be needed. Mirror of :func:`labelloop.qa.sample_size_needed`
+    or more than ``max_n`` would be needed. Mirror of :func:`labelloop.qa.intervals.sample_size_needed`
     (the Wilson interval of ``1 - p`` is the mirror image of that of ``p``)."""
     if p_hat <= threshold:
         return None

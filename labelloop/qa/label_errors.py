@@ -33,7 +33,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from labelloop.geometry import iou
+from labelloop.formats.labelstudio import build_import_tasks
+from labelloop.geometry.boxes import iou
 
 ISSUES = ("swapped", "badly_located", "missing")
 SAME_OBJECT_IOU = 0.9
@@ -78,7 +79,7 @@ def find_suspects(labels: list[dict], predictions: list[dict], image_ids: list[s
         ``[{"suspect_id", "image_id", "label_id" (None for missing), "issue", "category", "bbox",
         "score", "image_score"}]`` sorted by score, then image_id.
     """
-    from cleanlab.object_detection import rank
+    from cleanlab.object_detection import rank  # heavy (pandas, scikit-learn): only when label errors are scored
 
     cat_index = {c: i for i, c in enumerate(categories)}
     lab_by: dict[str, list[dict]] = defaultdict(list)
@@ -175,7 +176,6 @@ def suspect_review_tasks(suspects: list[dict], images: list[dict], labels: list[
     """Label Studio tasks for the images of the worst open suspects, pre-annotated with their
     current labels (region id = the label's prediction_id, else its label_id), plus the
     EXPORTED_PREDICTIONS rows (source ``labelloop/label-suspects``) and the image_ids sent."""
-    from labelloop.labelstudio import build_import_tasks
 
     chosen: list[str] = []
     for s in suspects:

@@ -2,12 +2,10 @@
 
 Sources of the formulas:
 
-- Binomial confidence interval: Wilson, E. B. (1927), "Probable inference, the law of
-  succession, and statistical inference", JASA 22(158). Computed with the maintained
-  implementation ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``.
+- Binomial confidence interval: Wilson (1927) score interval (:func:`labelloop.qa.intervals.wilson_interval`).
 - Detection matching: COCO evaluation (pycocotools ``COCOeval.evaluateImg``) visits detections
   by descending score; each takes the unmatched ground truth of its class with the highest
-  IoU at or above the threshold (:func:`labelloop.geometry.greedy_match`).
+  IoU at or above the threshold (:func:`labelloop.geometry.boxes.greedy_match`).
 - Gate rule: the audited error rate passes when the whole interval lies below the target, fails
   (blocking) when the whole interval lies above it, and warns otherwise (not enough evidence).
 """
@@ -18,48 +16,11 @@ import math
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
-from scipy.stats import binomtest
-
-from labelloop.geometry import box_problem, greedy_match, iou
+from labelloop.geometry.boxes import box_problem, greedy_match, iou
+from labelloop.qa.intervals import sample_size_needed, wilson_interval
 
 ROUTES = ("auto_accept", "qa_sample", "human_review")
 MAX_PROBLEMS = 50
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson (1927) score interval of a binomial proportion ``k / n``; ``(0.0, 1.0)`` if n == 0."""
-    if n <= 0:
-        return (0.0, 1.0)
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (min(max(float(ci.low), 0.0), 1.0), min(max(float(ci.high), 0.0), 1.0))
-
-
-def sample_size_needed(p_hat: float, target: float, confidence: float = 0.95, max_n: int = 100_000) -> int | None:
-    """Smallest audit size ``n`` whose Wilson upper bound is below ``target`` when the observed
-    error proportion is ``p_hat`` (``k = round(p_hat * n)`` errors).
-
-    Doubling search for a passing ``n``, then bisection between the last failing and the first
-    passing size. ``None`` when ``p_hat >= target`` (no sample can show the rate is below the
-    target) or when more than ``max_n`` images would be needed.
-    """
-    if p_hat >= target:
-        return None
-
-    def passes(n: int) -> bool:
-        return wilson_interval(round(p_hat * n), n, confidence)[1] < target
-
-    lo, hi = 0, 1  # invariant: lo fails (n = 0 gives [0, 1]), hi is the candidate
-    while not passes(hi):
-        if hi >= max_n:
-            return None
-        lo, hi = hi, min(hi * 2, max_n)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passes(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def _metric_row(tp: int, n_pred: int, n_true: int, ious: list[float]) -> dict:
@@ -240,7 +201,7 @@ def audit(
 
 def schema_check(labels: Sequence[dict], images: dict[str, tuple[int, int]], categories: Sequence[str]) -> dict:
     """Every label: known image, known category, box inside its ``(width, height)`` image with
-    positive area (:func:`labelloop.geometry.box_problem`). The first 50 problems are listed."""
+    positive area (:func:`labelloop.geometry.boxes.box_problem`). The first 50 problems are listed."""
     known = set(categories)
     problems, bad_images, n_invalid = [], set(), 0
     for lab in labels:
@@ -284,12 +245,12 @@ def class_counts(labels: Iterable[dict]) -> dict[str, dict]:
                 "by_route": dict(sorted(d["by_route"].items()))} for c, d in sorted(out.items())}
 
 
-def _clean(x):
+def json_safe(x):
     """JSON-ready copy: floats rounded to 6 decimals, NaN/inf -> None, tuples -> lists."""
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, bool) or x is None or isinstance(x, str):
         return x
     if hasattr(x, "item"):  # numpy scalar
@@ -344,6 +305,6 @@ def build_qa_report(
     ]
     counts = {"routes": route_counts(review_queue), "classes": class_counts(labels), "labels": len(labels),
               "images": len(images), "images_resolved": resolved, "images_reviewed": len(reviewed)}
-    return _clean({"labels_sha256": labels_sha256, "policy_id": policy_id, "counts": counts,
+    return json_safe({"labels_sha256": labels_sha256, "policy_id": policy_id, "counts": counts,
                    "prelabel_vs_human": detection_metrics(preds, truths, iou_thresholds), "audit": aud,
                    "schema": schema, "gates": gates})

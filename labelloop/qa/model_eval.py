@@ -17,8 +17,10 @@ import io
 import json
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
-from labelloop.geometry import xyxy_to_xywh
+from labelloop.geometry.boxes import xyxy_to_xywh
 
 METRICS = ("AP", "AP50", "AP75")
 
@@ -45,8 +47,6 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
         {"recall": [101 floats], "precision": [...]}}}``; AP values in [0, 1], ``None`` when
         undefined (no ground truth).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     ids = {iid: k + 1 for k, iid in enumerate(sorted(images))}
     cat_ids = {c: k + 1 for k, c in enumerate(categories)}

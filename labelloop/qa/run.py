@@ -1,20 +1,21 @@
 """The QA report of a workspace: every figure of labelloop's QA, its gates, per release and per batch.
 
-:func:`run_qa` reads the workspace's tables once, then builds (:func:`build_report`):
+:func:`run_qa` (the ``qa_report`` asset) reads the workspace's tables once, then builds
+(:func:`build_report`):
 
-- the base report (:func:`labelloop.qa.build_qa_report`: counts, pre-label P/R/IoU, audit of
+- the base report (:func:`labelloop.qa.metrics.build_qa_report`: counts, pre-label P/R/IoU, audit of
   the QA sample, schema check);
-- reviewers vs the gold set (:mod:`labelloop.gold_eval`) and inter-annotator kappa
-  (:mod:`labelloop.agreement`), with their gates;
-- the model vs human COCO AP / AP50 / AP75 for boxes and masks (:mod:`labelloop.coco_eval`) and a
+- reviewers vs the gold set (:mod:`labelloop.qa.gold_eval`) and inter-annotator kappa
+  (:mod:`labelloop.qa.agreement`), with their gates;
+- the model vs human COCO AP / AP50 / AP75 for boxes and masks (:mod:`labelloop.qa.model_eval`) and a
   model-vs-human confusion matrix;
-- label-error suspects (:mod:`labelloop.label_errors`), label statistics and class-balance drift
-  (:mod:`labelloop.label_stats`), cost (:mod:`labelloop.cost`) and the active calibrated policy;
+- label-error suspects (:mod:`labelloop.qa.label_errors`), label statistics and class-balance drift
+  (:mod:`labelloop.qa.statistics`), cost (:mod:`labelloop.qa.cost`) and the active calibrated policy;
 
 and writes ``tables/qa/qa_report.{json,html}`` for the whole label set (what a release would
 hold) and ``tables/qa/batches/<batch>/qa_report.{json,html}`` per batch (the batch's images and
 the images sent in its review export, honeypots included). A release archives the report that
-allowed it in ``tables/qa/releases/<tag>/`` (:func:`archive_release_report`).
+allowed it in ``tables/qa/releases/<tag>/`` (:func:`labelloop.workspace.repo.archive_release_report`).
 """
 
 from __future__ import annotations
@@ -24,53 +25,39 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from labelloop import batch as B
 from labelloop import tables
-from labelloop.store import copy_file
-from labelloop.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
-from labelloop.coco_eval import model_vs_human
-from labelloop.cost import estimate_cost
-from labelloop.gold import read_gold_images, read_gold_labels
-from labelloop.gold_eval import gold_gates, reviewer_vs_gold
-from labelloop.label_stats import box_sizes, class_drift, objects_per_image
-from labelloop.qa import _clean, build_qa_report, latest_reviews
-from labelloop.routing import QA_SAMPLE, kept_predictions
+from labelloop.images.files import load_rgb
+from labelloop.qa import label_errors as LE
+from labelloop.qa.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
+from labelloop.qa.cost import estimate_cost
+from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
+from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
+from labelloop.qa.model_eval import model_vs_human
+from labelloop.qa.report.html import render_html
+from labelloop.qa.statistics import box_sizes, class_drift, objects_per_image
+from labelloop.review.store import review_store
+from labelloop.routing.confidence import QA_SAMPLE, kept_predictions
+from labelloop.store import write_text_atomic
+from labelloop.tables.schemas import EXPORTED_PREDICTIONS, LABEL_SUSPECTS
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
 
 GALLERY_MAX = 6
 
 
 def gather(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str) -> dict:
     """Everything the report reads, from the workspace's tables (one read per table)."""
-    from labelloop.project import current_predictions, review_store
-
     cfg = ws.config()
     store = review_store(ws)
-    images = B.all_images(ws)
-    preds = current_predictions(ws, model_id)
+    images = repo.all_images(ws)
+    preds = repo.current_predictions(ws, model_id)
     return {"cfg": cfg, "labels": labels, "resolved": resolved, "labels_sha256": labels_sha256, "images": images,
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
-            "queue": B.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
+            "queue": repo.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
             "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
-            "gold_labels": read_gold_labels(ws), "gold_images": read_gold_images(ws),
-            "exported": B.all_exported(ws), "model_id": model_id, "previous_release": previous_release(ws),
+            "gold_labels": repo.read_gold_labels(ws), "gold_images": repo.read_gold_images(ws),
+            "exported": repo.all_exported(ws), "model_id": model_id, "previous_release": repo.previous_release(ws),
             "calibration": active_calibration(ws.root, cfg)}
-
-
-def previous_release(ws) -> tuple[str, dict] | None:
-    """``(tag, labels per class)`` of the latest release, from its index, or None."""
-    folder = ws.state / "releases"
-    best = None
-    for p in folder.glob("dataset-v*.json") if folder.is_dir() else []:
-        try:
-            n = int(p.stem.rsplit("v", 1)[1])
-        except ValueError:
-            continue
-        if best is None or n > best[0]:
-            best = (n, p)
-    if best is None:
-        return None
-    body = json.loads(best[1].read_text(encoding="utf-8"))
-    return body["tag"], dict(body.get("counts", {}).get("per_class", {}))
 
 
 def active_calibration(root: Path, cfg) -> dict | None:
@@ -139,7 +126,7 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
             "suspects": [s for s in rows if s["status"] == "open"][:50]}
     gallery = gallery_entries(gold, agreement, annotations, d["gold_labels"], mvh_worst, d["kept"], truths)
     report["gallery"] = [{k: v for k, v in g.items() if k not in ("set_a", "set_b")} for g in gallery]
-    return _clean(report), gallery
+    return json_safe(report), gallery
 
 
 def _model_confusion(kept, truths, latest) -> tuple[dict, list[tuple[float, str]]]:
@@ -195,24 +182,17 @@ def gallery_entries(gold, agreement, annotations, gold_labels, mvh_worst, kept, 
     return out[:GALLERY_MAX]
 
 
-def qa_dir(ws) -> Path:
-    return ws.table("qa")
-
-
 def write_report(ws, folder: Path, report: dict, gallery: list[dict], example) -> tuple[Path, Path]:
     """``qa_report.json`` + ``qa_report.html`` in ``folder`` (atomic writes)."""
-    from labelloop.images import load_rgb
-    from labelloop.report import render_html
-
-    uris = {r["image_id"]: r["uri"] for r in B.all_images(ws) if r["status"] == "ok"}
+    uris = {r["image_id"]: r["uri"] for r in repo.all_images(ws) if r["status"] == "ok"}
     pics = []
     for g in gallery:
         if g["image_id"] in uris:
             pics.append((load_rgb(ws.locate(uris[g["image_id"]])), g))
     folder.mkdir(parents=True, exist_ok=True)
     jpath, hpath = folder / "qa_report.json", folder / "qa_report.html"
-    B._atomic_text(jpath, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    B._atomic_text(hpath, render_html(report, example, pics))
+    write_text_atomic(jpath, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    write_text_atomic(hpath, render_html(report, example, pics))
     return jpath, hpath
 
 
@@ -226,7 +206,7 @@ def write_report_if_changed(ws, folder: Path, report: dict, gallery: list[dict])
             and (folder / "qa_report.json").is_file():
         return hpath
     _, hpath = write_report(ws, folder, report, gallery, None)
-    B._atomic_text(kpath, key)
+    write_text_atomic(kpath, key)
     return hpath
 
 
@@ -243,26 +223,10 @@ def batch_scopes(ws, d: dict) -> dict[str, set[str]]:
     return dict(scopes)
 
 
-def archive_release_report(ws, tag: str) -> Path | None:
-    """Copy the QA report that allowed release ``tag`` to ``tables/qa/releases/<tag>/``."""
-    src = qa_dir(ws)
-    if not (src / "qa_report.json").is_file():
-        return None
-    dest = src / "releases" / tag
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("qa_report.json", "qa_report.html"):
-        if (src / name).is_file():
-            copy_file(src / name, dest / name)
-    return dest
-
-
 def run_label_errors(ws, d: dict) -> dict:
     """Find suspects, remember dismissals, and write the suspects' review tasks."""
-    from labelloop import label_errors as LE
-    from labelloop.schemas import EXPORTED_PREDICTIONS, LABEL_SUSPECTS
-
     cfg = d["cfg"]
-    path = qa_dir(ws) / "label_suspects.parquet"
+    path = repo.label_suspects_path(ws)
     previous = tables.read_rows(path, LABEL_SUSPECTS)
     resolved_ids = [r["image_id"] for r in d["resolved"]]
     try:
@@ -277,12 +241,12 @@ def run_label_errors(ws, d: dict) -> dict:
     tasks, exported, sent = LE.suspect_review_tasks(rows, d["images"], d["labels"], cfg.qa.max_suspects)
     out = ws.review_out / "label-suspects"
     out.mkdir(parents=True, exist_ok=True)
-    B._atomic_text(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
-    tables.write_rows(exported, EXPORTED_PREDICTIONS, ws.table("review_export", "qa", "label-suspects.parquet"))
+    write_text_atomic(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    tables.write_rows(exported, EXPORTED_PREDICTIONS, repo.suspects_export_path(ws))
     return {"rows": rows, "images_sent": len(sent), "tasks_file": ws.relative(out / "tasks.json"), "undefined": None}
 
 
-def run_qa(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str, example=None) -> dict:
+def write_reports(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str, example=None) -> dict:
     """Build and write the release-candidate report and one report per batch; returns the former
     with ``batch_reports`` (batch -> HTML path relative to the workspace)."""
     d = gather(ws, model_id, labels, resolved, labels_sha256)
@@ -291,8 +255,34 @@ def run_qa(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_s
     batch_paths = {}
     for batch, ids in sorted(batch_scopes(ws, d).items()):
         rep, gal = build_report(_subset(d, ids), f"batch {batch}", suspects)
-        h = write_report_if_changed(ws, qa_dir(ws) / "batches" / batch, rep, gal)  # unchanged batches: kept
+        h = write_report_if_changed(ws, repo.qa_dir(ws) / "batches" / batch, rep, gal)  # unchanged batches: kept
         batch_paths[batch] = ws.relative(h)
     report["batch_reports"] = batch_paths
-    write_report(ws, qa_dir(ws), report, gallery, example)
+    write_report(ws, repo.qa_dir(ws), report, gallery, example)
     return report
+
+
+def run_qa(ws: Workspace, model_id: str) -> dict:
+    """The ``qa_report`` asset: measure the current labels (:func:`labelloop.workspace.repo.read_labels`)
+    and write ``qa_report.json`` + ``qa_report.html``, one report per batch and the label-error
+    suspects' review tasks (:func:`write_reports`). Returns the report dict."""
+    labels, resolved = repo.read_labels(ws)
+    return write_reports(ws, model_id, labels, resolved, repo.labels_sha256(ws),
+                         _example(ws, repo.all_images(ws), labels))
+
+
+def _example(ws: Workspace, images: list[dict], labels: list[dict]):
+    """The labeled image with the most labels (ties: image_id) for the report, or None."""
+    count: dict[str, int] = {}
+    for lab in labels:
+        count[lab["image_id"]] = count.get(lab["image_id"], 0) + 1
+    if not count:
+        return None
+    best = min(count, key=lambda i: (-count[i], i))
+    row = next(r for r in images if r["image_id"] == best and r["status"] == "ok")
+    return load_rgb(ws.locate(row["uri"])), [lab for lab in labels if lab["image_id"] == best]
+
+
+def failed_gates(report: dict) -> list[dict]:
+    """The report's blocking gates whose status is ``fail``."""
+    return [g for g in report["gates"] if g["blocking"] and g["status"] == "fail"]

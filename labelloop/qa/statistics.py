@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
-from labelloop.geometry import area
+from labelloop.geometry.boxes import area
 
 SMALL, MEDIUM = 32**2, 96**2
 

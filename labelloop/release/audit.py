@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labelloop import batch as B
-from labelloop import project as P
-from labelloop import tables, versioning
-from labelloop.project import release_index_path
-from labelloop.workspace import Workspace
+import yaml
+
+from labelloop import tables
+from labelloop.release.cut import gather_inputs
+from labelloop.release.lineage import release_lineage_rows
+from labelloop.review.store import review_store
+from labelloop.tables.schemas import IMAGES
+from labelloop.workspace import repo, versioning
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.repo import release_index_path
 
 
 def releases(ws: Workspace) -> list[dict]:
@@ -29,7 +34,6 @@ def releases(ws: Workspace) -> list[dict]:
 
 
 def _tag_md5(ws: Workspace, tag: str) -> str | None:
-    import yaml
 
     text = versioning.git(ws.root, "show", f"{tag}:dvc.lock", check=False)
     data = yaml.safe_load(text) if text else None
@@ -41,12 +45,12 @@ def _tag_md5(ws: Workspace, tag: str) -> str | None:
 
 def status(ws: Workspace) -> dict:
     """``{"batches": [{"name", "images": [...]}], "releases": [...]}`` (see README: status --json)."""
-    route = {q["image_id"]: q["route"] for q in B.all_queue(ws)}
-    latest = P.review_store(ws).latest_reviews()
+    route = {q["image_id"]: q["route"] for q in repo.all_queue(ws)}
+    latest = review_store(ws).latest_reviews()
     batches = []
     for b in ws.batches():
-        rows = tables.read_rows(B.images_path(ws, b), B.IMAGES)
-        batches.append({"name": b, "materialized": B.images_path(ws, b).is_file(), "images": [
+        rows = tables.read_rows(repo.images_path(ws, b), IMAGES)
+        batches.append({"name": b, "materialized": repo.images_path(ws, b).is_file(), "images": [
             {"image_id": r["image_id"], "source_path": r["source_path"], "width": r["width"], "height": r["height"],
              "status": r["status"], "reject_reason": r["reject_reason"], "duplicate_of": r["duplicate_of"],
              "near_duplicate_of": r["near_duplicate_of"],
@@ -58,7 +62,7 @@ def status(ws: Workspace) -> dict:
 
 def lineage(ws: Workspace, ident: str) -> dict:
     """Provenance of an image_id (or unique prefix), a label_id, or a source file name, for the
-    current labels (a release's: :func:`labelloop.lineage.lineage_at_release`).
+    current labels (a release's: :func:`labelloop.release.lineage.lineage_at_release`).
 
     Returns ``{"image": {...}, "labels": [...], "deleted": [...], "reviews": [...]}``; each label
     carries the RELEASE_LINEAGE fields (prompt, thresholds, review task, run id, QA sample ...)
@@ -67,9 +71,9 @@ def lineage(ws: Workspace, ident: str) -> dict:
     Raises:
         KeyError: nothing matches ``ident``, or it matches several images (message lists them).
     """
-    images = [r for r in B.all_images(ws)]
-    labels, _ = P.read_labels(ws)
-    store = P.review_store(ws)
+    images = [r for r in repo.all_images(ws)]
+    labels, _ = repo.read_labels(ws)
+    store = review_store(ws)
     if ident.startswith("lb-"):
         hits = {lab["image_id"] for lab in labels if lab["label_id"] == ident}
     else:
@@ -82,14 +86,12 @@ def lineage(ws: Workspace, ident: str) -> dict:
     iid = hits.pop()
     files = [r for r in images if r["image_id"] == iid]
     first = files[0]
-    queue = {q["image_id"]: q for q in B.all_queue(ws)}.get(iid, {})
+    queue = {q["image_id"]: q for q in repo.all_queue(ws)}.get(iid, {})
     in_release = {}
     for t in versioning.release_tags(ws.root):
         p = release_index_path(ws, t["tag"])
         if p.is_file():
             in_release[t["tag"]] = set(json.loads(p.read_text(encoding="utf-8"))["label_ids"])
-    from labelloop.lineage import release_lineage_rows
-    from labelloop.release_flow import gather_inputs
 
     mine = [lab for lab in labels if lab["image_id"] == iid]
     inputs = gather_inputs(ws, mine, [])

@@ -7,17 +7,17 @@ Layout of ``release/`` (paths relative to it)::
     labels/<split>/<image_id[:16]>.txt     YOLO labels in the configured layout (empty = negative)
     data.yaml                              Ultralytics dataset file (no `path`: resolved here)
     shards/<split>/<split>-<sha>.tar       instead of images/ when ``release.shard_mb`` is set:
-    shards/<split>/index.parquet           the same files as tar members (labelloop.shards)
+    shards/<split>/index.parquet           the same files as tar members (labelloop.release.shards)
     labels.parquet                         every label with its provenance (LABELS schema)
     images.parquet                         every image: split, group, COCO id, how it was resolved
     lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
     manifest.json                          sha256 of every file above, counts, split balance
 
-Splits come from :mod:`labelloop.splits` (stored once per near-duplicate group), COCO ids from
-:mod:`labelloop.coco_ids` (stable across releases). Files hold no timestamps and no run ids, and
+Splits come from :mod:`labelloop.release.splits` (stored once per near-duplicate group), COCO ids from
+:mod:`labelloop.release.ids` (stable across releases). Files hold no timestamps and no run ids, and
 use sorted keys, so the same labels and registries give the same bytes; ``content_sha256``
 (sha256 of the manifest's file table) identifies a release's content. Every file is re-read
-and checked before the release is accepted (:mod:`labelloop.release_check`).
+and checked before the release is accepted (:mod:`labelloop.release.check`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelloop import coco, shards, tables, yolo
-from labelloop.coco_ids import CocoIds
-from labelloop.images import save_release_copy
-from labelloop.lineage import release_lineage_rows
-from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
-from labelloop.splits import SPLITS, assign_splits, balance_report, group_of, load_assignments
+from labelloop import tables
+from labelloop.formats import coco, yolo
+from labelloop.images.files import save_release_copy
+from labelloop.release import shards
+from labelloop.release.ids import CocoIds
+from labelloop.release.lineage import release_lineage_rows
+from labelloop.release.splits import SPLITS, assign_splits, balance_report, group_of, load_assignments
+from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
 
 __all__ = ["SPLITS", "ReleaseInputs", "ReleasePlan", "build_release", "plan_release", "swap_in"]
 
@@ -65,13 +67,13 @@ class ReleaseInputs:
     queue: dict[str, dict] = field(default_factory=dict)
     thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
     policy_id: str | None = None
-    shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.shards)
+    shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
 
 
 @dataclass
 class ReleasePlan:
     """Splits and ids of one release: ``split_of`` (group -> split), ``split_rows`` (the updated
-    assignment registry), ``balance`` (:func:`labelloop.splits.balance_report`) and ``ids``."""
+    assignment registry), ``balance`` (:func:`labelloop.release.splits.balance_report`) and ``ids``."""
 
     images: list[dict]  # the IMAGES row of each released image, by image_id order
     split_of: dict[str, str]
@@ -95,7 +97,7 @@ def plan_release(inputs: ReleaseInputs, splits_path: Path, ids_path: Path, respl
     """Assign splits (stored ones kept unless ``resplit``) and COCO ids for ``inputs``.
 
     Nothing is written: :meth:`ReleasePlan.ids` ``.save()`` and
-    :func:`labelloop.splits.save_assignments` persist the registries once the release is made.
+    :func:`labelloop.release.splits.save_assignments` persist the registries once the release is made.
     """
     released = _released_images(inputs)
     by_image = {img["image_id"]: img for img in released}
@@ -181,7 +183,7 @@ def _reuse_copy(previous: Path | None, hashes: dict[str, str], split: str, stem:
 
 def _from_shards(previous: Path, split: str, stem: str, dest_dir: Path) -> str | None:
     """Write ``images/<split>/<stem>.*`` from the previous release's shards (sha256-checked by
-    :func:`labelloop.shards.read_member`) into ``dest_dir``; None when it has no such member."""
+    :func:`labelloop.release.shards.read_member`) into ``dest_dir``; None when it has no such member."""
     folder = previous / "shards" / split
     if not (folder / shards.INDEX).is_file():
         return None
@@ -216,7 +218,7 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                   previous: Path | None = None) -> dict:
     """Write a release into the empty folder ``out_dir`` (see the module docstring).
 
-    Images are read from ``locate(uri)`` (:meth:`labelloop.workspace.Workspace.locate`: the
+    Images are read from ``locate(uri)`` (:meth:`labelloop.workspace.layout.Workspace.locate`: the
     store, local or S3), else ``root / uri``; the release itself is always local files (DVC 3
     outputs), pushed to the DVC remote afterwards.
 
@@ -230,9 +232,9 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
 
     Raises:
         ValueError: a label with an unknown category, an invalid box, mask or keypoints (from
-            :func:`labelloop.coco.build_coco` / :func:`labelloop.yolo.label_text`), or a pose
+            :func:`labelloop.formats.coco.writer.build_coco` / :func:`labelloop.formats.yolo.writer.label_text`), or a pose
             layout without a common keypoint count.
-        labelloop.images.ImageError: a stored image can no longer be decoded.
+        labelloop.images.files.ImageError: a stored image can no longer be decoded.
     """
     out_dir = Path(out_dir)
     kpt = _kpt_count(inputs)

@@ -6,7 +6,7 @@
   a segmentation pycocotools can rasterize (``annToMask``) at the image's size, and for keypoint
   categories ``3 * K`` keypoint numbers with ``num_keypoints`` = points with v > 0.
 - ``labels/<split>/*.txt``: one per image and no other, each valid for the layout
-  (:func:`labelloop.yolo.check_label_text`: field count, class index, coordinates in [0, 1]).
+  (:func:`labelloop.formats.yolo.writer.check_label_text`: field count, class index, coordinates in [0, 1]).
 - ``data.yaml``: names every split folder present, ``nc`` equal to the categories, ``kpt_shape``
   for pose; every listed folder exists.
 - ``labels.parquet`` / ``lineage.parquet`` / ``images.parquet``: one row per COCO annotation /
@@ -27,10 +27,14 @@ import json
 from pathlib import Path
 
 import yaml
+from PIL import Image
+from pycocotools.coco import COCO
 
-from labelloop import shards, tables, yolo
-from labelloop.geometry import box_problem, xywh_to_xyxy
-from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop import tables
+from labelloop.formats import yolo
+from labelloop.geometry.boxes import box_problem, xywh_to_xyxy
+from labelloop.release import shards
+from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -47,8 +51,6 @@ class ReleaseInvalid(ValueError):
 
 def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
                 members: dict[str, dict] | None = None) -> tuple[list[str], int, int]:
-    from PIL import Image
-    from pycocotools.coco import COCO
 
     rel = f"coco/instances_{split}.json"
     path = folder / rel

@@ -1,67 +1,79 @@
-"""Cutting a release from a workspace: plan (splits, ids), build, validate, compare, commit +
-tag with the release note, registries, push.
-
-``labelloop.project.release`` (the ``dataset_release`` asset) checks the QA gates, then calls
-:func:`cut_checked`.
+"""Cutting a release from a workspace: the QA gates first (:func:`cut_release`, the
+``dataset_release`` asset), then plan (splits, ids), build, validate, compare, commit + tag with
+the release note, registries, push (:func:`cut_checked`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from pathlib import Path
 
-from labelloop import batch as B
-from labelloop import project as P
-from labelloop import remotes as R
-from labelloop import versioning as V
-from labelloop.diff import diff_releases, summary_lines, view_of_folder, view_of_rev
-from labelloop.release import ReleaseInputs, build_release, plan_release, swap_in
-from labelloop.release_check import validate_release
-from labelloop.splits import format_balance, save_assignments
 from labelloop import tables
-from labelloop.schemas import RELEASE_IMAGES, RELEASE_LINEAGE
-from labelloop.workspace import Workspace
+from labelloop.qa.run import failed_gates
+from labelloop.release.build import ReleaseInputs, build_release, plan_release, swap_in
+from labelloop.release.check import validate_release
+from labelloop.release.diff import diff_releases, summary_lines, view_of_folder, view_of_rev
+from labelloop.release.ids import CocoIds, identity
+from labelloop.release.splits import format_balance, save_assignments
+from labelloop.review.store import review_store
+from labelloop.tables.schemas import RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.workspace import remotes as R
+from labelloop.workspace import repo
+from labelloop.workspace import versioning as V
+from labelloop.workspace.layout import Workspace
 
 
-def registry_paths(ws: Workspace) -> tuple[Path, Path]:
-    """``(splits.parquet, coco_ids.parquet)`` under ``tables/release/``."""
-    d = ws.table("release")
-    return d / "splits.parquet", d / "coco_ids.parquet"
+class ReleaseBlocked(RuntimeError):
+    """A blocking QA gate failed, or the QA report does not describe the current labels."""
 
 
-def prediction_index(ws: Workspace, wanted: set[str]) -> dict[str, dict]:
-    """``prediction_id -> {"prompt", "run_id", "model_id"}`` for the ``wanted`` ids, read from
-    every prediction part file (every batch, every model) without loading boxes or masks."""
-    out: dict[str, dict] = {}
-    folder = ws.table("prelabels")
-    if not wanted or not folder.is_dir():
-        return out
-    for f in sorted(folder.rglob("*.parquet")):
-        if f.name.startswith(".tmp-"):
-            continue
-        names = set(tables.read_schema(f).names)
-        cols = [c for c in ("prediction_id", "prompt", "run_id", "model_id") if c in names]
-        if "prediction_id" not in cols:
-            continue
-        for r in tables.read_parquet(f, columns=cols).to_pylist():
-            if r["prediction_id"] in wanted:
-                out.setdefault(r["prediction_id"], r)
+def cut_release(ws: Workspace, push: bool = True, resplit: bool = False, run_id: str | None = None,
+                settings: R.RemoteSettings | None = None) -> dict:
+    """The ``dataset_release`` asset: cut a release from the current labels if QA allows it (the files, checks, commit, tag and
+    push: :func:`cut_checked`).
+
+    ``resplit``: assign every near-duplicate group's split anew; ``run_id``: the Dagster run,
+    written in the tag; ``settings``: :class:`labelloop.workspace.remotes.RemoteSettings` to apply first.
+
+    Returns ``{"status": "released", "tag", "git_sha", "dvc_md5", "counts", "diff", ...}`` or
+    ``{"status": "unchanged", "tag": <latest>}`` when the files would equal the last release's.
+
+    Raises:
+        ReleaseBlocked: no QA report for these labels, or a blocking gate failed (message names
+            the gate, its measured value and threshold).
+        labelloop.release.check.ReleaseInvalid: a written file failed validation.
+    """
+    report = repo.read_qa(ws)
+    current = repo.labels_sha256(ws)
+    if report is None or report.get("labels_sha256") != current:
+        raise ReleaseBlocked("the QA report does not describe the current labels: materialize qa_report first")
+    if failed_gates(report):
+        raise ReleaseBlocked("; ".join(
+            f"QA gate {g['name']} failed: {g['reason']} (value {g['value']}, threshold {g['threshold']}"
+            + (f"; images {', '.join(str(i)[:12] for i in g['images'][:10])}" if g.get("images") else "") + ")"
+            for g in failed_gates(report)))
+    labels, resolved = repo.read_labels(ws)
+    if not resolved:
+        raise ReleaseBlocked("nothing to release: no image is resolved yet (auto-accepted or reviewed)")
+    out = cut_checked(ws, report, labels, resolved, push=push, resplit=resplit, run_id=run_id, settings=settings)
+    if out["status"] == "released":
+        repo.archive_release_report(ws, out["tag"])
     return out
 
 
 def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> ReleaseInputs:
     """The :class:`ReleaseInputs` of the workspace's current labels."""
     cfg = ws.config()
-    store = P.review_store(ws)
+    store = review_store(ws)
     return ReleaseInputs(
-        images=B.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
+        images=repo.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
         ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task, shard_mb=cfg.release.shard_mb,
         keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},
         human_labels={(h["annotation_id"], h["review_id"]): h for h in store.human_labels()},
-        predictions=prediction_index(ws, {lab["prediction_id"] for lab in labels if lab.get("prediction_id")}),
-        queue={q["image_id"]: q for q in B.all_queue(ws)},
+        predictions=repo.prediction_index(ws, {lab["prediction_id"] for lab in labels if lab.get("prediction_id")}),
+        queue={q["image_id"]: q for q in repo.all_queue(ws)},
         thresholds={c: (cfg.thresholds(c).low, cfg.thresholds(c).high) for c in cfg.category_names},
         policy_id=cfg.policy_id(),
     )
@@ -70,9 +82,7 @@ def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> Re
 def seed_registries(ws: Workspace) -> None:
     """Rebuild missing split / COCO id registries from the release in ``release/`` (a workspace
     whose ``tables/release`` was lost, or older than the registries), so ids and splits stay."""
-    from labelloop.coco_ids import CocoIds, identity
-
-    splits_path, ids_path = registry_paths(ws)
+    splits_path, ids_path = repo.registry_paths(ws)
     rel = ws.release_dir
     if not (rel / "images.parquet").is_file():
         return
@@ -96,10 +106,18 @@ def seed_registries(ws: Workspace) -> None:
 
 def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags: list[dict],
                  diff: dict | None, run_id: str | None) -> str:
-    """The tag message: counts, classes, splits, policy and model, QA gates and warnings (as
-    :func:`labelloop.project._release_note` writes them), then the split balance with drift and
+    """The tag message: counts, classes, splits, policy and model, QA gates and warnings, the
+    previous tag, then the split balance with drift and
     what changed since the previous release with who caused it."""
-    lines = [P._release_note(tag, manifest, report, warn, tags)]
+    c = manifest["counts"]
+    lines = [f"{tag}: {c['images']} images ({c['negatives']} negatives), {c['labels']} labels",
+             "per class: " + ", ".join(f"{k} {v}" for k, v in c["per_class"].items()),
+             "splits: " + ", ".join(f"{k} {v}" for k, v in c["per_split"].items()),
+             f"policy: {report.get('policy_id')}; model: {report.get('model_id')}",
+             "QA: " + "; ".join(f"{g['name']} {g['status']}" for g in report["gates"])]
+    lines += [f"warning: {g['name']}: {g['reason']}" for g in warn]
+    if tags:
+        lines.append(f"previous: {tags[-1]['tag']}")
     bal = manifest.get("split_balance")
     if bal:
         lines.append("split balance (count: per split (share); drift = share - target, train/val/test):")
@@ -113,7 +131,7 @@ def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags:
 def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[dict], push: bool = True,
                 resplit: bool = False, run_id: str | None = None, settings: R.RemoteSettings | None = None) -> dict:
     """Cut a release from ``labels`` / ``resolved`` (the current LABELS and RESOLVED_IMAGES rows)
-    once :func:`labelloop.project.release` has checked that ``report`` (the QA report of these
+    once :func:`cut_release` has checked that ``report`` (the QA report of these
     labels) has no failed blocking gate.
 
     Returns ``{"status": "released", "tag", "git_sha", "dvc_md5", "counts", "content_sha256",
@@ -123,9 +141,9 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
     restored to it if it was rolled back).
 
     Raises:
-        labelloop.release_check.ReleaseInvalid: a written file failed validation (the current
+        labelloop.release.check.ReleaseInvalid: a written file failed validation (the current
             release is untouched; the files stay in ``.labelloop/release-staging`` to inspect).
-        labelloop.versioning.VersioningError: git or DVC failed while committing.
+        labelloop.workspace.versioning.VersioningError: git or DVC failed while committing.
         ValueError: a label that cannot be written (unknown class, bad box, mask or keypoints).
     """
     cfg = ws.config()
@@ -136,7 +154,7 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
             R.configure(ws.root, settings)
         R.configure_store(ws.root, ws.store)  # dvc.yaml's tables/labels dependency: local or S3
         seed_registries(ws)
-        splits_path, ids_path = registry_paths(ws)
+        splits_path, ids_path = repo.registry_paths(ws)
         plan = plan_release(inputs, splits_path, ids_path, resplit=resplit)
         if staging.exists():
             shutil.rmtree(staging)
@@ -149,7 +167,7 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
         if tags and tags[-1]["content_sha256"] == manifest["content_sha256"]:
             shutil.rmtree(staging)
             out = {"status": "unchanged", "tag": tags[-1]["tag"], "counts": manifest["counts"], "restored": False}
-            if P._current_content(ws) != manifest["content_sha256"]:  # release/ was rolled back
+            if current_content(ws) != manifest["content_sha256"]:  # release/ was rolled back
                 V.rollback(ws.root, tags[-1]["tag"])
                 out["restored"] = True
             return out
@@ -163,7 +181,7 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
                                 push=False, run_id=run_id)
         plan.ids.save()
         save_assignments(splits_path, plan.split_rows)
-        P.write_release_index(ws, info["tag"])
+        repo.write_release_index(ws, info["tag"])
         warnings = [f"{g['name']}: {g['reason']}" for g in warn]
         pushed = push_error = None
         if push:
@@ -176,3 +194,11 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
             "warnings": warnings, "diff": diff, "split_balance": manifest["split_balance"], "pushed": pushed,
             "push_error": push_error}
 
+
+def current_content(ws: Workspace) -> str | None:
+    """The ``content_sha256`` of the release in ``release/`` (its manifest), or None."""
+    p = ws.release_dir / "manifest.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))["content_sha256"]
+    except (OSError, ValueError, KeyError):
+        return None

@@ -5,7 +5,7 @@ A release is read as a :class:`ReleaseView` (its ``labels.parquet``, ``images.pa
 ``dvc.api`` (no checkout). :func:`diff_releases` pairs the labels of two releases:
 
 1. the same ``label_id`` in both;
-2. else the same identity (:func:`labelloop.coco_ids.identity`: a reviewer's accepted or
+2. else the same identity (:func:`labelloop.release.ids.identity`: a reviewer's accepted or
    corrected box continues the model label it came from);
 3. whatever is left is *added* (only in the newer) or *removed* (only in the older).
 
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from labelloop.coco_ids import identity
-from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.release.ids import identity
+from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.workspace.versioning import read_release_file
 
 BOX_TOL = 0.01  # px
 
@@ -90,9 +91,8 @@ def view_of_rev(root: str | Path, rev: str) -> ReleaseView:
     ``dvc.api`` from the cache or the default remote, without checking anything out.
 
     Raises:
-        labelloop.versioning.VersioningError: ``rev`` has no release or its data is unreachable.
+        labelloop.workspace.versioning.VersioningError: ``rev`` has no release or its data is unreachable.
     """
-    from labelloop.versioning import read_release_file
 
     return view_from(lambda rel: read_release_file(root, rel, rev, missing_ok=True), rev)
 

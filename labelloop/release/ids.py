@@ -3,7 +3,7 @@
 COCO files number images and annotations with integers; a consumer that caches results by
 those ids (evaluation runs, error lists, tool imports) needs the same object to keep its id from
 one release to the next. labelloop keeps a registry (``tables/release/coco_ids.parquet``,
-:data:`labelloop.schemas.COCO_IDS`) and never reuses an id:
+:data:`labelloop.tables.schemas.COCO_IDS`) and never reuses an id:
 
 - an image keeps the id it got when first released (key: its image_id);
 - an annotation keeps the id of its *identity*: a model label's own label_id; a reviewer's
@@ -21,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from labelloop import tables
+from labelloop.review.resolve import label_id as make_label_id
 from labelloop.store import is_remote
-from labelloop.resolve import label_id as make_label_id
-from labelloop.schemas import COCO_IDS
+from labelloop.tables.schemas import COCO_IDS
 
 REVIEWED_FROM_MODEL = ("accepted", "corrected")
 

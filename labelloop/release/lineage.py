@@ -1,6 +1,6 @@
 """Per-label provenance: what an auditor asks of every label of a release (design invariant 5).
 
-Each row (:data:`labelloop.schemas.RELEASE_LINEAGE`) answers: which image bytes (image_id =
+Each row (:data:`labelloop.tables.schemas.RELEASE_LINEAGE`) answers: which image bytes (image_id =
 sha256 of the file, its source uri and path, the EXIF orientation applied to the released copy),
 which model and checkpoint with which prompt and score and in which Dagster run (model labels),
 which reviewer, review tool task, action and time, and the Dagster run of the review import that
@@ -24,8 +24,11 @@ from collections import Counter
 from pathlib import Path
 
 from labelloop import tables
+from labelloop.release.diff import diff_releases, view_of_folder, view_of_rev
+from labelloop.release.summary import audit_markdown, markdown_to_html
 from labelloop.store import is_remote
-from labelloop.schemas import LINEAGE
+from labelloop.tables.schemas import LINEAGE
+from labelloop.workspace import versioning as V
 
 REQUIRED = {
     "all": ("image_id", "source_uri", "policy_id", "route", "release_tag", "git_sha"),
@@ -40,7 +43,7 @@ def release_lineage_rows(labels: list[dict], images: dict[str, dict], ann_ids: d
 
     ``images``: image_id -> RELEASE_IMAGES-shaped row (``file_name``, ``split``,
     ``coco_image_id`` may be None for labels not in a release); ``ann_ids``: label_id -> COCO
-    annotation id; ``inputs``: :class:`labelloop.release.ReleaseInputs` (reviews, human labels,
+    annotation id; ``inputs``: :class:`labelloop.release.build.ReleaseInputs` (reviews, human labels,
     predictions, thresholds, policy_id).
     """
     out = []
@@ -88,7 +91,7 @@ def trace_problems(rows: list[dict]) -> list[str]:
 
 def lineage_dir(root: Path, tag: str, tables_dir=None) -> Path:
     """``tables/lineage/<tag>/`` of the workspace at ``root`` (``tables_dir``: the workspace's
-    tables folder or S3 prefix, :attr:`labelloop.workspace.Workspace.tables`; default
+    tables folder or S3 prefix, :attr:`labelloop.workspace.layout.Workspace.tables`; default
     ``root/tables``)."""
     return (Path(root) / "tables" if tables_dir is None else tables_dir) / "lineage" / tag
 
@@ -105,10 +108,8 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def release_view(root: Path, tag: str, release_dir: Path | None = None):
-    """The :class:`labelloop.diff.ReleaseView` of ``tag``: read from ``release_dir`` when it holds
+    """The :class:`labelloop.release.diff.ReleaseView` of ``tag``: read from ``release_dir`` when it holds
     that very content (no DVC call), else through ``dvc.api`` at the tag."""
-    from labelloop import versioning as V
-    from labelloop.diff import view_of_folder, view_of_rev
 
     info = next((t for t in V.release_tags(root) if t["tag"] == tag), None)
     if info is None:
@@ -132,10 +133,8 @@ def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_di
     (``untraced``: :func:`trace_problems`).
 
     Raises:
-        KeyError: an unknown tag. labelloop.versioning.VersioningError: its data is unreachable.
+        KeyError: an unknown tag. labelloop.workspace.versioning.VersioningError: its data is unreachable.
     """
-    from labelloop import versioning as V
-    from labelloop.audit_report import audit_markdown, markdown_to_html
 
     view, info = release_view(root, tag, release_dir)
     extra = {"release_tag": tag, "git_sha": info["git_sha"], "release_run_id": info.get("run_id"),
@@ -157,8 +156,6 @@ def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_di
 
 def _previous(root: Path, tag: str):
     """The diff from the release before ``tag`` (None for the first release)."""
-    from labelloop import versioning as V
-    from labelloop.diff import diff_releases, view_of_rev
 
     tags = [t["tag"] for t in V.release_tags(root)]
     i = tags.index(tag)

@@ -3,7 +3,7 @@
 A *group* is a near-duplicate group: an image and the images whose ``near_duplicate_of`` names
 it (the group id is the representative's image_id), so near copies of a photo never straddle
 train and test. A group's split is assigned the first time the group is released and stored
-(``tables/release/splits.parquet``, :data:`labelloop.schemas.SPLIT_ASSIGNMENTS`); later releases
+(``tables/release/splits.parquet``, :data:`labelloop.tables.schemas.SPLIT_ASSIGNMENTS`); later releases
 reuse it, so an image never moves between splits unless a re-split is asked for.
 
 New groups are assigned by iterative stratification (Sechidis, Tsoumakas & Vlahavas, "On the
@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from labelloop import tables
-from labelloop.schemas import SPLIT_ASSIGNMENTS
+from labelloop.tables.schemas import SPLIT_ASSIGNMENTS
 
 SPLITS = ("train", "val", "test")
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from html import escape
 
-from labelloop.diff import summary_lines
-from labelloop.splits import SPLITS
+from markdown_it import MarkdownIt
+
+from labelloop.release.diff import summary_lines
+from labelloop.release.splits import SPLITS
 
 MAX_LABEL_ROWS = 2000  # per-label rows in the summary (all of them are in lineage.parquet)
 
@@ -33,11 +35,11 @@ def audit_markdown(view, info: dict, note: str, rows: list[dict], previous: dict
     """Markdown audit summary of one release.
 
     Args:
-        view: :class:`labelloop.diff.ReleaseView` of the release.
-        info: its tag record (:func:`labelloop.versioning.release_tags` entry).
+        view: :class:`labelloop.release.diff.ReleaseView` of the release.
+        info: its tag record (:func:`labelloop.workspace.versioning.release_tags` entry).
         note: the tag message (release note).
         rows: LINEAGE rows of its labels.
-        previous: :func:`labelloop.diff.diff_releases` from the release before, or None.
+        previous: :func:`labelloop.release.diff.diff_releases` from the release before, or None.
     """
     counts = view.manifest.get("counts", {})
     tag = info["tag"]
@@ -97,7 +99,6 @@ def audit_markdown(view, info: dict, note: str, rows: list[dict], previous: dict
 
 def markdown_to_html(md: str, title: str) -> str:
     """A standalone HTML page of ``md`` (markdown-it-py, tables on, raw HTML off)."""
-    from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
     style = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:.5em 0}"

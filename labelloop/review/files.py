@@ -6,7 +6,7 @@ The format is read from the content, not the name: XML -> CVAT; a JSON list -> L
 JSON object with ``images`` and ``annotations`` -> COCO. The size is checked before anything
 is read (a zip's members by their declared uncompressed size too), so a 1 GB file is refused
 with a clear message instead of exhausting memory. Whatever is wrong with the file as a whole
-raises :class:`labelloop.labelstudio.ExportFormatError` (message: the file and the problem);
+raises :class:`labelloop.formats.labelstudio.reader.ExportFormatError` (message: the file and the problem);
 problems of single tasks / images are carried on their records.
 """
 
@@ -18,9 +18,11 @@ import os
 import zipfile
 from pathlib import Path
 
-from labelloop import coco_import, cvat_import, labelstudio
-from labelloop.cvat import CvatFormatError
-from labelloop.labelstudio import ExportFormatError, ExportTooLarge, check_size
+from labelloop.formats import labelstudio
+from labelloop.formats.coco import reader as coco_import
+from labelloop.formats.cvat import reader as cvat_import
+from labelloop.formats.cvat.writer import CvatFormatError
+from labelloop.formats.labelstudio import ExportFormatError, ExportTooLarge, check_size
 
 FORMATS = ("label-studio", "cvat", "coco")
 

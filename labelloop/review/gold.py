@@ -5,13 +5,13 @@ Label Studio JSON / JSON-MIN export whose images are already ingested in the wor
 review export then carries up to ``qa.honeypots_per_batch`` gold images among its tasks, chosen
 by a seeded hash of (seed, batch, image_id), looking like any other task (same data fields,
 the model's pre-annotations when it has any). What reviewers draw on them is compared with the
-gold labels (:mod:`labelloop.gold_eval`).
+gold labels (:mod:`labelloop.qa.gold_eval`).
 
 Storage: ``tables/gold/<set>/labels.parquet`` (GOLD_LABELS) and ``images.parquet``
 (GOLD_IMAGES; a gold image without labels is a trusted negative), written atomically;
 re-registering a set replaces it. An image belongs to at most one set.
 
-Image matching (as review import does, :class:`labelloop.image_index.ImageIndex`): the
+Image matching (as review import does, :class:`labelloop.review.matching.ImageIndex`): the
 file's image id (COCO ``sha256`` written by labelloop releases, Label Studio ``data.image_id``),
 else its path / file name. A bad item (unknown or ambiguous image, size mismatch, unknown
 category, bad box) rejects that image with a reason naming it; the rest registers.
@@ -25,12 +25,14 @@ import json
 import re
 from pathlib import Path
 
-from labelloop import labelstudio, tables
-from labelloop.coco import read_coco_annotations
-from labelloop.geometry import box_problem, clip
-from labelloop.image_index import ImageIndex, _Reject
-from labelloop.review_import import _regions_px
-from labelloop.schemas import GOLD_IMAGES, GOLD_LABELS
+from labelloop.formats import labelstudio
+from labelloop.formats.coco.reader import read_coco_annotations
+from labelloop.geometry.boxes import box_problem, clip
+from labelloop.review.importer import regions_px
+from labelloop.review.matching import ImageIndex, MatchReject
+from labelloop.routing.confidence import kept_predictions
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
 
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
@@ -86,22 +88,22 @@ def read_gold_file(path: str | Path, gold_set: str, images: list[dict], categori
             try:
                 ours = index.match(im["file_name"], im["image_id"])
                 if abs(int(im["width"]) - int(ours["width"])) > 1 or abs(int(im["height"]) - int(ours["height"])) > 1:
-                    raise _Reject(f"size {im['width']}x{im['height']} disagrees with {ours['source_path']} "
+                    raise MatchReject(f"size {im['width']}x{im['height']} disagrees with {ours['source_path']} "
                                   f"({ours['width']}x{ours['height']})")
                 rows = []
                 for lab in by_image.get(im["image_id"], []):
                     if lab["category"] not in categories:
-                        raise _Reject(f"annotation {lab['label_id']}: unknown category {lab['category']!r}")
+                        raise MatchReject(f"annotation {lab['label_id']}: unknown category {lab['category']!r}")
                     if lab.get("iscrowd"):
                         continue  # crowd regions are not objects to match
                     bbox = clip(lab["bbox"], ours["width"], ours["height"])
                     problem = box_problem(bbox, ours["width"], ours["height"])
                     if problem:
-                        raise _Reject(f"annotation {lab['label_id']}: {problem}")
+                        raise MatchReject(f"annotation {lab['label_id']}: {problem}")
                     rows.append(common | {"gold_label_id": gold_label_id(gold_set, ours["image_id"], lab["label_id"]),
                                           "image_id": ours["image_id"], "category": lab["category"],
                                           "bbox": bbox, "mask": lab.get("mask")})
-            except _Reject as exc:
+            except MatchReject as exc:
                 rejects.append({"item": item, "reason": str(exc)})
                 continue
             _add(per_image, ours["image_id"], rows, item, rejects)
@@ -127,8 +129,8 @@ def read_gold_file(path: str | Path, gold_set: str, images: list[dict], categori
             item = labelstudio.record_item(rec)
             try:
                 ours = index.match(rec.get("image_ref"), rec.get("data_image_id"))
-                regions = _regions_px(rec, ours, set(categories))
-            except _Reject as exc:
+                regions = regions_px(rec, ours, set(categories))
+            except MatchReject as exc:
                 rejects.append({"item": item, "reason": str(exc)})
                 continue
             rows = [common | {"gold_label_id": gold_label_id(gold_set, ours["image_id"],
@@ -152,14 +154,7 @@ def _add(per_image: dict, image_id: str, rows: list[dict], item: str, rejects: l
     per_image[image_id] = rows
 
 
-def gold_dir(root: Path) -> Path:
-    """``tables/gold`` under a workspace root folder, or of a
-    :class:`~labelloop.workspace.Workspace` (its store: local folder or S3 prefix)."""
-    tables_dir = getattr(root, "tables", None)
-    return tables_dir / "gold" if tables_dir is not None else Path(root) / "tables" / "gold"
-
-
-def register_gold(root: Path, path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
+def register_gold(root: Workspace | Path, path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
     """Register (or replace) gold set ``gold_set`` from ``path``; see :func:`read_gold_file`.
 
     Images already in another gold set are rejected (an image belongs to one set).
@@ -170,7 +165,7 @@ def register_gold(root: Path, path: str | Path, gold_set: str, images: list[dict
     if not SET_NAME.fullmatch(gold_set):
         raise GoldError(f"invalid gold set name {gold_set!r}: letters, digits, '.', '_', '-' (up to 80)")
     res = read_gold_file(path, gold_set, images, categories)
-    others = {r["image_id"]: r["gold_set"] for r in read_gold_images(root) if r["gold_set"] != gold_set}
+    others = {r["image_id"]: r["gold_set"] for r in repo.read_gold_images(root) if r["gold_set"] != gold_set}
     clash = {r["image_id"] for r in res["images"] if r["image_id"] in others}
     for i in sorted(clash):
         res["rejects"].append({"item": f"image {i[:12]}", "reason": f"already in gold set {others[i]!r}"})
@@ -179,21 +174,9 @@ def register_gold(root: Path, path: str | Path, gold_set: str, images: list[dict
     if not gold_images:
         why = "; ".join(f"{r['item']}: {r['reason']}" for r in res["rejects"][:5]) or "the file has no image"
         raise GoldError(f"{path}: no image could be registered as gold ({why})")
-    folder = gold_dir(root) / gold_set
-    tables.write_rows(labels, GOLD_LABELS, folder / "labels.parquet")
-    tables.write_rows(gold_images, GOLD_IMAGES, folder / "images.parquet")
+    repo.write_gold_set(root, gold_set, labels, gold_images)
     return {"gold_set": gold_set, "format": res["format"], "images": len(gold_images), "labels": len(labels),
             "rejects": [f"{r['item']}: {r['reason']}" for r in res["rejects"]]}
-
-
-def read_gold_labels(root: Path) -> list[dict]:
-    """GOLD_LABELS rows of every registered set."""
-    return [r for r in tables.read_rows(gold_dir(root), GOLD_LABELS) if r.get("gold_label_id")]
-
-
-def read_gold_images(root: Path) -> list[dict]:
-    """GOLD_IMAGES rows of every registered set."""
-    return [r for r in tables.read_rows(gold_dir(root), GOLD_IMAGES) if r.get("image_id")]
 
 
 # ---- honeypots -----------------------------------------------------------------------------------
@@ -243,19 +226,15 @@ def honeypot_tasks(images: list[dict], predictions: list[dict], gold_image_ids: 
     return labelstudio.build_import_tasks(rows, preds, model_version=model_version, batch=batch)
 
 
-def mix_honeypots(ws, batch: str, model_id: str, tasks: list[dict], exported: list[dict]) -> tuple[list, list]:
+def mix_honeypots(ws: Workspace, batch: str, model_id: str, tasks: list[dict], exported: list[dict]) -> tuple[list, list]:
     """Add ``qa.honeypots_per_batch`` gold images to a batch's review export (unchanged when no
-    gold set is registered). Called by :func:`labelloop.batch.export_batch`."""
+    gold set is registered). Called by :func:`labelloop.review.export.export_batch`."""
     cfg = ws.config()
-    gold_ids = [r["image_id"] for r in read_gold_images(ws)]
+    gold_ids = [r["image_id"] for r in repo.read_gold_images(ws)]
     if not gold_ids or cfg.qa.honeypots_per_batch <= 0:
         return tasks, exported
-    from labelloop import batch as B
-    from labelloop.project import current_predictions
-    from labelloop.routing import kept_predictions
-
     present = {t["data"]["image_id"] for t in tasks}
-    preds = kept_predictions([p for p in current_predictions(ws, model_id) if p["image_id"] in set(gold_ids)], cfg)
-    extra, extra_rows = honeypot_tasks(B.all_images(ws), preds, gold_ids, batch, cfg.qa.honeypots_per_batch,
+    preds = kept_predictions([p for p in repo.current_predictions(ws, model_id) if p["image_id"] in set(gold_ids)], cfg)
+    extra, extra_rows = honeypot_tasks(repo.all_images(ws), preds, gold_ids, batch, cfg.qa.honeypots_per_batch,
                                        model_version=model_id, seed=cfg.routing.seed, exclude=present)
     return mix_tasks(tasks, extra, batch, cfg.routing.seed), exported + extra_rows

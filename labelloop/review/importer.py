@@ -1,4 +1,5 @@
-"""Turn parsed Label Studio exports into REVIEWS / HUMAN_LABELS / REJECTS rows.
+"""Review import: a review file (Label Studio, CVAT, COCO) into REVIEWS / HUMAN_LABELS / REJECTS rows
+of the review store (:func:`import_file`, :func:`import_inbox`: the ``human_labels`` asset).
 
 Identity: an annotation *version* is ``(source, task_id, tool_annotation_id, updated_at)`` (the
 review key); :func:`review_id` hashes it. Importing is idempotent on that key, never on file
@@ -16,13 +17,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-from labelloop.geometry import box_problem, clip, greedy_match, iou, ls_to_xyxy
-from labelloop.image_index import ImageIndex, _Reject
-from labelloop.labelstudio import REGION_TYPE, TOOL, ExportFormatError, record_item
-from labelloop.masks import mask_iou
-from labelloop.regions import RegionError, to_pixels
+from labelloop import tables
+from labelloop.formats.labelstudio import REGION_TYPE, TOOL, ExportFormatError, record_item
+from labelloop.geometry.boxes import box_problem, clip, greedy_match, iou, ls_to_xyxy
+from labelloop.geometry.masks import mask_iou
+from labelloop.images.files import sha256_file
+from labelloop.review.files import read_review_file
+from labelloop.review.inbox import inbox_files, source_for
+from labelloop.review.matching import ImageIndex, MatchReject
+from labelloop.review.regions import RegionError, to_pixels
+from labelloop.review.store import review_store
+from labelloop.tables.schemas import EXPORTED_PREDICTIONS
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace, WorkspaceError
 
 MATCH_IOU = 0.5  # an unlinked region and an unlinked prediction at or above this IoU are the same object
 
@@ -46,14 +56,14 @@ def human_label_id(source: str, task_id: str, tool_annotation_id: str, part: str
 # --------------------------------------------------------------------------- regions
 
 
-def _regions_px(rec: dict, image: dict, categories: set[str],
+def regions_px(rec: dict, image: dict, categories: set[str],
                 keypoint_schema: dict[str, list[str]] | None = None) -> list[dict]:
-    """The record's regions as pixel regions of ``image`` (:func:`labelloop.regions.to_pixels`);
-    any problem rejects the record (``_Reject``)."""
+    """The record's regions as pixel regions of ``image`` (:func:`labelloop.review.regions.to_pixels`);
+    any problem rejects the record (``MatchReject``)."""
     try:
         return to_pixels(rec["regions"], image, categories, keypoint_schema)
     except RegionError as exc:
-        raise _Reject(str(exc)) from None
+        raise MatchReject(str(exc)) from None
 
 
 def _seen_predictions(rec: dict, image: dict, exported: list[dict], source: str) -> list[dict]:
@@ -143,7 +153,7 @@ def _import_record(rec, key, *, index, exported_by_image, categories, accept_iou
               "import_sha256": import_sha256, "file": file_name, "import_run_id": import_run_id}
     if review["was_cancelled"]:
         return review, []  # a skip: the image stays in review
-    regions = _regions_px(rec, image, categories, keypoint_schema)
+    regions = regions_px(rec, image, categories, keypoint_schema)
     preds = _seen_predictions(rec, image, exported_by_image.get(image["image_id"], []), source)
     objects = [i for i, reg in enumerate(regions) if not reg.get("iscrowd")]  # a crowd region corrects no prediction
     links = {objects[a]: j for a, j in _link([regions[i] for i in objects], preds).items()}
@@ -203,8 +213,8 @@ def import_review(
     keypoint_schema: dict[str, list[str]] | None = None,
     import_run_id: str | None = None,
 ) -> dict:
-    """Import parsed export records (:func:`labelloop.labelstudio.parse_export`,
-    :func:`labelloop.cvat.parse_cvat`, :func:`labelloop.coco_import.parse_coco_review`).
+    """Import parsed export records (:func:`labelloop.formats.labelstudio.reader.parse_export`,
+    :func:`labelloop.cvat.parse_cvat`, :func:`labelloop.formats.coco.reader.parse_coco_review`).
 
     Args:
         records: parsed annotation records (Label Studio JSON or JSON-MIN, CVAT, COCO). A record
@@ -231,7 +241,7 @@ def import_review(
         REVIEWS row with ``n_regions`` 0 (a labeled negative) plus deletion markers. Bboxes are
         pixels of our image; ``mask`` (COCO RLE JSON), ``keypoints`` (flat x, y, v),
         ``attributes`` (JSON: e.g. ``rotation``) and ``iscrowd`` as
-        :func:`labelloop.regions.to_pixels` gives them. A crowd region is never linked to a
+        :func:`labelloop.review.regions.to_pixels` gives them. A crowd region is never linked to a
         prediction (it is ``added``; a prediction it covers gets a deletion marker).
         ``import_run_id``: the Dagster run storing the import, written on every REVIEWS and
         HUMAN_LABELS row (None outside a run).
@@ -257,7 +267,7 @@ def import_review(
                 accept_iou=accept_iou, import_sha256=import_sha256, file_name=file_name,
                 keypoint_schema=keypoint_schema, import_run_id=import_run_id,
             )
-        except _Reject as exc:
+        except MatchReject as exc:
             out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})
             continue
         seen.add(key)
@@ -295,26 +305,26 @@ def register_import_tasks(
             w, h = int(image["width"]), int(image["height"])
             task_rows = []
             if not isinstance(task.get("predictions") or [], list):
-                raise _Reject("'predictions' is not a list")
+                raise MatchReject("'predictions' is not a list")
             for p_i, pred in enumerate(task.get("predictions") or []):
                 if not isinstance(pred, dict) or not isinstance(pred.get("result", []), list):
-                    raise _Reject(f"prediction {p_i} is not an object with a 'result' list")
+                    raise MatchReject(f"prediction {p_i} is not an object with a 'result' list")
                 for r_i, reg in enumerate(pred.get("result") or []):
                     rtype = str(reg.get("type")).lower() if isinstance(reg, dict) else None
                     if rtype not in (REGION_TYPE, "brushlabels"):
-                        raise _Reject(f"prediction {p_i} region {r_i}: not a rectanglelabels or brushlabels region")
+                        raise MatchReject(f"prediction {p_i} region {r_i}: not a rectanglelabels or brushlabels region")
                     rid = None if reg.get("id") is None else str(reg["id"])
                     value = reg.get("value") if isinstance(reg.get("value"), dict) else {}
                     labels = value.get(rtype)
                     if labels is not None and (not isinstance(labels, list) or len(labels) != 1
                                                or not isinstance(labels[0], str)):
-                        raise _Reject(f"prediction {p_i} region {r_i}: {rtype} must be a list of one label name, "
+                        raise MatchReject(f"prediction {p_i} region {r_i}: {rtype} must be a list of one label name, "
                                       f"got {str(labels)[:80]}")
                     score = reg.get("score", pred.get("score"))
                     try:
                         score = None if score is None else float(score)
                     except (TypeError, ValueError):
-                        raise _Reject(f"prediction {p_i} region {r_i}: score {str(score)[:40]!r} is not a number") \
+                        raise MatchReject(f"prediction {p_i} region {r_i}: score {str(score)[:40]!r} is not a number") \
                             from None
                     rec = {"regions": [{"region_id": rid, "value": reg.get("value"),
                                         "kind": "brush" if rtype == "brushlabels" else "rectangle",
@@ -322,7 +332,7 @@ def register_import_tasks(
                                         "original_width": reg.get("original_width"),
                                         "original_height": reg.get("original_height")}]}
                     cats = {rec["regions"][0]["category"]} - {None}
-                    (px,) = _regions_px(rec, image, cats)
+                    (px,) = regions_px(rec, image, cats)
                     pid = f"ls-{source}:{rid if rid is not None else f'#{p_i}.{r_i}'}:{image['image_id'][:12]}"
                     task_rows.append({"source": source, "image_id": image["image_id"],
                                       "region_id": None if rid is None else str(rid), "prediction_id": pid,
@@ -330,7 +340,7 @@ def register_import_tasks(
                                       "score": score, "model_version": None if pred.get("model_version") is None
                                       else str(pred["model_version"]),
                                       "mask": px["mask"] if rtype == "brushlabels" else None})
-        except _Reject as exc:
+        except MatchReject as exc:
             rejects.append({"file": file_name or source, "item": f"import task {t_i}", "reason": str(exc)})
             continue
         for row in task_rows:
@@ -338,3 +348,101 @@ def register_import_tasks(
                 seen_ids.add(row["prediction_id"])
                 rows.append(row)
     return rows, rejects
+
+
+# What a hostile or malformed export can raise past the parsers' own checks; each rejects the file
+# alone (with its name and the error), never the rest of the inbox. MemoryError included: a file
+# that asks for more memory than there is is refused, not retried.
+MALFORMED = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError, MemoryError)
+
+
+def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False,
+                run_id: str | None = None) -> dict:
+    """Import one review file into the review store: Label Studio JSON / JSON-MIN, CVAT for images
+    1.1 XML or COCO JSON (:func:`labelloop.review.files.read_review_file`, format read from the
+    content; files over ``review.max_export_mb`` are refused whole).
+
+    Idempotent by annotation identity (source, task, annotation, updated_at). A malformed file
+    is reported (``error``) and leaves the store untouched; bad tasks are rejected one by one.
+    ``dry_run`` computes the same summary without storing anything. The source is ``source``,
+    else the one named when the file was copied in, else the format's default source
+    (``label-studio/project-N``, ``cvat/task-N``, ``coco/<stem>``). ``run_id``: the Dagster run
+    importing it, stored on every new REVIEWS / HUMAN_LABELS row as ``import_run_id``.
+    """
+    ws_path = Path(path).resolve()
+    if ws_path.is_relative_to(ws.root):
+        ws_path = ws.resolve_inside(ws.relative(ws_path))
+    cfg = ws.config()
+    try:
+        parsed = read_review_file(ws_path, max_bytes=int(cfg.review.max_export_mb * 2**20),
+                                  keypoints=cfg.keypoint_schema(), inbox=ws.review_inbox)
+        records = parsed["records"]
+    except (ExportFormatError, OSError, UnicodeDecodeError) as exc:
+        return {"file": str(path), "error": str(exc), "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
+    except MALFORMED as exc:  # malformed beyond the parser's checks
+        return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
+                "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
+    store = review_store(ws)
+    in_inbox = ws_path.is_relative_to(ws.review_inbox.resolve())
+    src = source or (source_for(ws, ws_path) if in_inbox else None) or parsed["default_source"]
+    digest = sha256_file(ws_path)
+    with ws.lock():
+        try:
+            result = import_review(
+                records, file_name=str(path), import_sha256=digest, source=src,
+                images=repo.all_images(ws), exported=repo.all_exported(ws), known_review_keys=store.known_review_keys(),
+                categories=cfg.category_names, accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(),
+                import_run_id=run_id,
+            )
+        except MALFORMED as exc:
+            return {"file": str(path), "error": f"{path}: not a usable review export ({type(exc).__name__}: {exc})",
+                    "reviews": 0, "labels": 0, "rejects": 0, "skipped": 0}
+        if (result["reviews"] or result["rejects"]) and not dry_run:
+            # identity of what is stored: its reviews and rejects, never the file's bytes
+            keys = sorted(r["review_id"] for r in result["reviews"]) + sorted(
+                f"{r['item']}\x1f{r['reason']}" for r in result["rejects"]) + [src]
+            store.commit_import(hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16], result)
+    return {"file": str(path), "source": src, "format": parsed["format"], "reviews": len(result["reviews"]),
+            "labels": len(result["human_labels"]),
+            "rejects": len(result["rejects"]), "skipped": result["skipped"],
+            "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]],
+            "warnings": _source_warnings(store, parsed, records, result, src) if source is None else []}
+
+
+def _source_warnings(store, parsed: dict, records: list[dict], result: dict, src: str) -> list[str]:
+    """A Label Studio export without a project id (JSON-MIN) whose images were reviewed under
+    another Label Studio source: most likely the same project, which needs the same ``--source``
+    (else its reviews count as a second source's and supersede the first's)."""
+    if parsed["format"] != "label-studio" or any(r.get("project") is not None for r in records):
+        return []
+    mine = {r["image_id"] for r in result["reviews"]}
+    others: dict[str, int] = {}
+    for iid, row in store.latest_reviews().items():
+        if iid in mine and row["source"] != src and row["source"].startswith(TOOL + "/"):
+            others[row["source"]] = others.get(row["source"], 0) + 1
+    return [f"{n} of its images were reviewed before under {other}; this file names no Label Studio project "
+            f"(JSON-MIN), so it was imported as {src}: if it is the same project, import it again with "
+            f"--source {other}" for other, n in sorted(others.items())]
+
+
+def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:
+    """Import every file of the review inbox (``human_labels``; ``run_id``: the Dagster run doing
+    it, see :func:`import_file`). Returns per-file summaries."""
+    files = [import_file(ws, p, run_id=run_id) for p in inbox_files(ws)]
+    return {"files": files, "new_reviews": sum(f["reviews"] for f in files),
+            "skipped": sum(f["skipped"] for f in files), "rejects": sum(f["rejects"] for f in files),
+            "errors": [f"{f['file']}: {f['error']}" for f in files if f.get("error")]}
+
+
+def register_export(ws: Workspace, path: Path, source: str) -> dict:
+    """Record a Label Studio *import* file sent by another process as predictions we exported,
+    so reviews of those tasks link to them (``tables/review_export/registered/``)."""
+    try:
+        tasks = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"{path}: cannot read a Label Studio import file: {exc}") from None
+    if not isinstance(tasks, list):
+        raise WorkspaceError(f"{path}: a Label Studio import file is a JSON list of tasks")
+    rows, rejects = register_import_tasks(tasks, source=source, images=repo.all_images(ws))
+    tables.write_rows(rows, EXPORTED_PREDICTIONS, repo.registered_export_path(ws, source))
+    return {"predictions": len(rows), "rejects": [f"{r['item']}: {r['reason']}" for r in rejects]}

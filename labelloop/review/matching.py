@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 
-from labelloop.labelstudio import image_ref_path
+from labelloop.formats.labelstudio import image_ref_path
 
 
-class _Reject(Exception):
+class MatchReject(Exception):
     """The record cannot be imported; the message is the REJECTS reason."""
 
 
@@ -20,7 +20,7 @@ class ImageIndex:
     """Resolves a task's image reference to one of our IMAGES rows.
 
     Order: (1) ``data.image_id`` if it is a known image_id; (2) the referenced path
-    (:func:`labelloop.labelstudio.image_ref_path`) equal to an ok image's ``source_path`` or
+    (:func:`labelloop.formats.labelstudio.reader.image_ref_path`) equal to an ok image's ``source_path`` or
     ``uri``, or ending with ``"/" + uri`` or ``"/" + source_path`` (without ``allow_name``, only a
     source_path that has a folder: a suffix of one component would be a bare file name); (3) a file name whose stem is a hex prefix (at
     least 16 characters) of exactly one image_id (release files are named ``<image_id[:16]>.ext``);
@@ -42,25 +42,25 @@ class ImageIndex:
         ids = sorted({r["image_id"] for r in rows})
         if len(ids) > 1:
             names = ", ".join(f"{self.by_id[i]['source_path']} ({i[:12]})" for i in ids)
-            raise _Reject(f"ambiguous image reference {ref!r}: matches {len(ids)} images: {names}")
+            raise MatchReject(f"ambiguous image reference {ref!r}: matches {len(ids)} images: {names}")
         return self.by_id[ids[0]] if ids else None
 
     def match(self, image_ref: str | None, data_image_id: str | None = None, allow_name: bool = True) -> dict:
-        """The IMAGES row a reference points at. Raises ``_Reject`` (``..`` path, ambiguous, unknown)."""
+        """The IMAGES row a reference points at. Raises ``MatchReject`` (``..`` path, ambiguous, unknown)."""
         if not isinstance(data_image_id, str):
             data_image_id = None  # an image_id that is not a string matches nothing
         if image_ref is not None and not isinstance(image_ref, str):
-            raise _Reject(f"image reference {str(image_ref)[:80]} is not a string")
+            raise MatchReject(f"image reference {str(image_ref)[:80]} is not a string")
         if data_image_id:
             if data_image_id in self.by_id:
                 return self.by_id[data_image_id]
             if data_image_id in self.rejected:
-                raise _Reject(f"image {data_image_id[:12]} was rejected at ingest")
+                raise MatchReject(f"image {data_image_id[:12]} was rejected at ingest")
         if not image_ref:
-            raise _Reject("unknown image: the task has no image reference")
+            raise MatchReject("unknown image: the task has no image reference")
         path = image_ref_path(image_ref)
         if ".." in path.replace("\\", "/").split("/"):
-            raise _Reject(f"image reference {image_ref!r} has a '..' path component (it would leave the workspace)")
+            raise MatchReject(f"image reference {image_ref!r} has a '..' path component (it would leave the workspace)")
 
         def suffix(sp: str | None) -> bool:  # a path suffix; without allow_name never a bare file name
             return bool(sp) and (allow_name or "/" in sp) and path.endswith("/" + sp)
@@ -80,5 +80,5 @@ class ImageIndex:
             hit = self._pick([r for r in self.ok if (r.get("source_path") or "").rsplit("/", 1)[-1] == name], image_ref)
         if hit is None:
             how = "id, path or file name" if allow_name else "id or path (bare file names are not matched here)"
-            raise _Reject(f"unknown image {image_ref!r}: no ok image in the workspace has that {how}")
+            raise MatchReject(f"unknown image {image_ref!r}: no ok image in the workspace has that {how}")
         return hit

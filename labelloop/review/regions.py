@@ -3,7 +3,7 @@
 Importers (Label Studio, CVAT, COCO) hand over the regions of one annotation in one of two
 forms, and get back one pixel region per object:
 
-- Label Studio (percent of the displayed image, :func:`labelloop.labelstudio.parse_export`):
+- Label Studio (percent of the displayed image, :func:`labelloop.formats.labelstudio.reader.parse_export`):
   ``{"kind": "rectangle" | "polygon" | "brush" | "keypoint" | "visibility", "region_id", "category",
   "value", "original_width", "original_height"}``;
 - pixel regions (CVAT, COCO): ``{"kind": "px", "region_id", "category", "bbox" (xyxy or None),
@@ -16,11 +16,11 @@ image), "mask" (RLE JSON or None), "keypoints" (flat x, y, v or None), "attribut
 "occluded" (bool), "iscrowd" (bool: a crowd region, COCO ``iscrowd: 1``; only pixel regions carry
 one, Label Studio has no crowd concept)}``. A crowd region has no keypoints with v > 0 (COCO's crowd
 annotations have ``num_keypoints`` 0). A polygon becomes a mask (pycocotools rasterization,
-:func:`labelloop.masks.polygons_to_rle`) with the box of its vertices; a mask alone gets its tight
-box; a brush region (Label Studio brush RLE, :func:`labelloop.labelstudio_brush.brush_rle_to_mask`)
+:func:`labelloop.geometry.masks.polygons_to_rle`) with the box of its vertices; a mask alone gets its tight
+box; a brush region (Label Studio brush RLE, :func:`labelloop.formats.labelstudio.brush.brush_rle_to_mask`)
 becomes its mask with the mask's bounding box; a rotated rectangle the enclosing axis-aligned box, its rotation (degrees, clockwise) and
 rotated box (pixels, pivot as the tool defines it) kept in ``attributes``. Keypoints are grouped
-into their instance (:func:`labelloop.keypoints.group_keypoints`).
+into their instance (:func:`labelloop.geometry.keypoints.group_keypoints`).
 
 Any problem raises :class:`RegionError` naming the region: the whole annotation is rejected,
 nothing of it is stored.
@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 
-from labelloop.geometry import box_problem, clip, ls_rotation, ls_to_xyxy
-from labelloop.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
-from labelloop.labelstudio_brush import brush_rle_to_mask
-from labelloop.masks import decode_rle, polygons_to_rle, rle_area, rle_bbox_xyxy
+from labelloop.formats.labelstudio.brush import brush_rle_to_mask
+from labelloop.geometry.boxes import box_problem, clip, ls_rotation, ls_to_xyxy
+from labelloop.geometry.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
+from labelloop.geometry.masks import decode_rle, polygons_to_rle, rle_area, rle_bbox_xyxy
 
 
 class RegionError(ValueError):
@@ -140,7 +140,7 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
     Raises:
         RegionError: a duplicate region id, no or an unknown label, a size mismatch with our
             image (> 1 px), geometry outside the image or of zero area, a malformed mask or
-            polygon, or keypoints that cannot be attached (see :mod:`labelloop.keypoints`).
+            polygon, or keypoints that cannot be attached (see :mod:`labelloop.geometry.keypoints`).
     """
     w, h = int(image["width"]), int(image["height"])
     schema = keypoint_schema or {}

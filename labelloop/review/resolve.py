@@ -2,7 +2,7 @@
 
 For every image of the workspace (status ok):
 
-- reviewed (its latest non-cancelled review, :class:`labelloop.review_store.ReviewStore`):
+- reviewed (its latest non-cancelled review, :class:`labelloop.review.store.ReviewStore`):
   the human labels of that review, deletion markers left out; an empty review is a labeled
   negative (resolved with no labels);
 - else routed ``auto_accept`` or ``qa_sample``: the current model's predictions kept by routing
@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 
-from labelloop.config import ProjectConfig
-from labelloop.routing import AUTO, QA_SAMPLE, kept_predictions
+from labelloop.review.store import review_store
+from labelloop.routing.confidence import AUTO, QA_SAMPLE, kept_predictions
+from labelloop.workspace import repo
+from labelloop.workspace.config import ProjectConfig
+from labelloop.workspace.layout import Workspace
 
 
 def label_id(origin: str, key: str) -> str:
@@ -89,3 +92,21 @@ def resolve_labels(
             continue
         labels.extend(sorted(rows, key=lambda r: r["label_id"]))
     return labels, resolved
+
+
+def resolve_workspace(ws: Workspace, model_id: str) -> dict:
+    """The ``labels`` asset: resolve the workspace's labels (human > auto-accepted model label,
+    :func:`resolve_labels`) for ``model_id``'s predictions and write ``tables/labels/``.
+
+    Returns ``{"labels", "images_resolved", "by_origin", "reviewed_images", "negatives"}``."""
+    cfg = ws.config()
+    store = review_store(ws)
+    labels, resolved = resolve_labels(repo.all_images(ws), repo.all_queue(ws), repo.current_predictions(ws, model_id),
+                                      store.latest_reviews(), store.current_human_labels(), cfg)
+    repo.write_labels(ws, labels, resolved)
+    by_origin: dict[str, int] = {}
+    for lab in labels:
+        by_origin[lab["origin"]] = by_origin.get(lab["origin"], 0) + 1
+    return {"labels": len(labels), "images_resolved": len(resolved), "by_origin": by_origin,
+            "reviewed_images": sum(1 for r in resolved if r["resolution"] == "reviewed"),
+            "negatives": sum(1 for r in resolved if r["n_labels"] == 0)}

@@ -30,11 +30,11 @@ count. Per image the most recent remaining annotation wins, whoever made it (sev
 on one image: the last one to save decides; no consensus is attempted). The result depends
 only on the set of imported rows, never on the import order.
 
-Double review (``review.double_review_share``, :func:`labelloop.active_learning.assign_reviewers`):
+Double review (``review.double_review_share``, :func:`labelloop.routing.active_learning.assign_reviewers`):
 each reviewer's annotation of an image has its own identity (source, task, tool annotation id)
 and is stored as its own REVIEWS row with its HUMAN_LABELS rows; neither replaces the other.
 Labels (:meth:`ReviewStore.latest_reviews`) use the most recently saved one, as above, while
-agreement (:mod:`labelloop.agreement`) reads every reviewer's current annotation from
+agreement (:mod:`labelloop.qa.agreement`) reads every reviewer's current annotation from
 :meth:`ReviewStore.reviews` and :meth:`ReviewStore.human_labels`, so both count there. Every
 version of every annotation stays in the store with its ``updated_at`` (the history).
 """
@@ -52,9 +52,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from labelloop.schemas import HUMAN_LABELS, REJECTS, REVIEWS
 from labelloop.store import is_remote
-from labelloop.tables import read_rows, to_table, write_table
+from labelloop.tables.parquet import read_rows, to_table, write_table
+from labelloop.tables.schemas import HUMAN_LABELS, REJECTS, REVIEWS
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
 
 _FILES = {"reviews": REVIEWS, "human_labels": HUMAN_LABELS, "rejects": REJECTS}
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -99,7 +101,7 @@ class ReviewStore:
     # ------------------------------------------------------------------ writing
 
     def commit_import(self, import_id: str, result: dict) -> Path | None:
-        """Store the result of :func:`labelloop.review_import.import_review` atomically.
+        """Store the result of :func:`labelloop.review.importer.import_review` atomically.
 
         Args:
             import_id: folder name, e.g. :func:`make_import_id` (letters, digits, ``._-``).
@@ -233,3 +235,12 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def review_store(ws: Workspace) -> ReviewStore:
+    """The review store of a workspace: ``tables/human_labels`` (an S3 store's commits lock a
+    local file, :func:`labelloop.workspace.repo.review_store_lock`)."""
+    lock = repo.review_store_lock(ws)
+    if lock is not None:
+        return ReviewStore(repo.human_labels_dir(ws), lock_path=lock)
+    return ReviewStore(repo.human_labels_dir(ws))

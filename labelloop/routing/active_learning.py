@@ -12,7 +12,7 @@ threshold: a weak detection is exactly where the model is unsure):
 2. **Uncertainty** of an object (Settles, "Active Learning Literature Survey", 2009, section 3.1):
    least confidence ``1 - max p``; margin ``1 - (p_(1) - p_(2))``; entropy ``-sum p log p / log(K + 1)``
    (normalized to [0, 1]). **Disagreement** of detector and segmenter: ``1 - IoU(box, tight box
-   of the mask)`` for predictions with a mask (``labelloop.masks.rle_bbox_xyxy``). An image takes
+   of the mask)`` for predictions with a mask (``labelloop.geometry.masks.rle_bbox_xyxy``). An image takes
    the maximum over its objects (the most uncertain object decides; Brust et al., "Active
    Learning for Deep Object Detection", 2018, compare max / sum / mean aggregation). An image
    with no prediction gets ``empty_image_uncertainty``.
@@ -43,8 +43,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from labelloop.geometry import iou
-from labelloop.masks import rle_bbox_xyxy
+from labelloop.geometry.boxes import iou
+from labelloop.geometry.masks import rle_bbox_xyxy
 
 MEASURES = ("least_confidence", "margin", "entropy", "disagreement")
 SELECTED, OVER_BUDGET, NEAR_DUPLICATE, QA, NOT_NEEDED = "selected", "over_budget", "near_duplicate", "qa_sample", "not_needed"
@@ -137,7 +137,7 @@ def prioritize(queue: list[dict], images: list[dict], predictions: list[dict], c
     """Add the active-learning columns to REVIEW_QUEUE rows (see the module docstring).
 
     Args:
-        queue: rows of :func:`labelloop.routing.route_images` for one batch.
+        queue: rows of :func:`labelloop.routing.confidence.route_images` for one batch.
         images: IMAGES rows of those images (``image_id``, ``phash``).
         predictions: all PREDICTIONS of the current model for those images.
         config: the ProjectConfig (``active_learning``, ``category_names``).

@@ -18,7 +18,7 @@ import hashlib
 import math
 from collections import defaultdict
 
-from labelloop.config import ProjectConfig
+from labelloop.workspace.config import ProjectConfig
 
 AUTO = "auto_accept"
 QA_SAMPLE = "qa_sample"

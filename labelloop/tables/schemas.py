@@ -1,6 +1,6 @@
 """Arrow schemas of every labelloop table, declared once.
 
-Tables are Parquet files per asset and partition (see :mod:`labelloop.tables`). Boxes are
+Tables are Parquet files per asset and partition (see :mod:`labelloop.tables.parquet`). Boxes are
 ``bbox: list<float64>[4]`` in pixels of the EXIF-corrected image, ``x0, y0, x1, y1`` (xyxy).
 Masks are COCO RLE serialized as JSON (``{"size": [h, w], "counts": "..."}``), never dense
 arrays. Timestamps are ISO 8601 strings in UTC, as review tools write them.
@@ -26,8 +26,8 @@ IMAGES = pa.schema(
         ("mode", pa.string()),  # colour mode of the file as decoded (before RGB conversion)
         ("bytes", pa.int64()),
         ("exif_orientation", pa.int32()),
-        ("phash", pa.string()),  # 64-bit perceptual hash, 16 hex digits (labelloop.phash)
-        ("phash_method", pa.string()),  # labelloop.phash.PHASH_METHOD; None = legacy full-resolution
+        ("phash", pa.string()),  # 64-bit perceptual hash, 16 hex digits (labelloop.images.phash)
+        ("phash_method", pa.string()),  # labelloop.images.phash.PHASH_METHOD; None = legacy full-resolution
         ("duplicate_of", pa.string()),  # source_path of the first file with the same bytes
         ("near_duplicate_of", pa.string()),  # image_id of the near-duplicate group representative
         ("status", pa.string()),  # ok | rejected
@@ -62,7 +62,7 @@ REVIEW_QUEUE = pa.schema(
         ("min_score", pa.float64()),
         ("exported_to", pa.string()),
         ("exported_at", pa.string()),
-        # active learning (labelloop.active_learning, issue 4): the decision and its figures
+        # active learning (labelloop.routing.active_learning, issue 4): the decision and its figures
         ("al_strategy", pa.string()),  # least_confidence | margin | entropy | disagreement | combined
         ("al_uncertainty", pa.float64()),  # in [0, 1], the strategy's image-level uncertainty
         ("least_confidence", pa.float64()),
@@ -239,7 +239,7 @@ CALIBRATION_OUTCOMES = pa.schema(
 RELEASE_IMAGES = pa.schema(
     [
         ("image_id", pa.string()),  # sha256 of the ingested file bytes
-        ("coco_image_id", pa.int64()),  # stable across releases (labelloop.coco_ids)
+        ("coco_image_id", pa.int64()),  # stable across releases (labelloop.release.ids)
         ("file_name", pa.string()),  # path relative to release/, e.g. images/train/<id16>.jpg
         ("split", pa.string()),  # train | val | test
         ("group_id", pa.string()),  # near-duplicate group (its representative's image_id)
@@ -265,7 +265,7 @@ RELEASE_IMAGES = pa.schema(
     ]
 )
 
-# release/lineage.parquet: one row per label of a release (labelloop.lineage). Deterministic: the
+# release/lineage.parquet: one row per label of a release (labelloop.release.lineage). Deterministic: the
 # release tag, git sha and the release's Dagster run are added by the lineage asset (LINEAGE).
 RELEASE_LINEAGE = pa.schema(
     [
@@ -333,7 +333,7 @@ SPLIT_ASSIGNMENTS = pa.schema(
 COCO_IDS = pa.schema(
     [
         ("kind", pa.string()),  # image | annotation
-        ("key", pa.string()),  # image_id, or the label's identity key (labelloop.coco_ids)
+        ("key", pa.string()),  # image_id, or the label's identity key (labelloop.release.ids)
         ("coco_id", pa.int64()),
     ]
 )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from labelloop.prelabel.specs import DetectorSpec, SegmenterSpec
+from labelloop.workspace.model_specs import DetectorSpec, SegmenterSpec
 
 CONFIG_FILE = "labelloop.yaml"
 
@@ -72,7 +73,7 @@ class Routing(_Strict):
     seed: int = 0
     calibrated_policy: str | None = Field(
         None, description="calibration/<id>.json (relative to the workspace) written by `labelloop calibrate`; "
-        "its per-class thresholds override the ones above (labelloop.calibration)")
+        "its per-class thresholds override the ones above (labelloop.qa.calibration)")
 
 
 class Images(_Strict):
@@ -85,7 +86,7 @@ class QA(_Strict):
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     accept_iou: float = Field(0.95, gt=0.0, le=1.0, description="IoU at or above which a reviewed box counts as accepted")
     audit_move_iou: float = Field(0.75, gt=0.0, le=1.0, description="a moved auto label below this IoU is an error")
-    # gold set, agreement, label errors (labelloop.gold_eval, labelloop.agreement, labelloop.label_errors)
+    # gold set, agreement, label errors (labelloop.qa.gold_eval, labelloop.qa.agreement, labelloop.qa.label_errors)
     strict: bool = Field(False, description="strict mode: reviewers' mean IoU vs gold must reach gold_mean_iou_strict")
     gold_mean_iou: float = Field(0.5, gt=0.0, le=1.0)
     gold_mean_iou_strict: float = Field(0.75, gt=0.0, le=1.0)
@@ -118,7 +119,7 @@ class Calibration(_Strict):
 
 
 class ActiveLearning(_Strict):
-    """Which routed images a human sees first, and how many per batch (labelloop.active_learning)."""
+    """Which routed images a human sees first, and how many per batch (labelloop.routing.active_learning)."""
 
     strategy: Literal["least_confidence", "margin", "entropy", "disagreement", "combined"] = "combined"
     weights: dict[Literal["least_confidence", "margin", "entropy", "disagreement"], float] = Field(
@@ -152,10 +153,10 @@ class Release(_Strict):
     val: float = Field(0.1, ge=0.0, le=1.0)
     test: float = Field(0.1, ge=0.0, le=1.0)
     yolo_task: Literal["detect", "segment", "pose"] = Field(
-        "detect", description="Ultralytics label layout of release/labels (labelloop.yolo)")
+        "detect", description="Ultralytics label layout of release/labels (labelloop.formats.yolo.writer)")
     shard_mb: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="store the images as content-addressed tar shards of about this many MiB "
-        "(release/shards/<split>/, labelloop.shards) instead of one file each: for releases of many small images, "
+        "(release/shards/<split>/, labelloop.release.shards) instead of one file each: for releases of many small images, "
         "whose per-file DVC cost dominates; null = images/<split>/<file>")
 
     def ratios(self) -> dict[str, float]:
@@ -172,13 +173,13 @@ class Release(_Strict):
 class PreLabeler(_Strict):
     """``backend: opencv`` (embedded CPU default) or ``foundation`` (Grounding DINO or OWLv2, then
     SAM, SAM-HQ or SAM 2, from local checkpoints; needs ``pip install 'labelloop[gpu]'``). See
-    labelloop.prelabel.specs."""
+    labelloop.workspace.model_specs."""
 
     backend: Literal["opencv", "foundation"] = "opencv"
     device: str = "cpu"
     max_side: int = Field(800, gt=0, description="images are downscaled to this longest side for detection")
     grabcut_iterations: int = Field(3, ge=1)
-    # foundation backend (labelloop.prelabel.foundation)
+    # foundation backend (labelloop.prelabel.backends.foundation)
     detector: DetectorSpec | None = None
     segmenter: SegmenterSpec | None = None
     batch_size: int = Field(8, gt=0, description="images per forward pass (halved on CUDA out-of-memory)")
@@ -253,7 +254,7 @@ class ProjectConfig(_Strict):
         return f"policy-{digest[:12]}"
 
 
-DEFAULT_CONFIG = Path(__file__).with_name("data") / "labelloop.yaml"
+DEFAULT_CONFIG = Path(str(resources.files("labelloop.data").joinpath("labelloop.yaml")))
 
 
 def load_config(path: str | Path) -> ProjectConfig:
@@ -288,7 +289,7 @@ def load_config(path: str | Path) -> ProjectConfig:
 
 def _calibrated_thresholds(path: Path, cfg: ProjectConfig) -> dict[str, Thresholds]:
     """Per-class thresholds of ``routing.calibrated_policy`` (a JSON file relative to the folder of
-    ``labelloop.yaml``, written by labelloop.calibration); ConfigError names the file and problem."""
+    ``labelloop.yaml``, written by labelloop.qa.calibration); ConfigError names the file and problem."""
     rel = cfg.routing.calibrated_policy
     file = (path.parent / rel).resolve()
     if not file.is_relative_to(path.parent.resolve()):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 from importlib import resources
-from pathlib import Path
 
-from labelloop import versioning
-from labelloop.config import load_config
-from labelloop.workspace import Workspace
+from labelloop.workspace import versioning
+from labelloop.workspace.config import load_config
+from labelloop.workspace.layout import Workspace
 
 GITIGNORE = ["/inbox/", "/tables/", "/review_inbox/", "/review_out/", "/.dagster/", "/.labelloop/", "/.release-old-*"]
 
@@ -55,8 +54,8 @@ def init_workspace(ws: Workspace, config_text: str | None = None) -> Workspace:
     existing labelloop.yaml or dvc.yaml.
 
     Raises:
-        labelloop.config.ConfigError: an existing labelloop.yaml is invalid.
-        labelloop.versioning.VersioningError: git or DVC failed.
+        labelloop.workspace.config.ConfigError: an existing labelloop.yaml is invalid.
+        labelloop.workspace.versioning.VersioningError: git or DVC failed.
     """
     ws.root.mkdir(parents=True, exist_ok=True)
     if not ws.config_path.exists():

@@ -2,7 +2,7 @@
 
 Layout under the root (all paths workspace-relative, POSIX)::
 
-    labelloop.yaml          project settings (labelloop.config)
+    labelloop.yaml          project settings (labelloop.workspace.config)
     dvc.yaml, dvc.lock      the release stage and its recorded hashes (content lineage)
     inbox/<batch>/...       ingested images, one folder per batch (dynamic partition)
     review_inbox/[source/]  review-tool exports dropped here (Label Studio JSON / JSON-MIN)
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from labelloop.config import CONFIG_FILE, ProjectConfig, load_config
 from labelloop.store import ENV_STORE_URL, StoreSettings, is_remote
+from labelloop.workspace.config import CONFIG_FILE, ProjectConfig, load_config
 
 ENV_WORKSPACE = "LABELLOOP_WORKSPACE"
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -2,7 +2,7 @@
 in ``labelloop.yaml``). Pure pydantic: importing this module never imports torch.
 
 A model spec names a local file or directory and its sha256 (see
-:func:`labelloop.prelabel.loading.sha256_path` for how a directory is hashed). Weights are
+:func:`labelloop.prelabel.backends.loading.sha256_path` for how a directory is hashed). Weights are
 never fetched at run time; a missing or mismatched file is a clear error naming the expected
 path and hash. Relative paths resolve against the workspace root.
 """
@@ -83,17 +83,17 @@ class SegmenterSpec(ModelSpec):
       facebook/sam2.1-hiera-large), image mode.
 
     For ``sam-hq`` and ``sam2`` the architecture comes from the directory's ``config.json``:
-    setting ``arch`` is an error. See :mod:`labelloop.prelabel.sam_hf` for their pre- and
+    setting ``arch`` is an error. See :mod:`labelloop.prelabel.backends.sam_hf` for their pre- and
     post-processing. ``mask_threshold``: logit above which a pixel is foreground (0.0, the
     default of all three).
 
     ``attention`` (kind ``sam`` only): how the ViT image encoder computes attention. ``sdpa``
     (default) = ``torch.nn.functional.scaled_dot_product_attention`` with the decomposed
-    relative-position terms as its additive mask (:mod:`labelloop.prelabel.sam_attention`, as
+    relative-position terms as its additive mask (:mod:`labelloop.prelabel.backends.sam_attention`, as
     segment-anything-fast); ``eager`` = segment-anything's own ``(q * scale) @ k^T + bias``,
     softmax, ``@ v``. The same math in another order, so it is **not** in the model_id, like the
     torch version and the GPU model, which also change kernels and rounding. Measured on the CPU
-    (random weights with random relative-position tables, tests/test_prelabel_sam_attention.py):
+    (random weights with random relative-position tables, tests/unit/prelabel/test_prelabel_sam_attention.py):
     float32 encoder outputs differ by at most ~2e-6 (values up to ~4) and the segmenter's masks on
     the 12 bundled photos by 0 or 1 pixel per photo; under bf16 autocast the encoder outputs differ
     by ~0.05, as much as bf16 differs from float32, and ~0.3 % of mask pixels (those with a logit
@@ -102,7 +102,7 @@ class SegmenterSpec(ModelSpec):
     config written before this setting existed (their predictions were computed ``eager``).
 
     ``compile`` (kind ``sam`` only, default false): run the image encoder through
-    ``torch.compile`` (:mod:`labelloop.prelabel.compiled`: static shapes but the batch dimension,
+    ``torch.compile`` (:mod:`labelloop.prelabel.backends.compiled`: static shapes but the batch dimension,
     two compilations per process, eager with a warning if compiling fails). Inductor fuses and
     reorders the same ops, so like ``attention`` it changes float rounding only and is **not** in
     the model_id: float32 encoder outputs of the compiled SDPA encoder differ from the uncompiled

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labelloop.versioning import VersioningError, dvc, git
+from labelloop.workspace.versioning import VersioningError, dvc, git
 
 ENV_DVC_REMOTE = "LABELLOOP_DVC_REMOTE"
 ENV_DVC_ENDPOINT = "LABELLOOP_DVC_ENDPOINT_URL"

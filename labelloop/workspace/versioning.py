@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 TAG_PREFIX = "dataset-v"
 TAG_RE = re.compile(r"^dataset-v(\d+)$")
 RELEASE_STAGE = "release"
@@ -126,7 +128,6 @@ def release_out_md5(root: Path) -> str | None:
     lock = Path(root) / "dvc.lock"
     if not lock.is_file():
         return None
-    import yaml
 
     data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
     for out in data.get("stages", {}).get(RELEASE_STAGE, {}).get("outs", []):
@@ -194,8 +195,11 @@ def read_release_file(root: Path, rel: str, rev: str, missing_ok: bool = False) 
         VersioningError: an unknown revision, or (unless ``missing_ok``, which returns None) a
             file the release does not have; any other DVC failure (e.g. unreachable data).
     """
-    import dvc.api
-    from dvc.exceptions import DvcException, PathMissingError
+    import dvc.api  # heavy (about a second): only when a release file is read through DVC
+    from dvc.exceptions import (  # heavy (about a second): only when a release file is read through DVC
+        DvcException,
+        PathMissingError,
+    )
 
     try:
         return dvc.api.read(f"release/{rel}", repo=str(root), rev=rev, mode="rb")

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import click
 
-from labelloop.workspace import Workspace
+from labelloop.images import samples
+from labelloop.ingest.files import ingest
+from labelloop.release.audit import status
+from labelloop.workspace.init import init_workspace
+from labelloop.workspace.layout import Workspace
+from pipelines.cli.common import CliError, copy_to_inbox, do_release, options, run_batches
+from pipelines.cli.summary import demo_summary
+from pipelines.partitions import BATCHES
+from pipelines.runner import get_instance
 
 MARKER = ".labelloop/demo-workspace"
 
@@ -22,7 +30,6 @@ def fresh_demo_workspace(path: str | None) -> Workspace:
     """A new, empty demo workspace at ``path`` (default ./labelloop-demo). A folder left by an
     earlier demo (it carries .labelloop/demo-workspace) is replaced; any other non-empty folder
     is refused, so the demo never deletes a user's data."""
-    from pipelines.cli import CliError
 
     root = Path(path or "labelloop-demo").expanduser().resolve()
     if root.exists() and any(root.iterdir()):
@@ -33,14 +40,6 @@ def fresh_demo_workspace(path: str | None) -> Workspace:
 
 
 def run_demo(ctx: click.Context) -> None:
-    from labelloop import samples
-    from labelloop.audit import status
-    from labelloop.bootstrap import init_workspace
-    from labelloop.ingest import ingest
-    from pipelines.cli import _copy_to_inbox, _run_batches, do_release
-    from pipelines.partitions import BATCHES
-    from pipelines.runner import get_instance
-    from pipelines.summary import demo_summary
 
     ws = fresh_demo_workspace(ctx.obj["workspace"])
     click.echo(f"[1/6] workspace {ws.root}")
@@ -51,14 +50,24 @@ def run_demo(ctx: click.Context) -> None:
     res = ingest(ws, photos, "photos")
     instance.add_dynamic_partitions(BATCHES, [res.batch])
     click.echo(f"[2/6] ingested {len(res.copied)} bundled photos as batch {res.batch}")
-    _run_batches(ctx, ws, None)
+    run_batches(ctx, ws, None)
     click.echo("[3/6] pre-labeled, routed and exported for review")
     first = do_release(ctx, ws)
     click.echo(f"[4/6] release: {first.get('tag') or first['status']}")
-    dest = _copy_to_inbox(ws, samples.demo_review_path(), None)
-    _run_batches(ctx, ws, None)
+    dest = copy_to_inbox(ws, samples.demo_review_path(), None)
+    run_batches(ctx, ws, None)
     click.echo(f"[5/6] imported the hand-made review {ws.relative(dest)}")
     second = do_release(ctx, ws)
     click.echo(f"[6/6] release: {second.get('tag') or second['status']}")
     click.echo("")
     click.echo(demo_summary(ws, status(ws), [first, second]))
+
+
+@click.command()
+@options
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """The main job on the bundled photos in a fresh workspace: --workspace, else
+    $LABELLOOP_WORKSPACE, else ./labelloop-demo (not the current directory)."""
+
+    run_demo(ctx)

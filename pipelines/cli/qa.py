@@ -4,11 +4,17 @@ in :mod:`pipelines.cli`)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
 
-from pipelines.cli import CliError, _ws, options
+from labelloop.qa.calibration import calibrate_workspace
+from labelloop.review.gold import GoldError
+from labelloop.review.gold import register_gold as do_register
+from labelloop.workspace import repo
+from pipelines.cli.common import CliError, options, workspace_of
+from resources.prelabeler import PreLabelerResource
 
 
 @click.command("register-gold")
@@ -20,17 +26,12 @@ def register_gold(ctx: click.Context, file: str, name: str | None) -> None:
     """Register trusted reference labels (COCO JSON, or a Label Studio JSON / JSON-MIN export) of
     ingested images as a gold set. Review exports written from now on carry qa.honeypots_per_batch
     of its images among their tasks, unmarked; qa_report compares reviewers with it."""
-    import re
 
-    from labelloop import batch as B
-    from labelloop.gold import GoldError
-    from labelloop.gold import register_gold as do_register
-
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     set_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(file).stem).strip("-._") or "gold"
     try:
         with ws.lock():
-            s = do_register(ws, Path(file), set_name, B.all_images(ws), ws.config().category_names)
+            s = do_register(ws, Path(file), set_name, repo.all_images(ws), ws.config().category_names)
     except GoldError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"gold set {s['gold_set']} ({s['format']}): {s['images']} images, {s['labels']} labels registered, "
@@ -50,10 +51,8 @@ def register_gold(ctx: click.Context, file: str, name: str | None) -> None:
 def calibrate(ctx: click.Context, apply_: bool, as_json: bool) -> None:
     """Fit per-class routing thresholds from reviewed outcomes (lowest score threshold whose reviewed
     precision, 95% lower bound, reaches calibration.precision_target) and store the policy."""
-    from labelloop.calibration import calibrate_workspace
-    from resources.prelabeler import PreLabelerResource
 
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     model_id = PreLabelerResource().get(ws.config()).model_id
     pol = calibrate_workspace(ws, model_id, apply=apply_)
     if as_json:

@@ -8,12 +8,18 @@ import re
 
 import click
 
-from pipelines.cli import CliError, _emit, _ws, options
+from labelloop.release import lineage as L
+from labelloop.release.audit import lineage as get_lineage
+from labelloop.release.diff import diff_releases, format_diff, view_of_rev
+from labelloop.workspace import remotes as R
+from labelloop.workspace import versioning as V
+from pipelines.cli.common import BLOCKED, CliError, do_release, emit, options, workspace_of
+from pipelines.cli.summary import format_lineage
+from pipelines.runner import execute, get_instance
 
 
 def _tag(ws, name: str) -> str:
     """``dataset-v3``, ``v3`` or ``3`` -> ``dataset-v3`` if that release exists (CliError otherwise)."""
-    from labelloop import versioning as V
 
     m = re.fullmatch(r"(?:dataset-)?v?(\d+)", name.strip())
     tags = [t["tag"] for t in V.release_tags(ws.root)]
@@ -31,18 +37,16 @@ def _tag(ws, name: str) -> str:
 def push(ctx: click.Context, data_only: bool, git_only: bool) -> None:
     """Push every release: its data to the DVC remote, then commits and dataset-vN tags to the git
     remote (a recorded Dagster run, push_job). Remotes: `labelloop remote` or LABELLOOP_* variables."""
-    from pipelines.runner import execute, get_instance
 
     if data_only and git_only:
         raise CliError("--data-only and --git-only exclude each other")
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     conf = {"data": not git_only, "git": (False if data_only else True if git_only else None)}
     out = execute(ws, "push_job", get_instance(ws), run_config={"ops": {"push_releases": {"config": conf}}},
                   verbose=ctx.obj["verbose"])
     if not out.success:
         raise CliError(f"push: {out.reason()} (run {out.run_id})")
     md = out.metadata.get("push_releases", {})
-    from labelloop import remotes as R
 
     info = R.describe(ws.root)
     if not git_only:
@@ -64,9 +68,8 @@ def push(ctx: click.Context, data_only: bool, git_only: bool) -> None:
 def remote(ctx: click.Context, dvc_url: str | None, endpoint_url: str | None, git_url: str | None,
            as_json: bool) -> None:
     """Show the workspace's remotes, or set them (the DVC URL becomes the default remote `storage`)."""
-    from labelloop import remotes as R
 
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     with ws.lock():
         info = R.configure(ws.root, R.RemoteSettings(dvc_url, endpoint_url, git_url))
 
@@ -77,7 +80,7 @@ def remote(ctx: click.Context, dvc_url: str | None, endpoint_url: str | None, gi
         lines += [f"git {n}: {u}" for n, u in sorted(d["git"].items())] or ["git: no remote"]
         return "\n".join(lines)
 
-    _emit(info, as_json, fmt)
+    emit(info, as_json, fmt)
 
 
 @click.command()
@@ -89,10 +92,8 @@ def remote(ctx: click.Context, dvc_url: str | None, endpoint_url: str | None, gi
 def diff(ctx: click.Context, old: str, new: str | None, as_json: bool) -> None:
     """What changed from release OLD to NEW (default: from the release before OLD to OLD): images
     added / removed, labels added / removed / moved / relabeled per class, and who caused each."""
-    from labelloop import versioning as V
-    from labelloop.diff import diff_releases, format_diff, view_of_rev
 
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     a = _tag(ws, old)
     if new is None:
         tags = [t["tag"] for t in V.release_tags(ws.root)]
@@ -101,7 +102,7 @@ def diff(ctx: click.Context, old: str, new: str | None, as_json: bool) -> None:
         a, b = tags[tags.index(a) - 1], a
     else:
         b = _tag(ws, new)
-    _emit(diff_releases(view_of_rev(ws.root, a), view_of_rev(ws.root, b)), as_json, format_diff)
+    emit(diff_releases(view_of_rev(ws.root, a), view_of_rev(ws.root, b)), as_json, format_diff)
 
 
 def format_release_lineage(d: dict) -> str:
@@ -136,9 +137,8 @@ def format_release_lineage(d: dict) -> str:
 def release_lineage(ctx: click.Context, ident: str | None, tag: str | None, html: bool, as_json: bool) -> None:
     """``labelloop lineage [ID] --release TAG``: one image's provenance in a release, or without ID
     the release's audit summary (Markdown, or HTML with --html)."""
-    from labelloop import lineage as L
 
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     if tag is None:
         raise CliError("give an image_id, label_id or file name, or --release TAG for a release's audit summary")
     tag = _tag(ws, tag)
@@ -168,12 +168,54 @@ def lineage(ctx: click.Context, ident: str | None, tag: str | None, html: bool, 
     """Provenance of an image_id, a label_id or a file name (current labels, or --release TAG)."""
     if tag or not ident:
         return release_lineage(ctx, ident, tag, html, as_json)
-    from labelloop.audit import lineage as get_lineage
 
     try:
-        data = get_lineage(_ws(ctx), ident)
+        data = get_lineage(workspace_of(ctx), ident)
     except KeyError as exc:
         raise CliError(exc.args[0]) from None
-    from pipelines.summary import format_lineage
 
-    _emit(data, as_json, format_lineage)
+    emit(data, as_json, format_lineage)
+
+
+@click.command()
+@options
+@click.option("--resplit", is_flag=True, help="assign every image group's train/val/test split anew "
+              "(stored splits are otherwise kept)")
+@click.pass_context
+def release(ctx: click.Context, resplit: bool) -> None:
+    """Materialize labels, qa_report (with its blocking checks), dataset_release and lineage in one run."""
+    ws = workspace_of(ctx)
+    r = do_release(ctx, ws, resplit=resplit)
+    for w in r["warnings"]:
+        click.echo(f"warning: {w}")
+    if r["status"] == "blocked":
+        for c in r["checks"]:
+            click.echo(f"failed: {c['name']}: {c['reason']} (measured {c['value']}, threshold {c['threshold']})")
+            if c.get("images"):
+                click.echo(f"  images behind {c['name']}: {', '.join(str(i)[:12] for i in c['images'][:20])}")
+        click.echo(f"labelloop: release blocked: {r['reason']}", err=True)
+        ctx.exit(BLOCKED)
+    if r["status"] == "unchanged":
+        restored = f"; release/ restored to {r['tag']}" if r["metadata"].get("restored") else ""
+        click.echo(f"no change since {r['tag']}: no new release{restored}")
+    else:
+        m = r["metadata"]
+        click.echo(f"released {r['tag']}: {m.get('images')} images, {m.get('labels')} labels "
+                   f"(git {str(m.get('git_sha'))[:10]}, dvc {m.get('dvc_md5')})")
+        if m.get("push_error"):
+            click.echo(f"warning: {m['push_error']}")
+
+
+@click.command()
+@options
+@click.argument("tag")
+@click.pass_context
+def rollback(ctx: click.Context, tag: str) -> None:
+    """Restore release/ to TAG byte for byte (a recorded run; later tags and labels untouched)."""
+
+    ws = workspace_of(ctx)
+    out = execute(ws, "rollback_job", get_instance(ws), run_config={"ops": {"rollback_release": {"config": {"tag": tag}}}},
+                  verbose=ctx.obj["verbose"])
+    if not out.success:
+        raise CliError(f"rollback: {out.reason()}")
+    click.echo(f"release/ restored to {tag} [run {out.run_id[:8]}]")

@@ -5,10 +5,21 @@ instance, with the review tool of :func:`pipelines.definitions.review_tool_resou
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 
 import click
 
-from pipelines.cli import CliError, _ws, options
+from labelloop.formats.labelstudio import ExportFormatError, check_size
+from labelloop.review.importer import import_file
+from labelloop.review.importer import register_export as do_register_export
+from labelloop.review.inbox import inbox_files
+from labelloop.review.live.server import LabelStudioServer, LabelStudioServerError
+from labelloop.review.live.sync import default_title, reset_pull_marks
+from labelloop.review.live.webhook import WebhookServer
+from labelloop.workspace import repo
+from pipelines.cli.common import CliError, copy_to_inbox, options, run_batches, workspace_of
+from pipelines.runner import execute, get_instance
 
 
 def _require_server() -> None:
@@ -26,19 +37,17 @@ def push_review(ctx: click.Context, batch: str | None) -> None:
     """Send batches' review tasks with their pre-annotations to the live Label Studio server
     (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY): materializes review_export per batch, which
     creates or reuses the project and imports only tasks it does not hold yet."""
-    from labelloop import batch as B
-    from pipelines.runner import execute, get_instance
 
     _require_server()
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     if batch and batch not in ws.batches():
         raise CliError(f"no batch named {batch!r} (batches: {', '.join(ws.batches()) or 'none'})")
-    names = [batch] if batch else [b for b in ws.batches() if B.queue_path(ws, b).is_file()]
+    names = [batch] if batch else [b for b in ws.batches() if repo.queue_path(ws, b).is_file()]
     if not names:
         raise CliError("no batch has a review queue yet: run `labelloop run` first")
     instance = get_instance(ws)
     for b in names:
-        if not B.queue_path(ws, b).is_file():
+        if not repo.queue_path(ws, b).is_file():
             raise CliError(f"batch {b} has no review queue yet: run `labelloop run --batch {b}` first")
         out = execute(ws, "review_push_job", instance, partition_key=b, verbose=ctx.obj["verbose"])
         if not out.success:
@@ -61,11 +70,9 @@ def pull_review(ctx: click.Context, full: bool) -> None:
     """Import new and updated annotations from the live Label Studio server, then resolve labels
     (resolve_job: human_labels pulls, labels). The label_studio_sensor does the same on its own
     under `labelloop ui`."""
-    from labelloop.labelstudio_sync import reset_pull_marks
-    from pipelines.runner import execute, get_instance
 
     _require_server()
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     if full:
         reset_pull_marks(ws)
     out = execute(ws, "resolve_job", get_instance(ws), verbose=ctx.obj["verbose"])
@@ -94,19 +101,13 @@ def serve_webhook(ctx: click.Context, host: str, port: int, public_url: str | No
     created / updated / deleted events, header X-Labelloop-Token = LABELLOOP_WEBHOOK_SECRET) and
     runs resolve_job (pull + resolve, as pull-review) after each event, so a reviewer's save
     arrives at once instead of at the sensor's next tick."""
-    import threading
-
-    from labelloop.labelstudio_server import LabelStudioServer, LabelStudioServerError
-    from labelloop.labelstudio_sync import default_title
-    from labelloop.labelstudio_webhook import WebhookServer
-    from pipelines.runner import execute, get_instance
 
     _require_server()
     secret = os.environ.get("LABELLOOP_WEBHOOK_SECRET", "")
     if len(secret) < 8:
         raise CliError("LABELLOOP_WEBHOOK_SECRET must be set (8 characters or more): Label Studio sends it with "
                        "every event and the endpoint refuses requests without it")
-    ws = _ws(ctx)
+    ws = workspace_of(ctx)
     server = LabelStudioServer(os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"])
     title = os.environ.get("LABEL_STUDIO_PROJECT_TITLE") or default_title(ws)
     try:
@@ -154,3 +155,48 @@ def pull_loop(due, run_once, max_pulls: int, echo) -> int:
         runs += 1
         echo(f"event: {line}")
     return runs
+
+
+@click.command("import-review")
+@options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", help="tool project the work came from (default: the export's project, "
+              "else the inbox subfolder, else the file stem; CVAT: cvat/task-N; COCO: coco/<stem>)")
+@click.pass_context
+def import_review(ctx: click.Context, file: str, source: str | None) -> None:
+    """Copy a review file into the review inbox and import it: a Label Studio JSON / JSON-MIN
+    export, a CVAT for images 1.1 XML (or CVAT's zip), or COCO JSON (format read from the content)."""
+
+    ws = workspace_of(ctx)
+    try:  # a file over review.max_export_mb is refused before it is copied or read
+        check_size(file, int(ws.config().review.max_export_mb * 2**20))
+    except ExportFormatError as exc:
+        raise CliError(str(exc)) from None
+    existed = {p.resolve() for p in inbox_files(ws)}
+    dest = copy_to_inbox(ws, Path(file), source)
+    check = import_file(ws, dest, source=source, dry_run=True)
+    if check.get("error"):
+        if dest.resolve() not in existed:
+            dest.unlink(missing_ok=True)  # not an export: leave the inbox as it was
+        raise CliError(check["error"])
+    steps = run_batches(ctx, ws, None)
+    hl = steps[-1]["metadata"].get("human_labels", {})
+    click.echo(f"{ws.relative(dest)}: {check['reviews']} new reviews, {check['skipped']} already imported, "
+               f"{check['rejects']} rejected; {hl.get('reviewed_images', 0)} images reviewed in all")
+    for r in check.get("reject_reasons", []):
+        click.echo(f"  rejected {r}")
+    for w in check.get("warnings", []):
+        click.echo(f"  warning: {w}")
+
+
+@click.command("register-export")
+@options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", required=True, help="name of the export (e.g. label-studio/project-1)")
+@click.pass_context
+def register_export(ctx: click.Context, file: str, source: str) -> None:
+    """Record a Label Studio import file that another process sent, so reviews link to its predictions."""
+    s = do_register_export(workspace_of(ctx), Path(file), source)
+    click.echo(f"{file}: {s['predictions']} predictions registered, {len(s['rejects'])} tasks rejected")
+    for r in s["rejects"]:
+        click.echo(f"  rejected {r}")

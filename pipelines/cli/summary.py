@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections import Counter
+from pathlib import Path
 
-from labelloop import project as P
-from labelloop.workspace import Workspace
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+from resources.prelabeler import PreLabelerResource
 
 
 def format_status(s: dict) -> str:
@@ -51,8 +55,8 @@ def format_lineage(d: dict) -> str:
 def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
     imgs = [i for b in st["batches"] for i in b["images"]]
     routes = Counter(i["route"] for i in imgs if i["route"])
-    preds = sum(len(P.current_predictions(ws, m)) for m in _model_ids(ws))
-    jpath, hpath = P.qa_paths(ws)
+    preds = sum(len(repo.current_predictions(ws, m)) for m in _model_ids(ws))
+    jpath, hpath = repo.qa_paths(ws)
     lines = [
         "== labelloop demo summary ==",
         f"images ingested   {len(imgs)} ({sum(1 for i in imgs if i['status'] == 'ok')} ok, "
@@ -81,9 +85,6 @@ def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
 
 def _labelloop_exe() -> str:
     """The labelloop command as the user can type it (the venv's script when not on PATH)."""
-    import shutil
-    import sys
-    from pathlib import Path
 
     beside = Path(sys.executable).with_name("labelloop")
     if shutil.which("labelloop") == str(beside) or not beside.exists():
@@ -92,6 +93,5 @@ def _labelloop_exe() -> str:
 
 
 def _model_ids(ws: Workspace) -> list[str]:
-    from resources.prelabeler import PreLabelerResource
 
     return [PreLabelerResource().get(ws.config()).model_id]

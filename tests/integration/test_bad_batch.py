@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from helpers import cli, make_bad_folder
-from labelloop.workspace import Workspace
+from labelloop.workspace.layout import Workspace
+from support.helpers import cli, make_bad_folder
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,9 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_nothing_to_release_nothing_new_to_ingest_and_a_bad_export_left_out(tmp_path):
-    from helpers import skimage_data
     import shutil
+
+    from support.helpers import skimage_data
 
     root = tmp_path / "w"
     cli(root, "init")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from support.helpers import REPO_ROOT
+
+BENCH = REPO_ROOT / "benchmarks"
 
 
 def _load(name: str):

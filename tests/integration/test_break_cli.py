@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.helpers import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def test_python_m_pipelines_cli_runs(tmp_path):

@@ -9,21 +9,23 @@ import shutil
 import pytest
 from PIL import Image
 
-from helpers import cli, skimage_data
-from labelloop import batch as B
-from labelloop.images import ImageError, check_image_id, load_rgb, save_release_copy
-from labelloop.prelabel.foundation import FoundationPreLabeler
-from labelloop.prelabel.opencv import OpenCVPreLabeler
+from labelloop.images.files import ImageError, check_image_id, load_rgb, save_release_copy
+from labelloop.ingest.scan import scan_batch
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler
+from labelloop.prelabel.backends.opencv import OpenCVPreLabeler
 from labelloop.prelabel.protocol import iter_predictions
-from labelloop.workspace import Workspace
-from test_prelabel_resume import models, workspace  # noqa: F401 - the tiny foundation models fixture
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+from support.foundation import models, workspace  # noqa: F401 - the tiny foundation models fixture
+from support.helpers import cli, skimage_data
 
 SK = skimage_data()
 
 
 def _replace(ws: Workspace, batch: str, name: str) -> str:
     """Overwrite inbox/<batch>/<name> with another photo's pixels; returns the row's image_id."""
-    row = next(r for r in B.images_to_label(ws, batch) if r["source_path"] == name)
+    row = next(r for r in repo.images_to_label(ws, batch) if r["source_path"] == name)
     Image.open(SK / "camera.png").convert("RGB").resize((200, 150)).save(ws.locate(row["uri"]), format="PNG")
     return row["image_id"]
 
@@ -59,13 +61,13 @@ def _workspace(tmp_path, batch: str) -> Workspace:
 
 def test_prelabels_skip_a_replaced_file_with_the_reason(tmp_path):
     ws = _workspace(tmp_path, "b1")
-    B.scan_batch(ws, "b1")
+    scan_batch(ws, "b1")
     old_id = _replace(ws, "b1", "chelsea.png")
     model = OpenCVPreLabeler(ws.config())
-    out = B.prelabel_batch(ws, "b1", model, run_id="r1")
+    out = prelabel_batch(ws, "b1", model, run_id="r1")
     assert len(out["failed"]) == 1 and out["failed"][0].startswith("chelsea.png: ")
     assert "changed: the file's sha256 is" in out["failed"][0]
-    done = B._done_image_ids(B.prelabel_dir(ws, "b1", model.model_id))
+    done = repo.done_image_ids(repo.prelabel_dir(ws, "b1", model.model_id))
     assert old_id not in done and len(done) == 2
 
     class Streaming:  # a PreLabeler whose predict_files does not take image_ids: checked first
@@ -75,7 +77,7 @@ def test_prelabels_skip_a_replaced_file_with_the_reason(tmp_path):
             for i, p in enumerate(paths):
                 yield i, model.predict([load_rgb(p)])[0]
 
-    rows = [r for r in B.images_to_label(ws, "b1")]
+    rows = [r for r in repo.images_to_label(ws, "b1")]
     got = dict(iter_predictions(Streaming(), [ws.locate(r["uri"]) for r in rows], [r["image_id"] for r in rows]))
     bad = [i for i, r in enumerate(rows) if r["image_id"] == old_id]
     assert isinstance(got[bad[0]], ImageError) and got[bad[0]].code == "changed"
@@ -84,8 +86,8 @@ def test_prelabels_skip_a_replaced_file_with_the_reason(tmp_path):
 
 def test_foundation_loader_reports_a_replaced_file(tmp_path, models):  # noqa: F811
     ws = workspace(tmp_path, "ws", models)
-    B.scan_batch(ws, "b1")
-    rows = B.images_to_label(ws, "b1")
+    scan_batch(ws, "b1")
+    rows = repo.images_to_label(ws, "b1")
     old_id = _replace(ws, "b1", "coffee.png")
     results = dict(FoundationPreLabeler(ws.config(), ws.root).predict_files(
         [ws.locate(r["uri"]) for r in rows], image_ids=[r["image_id"] for r in rows]))
@@ -97,8 +99,8 @@ def test_foundation_loader_reports_a_replaced_file(tmp_path, models):  # noqa: F
 
 
 def test_release_refuses_a_replaced_file_until_its_bytes_are_back(tmp_path):
-    from helpers import ls_fixtures
-    from labelloop import versioning as V
+    from labelloop.workspace import versioning as V
+    from support.helpers import ls_fixtures
 
     fx = ls_fixtures()
     ws = _workspace(tmp_path, "fixture")

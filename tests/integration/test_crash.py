@@ -9,10 +9,12 @@ from collections import Counter
 
 import pytest
 
-from helpers import cli, skimage_data
-from labelloop import batch as B
-from labelloop.prelabel.opencv import OpenCVPreLabeler
-from labelloop.workspace import Workspace
+from labelloop.ingest.scan import scan_batch
+from labelloop.prelabel.backends.opencv import OpenCVPreLabeler
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+from support.helpers import cli, skimage_data
 
 NAMES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "rocket.jpg")
 
@@ -30,7 +32,7 @@ def test_prelabels_resume_after_a_crash(tmp_path):
     cli(root, "init")
     cli(root, "ingest", str(src), "--batch", "b1")
     ws = Workspace.at(root)
-    B.scan_batch(ws, "b1")
+    scan_batch(ws, "b1")
     model = OpenCVPreLabeler(ws.config())
     real_predict = model.predict
     calls = []
@@ -43,23 +45,23 @@ def test_prelabels_resume_after_a_crash(tmp_path):
 
     model.predict = crashing
     with pytest.raises(Crash):
-        B.prelabel_batch(ws, "b1", model, run_id="r1", chunk_size=2)
-    folder = B.prelabel_dir(ws, "b1", model.model_id)
+        prelabel_batch(ws, "b1", model, run_id="r1", chunk_size=2)
+    folder = repo.prelabel_dir(ws, "b1", model.model_id)
     assert len(list(folder.glob("part-*.parquet"))) == 2  # two finished chunks of 2 images kept
     assert not list(folder.glob(".tmp-*"))
     model.predict = real_predict
-    s = B.prelabel_batch(ws, "b1", model, run_id="r2", chunk_size=2)
+    s = prelabel_batch(ws, "b1", model, run_id="r2", chunk_size=2)
     assert (s["images_cached"], s["images_predicted"]) == (4, 2)
-    preds = B.batch_predictions(ws, "b1", model.model_id)
+    preds = repo.batch_predictions(ws, "b1", model.model_id)
     assert not [k for k, n in Counter(p["prediction_id"] for p in preds).items() if n > 1]
     fresh = tmp_path / "fresh"
     cli(fresh, "init")
     cli(fresh, "ingest", str(src), "--batch", "b1")
     wf = Workspace.at(fresh)
-    B.scan_batch(wf, "b1")
-    B.prelabel_batch(wf, "b1", OpenCVPreLabeler(wf.config()), run_id="r", chunk_size=200)
+    scan_batch(wf, "b1")
+    prelabel_batch(wf, "b1", OpenCVPreLabeler(wf.config()), run_id="r", chunk_size=200)
     key = lambda p: (p["prediction_id"], p["category"], tuple(p["bbox"]), p["score"])  # noqa: E731
-    assert sorted(map(key, preds)) == sorted(map(key, B.batch_predictions(wf, "b1", model.model_id)))
+    assert sorted(map(key, preds)) == sorted(map(key, repo.batch_predictions(wf, "b1", model.model_id)))
     # the CLI then finds nothing stale for that model and completes the rest of the batch
     out = cli(root, "run")
     assert "batch b1 [ran: review_queue not materialized]" in out.output

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import skimage
 
-from labelloop.cvat import CvatFormatError
-from labelloop.cvat_import import parse_cvat
-from labelloop.masks import decode_rle, encode_rle, mask_iou, polygons_to_rle
-from labelloop.review_import import import_review
+from labelloop.formats.cvat.reader import parse_cvat
+from labelloop.formats.cvat.writer import CvatFormatError
+from labelloop.geometry.masks import decode_rle, encode_rle, mask_iou, polygons_to_rle
+from labelloop.review.importer import import_review
+from support.helpers import FIXTURES
 
-FIX = Path(__file__).parent / "fixtures" / "cvat-datumaro-1.13.12"
+FIX = FIXTURES / "cvat-datumaro-1.13.12"
 SK = Path(skimage.__file__).parent / "data"
 CATS = ["person", "face", "cat"]
 VERSION = "2026-11-29T12:00:00+00:00"
@@ -139,9 +140,9 @@ def test_a_datumaro_file_read_from_disk_takes_its_mtime_as_version(tmp_path):
     import os
     import shutil
 
-    from helpers import cli
-    from labelloop.review_files import read_review_file
-    from labelloop.workspace import Workspace
+    from labelloop.review.files import read_review_file
+    from labelloop.workspace.layout import Workspace
+    from support.helpers import cli
 
     src = tmp_path / "default.xml"
     shutil.copyfile(FIX / "datumaro_export" / "default.xml", src)

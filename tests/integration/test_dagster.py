@@ -16,13 +16,13 @@ import dagster as dg
 import pytest
 import requests
 
-from helpers import cli, skimage_data
 from pipelines.definitions import build_definitions
 from pipelines.runner import get_instance
+from support.helpers import REPO_ROOT, cli, skimage_data
 
 ASSETS = {"raw_images", "prelabels", "review_queue", "review_export", "human_labels", "labels", "qa_report",
           "dataset_release", "lineage"}
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def test_definitions_load_with_the_asset_graph(tmp_path):
@@ -48,7 +48,7 @@ def test_dagster_definitions_validate(tmp_path):
 
 def test_gpu_pool_is_at_least_one(tmp_path):
     cli(tmp_path / "ws", "init")
-    from labelloop.workspace import Workspace
+    from labelloop.workspace.layout import Workspace
 
     instance = get_instance(Workspace.at(tmp_path / "ws"))
     assert instance.event_log_storage.get_concurrency_info("gpu").slot_count >= 1

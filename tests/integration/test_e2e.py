@@ -9,12 +9,15 @@ import pytest
 import yaml
 from pycocotools.coco import COCO
 
-from helpers import cli
-from labelloop import samples, tables, versioning
-from labelloop.geometry import xyxy_to_xywh
-from labelloop.project import read_labels, review_store
-from labelloop.schemas import LABELS
-from labelloop.workspace import Workspace
+from labelloop import tables
+from labelloop.geometry.boxes import xyxy_to_xywh
+from labelloop.images import samples
+from labelloop.review.store import review_store
+from labelloop.tables.schemas import LABELS
+from labelloop.workspace import versioning
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.repo import read_labels
+from support.helpers import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +109,7 @@ def test_negatives_have_empty_yolo_files(released):
 def test_model_rerun_never_changes_a_reviewed_label(released, tmp_path):
     """Invariant 1: new inference settings = new model_id; human labels stay. All 12 images are
     reviewed, so the new model predicts nothing (reviewed images are never re-predicted; the
-    unreviewed case: tests/test_reprocess.py)."""
+    unreviewed case: tests/integration/test_reprocess.py)."""
     root = tmp_path / "copy"
     shutil.copytree(released.root, root, symlinks=True)
     ws = Workspace.at(root)
@@ -171,7 +174,7 @@ def test_status_and_lineage_json(released):
 
 def test_release_with_nothing_resolved_exits_3_with_one_reason(tmp_path):
     """Nothing resolved yet: `labelloop release` exits 3 (blocked) and says why once."""
-    from helpers import cli
+    from support.helpers import cli
 
     ws = tmp_path / "ws"
     cli(ws, "init")

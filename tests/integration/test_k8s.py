@@ -5,12 +5,12 @@ the Helm values and the Dockerfile start the code location the definitions name.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.helpers import REPO_ROOT
+
+ROOT = REPO_ROOT
 PRODUCTION = {"LABELLOOP_ENV": "production", "LABELLOOP_EXECUTOR": "k8s",
               "LABELLOOP_DAGSTER_PG_URL": "postgresql+psycopg2://dagster:secret@pg:5432/dagster",
               "LABEL_STUDIO_URL": "http://label-studio:8080", "LABEL_STUDIO_API_KEY": "token",

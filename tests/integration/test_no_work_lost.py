@@ -15,19 +15,22 @@ import shutil
 import pytest
 import yaml
 
-from helpers import ls_fixtures, skimage_data
-
-from labelloop import batch as B
-from labelloop import project as P
-from labelloop.agreement import current_annotations
-from labelloop.bootstrap import init_workspace
-from labelloop.ingest import ingest
-from labelloop.labelstudio import ExportFormatError, parse_export, read_export
-from labelloop.review_files import read_review_file
-from labelloop.review_import import import_review, register_import_tasks
-from labelloop.review_store import ReviewStore, make_import_id
-from labelloop.workspace import Workspace
+from labelloop.formats.labelstudio import ExportFormatError, parse_export, read_export
+from labelloop.ingest.files import ingest
+from labelloop.ingest.scan import scan_batch
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.qa.agreement import current_annotations
+from labelloop.review.export import export_batch
+from labelloop.review.files import read_review_file
+from labelloop.review.importer import import_file, import_review, register_export, register_import_tasks
+from labelloop.review.resolve import resolve_workspace
+from labelloop.review.store import ReviewStore, make_import_id, review_store
+from labelloop.routing.queue import route_batch
+from labelloop.workspace import repo
+from labelloop.workspace.init import init_workspace
+from labelloop.workspace.layout import Workspace
 from resources.prelabeler import PreLabelerResource
+from support.helpers import ls_fixtures, skimage_data
 
 FX = ls_fixtures()
 CATS = ["person", "face", "cat"]
@@ -132,9 +135,9 @@ def test_two_reviewers_of_one_task_are_kept_separately_and_both_count_for_agreem
     assert sorted((r["tool_annotation_id"], r["annotator"]) for r in both) == [("1", "ls-user-1"), ("99", "ls-user-7")]
     rows = {r["review_id"]: [h for h in store.human_labels() if h["review_id"] == r["review_id"]] for r in both}
     assert sorted(len(v) for v in rows.values()) == [2, 2]  # reviewer 7: the person + a deletion marker
-    # labels: the most recent annotation of the image (documented in labelloop.review_store)
+    # labels: the most recent annotation of the image (documented in labelloop.review.store)
     assert store.latest_reviews()[astro]["annotator"] == "ls-user-7"
-    # agreement (labelloop.agreement) sees both reviewers' current annotations of the image
+    # agreement (labelloop.qa.agreement) sees both reviewers' current annotations of the image
     cur = current_annotations(store.reviews(), store.human_labels())
     assert sorted(a["annotator"] for a in cur if a["image_id"] == astro) == ["ls-user-1", "ls-user-7"]
 
@@ -243,11 +246,11 @@ def workspace(tmp_path_factory):
 
 def run_batch(ws: Workspace) -> str:
     model = PreLabelerResource().get(ws.config(), str(ws.root))
-    B.scan_batch(ws, "b1")
-    B.prelabel_batch(ws, "b1", model, run_id="test")
-    B.route_batch(ws, "b1", model.model_id)
-    B.export_batch(ws, "b1", model.model_id, set(P.review_store(ws).latest_reviews()))
-    P.resolve(ws, model.model_id)
+    scan_batch(ws, "b1")
+    prelabel_batch(ws, "b1", model, run_id="test")
+    route_batch(ws, "b1", model.model_id)
+    export_batch(ws, "b1", model.model_id, set(review_store(ws).latest_reviews()))
+    resolve_workspace(ws, model.model_id)
     return model.model_id
 
 
@@ -256,12 +259,12 @@ def test_a_model_rerun_never_changes_hides_or_duplicates_a_reviewed_label(worksp
     first = run_batch(ws)
     sent = {t["data"]["source_path"] for t in json.loads((ws.review_out / "b1" / "tasks.json").read_text())}
     assert (ws.review_out / "b1" / "annotations.xml").is_file()  # the CVAT form of the same batch
-    P.register_export(ws, FX / "import_tasks.json", SRC)
-    out = P.import_file(ws, FX / "export_json.json")
+    register_export(ws, FX / "import_tasks.json", SRC)
+    out = import_file(ws, FX / "export_json.json")
     assert out["reviews"] == 3 and out["rejects"] == 0, out
-    P.resolve(ws, first)
-    before = sorted((r["label_id"], r["category"], tuple(r["bbox"]), r["origin"]) for r in P.read_labels(ws)[0])
-    humans = P.review_store(ws).current_human_labels()
+    resolve_workspace(ws, first)
+    before = sorted((r["label_id"], r["category"], tuple(r["bbox"]), r["origin"]) for r in repo.read_labels(ws)[0])
+    humans = review_store(ws).current_human_labels()
     assert {lab[3] for lab in before} == {"human"} and len(before) == 3 and sent
     # a new model: new inference settings give a new model_id and new predictions
     cfg = yaml.safe_load(ws.config_path.read_text())
@@ -269,9 +272,9 @@ def test_a_model_rerun_never_changes_hides_or_duplicates_a_reviewed_label(worksp
     ws.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     second = run_batch(ws)
     assert second != first and len(list((ws.table("prelabels") / "b1").iterdir())) == 2
-    after = sorted((r["label_id"], r["category"], tuple(r["bbox"]), r["origin"]) for r in P.read_labels(ws)[0])
+    after = sorted((r["label_id"], r["category"], tuple(r["bbox"]), r["origin"]) for r in repo.read_labels(ws)[0])
     assert after == before  # not changed, hidden or duplicated
-    assert P.review_store(ws).current_human_labels() == humans
+    assert review_store(ws).current_human_labels() == humans
     assert json.loads((ws.review_out / "b1" / "tasks.json").read_text()) == []  # reviewed: not re-sent
     # ... unless asked
     cfg["review"] = {"resend_reviewed": True}
@@ -279,4 +282,4 @@ def test_a_model_rerun_never_changes_hides_or_duplicates_a_reviewed_label(worksp
     run_batch(ws)
     resent = {t["data"]["source_path"] for t in json.loads((ws.review_out / "b1" / "tasks.json").read_text())}
     assert resent == sent
-    assert sorted((r["label_id"], r["category"], tuple(r["bbox"]), r["origin"]) for r in P.read_labels(ws)[0]) == before
+    assert sorted((r["label_id"], r["category"], tuple(r["bbox"]), r["origin"]) for r in repo.read_labels(ws)[0]) == before

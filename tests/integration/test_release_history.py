@@ -26,14 +26,14 @@ import dagster as dg
 import pytest
 import yaml
 
-from helpers import cli
-from moto_server import free_port
-from labelloop import project as P
-from labelloop import tables, versioning
-from labelloop.lineage import lineage_dir, trace_problems
-from labelloop.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
-from labelloop.workspace import Workspace
+from labelloop import tables
+from labelloop.release.lineage import lineage_dir, trace_problems
+from labelloop.tables.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
+from labelloop.workspace import repo, versioning
+from labelloop.workspace.layout import Workspace
 from pipelines.runner import get_instance
+from support.helpers import cli
+from support.moto_server import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 BUCKET = "labelloop-releases"
@@ -42,7 +42,7 @@ AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
 
 @pytest.fixture(scope="module")
 def s3(moto_server):
-    """The session's moto S3 server (tests/moto_server.py) with an empty bucket."""
+    """The session's moto S3 server (tests/support/moto_server.py) with an empty bucket."""
     moto_server["client"].create_bucket(Bucket=BUCKET)
     return moto_server
 
@@ -67,7 +67,7 @@ def history(s3, tmp_path_factory):
         assert "BLOCKED: blocking check audited_error_rate failed: 95% interval [0.207, 1.000]" in demo
         ws = Workspace.at(root)
         v1 = _files(ws.release_dir)
-        labels_sha = P.labels_sha256(ws)  # the demo's labels after the review import
+        labels_sha = repo.labels_sha256(ws)  # the demo's labels after the review import
         res = cli(root, "release", ok=False)  # still blocked at the default 2% target
         assert res.exit_code == 3 and "failed: audited_error_rate" in res.output
         cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
@@ -76,7 +76,7 @@ def history(s3, tmp_path_factory):
         (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         out2 = cli(root, "release").output
         assert "released dataset-v2: 12 images, 7 labels" in out2, out2
-        assert P.labels_sha256(ws) == labels_sha  # the target changed the verdict, not the labels
+        assert repo.labels_sha256(ws) == labels_sha  # the target changed the verdict, not the labels
         yield {"ws": ws, "bare": bare, "s3": s3, "v1": v1, "base": base}
 
 
@@ -335,7 +335,7 @@ def test_push_failures_are_reported_and_a_release_still_commits(history, tmp_pat
     # a release whose files fail validation on write (a YOLO writer gone wrong) never replaces release/
     before = _files(root / "release")
     with monkeypatch.context() as mp:
-        mp.setattr("labelloop.yolo.label_text", lambda *a, **k: "0 0.5 1.5 0.2 0.2\n")
+        mp.setattr("labelloop.formats.yolo.label_text", lambda *a, **k: "0 0.5 1.5 0.2 0.2\n")
         res = cli(root, "release", "--resplit", ok=False)
     assert res.exit_code == 1 and "failed validation: labels/" in res.output
     assert ": line 1: coordinate outside [0, 1]" in res.output

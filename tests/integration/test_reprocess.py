@@ -10,12 +10,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from helpers import cli, ls_fixtures, skimage_data
-from labelloop import batch as B
 from labelloop import reprocess as R
-from labelloop.project import read_labels, review_store
-from labelloop.workspace import Workspace
+from labelloop.review.store import review_store
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.repo import read_labels
 from pipelines.partitions import MAX_BATCHES_PER_RUN
+from support.helpers import cli, ls_fixtures, skimage_data
 
 FX = ls_fixtures()
 # batch "fixture": the three photos a real Label Studio review covers (all reviewed) + grace_hopper (not)
@@ -79,7 +80,8 @@ def _evaluate(ws: Workspace):
     """The schedule's tick, evaluated against the workspace's instance."""
     from pipelines.reprocess import reprocess_schedule
     from pipelines.runner import get_instance
-    from resources import PreLabelerResource, WorkspaceResource
+    from resources.prelabeler import PreLabelerResource
+    from resources.storage import WorkspaceResource
 
     instance = get_instance(ws)
     with dg.build_schedule_context(instance=instance, resources={
@@ -130,7 +132,7 @@ def _resolve_after(ws: Workspace, instance, outs) -> None:
 
 
 def _model_id(ws: Workspace) -> str:
-    from resources import PreLabelerResource
+    from resources.prelabeler import PreLabelerResource
 
     return PreLabelerResource().get(ws.config()).model_id
 
@@ -167,8 +169,8 @@ def test_new_model_repredicts_only_unreviewed_images_in_multi_batch_runs(ws, mon
     # the new model predicted every unreviewed image and none of the reviewed ones
     done = set()
     for b in ORDER:
-        done |= B._done_image_ids(B.prelabel_dir(ws, b, new_model))
-    wanted = {r["image_id"] for b in ORDER for r in B.images_to_label(ws, b)}
+        done |= repo.done_image_ids(repo.prelabel_dir(ws, b, new_model))
+    wanted = {r["image_id"] for b in ORDER for r in repo.images_to_label(ws, b)}
     assert done == wanted - reviewed and len(reviewed) == 3
     _resolve_after(ws, instance, outs)  # the sensor's resolve_job run, no CLI
     assert _human_rows(ws) == humans_before  # reviewed labels unchanged
@@ -181,9 +183,9 @@ def test_new_model_repredicts_only_unreviewed_images_in_multi_batch_runs(ws, mon
 def test_new_routing_policy_reroutes_without_a_prelabel_run(ws):
     model = _model_id(ws)
     reviewed = set(review_store(ws).latest_reviews())
-    parts = {p: p.stat().st_mtime_ns for b in ORDER for p in B.prelabel_dir(ws, b, model).glob("part-*.parquet")}
+    parts = {p: p.stat().st_mtime_ns for b in ORDER for p in repo.prelabel_dir(ws, b, model).glob("part-*.parquet")}
     old_policy = ws.config().policy_id()
-    queue_before = {q["image_id"]: q for q in B.all_queue(ws)}
+    queue_before = {q["image_id"]: q for q in repo.all_queue(ws)}
     _edit_config(ws, "defaults: {low: 0.3, high: 0.8}", "defaults: {low: 0.2, high: 0.5}")
     new_policy = ws.config().policy_id()
     assert new_policy != old_policy
@@ -196,7 +198,7 @@ def test_new_routing_policy_reroutes_without_a_prelabel_run(ws):
     run = instance.get_run_by_id(out.run_id)
     assert run.asset_selection == {dg.AssetKey("review_queue"), dg.AssetKey("review_export")}
     assert {p: p.stat().st_mtime_ns for p in parts} == parts  # no prediction file rewritten
-    queue = {q["image_id"]: q for q in B.all_queue(ws)}
+    queue = {q["image_id"]: q for q in repo.all_queue(ws)}
     assert set(queue) == set(queue_before)
     for iid, q in queue.items():
         if iid in reviewed:

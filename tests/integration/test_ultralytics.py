@@ -18,14 +18,21 @@ import numpy as np
 import pytest
 
 from labelloop import tables
-from labelloop.geometry import xyxy_to_xywh
-from labelloop.schemas import LABELS, RELEASE_IMAGES
-from test_release_build import CATS, _build, _inputs, photos  # noqa: F401 (photos is a fixture)
+from labelloop.geometry.boxes import xyxy_to_xywh
+from labelloop.tables.schemas import LABELS, RELEASE_IMAGES
+from support.release_fixtures import CATS, build_files, photos, release_inputs  # noqa: F401 (photos is a fixture)
 
 
 @pytest.fixture(scope="module")
 def ultra(tmp_path_factory):
-    """The ultralytics modules, with settings in a temporary folder and no network or installs."""
+    """The ultralytics modules, with settings in a temporary folder and no network or installs.
+
+    Importing ultralytics replaces ``PIL.Image.open`` for the whole process (a wrapper that tries
+    to install pi-heif when Pillow cannot identify a file); it is put back after this module's
+    tests, so no later test decodes images through Ultralytics' wrapper."""
+    from PIL import Image
+
+    pil_open = Image.open
     os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics-settings")))
     os.environ["YOLO_OFFLINE"] = "true"
     os.environ["YOLO_AUTOINSTALL"] = "false"
@@ -34,12 +41,13 @@ def ultra(tmp_path_factory):
     from ultralytics.data import YOLODataset
     from ultralytics.data.utils import check_det_dataset
 
-    return {"check": check_det_dataset, "dataset": YOLODataset, "cfg": get_cfg}
+    yield {"check": check_det_dataset, "dataset": YOLODataset, "cfg": get_cfg}
+    Image.open = pil_open
 
 
 def _with_crowd(images, task):
     """The release inputs of test_release_build plus a crowd region on coffee (its only label)."""
-    inputs = _inputs(images, task)
+    inputs = release_inputs(images, task)
     coffee = next(r for r in images if r["source_path"] == "coffee.png")
     inputs.labels.append({"label_id": "lb-crowd", "image_id": coffee["image_id"], "category": "person",
                           "bbox": [10.0, 20.0, 300.0, 200.0], "iscrowd": True, "origin": "human",
@@ -53,7 +61,7 @@ def _with_crowd(images, task):
 def test_ultralytics_reads_our_release(photos, tmp_path, ultra, task):  # noqa: F811
     root, images = photos
     out = tmp_path / "rel"
-    manifest = _build(root, out, _with_crowd(images, task), tmp_path / "reg")
+    manifest = build_files(root, out, _with_crowd(images, task), tmp_path / "reg")
     assert manifest["counts"]["labels"] == 3
     data = ultra["check"](str(out / "data.yaml"), autodownload=False)
     assert data["nc"] == len(CATS) and data["names"] == dict(enumerate(CATS))

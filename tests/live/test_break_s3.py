@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from labelloop.images import ImageError, inspect_image, load_rgb
-from labelloop.ingest import ingest
+from labelloop.images.files import ImageError, inspect_image, load_rgb
+from labelloop.ingest.files import ingest
 from labelloop.store import StoreSettings
-from labelloop.workspace import Workspace, WorkspaceError, read_manifest
-from moto_server import CREDENTIALS
+from labelloop.workspace.layout import Workspace, WorkspaceError, read_manifest
+from support.moto_server import CREDENTIALS
 
 pytestmark = pytest.mark.s3
 

@@ -9,19 +9,23 @@ import shutil
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from celery_helpers import ROOT, Workers, celery_servers, prepare_instance
-from helpers import cli, skimage_data
-from labelloop.bootstrap import PG_ENV
+from labelloop.workspace.init import PG_ENV
 from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, CELERY_CONFIG, EXECUTOR_VAR
+from support.celery_helpers import (
+    BATCHES,
+    ROOT,
+    Workers,
+    celery_servers,
+    celery_workspace,
+    prepare_instance,
+    table_rows,
+)
+from support.helpers import cli, skimage_data
 
 pytestmark = pytest.mark.celery
-
-BATCHES = {"b1": ["astronaut.png", "coffee.png"], "b2": ["chelsea.png", "grace_hopper.jpg"], "b3": ["motorcycle_left.png"]}
-VOLATILE = {"run_id", "exported_at", "exported_to"}  # differ between any two runs
 
 
 @pytest.fixture(scope="session")
@@ -41,36 +45,8 @@ def celery_workers(tmp_path_factory):
             workers.stop_all()
 
 
-def _table(root: Path, name: str) -> list[dict]:
-    folder = root / "tables" / name
-    rows = []
-    for p in sorted(folder.rglob("*.parquet")):
-        rows += pq.read_table(p).to_pylist()
-    for r in rows:
-        for k in VOLATILE & set(r):
-            r.pop(k)
-    return sorted(rows, key=repr)
-
-
-def _workspace(tmp_path: Path, name: str) -> Path:
-    root = tmp_path / name
-    cli(root, "init")
-    import matplotlib
-
-    sk = skimage_data()
-    mpl = Path(matplotlib.get_data_path()) / "sample_data"
-    for b, files in BATCHES.items():
-        src = tmp_path / "src" / b
-        if not src.exists():
-            src.mkdir(parents=True)
-            for f in files:
-                shutil.copyfile((mpl if f == "grace_hopper.jpg" else sk) / f, src / f)
-        cli(root, "ingest", str(src), "--batch", b)
-    return root
-
-
 def _run(root: Path):
-    from labelloop.workspace import Workspace
+    from labelloop.workspace.layout import Workspace
     from pipelines.runner import execute, get_instance
 
     ws = Workspace.at(root)
@@ -88,12 +64,12 @@ def test_celery_workers_run_the_batches_like_in_process(tmp_path, monkeypatch, c
 
     for k in (PG_ENV, EXECUTOR_VAR):
         monkeypatch.delenv(k, raising=False)
-    local = _workspace(tmp_path, "local")
+    local = celery_workspace(tmp_path, "local")
     _run(local)
 
     for k, v in celery_workers["env"].items():
         monkeypatch.setenv(k, v)
-    dist = _workspace(tmp_path, "celery")
+    dist = celery_workspace(tmp_path, "celery")
     assert "postgres" in (dist / ".dagster" / "dagster.yaml").read_text()
     instance, batch_run, resolve_run = _run(dist)
 
@@ -119,9 +95,9 @@ def test_celery_workers_run_the_batches_like_in_process(tmp_path, monkeypatch, c
     assert sorted(m.partition_key for m in mats) == ["b1", "b2", "b3"] and {m.run_id for m in mats} == {batch_run}
 
     for name in ("raw_images", "prelabels", "review_queue", "labels"):
-        a, b = _table(local, name), _table(dist, name)
+        a, b = table_rows(local, name), table_rows(dist, name)
         assert a == b and a, name  # labels: grace_hopper's auto-accepted face
-    assert len(_table(dist, "raw_images")) == 5 and _table(dist, "prelabels")
+    assert len(table_rows(dist, "raw_images")) == 5 and table_rows(dist, "prelabels")
 
 
 def test_an_unreachable_broker_fails_the_run_with_the_reason(tmp_path, monkeypatch):

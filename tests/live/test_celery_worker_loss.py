@@ -29,10 +29,18 @@ import time
 import pytest
 import yaml
 
-from celery_helpers import ROOT, Workers, celery_servers, child_pids, prepare_instance
 from pipelines.environments import CELERY_CONFIG
-from helpers import cli
-from test_celery import BATCHES, _table, _workspace
+from support.celery_helpers import (
+    BATCHES,
+    ROOT,
+    Workers,
+    celery_servers,
+    celery_workspace,
+    child_pids,
+    prepare_instance,
+    table_rows,
+)
+from support.helpers import cli
 
 pytestmark = pytest.mark.celery
 
@@ -40,7 +48,7 @@ VISIBILITY_S = 15
 RUN_LIMIT_S = 240  # the run must end within this; a lost message would make it wait forever
 RUN_SCRIPT = """\
 import json, sys
-from labelloop.workspace import Workspace
+from labelloop.workspace.layout import Workspace
 from pipelines.runner import execute, get_instance
 ws = Workspace.at(sys.argv[1])
 out = execute(ws, "batch_job", get_instance(ws), partition_keys=sys.argv[2].split(","))
@@ -129,7 +137,7 @@ def _finish(proc) -> dict:
 
 
 def _slow_photo(folder) -> None:
-    """A 6000 x 6000 RGB noise PNG (about 110 MB, over labelloop.images.IN_MEMORY_BYTES): its
+    """A 6000 x 6000 RGB noise PNG (about 110 MB, over labelloop.images.files.IN_MEMORY_BYTES): its
     full decode takes a second or more, so raw_images and prelabels on batch b1 run long enough
     to be killed mid-step however fast the five photos are."""
     import numpy as np
@@ -143,12 +151,12 @@ def _slow_photo(folder) -> None:
 def _setup(tmp_path, monkeypatch, loss_workers, name):
     for k, v in loss_workers["env"].items():
         monkeypatch.setenv(k, v)
-    root = _workspace(tmp_path, name)
+    root = celery_workspace(tmp_path, name)
     slow = tmp_path / "slow"
     if not slow.exists():
         _slow_photo(slow)
     cli(root, "ingest", str(slow), "--batch", "b1")
-    from labelloop.workspace import Workspace
+    from labelloop.workspace.layout import Workspace
     from pipelines.runner import get_instance
 
     instance = get_instance(Workspace.at(root))
@@ -176,7 +184,7 @@ def test_a_pool_child_killed_mid_step_is_retried(tmp_path, monkeypatch, loss_wor
     assert [w for k, w in evs if k == "worker"] == [workers.node(cpu)] * 2, evs
     assert [k for k, _ in evs].count("STEP_SUCCESS") == 1, evs
     assert workers.procs[cpu].poll() is None  # the worker itself lived on
-    assert len(_table(root, "raw_images")) == 6
+    assert len(table_rows(root, "raw_images")) == 6
     print(f"\npool child loss: run {done - started:.1f} s, kill -> run end {done - killed_at:.1f} s")
 
 
@@ -204,6 +212,6 @@ def test_workers_killed_mid_step_hand_the_steps_to_their_replacements(tmp_path, 
                                                         workers.node(f"{name}2-{token}")], evs
         kinds = [k for k, _ in evs]
         assert kinds.count("STEP_START") == 2 and kinds.count("STEP_SUCCESS") == 1, evs  # killed, re-run
-    assert len(_table(root, "raw_images")) == 6 and _table(root, "prelabels")
+    assert len(table_rows(root, "raw_images")) == 6 and table_rows(root, "prelabels")
     print(f"\nworker loss: run {done - started:.1f} s; kill of the gpu worker -> run end "
           f"{done - kills['prelabels']:.1f} s (visibility timeout {VISIBILITY_S} s)")

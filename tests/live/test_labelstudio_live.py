@@ -19,18 +19,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from helpers import cli
-from labelloop import batch as B
-from labelloop import project as P
-from labelloop.geometry import iou
-from labelloop.masks import mask_iou, rle_bbox_xyxy
-from labelloop.labelstudio import parse_export
-from labelloop.labelstudio_server import LabelStudioServer, LabelStudioServerError, config_labels, same_label_config
-from labelloop.labelstudio_sync import pull_reviews, push_batch
-from labelloop.workspace import Workspace, WorkspaceError
-from ls_live import Live, human, photos, px, region_id, regions, sensor_context, server_env
+from labelloop.formats.labelstudio import parse_export
+from labelloop.geometry.boxes import iou
+from labelloop.geometry.masks import mask_iou, rle_bbox_xyxy
+from labelloop.review.live.server import LabelStudioServer, LabelStudioServerError, config_labels, same_label_config
+from labelloop.review.live.sync import pull_reviews, push_batch
+from labelloop.review.store import review_store
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace, WorkspaceError
+from support.helpers import REPO_ROOT, cli
+from support.ls_live import Live, human, photos, px, region_id, regions, sensor_context, server_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SCREENSHOT = ROOT / "docs" / "label-studio-task.png"
 BATCH = "b1"
 
@@ -53,8 +53,8 @@ def live(label_studio, tmp_path_factory):
     tasks = {t.data["source_path"]: {"id": t.id, "data": t.data,
                                      "predictions": [p.model_dump(mode="json") for p in t.predictions or []]}
              for t in client.tasks.list(project=project.id, fields="all")}
-    images = {r["source_path"]: r for r in B.all_images(ws) if r["status"] == "ok"}
-    exported = {r["prediction_id"]: r for r in B.all_exported(ws)}
+    images = {r["source_path"]: r for r in repo.all_images(ws) if r["status"] == "ok"}
+    exported = {r["prediction_id"]: r for r in repo.all_exported(ws)}
     host = f"127.0.0.1:{label_studio.url.rsplit(':', 1)[1]}"
     return Live(ws=ws, ls=label_studio, push_output=out, project_id=project.id,
                 source=f"label-studio/{host}/project-{project.id}", title=title, tasks=tasks, images=images,
@@ -121,7 +121,7 @@ def screenshot(live, tmp_path_factory):
     """The astronaut task opened in Label Studio's web UI by headless Chromium, before anyone
     reviewed it: ``(png bytes, region list text, path)``. Written to docs/ when that file is
     missing or LABELLOOP_UPDATE_DOCS=1, else to a temporary folder."""
-    from chromium import Chromium
+    from support.chromium import Chromium
 
     task = live.tasks["astronaut.png"]
     update = os.environ.get("LABELLOOP_UPDATE_DOCS") == "1" or not SCREENSHOT.exists()
@@ -217,7 +217,7 @@ def reviewed(live, screenshot):
 @pytest.mark.labelstudio
 def test_pull_reports_reviews_and_the_rejected_annotation(live, reviewed):
     assert f"{live.source}: 4 tasks read, 4 new reviews, 0 already imported, 1 rejected" in reviewed
-    (rej,) = [r for r in P.review_store(live.ws).rejects() if r["item"].endswith(f"annotation {live.notes['hostile']['annotation']}")]
+    (rej,) = [r for r in review_store(live.ws).rejects() if r["item"].endswith(f"annotation {live.notes['hostile']['annotation']}")]
     assert rej["item"] == f"task {live.tasks['rocket.jpg']['id']} annotation {live.notes['hostile']['annotation']}"
     assert "hostile01" in rej["reason"] and ("dog" in rej["reason"] or "geometry" in rej["reason"])
 
@@ -270,16 +270,16 @@ def test_every_reviewer_action_arrives_with_geometry_class_action_and_annotator(
 @pytest.mark.labelstudio
 def test_a_skipped_task_is_a_cancelled_review_and_stays_in_review(live, reviewed):
     iid = live.images["rocket.jpg"]["image_id"]
-    revs = [r for r in P.review_store(live.ws).reviews() if r["image_id"] == iid]
+    revs = [r for r in review_store(live.ws).reviews() if r["image_id"] == iid]
     assert [(r["was_cancelled"], r["tool_annotation_id"], r["annotator"]) for r in revs] == [
         (True, str(live.notes["rocket"]["annotation"]), f"ls-user-{live.ls.reviewer_id}")]
-    assert iid not in P.review_store(live.ws).latest_reviews()
+    assert iid not in review_store(live.ws).latest_reviews()
     assert human(live, "rocket.jpg") == []
 
 
 @pytest.mark.labelstudio
 def test_the_pull_went_through_the_file_import_path(live, reviewed):
-    reviews = [r for r in P.review_store(live.ws).reviews() if r["source"] == live.source]
+    reviews = [r for r in review_store(live.ws).reviews() if r["source"] == live.source]
     (file,) = {r["file"] for r in reviews}
     path = Path(file)
     assert path.is_file() and path.parent.name == "pulls" and path.parent.parent.parent.name == "label_studio"
@@ -292,7 +292,7 @@ def test_the_pull_went_through_the_file_import_path(live, reviewed):
 @pytest.mark.labelstudio
 def test_resolved_labels_are_the_reviewers(live, reviewed):
     cli(live.ws.root, "run")
-    labels, resolved = P.read_labels(live.ws)
+    labels, resolved = repo.read_labels(live.ws)
     by_image: dict[str, list] = {}
     for lab in labels:
         by_image.setdefault(lab["image_id"], []).append(lab)
@@ -330,7 +330,7 @@ def test_sensor_polls_and_an_updated_annotation_supersedes_keeping_history(live,
     # an incremental pull (no overlap) reads just that task and imports the new version
     s = pull_reviews(live.ws, live.server(), title=live.title, overlap_s=0)
     assert (s["tasks"], s["reviews"], s["skipped"], s["rejects"]) == (1, 1, 0, 0)
-    store = P.review_store(live.ws)
+    store = review_store(live.ws)
     versions = sorted((r for r in store.reviews() if r["tool_annotation_id"] == str(n["annotation"])),
                       key=lambda r: r["updated_at"])
     assert len(versions) == 2 and versions[0]["updated_at"] < versions[1]["updated_at"]
@@ -345,13 +345,13 @@ def test_sensor_polls_and_an_updated_annotation_supersedes_keeping_history(live,
 
 @pytest.mark.labelstudio
 def test_pulling_everything_again_changes_nothing(live, reviewed):
-    store = P.review_store(live.ws)
+    store = review_store(live.ws)
     before = sorted(r["review_id"] for r in store.reviews())
     before_labels = sorted((r["annotation_id"], r["review_id"]) for r in store.current_human_labels())
     with server_env(live.ls):
         out = cli(live.ws.root, "pull-review", "--all").output
     assert "0 new reviews" in out and "1 rejected" in out
-    store = P.review_store(live.ws)
+    store = review_store(live.ws)
     assert sorted(r["review_id"] for r in store.reviews()) == before
     assert sorted((r["annotation_id"], r["review_id"]) for r in store.current_human_labels()) == before_labels
 
@@ -372,9 +372,9 @@ def test_a_refused_token_is_a_clear_error(live):
 
 @pytest.mark.labelstudio
 def test_an_unreachable_server_is_a_clear_error(live):
-    from conftest import _free_port
+    from support.helpers import free_port
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(LabelStudioServerError, match=rf"Label Studio at {url}: .*(Connect|connect)"):
         LabelStudioServer(url, live.ls.admin_token, timeout=5).whoami()
 

@@ -15,16 +15,16 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ADMIN, REVIEWER, _login, _personal_access_token, _signup
-from helpers import cli
-from labelloop import batch as B
-from labelloop import project as P
-from labelloop.labelstudio_brush import brush_rle_to_mask, mask_to_brush_rle
-from labelloop.labelstudio_server import LabelStudioServer
-from labelloop.labelstudio_sync import pull_reviews, push_batch
-from labelloop.masks import decode_rle, encode_rle, mask_iou, rle_bbox_xyxy
-from labelloop.workspace import Workspace
-from ls_live import photos
+from labelloop.formats.labelstudio.brush import brush_rle_to_mask, mask_to_brush_rle
+from labelloop.geometry.masks import decode_rle, encode_rle, mask_iou, rle_bbox_xyxy
+from labelloop.review.live.server import LabelStudioServer
+from labelloop.review.live.sync import pull_reviews, push_batch
+from labelloop.review.store import review_store
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+from support.helpers import REPO_ROOT, cli
+from support.label_studio import ADMIN, login, personal_access_token, signup
+from support.ls_live import photos
 
 TITLE = "labelloop masks"
 BATCH = "b1"
@@ -43,9 +43,9 @@ def pushed(label_studio, tmp_path_factory):
     summary = push_batch(ws, server, BATCH, title=TITLE, document_root=str(label_studio.document_root))
     client = label_studio.client()
     tasks = {t.data["source_path"]: t for t in client.tasks.list(project=summary["project_id"], fields="all")}
-    images = {r["source_path"]: r for r in B.all_images(ws) if r["status"] == "ok"}
+    images = {r["source_path"]: r for r in repo.all_images(ws) if r["status"] == "ok"}
     return {"ws": ws, "server": server, "summary": summary, "tasks": tasks, "images": images,
-            "exported": {r["prediction_id"]: r for r in B.all_exported(ws)}}
+            "exported": {r["prediction_id"]: r for r in repo.all_exported(ws)}}
 
 
 def _result(task) -> list[dict]:
@@ -81,7 +81,7 @@ def test_double_review_tasks_take_two_annotators(label_studio, pushed):
     s = pushed["summary"]
     project = label_studio.client().projects.get(s["project_id"])
     assert project.maximum_annotations == 2 and project.overlap_cohort_percentage == 100
-    queue = {q["image_id"]: q for q in B.all_queue(pushed["ws"])}
+    queue = {q["image_id"]: q for q in repo.all_queue(pushed["ws"])}
     want = {name: queue[img["image_id"]]["reviewers_required"] or 1 for name, img in pushed["images"].items()}
     assert sorted(want.values()) == [1, 1, 1, 2]  # 10 % of 4, rounded up
     got = {t.data["source_path"]: t.overlap for t in label_studio.client().tasks.list(project=s["project_id"])}
@@ -97,8 +97,8 @@ def reviewed(label_studio, pushed):
     double-review task is annotated by reviewer 1 (all accepted) and by a second reviewer
     (signed up through the organization's invite link) who deletes one region."""
     url = label_studio.url
-    _signup(url, _login(url, *ADMIN).get(f"{url}/api/invite", timeout=30).json()["token"], *SECOND)
-    second_token = _personal_access_token(url, _login(url, *SECOND))
+    signup(url, login(url, *ADMIN).get(f"{url}/api/invite", timeout=30).json()["token"], *SECOND)
+    second_token = personal_access_token(url, login(url, *SECOND))
     second_id = label_studio.client(second_token).users.whoami().id
     rev1, rev2 = label_studio.client(label_studio.reviewer_token), label_studio.client(second_token)
     t = pushed["tasks"]
@@ -129,7 +129,7 @@ def reviewed(label_studio, pushed):
 
 def _rows(pushed, name):
     iid = pushed["images"][name]["image_id"]
-    return [h for h in P.review_store(pushed["ws"]).current_human_labels() if h["image_id"] == iid]
+    return [h for h in review_store(pushed["ws"]).current_human_labels() if h["image_id"] == iid]
 
 
 @pytest.mark.labelstudio
@@ -161,7 +161,7 @@ def test_both_reviewers_of_the_double_review_task_arrive_and_are_kept_apart(labe
     notes, _ = reviewed
     d = notes["double"]
     iid = pushed["images"][d["name"]]["image_id"]
-    store = P.review_store(pushed["ws"])
+    store = review_store(pushed["ws"])
     reviews = {r["tool_annotation_id"]: r for r in store.reviews() if r["image_id"] == iid}
     assert set(reviews) == {str(d["a1"]), str(d["a2"])}
     assert {r["annotator"] for r in reviews.values()} == {f"ls-user-{label_studio.reviewer_id}",
@@ -184,7 +184,7 @@ def test_both_reviewers_of_the_double_review_task_arrive_and_are_kept_apart(labe
 def test_a_webhook_event_pulls_the_edit_at_once(label_studio, pushed, reviewed):
     """The project's webhook posts to labelloop's endpoint when the reviewer saves; the endpoint
     answers at once and pulls: the edited annotation arrives as a new version."""
-    from labelloop.labelstudio_webhook import WebhookServer
+    from labelloop.review.live.webhook import WebhookServer
 
     notes, _ = reviewed
     ws, server, pid = pushed["ws"], pushed["server"], pushed["summary"]["project_id"]
@@ -199,7 +199,7 @@ def test_a_webhook_event_pulls_the_edit_at_once(label_studio, pushed, reviewed):
         assert hook.wait_for_pulls(1, timeout=120), (hook.events, hook.errors)
     assert hook.errors == [] and hook.events >= 1
     assert hook.results[0]["reviews"] == 1 and hook.results[0]["rejects"] == 0
-    versions = [r for r in P.review_store(ws).reviews() if r["tool_annotation_id"] == str(notes["astro"]["annotation"])]
+    versions = [r for r in review_store(ws).reviews() if r["tool_annotation_id"] == str(notes["astro"]["annotation"])]
     assert len(versions) == 2
     (row,) = [r for r in _rows(pushed, "astronaut.png") if r["region_id"] == face["id"]]
     assert row["action"] == "corrected" and row["review_id"] == max(versions, key=lambda v: v["updated_at"])["review_id"]
@@ -213,11 +213,10 @@ def test_labelloop_serve_webhook_registers_and_resolves_on_an_event(label_studio
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     notes, _ = reviewed
     ws = pushed["ws"]
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     env = {**os.environ, "PYTHONPATH": str(root), "LABEL_STUDIO_URL": label_studio.url,
            "LABEL_STUDIO_API_KEY": label_studio.admin_token, "LABEL_STUDIO_PROJECT_TITLE": TITLE,
            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(label_studio.document_root),
@@ -241,6 +240,6 @@ def test_labelloop_serve_webhook_registers_and_resolves_on_an_event(label_studio
             proc.wait(timeout=30)
     assert proc.returncode == 0, first + out
     assert "ok; 1 new reviews, 0 rejected" in out, out
-    labels, _ = P.read_labels(ws)
+    labels, _ = repo.read_labels(ws)
     astro_id = pushed["images"]["astronaut.png"]["image_id"]
     assert ("cat", "human") in {(lab["category"], lab["origin"]) for lab in labels if lab["image_id"] == astro_id}

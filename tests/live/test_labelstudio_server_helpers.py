@@ -9,10 +9,10 @@ from pathlib import PurePosixPath
 import dagster as dg
 import pytest
 
-from helpers import cli
-from labelloop.labelstudio_server import LabelStudioServer, config_labels, format_ts, same_label_config, server_host
-from labelloop.labelstudio_sync import server_paths, server_tasks, storage_dirs
-from labelloop.workspace import Workspace
+from labelloop.review.live.server import LabelStudioServer, config_labels, format_ts, same_label_config, server_host
+from labelloop.review.live.sync import server_paths, server_tasks, storage_dirs
+from labelloop.workspace.layout import Workspace
+from support.helpers import cli
 
 
 def test_cli_needs_the_server_settings(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from helpers import cli, skimage_data
-from labelloop.bootstrap import PG_ENV
+from labelloop.workspace.init import PG_ENV
+from support.helpers import cli, skimage_data
 
 pytestmark = pytest.mark.postgres
 

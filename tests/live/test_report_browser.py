@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labelloop.agreement import pairwise_agreement
-from labelloop.coco_eval import model_vs_human
-from labelloop.gold_eval import gold_gates, reviewer_vs_gold
-from labelloop.label_stats import box_sizes, class_drift, objects_per_image
-from labelloop.qa import build_qa_report
-from labelloop.report import render_html
-from test_calibration import gold_photos
+from labelloop.qa.agreement import pairwise_agreement
+from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
+from labelloop.qa.metrics import build_qa_report
+from labelloop.qa.model_eval import model_vs_human
+from labelloop.qa.report.html import render_html
+from labelloop.qa.statistics import box_sizes, class_drift, objects_per_image
+from support.qa_helpers import gold_photos
 
 pytestmark = pytest.mark.browser
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -102,7 +102,7 @@ def _report_page(dest: Path) -> Path:
     report["model_confusion"] = {"person": {"person": 3}, "face": {"face": 3}, "missing": {"cat": 1}}
     report["label_stats"] = {"box_sizes": box_sizes(truths), "objects_per_image": objects_per_image(truths, list(sizes)),
                              "drift": class_drift({"person": 3, "face": 3, "cat": 1}, {"person": 1}, "dataset-v1")}
-    from labelloop.samples import bundled_photos
+    from labelloop.images.samples import bundled_photos
 
     by_name = {p.name: p for p in bundled_photos()}
     name = photos[0]["name"]

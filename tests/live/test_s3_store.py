@@ -13,19 +13,22 @@ import pytest
 import yaml
 from dagster_aws.s3 import S3Resource
 
-from helpers import cli
-from labelloop import batch as B
-from labelloop import samples, tables
-from labelloop.images import ImageError, load_rgb
-from labelloop.ingest import ingest
-from labelloop.project import read_labels
-from labelloop.remotes import ENV_DVC_ENDPOINT, ENV_DVC_REMOTE
-from labelloop.schemas import IMAGES, PREDICTIONS, REVIEW_QUEUE
+from labelloop import tables
+from labelloop.images import samples
+from labelloop.images.files import ImageError, load_rgb
+from labelloop.ingest.files import ingest
+from labelloop.ingest.scan import scan_batch
+from labelloop.prelabel.stage import prelabel_batch
 from labelloop.store import ENV_STORE_ENDPOINT, ENV_STORE_URL, StoreError, StoreSettings
-from labelloop.workspace import Workspace, WorkspaceError
-from moto_server import CREDENTIALS
+from labelloop.tables.schemas import IMAGES, PREDICTIONS, REVIEW_QUEUE
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace, WorkspaceError
+from labelloop.workspace.remotes import ENV_DVC_ENDPOINT, ENV_DVC_REMOTE
+from labelloop.workspace.repo import read_labels
 from pipelines.s3_sensors import s3_inbox_sensor
 from resources.storage import WorkspaceResource, storage_resource_from_env
+from support.helpers import cli
+from support.moto_server import CREDENTIALS
 
 pytestmark = pytest.mark.s3
 
@@ -97,7 +100,7 @@ def test_the_tables_live_on_s3_and_nothing_under_local_tables(runs, moto_server)
     inbox = [k for k in keys if k.startswith(f"{PREFIX}/inbox/photos/")]
     assert len(inbox) == 12
     assert not (ws.root / "tables").exists() and not (ws.root / "inbox").exists()
-    rows = tables.read_rows(B.images_path(ws, "photos"), IMAGES)
+    rows = tables.read_rows(repo.images_path(ws, "photos"), IMAGES)
     assert sorted(r["uri"] for r in rows) == sorted(f"s3://{BUCKET}/{k}" for k in inbox)
     # review tasks reference the objects (Label Studio reads s3:// through its S3 source storage)
     tasks = json.loads((ws.review_out / "photos" / "tasks.json").read_text())
@@ -118,7 +121,7 @@ def test_the_tables_live_on_s3_and_nothing_under_local_tables(runs, moto_server)
 
 def test_s3_run_equals_the_local_run(runs):
     loc, rem = runs["local"], runs["remote"]
-    img_l, img_r = (tables.read_rows(B.images_path(w, "photos"), IMAGES) for w in (loc, rem))
+    img_l, img_r = (tables.read_rows(repo.images_path(w, "photos"), IMAGES) for w in (loc, rem))
     assert len(img_l) == 12 and all(r["status"] == "ok" for r in img_l)
     assert _strip(img_l, "uri", "origin_path") == _strip(img_r, "uri", "origin_path")
     assert [r["uri"].rsplit("/", 1)[1] for r in img_l] == [r["uri"].rsplit("/", 1)[1] for r in img_r]
@@ -158,8 +161,8 @@ def test_bad_objects_on_s3_are_rejected_with_reasons(runs, moto_server, tmp_path
     (src / "text.png").write_bytes(b"not an image at all")
     res = ingest(ws, src, "bad")
     assert sorted(res.copied) == ["cut.jpg", "good.jpg", "text.png"]
-    summary = B.scan_batch(ws, "bad")
-    rows = {r["source_path"]: r for r in tables.read_rows(B.images_path(ws, "bad"), IMAGES)}
+    summary = scan_batch(ws, "bad")
+    rows = {r["source_path"]: r for r in tables.read_rows(repo.images_path(ws, "bad"), IMAGES)}
     assert summary["images"] == 3 and summary["rejected"] == 2
     assert rows["good.jpg"]["status"] == "ok" and rows["good.jpg"]["duplicate_of"] is not None
     assert rows["cut.jpg"]["reject_reason"].startswith("truncated: ")
@@ -216,16 +219,16 @@ def test_prelabels_on_s3_resume_after_a_crash(runs, moto_server, tmp_path, monke
         (src / p.name).write_bytes(p.read_bytes())
     ws = Workspace.at(root)
     ingest(ws, src, "b")
-    B.scan_batch(ws, "b")
+    scan_batch(ws, "b")
     model = PreLabelerResource().get(ws.config(), ws.root)
     with pytest.raises(RuntimeError, match="crash"):
-        B.prelabel_batch(ws, "b", _CrashAfter(model, 4), run_id="r1", chunk_size=2)
-    folder = B.prelabel_dir(ws, "b", model.model_id)
+        prelabel_batch(ws, "b", _CrashAfter(model, 4), run_id="r1", chunk_size=2)
+    folder = repo.prelabel_dir(ws, "b", model.model_id)
     assert [p.name for p in folder.glob("part-*.parquet")] == ["part-00000.parquet"]  # the finished chunk, on S3
-    again = B.prelabel_batch(ws, "b", model, run_id="r2", chunk_size=2)
+    again = prelabel_batch(ws, "b", model, run_id="r2", chunk_size=2)
     assert again["images_cached"] == 2 and again["images_predicted"] == 3
-    got = sorted(_strip(B.batch_predictions(ws, "b", model.model_id), "run_id"), key=lambda r: r["prediction_id"])
-    ids = {r["image_id"] for r in tables.read_rows(B.images_path(ws, "b"), IMAGES)}
+    got = sorted(_strip(repo.batch_predictions(ws, "b", model.model_id), "run_id"), key=lambda r: r["prediction_id"])
+    ids = {r["image_id"] for r in tables.read_rows(repo.images_path(ws, "b"), IMAGES)}
     want = [r for r in tables.read_rows(runs["local"].table("prelabels"), PREDICTIONS) if r["image_id"] in ids]
     assert got and got == sorted(_strip(want, "run_id"), key=lambda r: r["prediction_id"])
     assert not (root / "tables").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,9 +15,12 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.helpers import cli, skimage_data
+
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REDIS = "redis://127.0.0.1:6379"
 CLAIM_KEY = "labelloop:celery-test-session"
@@ -116,7 +120,7 @@ def prepare_instance(home: Path, env: dict) -> None:
     """Write ``home``/dagster.yaml (PostgreSQL) and create the instance's tables once, before the
     workers: two workers starting on an empty database both run Dagster's schema migration and
     one of them fails and retries."""
-    from labelloop.bootstrap import DAGSTER_YAML_POSTGRES
+    from labelloop.workspace.init import DAGSTER_YAML_POSTGRES
 
     (home / "dagster.yaml").write_text(DAGSTER_YAML_POSTGRES)
     subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().get_runs(limit=1)"],
@@ -132,7 +136,7 @@ def celery_servers(tmp_path_factory, name: str):
     (no broker connection of the executor survives into later forks). Stop the workers first."""
     import redis
 
-    from labelloop.bootstrap import PG_ENV
+    from labelloop.workspace.init import PG_ENV
     from pipelines.environments import CELERY_BACKEND_VAR, CELERY_BROKER_VAR, EXECUTOR_VAR
 
     token = uuid.uuid4().hex[:8]
@@ -153,3 +157,37 @@ def celery_servers(tmp_path_factory, name: str):
         import kombu.pools
 
         kombu.pools.reset()
+
+
+BATCHES = {"b1": ["astronaut.png", "coffee.png"], "b2": ["chelsea.png", "grace_hopper.jpg"], "b3": ["motorcycle_left.png"]}
+
+
+VOLATILE = {"run_id", "exported_at", "exported_to"}  # differ between any two runs
+
+
+def table_rows(root: Path, name: str) -> list[dict]:
+    folder = root / "tables" / name
+    rows = []
+    for p in sorted(folder.rglob("*.parquet")):
+        rows += pq.read_table(p).to_pylist()
+    for r in rows:
+        for k in VOLATILE & set(r):
+            r.pop(k)
+    return sorted(rows, key=repr)
+
+
+def celery_workspace(tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    cli(root, "init")
+    import matplotlib
+
+    sk = skimage_data()
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    for b, files in BATCHES.items():
+        src = tmp_path / "src" / b
+        if not src.exists():
+            src.mkdir(parents=True)
+            for f in files:
+                shutil.copyfile((mpl if f == "grace_hopper.jpg" else sk) / f, src / f)
+        cli(root, "ingest", str(src), "--batch", b)
+    return root

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from click.testing import CliRunner
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ls_fixtures() -> Path:
     """The Label Studio 1.23.2 round-trip fixtures: files made by a real Label Studio server
     (copied from shared/fixtures into tests/fixtures so a clean clone has them)."""
     env = os.environ.get("LABELLOOP_LS_FIXTURES")
-    here = Path(__file__).resolve().parent
-    for p in ([Path(env)] if env else []) + [here / "fixtures" / "label-studio-1.23.2"]:
+    for p in ([Path(env)] if env else []) + [FIXTURES / "label-studio-1.23.2"]:
         if (p / "export_json.json").exists():
             return p
-    raise FileNotFoundError(f"Label Studio fixtures missing: expected {here / 'fixtures' / 'label-studio-1.23.2'}")
+    raise FileNotFoundError(f"Label Studio fixtures missing: expected {FIXTURES / 'label-studio-1.23.2'}")
 
 
 def skimage_data() -> Path:

@@ -1,4 +1,4 @@
-"""Helpers of tests/test_labelstudio_live.py: the photos, the environment of the live review
+"""Helpers of tests/live/test_labelstudio_live.py: the photos, the environment of the live review
 tool, the state the module's fixtures share, and readers of the review store."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from helpers import skimage_data
-from labelloop import project as P
-from labelloop.labelstudio_server import LabelStudioServer
-from labelloop.workspace import Workspace
+from labelloop.review.live.server import LabelStudioServer
+from labelloop.review.store import review_store
+from labelloop.workspace.layout import Workspace
+from support.helpers import skimage_data
 
 
 def photos(dest: Path) -> Path:
@@ -79,7 +79,7 @@ def px(value: dict, w: int, h: int) -> list[float]:
 
 def human(live, name):
     iid = live.images[name]["image_id"]
-    return [h for h in P.review_store(live.ws).current_human_labels() if h["image_id"] == iid]
+    return [h for h in review_store(live.ws).current_human_labels() if h["image_id"] == iid]
 
 
 def sensor_context(live, cursor=None):

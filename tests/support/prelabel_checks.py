@@ -3,7 +3,7 @@ the check that detections are in the EXIF-corrected image's frame."""
 
 import numpy as np
 
-from labelloop.masks import decode_rle, encode_rle
+from labelloop.geometry.masks import decode_rle, encode_rle
 
 PROMPTS = {"person": "a person", "cat": "a cat", "face": "a human face"}
 MASKS = {"person": True, "cat": True, "face": False}
@@ -30,8 +30,8 @@ def exif_rotated_pair(folder):
     EXIF; returns the two paths."""
     from PIL import Image
 
-    from helpers import skimage_data
-    from labelloop.images import load_rgb
+    from labelloop.images.files import load_rgb
+    from support.helpers import skimage_data
 
     chelsea = Image.open(skimage_data() / "chelsea.png").convert("RGB")
     exif = Image.Exif()
@@ -48,9 +48,9 @@ def check_stored_rle_is_the_segmenter_mask(labeler):
     original-size mask of its stored box (the detector and segmenter called directly)."""
     import torch
 
-    from helpers import skimage_data
-    from labelloop.images import load_rgb
-    from labelloop.prelabel.pipeline import batch_of_images, image_row
+    from labelloop.images.files import load_rgb
+    from labelloop.prelabel.backends.pipeline import batch_of_images, image_row
+    from support.helpers import skimage_data
 
     rgb = load_rgb(skimage_data() / "coffee.png")
     dets = labeler.predict([rgb])[0]

@@ -12,7 +12,8 @@ import copy
 import json
 from pathlib import Path
 
-from labelloop import samples
+from labelloop.formats import labelstudio
+from labelloop.images import samples
 
 CLASSES = ["person", "face", "cat"]
 
@@ -72,3 +73,17 @@ def review_variant(dest: Path, annotator: int, change, updated_at: str = "2026-1
             a["result_count"] = len(out)
     dest.write_text(json.dumps(tasks, indent=1), encoding="utf-8")
     return dest
+
+
+def gold_photos() -> list[dict]:
+    """The 12 photos of the hand-made review: size and gold boxes (xyxy pixels)."""
+    out = []
+    for rec in labelstudio.read_export(samples.demo_review_path()):
+        name = labelstudio.image_ref_path(rec["image_ref"]).rsplit("/", 1)[-1]
+        w = h = None
+        boxes = []
+        for r in rec["regions"]:
+            w, h = r["original_width"], r["original_height"]
+            boxes.append((r["category"], labelstudio.region_bbox(r)))
+        out.append({"name": name, "w": w, "h": h, "boxes": boxes})
+    return out

@@ -23,8 +23,8 @@ from typing import Sequence
 
 import torch
 
-from labelloop.prelabel.loading import sha256_path
-from labelloop.prelabel.specs import SamArch
+from labelloop.prelabel.backends.loading import sha256_path
+from labelloop.workspace.model_specs import SamArch
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VIT_SIZES = {"vit_b": (768, 12, 12, [2, 5, 8, 11]), "vit_l": (1024, 24, 16, [5, 11, 17, 23]),
@@ -56,10 +56,16 @@ def write_grounding_dino(dest: str | os.PathLike, prompts: Sequence[str], size: 
         seed: ``torch.manual_seed`` for the weights.
 
     Returns:
-        the directory's sha256 (:func:`labelloop.prelabel.loading.sha256_path`).
+        the directory's sha256 (:func:`labelloop.prelabel.backends.loading.sha256_path`).
     """
-    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
     from transformers.models.grounding_dino.image_processing_grounding_dino import GroundingDinoImageProcessor
     from transformers.utils import logging as hf_logging
 
@@ -122,8 +128,7 @@ def write_owlv2(dest: str | os.PathLike, prompts: Sequence[str], seed: int = 0) 
     """Save a small random-weight OWLv2 (``Owlv2ForObjectDetection``, CLIP text and vision
     towers of one layer, 96-pixel input, 16-pixel patches) and its processor to ``dest``.
     Returns the directory's sha256."""
-    from transformers import (CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor,
-                              Owlv2Processor)
+    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -155,7 +160,7 @@ def write_owlv2(dest: str | os.PathLike, prompts: Sequence[str], seed: int = 0) 
 def write_sam(dest: str | os.PathLike, arch: str | SamArch = TEST_SAM_ARCH, seed: int = 0) -> str:
     """Save a random-weight SAM state dict of ``arch`` to file ``dest`` (``torch.save``).
     Returns the file's sha256."""
-    from labelloop.prelabel.sam import build_sam
+    from labelloop.prelabel.backends.sam import build_sam
 
     torch.manual_seed(seed)
     model = build_sam(arch)
@@ -169,7 +174,7 @@ def write_sam_hq(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> 
 
     ``size="test"``: a 2-block ViT of width 32 (one global-attention block), 256-pixel input,
     prompt / decoder width 32; ``vit_b`` / ``vit_l`` / ``vit_h``: SAM's image encoders (the numbers
-    of :class:`~labelloop.prelabel.specs.SamArch`) with SAM-HQ's decoder, 1024 pixels
+    of :class:`~labelloop.workspace.model_specs.SamArch`) with SAM-HQ's decoder, 1024 pixels
     (``vit_b`` = ``SamHQConfig()``). Returns the directory's sha256."""
     from transformers import SamHQConfig, SamHQModel, SamHQProcessor
     from transformers.models.sam.image_processing_sam import SamImageProcessor

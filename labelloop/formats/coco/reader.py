@@ -5,7 +5,7 @@ object with ``images`` (``id, file_name, width, height``), ``annotations`` (``id
 category_id, bbox [x, y, w, h]`` pixels, ``segmentation`` as polygons ``[[x1, y1, ...], ...]``
 or RLE ``{"size": [h, w], "counts": str | [int]}``, ``keypoints [x, y, v, ...]``, ``iscrowd``)
 and ``categories`` (``id, name``, ``keypoints`` names). Masks are decoded with pycocotools
-(:func:`labelloop.masks.segmentation_to_rle`).
+(:func:`labelloop.geometry.masks.segmentation_to_rle`).
 
 One record per COCO image (an image listed without annotations is a reviewed negative):
 
@@ -25,7 +25,7 @@ annotation of an unknown image is rejected alone).
 Crowd regions: an ``iscrowd: 1`` annotation (COCO's mark for a region covering many objects of
 its class, segmentation usually an uncompressed RLE) imports as one region with ``iscrowd`` true,
 kept through ``human_labels`` and ``labels`` to the release: COCO writes it back with
-``iscrowd: 1`` and RLE, YOLO leaves it out (:mod:`labelloop.yolo`). ``iscrowd`` must be 0 or 1
+``iscrowd: 1`` and RLE, YOLO leaves it out (:mod:`labelloop.formats.yolo.writer`). ``iscrowd`` must be 0 or 1
 (``true`` / ``false`` too); a crowd region's keypoints must all be unlabeled (v = 0).
 """
 
@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-from labelloop.masks import segmentation_to_rle
+from labelloop.geometry.boxes import box_problem, xywh_to_xyxy
+from labelloop.geometry.masks import segmentation_to_rle
 
 TOOL = "coco"
 
@@ -135,7 +138,7 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
             name into that order (missing names get v = 0).
 
     Returns:
-        Records shaped as :func:`labelloop.labelstudio.parse_export`'s, with ``tool = "coco"``,
+        Records shaped as :func:`labelloop.formats.labelstudio.reader.parse_export`'s, with ``tool = "coco"``,
         ``allow_name = False``, ``data_image_id`` = the entry's ``sha256`` and pixel ``regions``.
 
     Raises:
@@ -205,3 +208,117 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
         except ValueError as exc:
             rec["error"] = str(exc)
     return records
+
+
+
+
+_READ_BOX_TOL = 0.01  # px; other exporters round coordinates
+
+
+def _require(d: Any, keys: tuple[str, ...], what: str, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: {what} is not an object")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ValueError(f"{where}: {what} lacks {missing}")
+
+
+def read_coco_annotations(path: str | os.PathLike) -> tuple[list[dict], list[dict], list[str]]:
+    """Read a COCO object-detection JSON into labelloop shapes.
+
+    Returns:
+        ``(images, labels, categories)``:
+
+        - images: ``image_id`` (the entry's ``sha256`` when present, else its ``file_name``),
+          ``file_name``, ``width``, ``height`` and every other key of the entry except ``id``
+          and ``sha256``; in file order.
+        - labels: ``label_id`` (the annotation's ``label_id``, else its COCO id as a string),
+          ``image_id``, ``category`` (name), ``bbox`` xyxy pixels, ``mask`` (RLE JSON of the
+          ``segmentation``, or None when it is missing or empty), ``score`` and ``origin``
+          (None when absent), ``iscrowd`` (0/1) and ``keypoints`` (flat x, y, v list, or None);
+          in file order.
+        - categories: names in ascending category id order.
+
+    Raises:
+        ValueError: naming ``path`` and the problem: unreadable or not JSON, missing
+            top-level lists or keys, duplicate ids, unknown category or image id, a bbox that
+            is not 4 finite numbers with positive size inside the image (0.01 px tolerance),
+            or a malformed segmentation.
+    """
+    where = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: cannot read COCO JSON: {exc}") from None
+    _require(data, ("images", "annotations", "categories"), "the top level", where)
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise ValueError(f"{where}: '{key}' must be a list")
+
+    cats: dict[Any, str] = {}
+    for c in data["categories"]:
+        _require(c, ("id", "name"), "a category", where)
+        if not isinstance(c["id"], int) or isinstance(c["id"], bool):
+            raise ValueError(f"{where}: category id {c['id']!r} is not an integer")
+        if c["id"] in cats:
+            raise ValueError(f"{where}: category id {c['id']!r} is used twice")
+        cats[c["id"]] = str(c["name"])
+
+    images, by_id = [], {}
+    for im in data["images"]:
+        what = f"image {im.get('id')!r}" if isinstance(im, dict) else "an image"
+        _require(im, ("id", "file_name", "width", "height"), what, where)
+        if not isinstance(im["id"], (int, str)):
+            raise ValueError(f"{where}: {what} id must be an integer or a string")
+        if im["id"] in by_id:
+            raise ValueError(f"{where}: image id {im['id']!r} is used twice")
+        w, h = im["width"], im["height"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (w, h)):
+            raise ValueError(f"{where}: image {im['id']!r} has bad size {w!r}x{h!r}")
+        entry = {"image_id": im.get("sha256") or im["file_name"], "file_name": im["file_name"], "width": w, "height": h}
+        entry.update({k: v for k, v in im.items() if k not in ("id", "sha256", "file_name", "width", "height")})
+        by_id[im["id"]] = entry
+        images.append(entry)
+
+    labels = []
+    for ann in data["annotations"]:
+        what = f"annotation {ann.get('id')!r}" if isinstance(ann, dict) else "an annotation"
+        _require(ann, ("id", "image_id", "category_id", "bbox"), what, where)
+        if not isinstance(ann["category_id"], int) or ann["category_id"] not in cats:
+            raise ValueError(f"{where}: {what} has unknown category id {ann['category_id']!r}")
+        img = by_id.get(ann["image_id"]) if isinstance(ann["image_id"], (int, str)) else None
+        if img is None:
+            raise ValueError(f"{where}: {what} has unknown image id {ann['image_id']!r}")
+        box = ann["bbox"]
+        if (
+            not isinstance(box, list)
+            or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        ):
+            raise ValueError(f"{where}: {what} has bad bbox {box!r} (want [x, y, w, h] numbers)")
+        bbox = xywh_to_xyxy(box)
+        problem = box_problem(bbox, img["width"], img["height"], tol=_READ_BOX_TOL)
+        if problem:
+            raise ValueError(f"{where}: {what} has bad bbox {box!r} (xywh): {problem}")
+        seg = ann.get("segmentation")
+        mask = None
+        if seg:
+            try:
+                mask = segmentation_to_rle(seg, img["height"], img["width"])
+            except ValueError as exc:
+                raise ValueError(f"{where}: {what} has a bad segmentation: {exc}") from None
+        labels.append(
+            {
+                "label_id": str(ann["label_id"]) if ann.get("label_id") is not None else str(ann["id"]),
+                "image_id": img["image_id"],
+                "category": cats[ann["category_id"]],
+                "bbox": bbox,
+                "mask": mask,
+                "score": ann.get("score"),
+                "origin": ann.get("origin"),
+                "iscrowd": int(ann.get("iscrowd") or 0),
+                "keypoints": [float(v) for v in ann["keypoints"]] if ann.get("keypoints") else None,
+            }
+        )
+    return images, labels, [cats[k] for k in sorted(cats)]

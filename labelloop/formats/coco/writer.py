@@ -1,4 +1,4 @@
-"""COCO object-detection JSON: build a release file from labels, and read one back.
+"""COCO object-detection JSON: build a release file from labels.
 
 Format: https://cocodataset.org/#format-data ("Object Detection" and "Keypoint Detection").
 Boxes are ``[x, y, w, h]`` pixels (top-left anchored) in the file and ``[x0, y0, x1, y1]`` pixels
@@ -6,7 +6,7 @@ everywhere else in labelloop. Segmentation, as COCO's own files write it:
 
 - one object (``iscrowd: 0``): polygons, one per connected part, when the mask has no holes;
   compressed RLE when it has holes (polygons cannot carry a hole) - see
-  :func:`labelloop.masks.coco_segmentation`; ``[]`` for a box without a mask;
+  :func:`labelloop.geometry.masks.coco_segmentation`; ``[]`` for a box without a mask;
 - a crowd region (``iscrowd: 1``, a label whose ``iscrowd`` is true): uncompressed RLE
   (``counts`` a list of run lengths), the box rasterized when the label has no mask.
 
@@ -14,34 +14,32 @@ Keypoints (categories given ``keypoints`` names): ``keypoints`` is ``[x1, y1, v1
 3 numbers per named point, v = 0 not labeled (x = y = 0), 1 labeled but not visible, 2 visible;
 ``num_keypoints`` counts the points with v > 0; the category carries ``keypoints`` and
 ``skeleton`` (1-based index pairs). Output is deterministic: no dates, ids from sorted keys or
-the stable id registry (:mod:`labelloop.coco_ids`), keys sorted on serialization.
+the stable id registry (:mod:`labelloop.release.ids`), keys sorted on serialization.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-from typing import Any
 
-from labelloop.geometry import box_problem, xywh_to_xyxy, xyxy_to_xywh
-from labelloop.masks import coco_segmentation, decode_rle, rle_area, segmentation_to_rle
+import numpy as np
 
+from labelloop.geometry.boxes import box_problem, xyxy_to_xywh
+from labelloop.geometry.masks import coco_segmentation, decode_rle, rle_area
+
+_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
 INFO = {
     "description": "labelloop dataset release (COCO object detection)",
     "contributor": "labelloop",
     "url": "",
     "version": "1.0",
 }
-_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
-_READ_BOX_TOL = 0.01  # px; other exporters round coordinates
 
 
 def uncompressed_rle(mask) -> dict:
     """COCO's uncompressed RLE of an ``(H, W)`` mask: ``{"size": [H, W], "counts": [runs]}``,
     runs over the column-major (Fortran) flattening, starting with a (possibly empty) run of 0s
     (the form of COCO's ``iscrowd: 1`` annotations; ``pycocotools.mask.frPyObjects`` reads it)."""
-    import numpy as np
 
     flat = np.asarray(mask, dtype=np.uint8).ravel(order="F") != 0
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
@@ -89,13 +87,13 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
             release root as written in it, e.g. ``"images/train/ab12.jpg"``), ``width`` and
             ``height`` (pixels, EXIF-corrected); any other key (e.g. ``source_path``) is copied
             onto the COCO image entry.
-        labels: LABELS-shaped dicts (:data:`labelloop.schemas.LABELS`): ``label_id``,
+        labels: LABELS-shaped dicts (:data:`labelloop.tables.schemas.LABELS`): ``label_id``,
             ``image_id``, ``category``, ``bbox`` xyxy pixels, ``mask`` (RLE JSON or None),
             ``score``, ``origin``; other keys are ignored.
             ``keypoints`` (flat x, y, v triples in pixels, or None) and ``iscrowd`` (truthy: a
             crowd region) are used when present.
         categories: category names; COCO ids are 1.. in this order, supercategory ``"object"``.
-        image_ids: ``image_id -> COCO image id`` (stable ids, :class:`labelloop.coco_ids.CocoIds`);
+        image_ids: ``image_id -> COCO image id`` (stable ids, :class:`labelloop.release.ids.CocoIds`);
             default 1.. in ascending image_id order.
         annotation_ids: ``label_id -> COCO annotation id``; default 1.. in (image, label_id) order.
         keypoints: ``category -> {"keypoints": [names], "skeleton": [[i, j], ...]}`` for the pose
@@ -112,7 +110,7 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
     Raises:
         ValueError: duplicate category or image, a label whose category is not in
             ``categories`` or whose image is not in ``images``, a box that is not valid inside
-            its image (:func:`labelloop.geometry.box_problem`), a mask that is malformed or
+            its image (:func:`labelloop.geometry.boxes.box_problem`), a mask that is malformed or
             of another size than its image, keypoints of the wrong length, visibility or
             position, or a missing or repeated stable id.
     """
@@ -217,7 +215,6 @@ def _category(name: str, cid: int, kp: dict | None) -> dict:
 
 def _box_mask(bbox, width: int, height: int):
     """The pixels whose centres lie inside the xyxy box (pycocotools' rasterization rule)."""
-    import numpy as np
 
     x0, y0, x1, y1 = bbox
     cols = (np.arange(width) + 0.5 >= x0) & (np.arange(width) + 0.5 <= x1)
@@ -236,110 +233,3 @@ def dumps_coco(obj: dict) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _require(d: Any, keys: tuple[str, ...], what: str, where: str) -> None:
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: {what} is not an object")
-    missing = [k for k in keys if k not in d]
-    if missing:
-        raise ValueError(f"{where}: {what} lacks {missing}")
-
-
-def read_coco_annotations(path: str | os.PathLike) -> tuple[list[dict], list[dict], list[str]]:
-    """Read a COCO object-detection JSON into labelloop shapes.
-
-    Returns:
-        ``(images, labels, categories)``:
-
-        - images: ``image_id`` (the entry's ``sha256`` when present, else its ``file_name``),
-          ``file_name``, ``width``, ``height`` and every other key of the entry except ``id``
-          and ``sha256``; in file order.
-        - labels: ``label_id`` (the annotation's ``label_id``, else its COCO id as a string),
-          ``image_id``, ``category`` (name), ``bbox`` xyxy pixels, ``mask`` (RLE JSON of the
-          ``segmentation``, or None when it is missing or empty), ``score`` and ``origin``
-          (None when absent), ``iscrowd`` (0/1) and ``keypoints`` (flat x, y, v list, or None);
-          in file order.
-        - categories: names in ascending category id order.
-
-    Raises:
-        ValueError: naming ``path`` and the problem: unreadable or not JSON, missing
-            top-level lists or keys, duplicate ids, unknown category or image id, a bbox that
-            is not 4 finite numbers with positive size inside the image (0.01 px tolerance),
-            or a malformed segmentation.
-    """
-    where = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where}: cannot read COCO JSON: {exc}") from None
-    _require(data, ("images", "annotations", "categories"), "the top level", where)
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data[key], list):
-            raise ValueError(f"{where}: '{key}' must be a list")
-
-    cats: dict[Any, str] = {}
-    for c in data["categories"]:
-        _require(c, ("id", "name"), "a category", where)
-        if not isinstance(c["id"], int) or isinstance(c["id"], bool):
-            raise ValueError(f"{where}: category id {c['id']!r} is not an integer")
-        if c["id"] in cats:
-            raise ValueError(f"{where}: category id {c['id']!r} is used twice")
-        cats[c["id"]] = str(c["name"])
-
-    images, by_id = [], {}
-    for im in data["images"]:
-        what = f"image {im.get('id')!r}" if isinstance(im, dict) else "an image"
-        _require(im, ("id", "file_name", "width", "height"), what, where)
-        if not isinstance(im["id"], (int, str)):
-            raise ValueError(f"{where}: {what} id must be an integer or a string")
-        if im["id"] in by_id:
-            raise ValueError(f"{where}: image id {im['id']!r} is used twice")
-        w, h = im["width"], im["height"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (w, h)):
-            raise ValueError(f"{where}: image {im['id']!r} has bad size {w!r}x{h!r}")
-        entry = {"image_id": im.get("sha256") or im["file_name"], "file_name": im["file_name"], "width": w, "height": h}
-        entry.update({k: v for k, v in im.items() if k not in ("id", "sha256", "file_name", "width", "height")})
-        by_id[im["id"]] = entry
-        images.append(entry)
-
-    labels = []
-    for ann in data["annotations"]:
-        what = f"annotation {ann.get('id')!r}" if isinstance(ann, dict) else "an annotation"
-        _require(ann, ("id", "image_id", "category_id", "bbox"), what, where)
-        if not isinstance(ann["category_id"], int) or ann["category_id"] not in cats:
-            raise ValueError(f"{where}: {what} has unknown category id {ann['category_id']!r}")
-        img = by_id.get(ann["image_id"]) if isinstance(ann["image_id"], (int, str)) else None
-        if img is None:
-            raise ValueError(f"{where}: {what} has unknown image id {ann['image_id']!r}")
-        box = ann["bbox"]
-        if (
-            not isinstance(box, list)
-            or len(box) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-        ):
-            raise ValueError(f"{where}: {what} has bad bbox {box!r} (want [x, y, w, h] numbers)")
-        bbox = xywh_to_xyxy(box)
-        problem = box_problem(bbox, img["width"], img["height"], tol=_READ_BOX_TOL)
-        if problem:
-            raise ValueError(f"{where}: {what} has bad bbox {box!r} (xywh): {problem}")
-        seg = ann.get("segmentation")
-        mask = None
-        if seg:
-            try:
-                mask = segmentation_to_rle(seg, img["height"], img["width"])
-            except ValueError as exc:
-                raise ValueError(f"{where}: {what} has a bad segmentation: {exc}") from None
-        labels.append(
-            {
-                "label_id": str(ann["label_id"]) if ann.get("label_id") is not None else str(ann["id"]),
-                "image_id": img["image_id"],
-                "category": cats[ann["category_id"]],
-                "bbox": bbox,
-                "mask": mask,
-                "score": ann.get("score"),
-                "origin": ann.get("origin"),
-                "iscrowd": int(ann.get("iscrowd") or 0),
-                "keypoints": [float(v) for v in ann["keypoints"]] if ann.get("keypoints") else None,
-            }
-        )
-    return images, labels, [cats[k] for k in sorted(cats)]

@@ -1,9 +1,9 @@
 """Read a CVAT for images 1.1 annotation file back as reviewed annotations (records for
-:func:`labelloop.review_import.import_review`).
+:func:`labelloop.review.importer.import_review`).
 
 The file is parsed with ``defusedxml`` (no entity expansion, no external entities: an XML bomb
 is refused, as CVAT's own reader does). A file that is not a CVAT for images 1.1 annotation file
-(wrong root, CVAT *for video* tracks, no ``<meta>`` time) raises :class:`~labelloop.cvat.CvatFormatError`
+(wrong root, CVAT *for video* tracks, no ``<meta>`` time) raises :class:`~labelloop.formats.cvat.writer.CvatFormatError`
 and nothing of it is imported; a problem inside one ``<image>`` rejects that image alone.
 
 One record per ``<image>``: the image is one annotation in labelloop's terms. Identity:
@@ -34,11 +34,11 @@ import hashlib
 import math
 
 from defusedxml import DefusedXmlException
-from PIL import Image
 from defusedxml import ElementTree as DET
+from PIL import Image
 
-from labelloop.cvat import TOOL, CvatFormatError, cvat_rle_to_mask
-from labelloop.geometry import enclosing_box, rotated_rect_corners
+from labelloop.formats.cvat.writer import TOOL, CvatFormatError, cvat_rle_to_mask
+from labelloop.geometry.boxes import enclosing_box, rotated_rect_corners
 
 _UNSUPPORTED = {"tag": "image-level tag", "polyline": "polyline", "points": "points outside a skeleton",
                 "ellipse": "ellipse", "cuboid": "cuboid"}
@@ -67,7 +67,7 @@ def _meta(root, where: str, updated_at: str | None = None) -> dict:
     else:
         kind, el = None, None
     if kind == "task" and not _text(el, "id") and _text(meta, "dumped") and el.find("owner") is None:
-        # CVAT numbers every task it exports; labelloop's own file (labelloop.cvat.build_cvat_xml)
+        # CVAT numbers every task it exports; labelloop's own file (labelloop.formats.cvat.writer.build_cvat_xml)
         # leaves <id/> empty. Taking it as a review would count unreviewed images as reviewed.
         raise CvatFormatError(f"{where}: this is labelloop's own CVAT pre-annotation file (review_out/<batch>/"
                               "annotations.xml: its <task> has no id and no owner), not an export from CVAT: "
@@ -168,7 +168,7 @@ def _skeleton(el, name: str, names: dict[str, list[str]]) -> tuple[list[float], 
 
 
 def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]) -> list[dict]:
-    """Regions of one ``<image>`` in the pixel form of :mod:`labelloop.regions`; ValueError on a problem."""
+    """Regions of one ``<image>`` in the pixel form of :mod:`labelloop.review.regions`; ValueError on a problem."""
     objects: dict[tuple, dict] = {}
     skeletons = []
     order = 0
@@ -256,7 +256,7 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
 
     Returns:
         ``(records, meta)``; records have the fields of
-        :func:`labelloop.labelstudio.parse_export`'s records plus ``tool = "cvat"`` and
+        :func:`labelloop.formats.labelstudio.reader.parse_export`'s records plus ``tool = "cvat"`` and
         ``allow_name = False``; ``image_ref`` is the image ``name``; ``regions`` are pixel regions.
 
     Raises:

@@ -28,20 +28,21 @@ run of background (0) pixels; it is *not* COCO's column-major RLE (:func:`mask_t
 
 Image names are our workspace-relative ``uri`` (``inbox/<batch>/<source_path>``), so a CVAT task
 made from the workspace (CVAT's shared storage mounted at the workspace root, or files uploaded
-with their folders) matches the annotations by full path; imports (:mod:`labelloop.cvat_import`)
+with their folders) matches the annotations by full path; imports (:mod:`labelloop.formats.cvat.reader`)
 match by full path or image_id, never by position or bare file name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Sequence
 from xml.sax.saxutils import XMLGenerator
 
 import numpy as np
 
-from labelloop.keypoints import NOT_LABELED, OCCLUDED
-from labelloop.masks import decode_rle, encode_rle, mask_to_polygons
+from labelloop.geometry.keypoints import NOT_LABELED, OCCLUDED
+from labelloop.geometry.masks import decode_rle, encode_rle, mask_to_polygons
 
 TOOL = "cvat"
 VERSION = "1.1"
@@ -118,7 +119,6 @@ def _f(v: float) -> str:
 
 class _Writer:
     def __init__(self) -> None:
-        import io
 
         self.buf = io.StringIO()
         self.gen = XMLGenerator(self.buf, "utf-8", short_empty_elements=True)
@@ -195,7 +195,7 @@ def build_cvat_xml(images: list[dict], predictions: list[dict], categories: list
         predictions: PREDICTIONS rows (``category, bbox`` xyxy px, ``score``, ``mask`` RLE JSON or
             None, optional ``keypoints`` flat x, y, v). Each gives a ``<box>`` with a ``score``
             attribute; one with a mask also a ``<mask>`` (``mask_shape="mask"``, CVAT's RLE) or one
-            ``<polygon>`` per part (``"polygon"``, :func:`labelloop.masks.mask_to_polygons`); one
+            ``<polygon>`` per part (``"polygon"``, :func:`labelloop.geometry.masks.mask_to_polygons`); one
             with keypoints of a category in ``keypoints`` a ``<skeleton>`` (``v = 0`` ->
             ``outside="1"``, ``v = 1`` -> ``occluded="1"``). Shapes of one prediction share a
             ``group_id`` so CVAT keeps them together.

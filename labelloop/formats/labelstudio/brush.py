@@ -6,7 +6,7 @@ RGBA bitmap at the image's natural size (``original_width x original_height``), 
 mask in the alpha channel. The codec is label-studio-sdk's (``label_studio_sdk.converter.brush``:
 ``mask2rle`` writes a grey mask repeated over the four channels, ``decode_rle`` gives the flat
 ``H * W * 4`` bytes); labelloop only checks sizes and converts to and from COCO RLE
-(:mod:`labelloop.masks`).
+(:mod:`labelloop.geometry.masks`).
 
 A pixel belongs to the mask when its alpha is >= 128 (:data:`ALPHA_THRESHOLD`); labelloop
 writes 255 for the mask and 0 elsewhere.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelloop.masks import decode_rle, encode_rle
+from labelloop.geometry.masks import decode_rle, encode_rle
 
 ALPHA_THRESHOLD = 128
 _HEADER_BYTES = 6  # 32-bit value count, 5-bit word size, 4 x 4-bit run-length sizes (43 bits)
@@ -27,7 +27,7 @@ def mask_to_brush_rle(mask_rle_json: str) -> list[int]:
     of the ``W x H`` image (``label_studio_sdk.converter.brush.mask2rle`` of the mask x 255).
 
     Raises:
-        ValueError: a malformed RLE (:func:`labelloop.masks.decode_rle`).
+        ValueError: a malformed RLE (:func:`labelloop.geometry.masks.decode_rle`).
     """
     from label_studio_sdk.converter.brush import mask2rle  # imports in seconds: only when used
 
@@ -58,7 +58,9 @@ def brush_rle_to_mask(rle: object, width: int, height: int) -> str:
     word_size = (rle[4] >> 3) + 1  # 5 bits after the 32-bit count
     if word_size > 8:  # the SDK decodes into uint8: a wider word overflows it
         raise ValueError(f"brush RLE word size {word_size} bits is wider than the 8 bits of an RGBA channel")
-    from label_studio_sdk.converter.brush import decode_rle as ls_decode
+    from label_studio_sdk.converter.brush import (
+        decode_rle as ls_decode,  # heavy (seconds to import): only when a brush mask or a live server is used
+    )
 
     try:
         flat = ls_decode(rle)

@@ -1,17 +1,16 @@
-"""Label Studio file formats: labeling config, import tasks with predictions, exports.
+"""Label Studio exports read back as review records.
 
 Formats follow Label Studio 1.23 (pinned by the real files in
-``tests/fixtures/label-studio-1.23.2``):
+``tests/fixtures/label-studio-1.23.2``); what labelloop sends (labeling config, import tasks with
+predictions) is :mod:`labelloop.formats.labelstudio.tasks`.
 
-- labeling config and import tasks with predictions: :mod:`labelloop.labelstudio_tasks`
-  (re-exported here);
 - exports: docs "Export annotations" (``JSON`` = list of tasks with ``annotations``; ``JSON-MIN`` =
   one flat object per annotation, data fields at the top level, regions under the control name).
 
 Boxes in Label Studio are ``x, y, width, height`` in percent (0-100) of the *displayed* image,
 top-left anchored; labelloop's boxes are ``[x0, y0, x1, y1]`` float pixels of the EXIF-corrected
 image, which is what a browser displays, so the conversion is a plain scale
-(:func:`labelloop.geometry.xyxy_to_ls` / :func:`labelloop.geometry.ls_to_xyxy`).
+(:func:`labelloop.geometry.boxes.xyxy_to_ls` / :func:`labelloop.geometry.boxes.ls_to_xyxy`).
 
 Images are referenced through Label Studio's local-files storage: start Label Studio with
 ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``
@@ -29,21 +28,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from labelloop.geometry import ls_to_xyxy
-from labelloop.labelstudio_regions import _parent_regions, _RecordError, _region
-from labelloop.labelstudio_tasks import (  # noqa: F401 - re-exported: the Label Studio API of labelloop
-    CONTROL_NAME,
-    CONTROLS,
-    KEYPOINT_CONTROL,
-    LOCAL_FILES_PREFIX,
-    OBJECT_NAME,
-    POLYGON_CONTROL,
-    REGION_TYPE,
-    TOOL,
-    build_import_tasks,
-    image_reference,
-    label_config_xml,
-)
+from labelloop.formats.labelstudio.regions import RecordError, parent_regions, parse_region
+from labelloop.formats.labelstudio.tasks import CONTROLS, TOOL
+from labelloop.geometry.boxes import ls_to_xyxy
 
 # Top-level keys of a JSON-MIN record that are not data fields or region lists.
 _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
@@ -132,18 +119,18 @@ def _base(task_id: str, fmt: str, image_ref: Any, data_image_id: Any, project: A
 
 
 def _fill(rec: dict, ann: dict, ann_id_key: str, user_key: str) -> None:
-    """Identity fields shared by both formats; raises _RecordError when one is missing."""
+    """Identity fields shared by both formats; raises RecordError when one is missing."""
     if ann.get(ann_id_key) is None:
-        raise _RecordError(f"annotation without {ann_id_key!r}")
+        raise RecordError(f"annotation without {ann_id_key!r}")
     rec["tool_annotation_id"] = str(ann[ann_id_key])
     rec["created_at"] = _str_or_none(ann.get("created_at"))
     rec["annotator"] = annotator_pseudonym(ann.get(user_key))
     rec["was_cancelled"] = bool(ann.get("was_cancelled") or ann.get("skipped"))
     if not isinstance(ann.get("updated_at"), str) or not ann["updated_at"]:
-        raise _RecordError("annotation without 'updated_at'")
+        raise RecordError("annotation without 'updated_at'")
     rec["updated_at"] = ann["updated_at"]
     if rec["image_ref"] is None:
-        raise _RecordError("task has no image reference (data 'image')")
+        raise RecordError("task has no image reference (data 'image')")
 
 
 def _task_id(item: dict, index: int) -> str:
@@ -168,18 +155,18 @@ def _json_records(tasks: list[dict]) -> list[dict]:
             rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
             try:
                 if not isinstance(ann, dict):
-                    raise _RecordError(f"annotation at index {j} is not an object")
+                    raise RecordError(f"annotation at index {j} is not an object")
                 if rec["project"] is None and ann.get("project") is not None:
                     rec["project"] = str(ann["project"])
                 _fill(rec, ann, "id", "completed_by")
                 result = ann.get("result") or []
                 if not isinstance(result, list):
-                    raise _RecordError("annotation 'result' is not a list")
-                rec["regions"] = [_region(r, k, min_format=False) for k, r in enumerate(result)]
+                    raise RecordError("annotation 'result' is not a list")
+                rec["regions"] = [parse_region(r, k, min_format=False) for k, r in enumerate(result)]
                 pred = ann.get("prediction") if isinstance(ann.get("prediction"), dict) else {}
-                rec["parent_regions"] = _parent_regions(pred)
+                rec["parent_regions"] = parent_regions(pred)
                 rec["parent_prediction_id"] = _str_or_none(ann.get("parent_prediction", pred.get("id")))
-            except _RecordError as exc:
+            except RecordError as exc:
                 rec["error"] = str(exc)
             out.append(rec)
     return out
@@ -208,9 +195,9 @@ def _min_records(items: list[dict]) -> list[dict]:
         rec = _base(tid, "json-min", obj.get("image"), obj.get("image_id"), None)
         try:
             _fill(rec, obj, "annotation_id", "annotator")
-            rec["regions"] = [_region(r, k, min_format=True, control=c)
+            rec["regions"] = [parse_region(r, k, min_format=True, control=c)
                               for k, (c, r) in enumerate(_min_region_lists(obj))]
-        except _RecordError as exc:
+        except RecordError as exc:
             rec["error"] = str(exc)
         out.append(rec)
     return out
@@ -331,7 +318,7 @@ def region_bbox(region: dict, width: float | None = None, height: float | None =
     """Pixel ``[x0, y0, x1, y1]`` of a parsed region, on a ``width x height`` image (default: the
     region's own ``original_width/height``).
 
-    A rotated rectangle gives the axis-aligned box enclosing it (:func:`labelloop.geometry.ls_to_xyxy`).
+    A rotated rectangle gives the axis-aligned box enclosing it (:func:`labelloop.geometry.boxes.ls_to_xyxy`).
 
     Raises:
         ValueError: no size known or a non-numeric field.

@@ -1,10 +1,10 @@
-"""Normalizing one Label Studio result item (a region) of an export, for :mod:`labelloop.labelstudio`.
+"""Normalizing one Label Studio result item (a region) of an export, for :mod:`labelloop.formats.labelstudio.reader`.
 
-Accepted: results of labelloop's labeling config (:data:`labelloop.labelstudio_tasks.CONTROLS`):
+Accepted: results of labelloop's labeling config (:data:`labelloop.formats.labelstudio.tasks.CONTROLS`):
 ``rectanglelabels`` from ``label`` (``rotation`` kept in ``value``), ``polygonlabels`` from
 ``polygon``, ``brushlabels`` (``format`` ``rle``) from ``brush``, ``keypointlabels`` from ``keypoint`` and per-region ``choices`` from
 ``keypoint_visibility``, all with ``to_name`` ``image``. Anything else is a problem of the one
-annotation that holds it (``_RecordError``), never of the whole file.
+annotation that holds it (``RecordError``), never of the whole file.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from labelloop.geometry import ls_to_xyxy
-from labelloop.labelstudio_tasks import CONTROLS, OBJECT_NAME
+from labelloop.formats.labelstudio.tasks import CONTROLS, OBJECT_NAME
+from labelloop.geometry.boxes import ls_to_xyxy
 
 # result type -> (region kind, key of its label list in ``value``)
 _KINDS = {"rectanglelabels": ("rectangle", "rectanglelabels"), "polygonlabels": ("polygon", "polygonlabels"),
@@ -21,7 +21,7 @@ _KINDS = {"rectanglelabels": ("rectangle", "rectanglelabels"), "polygonlabels": 
           "keypointlabels": ("keypoint", "keypointlabels"), "choices": ("visibility", "choices")}
 
 
-class _RecordError(Exception):
+class RecordError(Exception):
     """A problem confined to one annotation; carried in the record's ``error`` field."""
 
 
@@ -30,7 +30,7 @@ def _str_or_none(v: Any) -> str | None:
 
 
 def _check_value(kind: str, value: dict, name: str) -> None:
-    """Numeric geometry present and well-formed for the region kind; raises _RecordError."""
+    """Numeric geometry present and well-formed for the region kind; raises RecordError."""
     try:
         if kind == "rectangle":
             ls_to_xyxy(value, 100, 100)  # numeric fields present, rotation finite
@@ -51,18 +51,18 @@ def _check_value(kind: str, value: dict, name: str) -> None:
                     raise ValueError(f"polygon point {pt!r} is not a pair of finite numbers")
     except (KeyError, TypeError, ValueError) as exc:
         msg = str(exc) if isinstance(exc, ValueError) else f"{kind} needs numeric coordinates; got {value!r}"
-        raise _RecordError(f"{name}: {msg}") from None
+        raise RecordError(f"{name}: {msg}") from None
 
 
-def _region(item: Any, index: int, *, min_format: bool, control: str | None = None) -> dict:
+def parse_region(item: Any, index: int, *, min_format: bool, control: str | None = None) -> dict:
     """Normalize one result item (JSON) or region value (JSON-MIN, found under ``control``).
 
     Checks ``from_name`` / ``to_name`` against labelloop's labeling config
-    (:data:`labelloop.labelstudio_tasks.CONTROLS` on the object ``image``) and the result type
-    against its control; format problems raise ``_RecordError``.
+    (:data:`labelloop.formats.labelstudio.tasks.CONTROLS` on the object ``image``) and the result type
+    against its control; format problems raise ``RecordError``.
     """
     if not isinstance(item, dict):
-        raise _RecordError(f"region #{index} is not an object")
+        raise RecordError(f"region #{index} is not an object")
     if min_format:
         value = {k: v for k, v in item.items() if k not in ("original_width", "original_height", "image_rotation")}
         rid, from_name, to_name = None, control, OBJECT_NAME
@@ -73,25 +73,25 @@ def _region(item: Any, index: int, *, min_format: bool, control: str | None = No
         from_name, to_name = item.get("from_name"), item.get("to_name")
         name = f"region {rid}" if rid is not None else f"region #{index}"
     if not isinstance(from_name, str) or from_name not in CONTROLS:
-        raise _RecordError(f"{name}: from_name {from_name!r} is not a control of the labelloop labeling config "
+        raise RecordError(f"{name}: from_name {from_name!r} is not a control of the labelloop labeling config "
                            f"(expected one of {', '.join(CONTROLS)})")
     if to_name != OBJECT_NAME:
-        raise _RecordError(f"{name}: to_name {to_name!r} is not the image object {OBJECT_NAME!r} of the labeling config")
+        raise RecordError(f"{name}: to_name {to_name!r} is not the image object {OBJECT_NAME!r} of the labeling config")
     rtype = str(rtype).lower()
     if rtype != CONTROLS[from_name]:
-        raise _RecordError(f"{name}: unsupported result type {rtype!r} for control {from_name!r} "
+        raise RecordError(f"{name}: unsupported result type {rtype!r} for control {from_name!r} "
                            f"(it makes {CONTROLS[from_name]} regions)")
     kind, label_key = _KINDS[rtype]
     if not isinstance(value, dict):
-        raise _RecordError(f"{name}: missing value")
+        raise RecordError(f"{name}: missing value")
     labels = value.get(label_key)
     if kind == "visibility":
         if not isinstance(labels, list) or not all(isinstance(c, str) for c in labels):
-            raise _RecordError(f"{name}: choices must be a list of strings, got {labels!r}")
+            raise RecordError(f"{name}: choices must be a list of strings, got {labels!r}")
         category = None
     else:
         if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
-            raise _RecordError(f"{name}: needs exactly one label, got {labels!r}")
+            raise RecordError(f"{name}: needs exactly one label, got {labels!r}")
         category = labels[0]
         _check_value(kind, value, name)
     return {"region_id": rid, "kind": kind, "category": category, "value": value,
@@ -99,14 +99,14 @@ def _region(item: Any, index: int, *, min_format: bool, control: str | None = No
             "type": rtype}
 
 
-def _parent_regions(prediction: Any) -> list[dict]:
+def parent_regions(prediction: Any) -> list[dict]:
     """Rectangle regions of the prediction an annotation was created from; others are dropped."""
     out = []
     result = prediction.get("result")
     for i, item in enumerate(result if isinstance(result, list) else []):
         try:
-            reg = _region(item, i, min_format=False)
-        except _RecordError:
+            reg = parse_region(item, i, min_format=False)
+        except RecordError:
             continue
         if reg["kind"] != "rectangle":
             continue

@@ -3,14 +3,14 @@
 Formats follow Label Studio 1.23 (pinned by the real files in ``tests/fixtures/label-studio-1.23.2``):
 labeling config (docs "Labeling configuration", tags ``RectangleLabels``, ``PolygonLabels``,
 ``BrushLabels``, ``KeyPointLabels``, ``Choices``), import tasks with predictions (docs "Import pre-annotated
-data"). :mod:`labelloop.labelstudio` re-exports everything here.
+data"). :mod:`labelloop.formats.labelstudio.reader` re-exports everything here.
 
 Control names (the ``from_name`` of results; imports reject any other): ``label``
 (RectangleLabels), ``polygon`` (PolygonLabels, only when asked for), ``brush`` (BrushLabels of
 the categories with ``masks: true``; pre-labels' masks go as brush regions, see
-:mod:`labelloop.labelstudio_brush`), ``keypoint``
+:mod:`labelloop.formats.labelstudio.brush`), ``keypoint``
 (KeyPointLabels, when a category has keypoints) and ``keypoint_visibility`` (per-region Choices
-``visible`` / ``occluded``; see :mod:`labelloop.keypoints` for the visibility convention), all
+``visible`` / ``occluded``; see :mod:`labelloop.geometry.keypoints` for the visibility convention), all
 on the object ``image``.
 """
 
@@ -19,9 +19,9 @@ from __future__ import annotations
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from labelloop.geometry import xyxy_to_ls
-from labelloop.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
-from labelloop.labelstudio_brush import mask_to_brush_rle
+from labelloop.formats.labelstudio.brush import mask_to_brush_rle
+from labelloop.geometry.boxes import xyxy_to_ls
+from labelloop.geometry.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
 
 TOOL = "label-studio"
 OBJECT_NAME = "image"  # <Image name="image" value="$image"/>
@@ -50,7 +50,7 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
     name="brush">`` of those categories, in which the pre-labels' masks are shown and edited; with ``keypoints`` (``{category: [keypoint names]}``) a ``<KeyPointLabels
     name="keypoint">`` of every keypoint name and the per-region ``<Choices
     name="keypoint_visibility" perRegion="true">`` (``visible`` / ``occluded``) that carries COCO's
-    visibility flag (:mod:`labelloop.keypoints`). Without either, the output is the plain
+    visibility flag (:mod:`labelloop.geometry.keypoints`). Without either, the output is the plain
     rectangle config (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
 
     Raises:
@@ -111,7 +111,7 @@ def build_import_tasks(
             distinct image_id (a byte-identical duplicate is sent once, under its original).
         predictions: PREDICTIONS rows; those of other images are ignored. A row with
             ``keypoints`` (flat COCO x, y, v list) of a category in ``keypoints`` also gets its
-            keypoint regions (:func:`labelloop.keypoints.ls_keypoint_results`).
+            keypoint regions (:func:`labelloop.geometry.keypoints.ls_keypoint_results`).
         model_version: written on each task's prediction.
         batch: the export name; EXPORTED_PREDICTIONS rows get ``source = "labelloop/<batch>"``.
         reviewers: ``image_id -> number of reviewers wanted``; 2 or more adds
@@ -120,7 +120,7 @@ def build_import_tasks(
         masks: categories whose masks are reviewed (``masks: true``). A prediction of one of
             them that has a ``mask`` is sent as a brush region (``{"id": prediction_id,
             "from_name": "brush", "type": "brushlabels", "value": {"format": "rle", "rle":
-            [...], "brushlabels": [category]}, ...}``, :func:`labelloop.labelstudio_brush.mask_to_brush_rle`)
+            [...], "brushlabels": [category]}, ...}``, :func:`labelloop.formats.labelstudio.brush.mask_to_brush_rle`)
             instead of a rectangle: one region per object; its box on import is the mask's
             bounding box. Its EXPORTED_PREDICTIONS row carries the mask.
 

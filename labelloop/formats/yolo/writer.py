@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from labelloop.geometry import box_problem, xyxy_to_yolo, yolo_to_xyxy
+from labelloop.geometry.boxes import box_problem, xyxy_to_yolo, yolo_to_xyxy
+from labelloop.geometry.masks import decode_rle, mask_to_polygons
 
 SPLITS = ("train", "val", "test")
 TASKS = ("detect", "segment", "pose")
@@ -62,7 +63,7 @@ def yolo_lines(labels: list[dict], width: int, height: int, categories: Sequence
 
     Raises:
         ValueError: a category not in ``categories`` or a box that is not valid inside the
-            image (:func:`labelloop.geometry.box_problem`), naming the label.
+            image (:func:`labelloop.geometry.boxes.box_problem`), naming the label.
     """
     index = _class_index(categories)
     lines = []
@@ -173,7 +174,6 @@ def join_parts(parts: list[list[float]]) -> list[float]:
 def object_polygon(label: dict) -> list[float]:
     """Pixel polygon of a label for the segment layout: its mask's outer outline (parts joined,
     :func:`join_parts`), else its box's corners clockwise from the top-left."""
-    from labelloop.masks import decode_rle, mask_to_polygons
 
     if label.get("mask"):
         poly = join_parts(mask_to_polygons(decode_rle(label["mask"])))

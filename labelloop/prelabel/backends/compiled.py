@@ -1,7 +1,7 @@
 """``torch.compile`` of a module with a fallback to eager: :class:`CompiledOrEager`.
 
 Used for SAM's image encoder when ``segmenter.compile: true``
-(:class:`labelloop.prelabel.sam.SamSegmenter`).
+(:class:`labelloop.prelabel.backends.sam.SamSegmenter`).
 
 Shapes: the encoder sees a different batch size almost every batch (only the images with a box of
 a mask category are encoded, the last batch is short, out-of-memory halving shrinks it), while
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from labelloop.prelabel.runtime import is_oom
+from labelloop.prelabel.backends.runtime import is_oom
 
 
 class CompileFallbackWarning(RuntimeWarning):

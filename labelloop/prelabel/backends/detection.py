@@ -1,18 +1,19 @@
-"""What the text-prompted detectors (:mod:`~labelloop.prelabel.grounding_dino`,
+"""What the text-prompted detectors (:mod:`~labelloop.prelabel.backends.grounding_dino`,
 :mod:`~labelloop.prelabel.owlv2`) share: the per-image result, loading a transformers
 ``save_pretrained`` directory with its sha256 checked, and the last post-processing steps.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torchvision.ops import batched_nms
 
-from labelloop.prelabel.loading import CheckpointError, verify_checkpoint
-from labelloop.prelabel.specs import DetectorSpec, ModelSpec
+from labelloop.prelabel.backends.loading import CheckpointError, verify_checkpoint
+from labelloop.workspace.model_specs import DetectorSpec, ModelSpec
 
 MIN_BOX_SIDE = 1.0  # pixels: a box clipped to a sliver narrower than this is dropped
 
@@ -42,9 +43,8 @@ def load_pretrained(kind: str, name: str, spec: ModelSpec, path: Path, model_cls
         CheckpointError: the directory is missing, hashes differently, holds another model type,
             lacks weights, or transformers cannot load ``model_cls`` and ``processor_cls`` from it.
     """
-    import json
 
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # optional heavy dependency (the gpu extra)
 
     hf_logging.disable_progress_bar()
     verify_checkpoint(path, spec.sha256, f"{role} {kind}", kind="dir")

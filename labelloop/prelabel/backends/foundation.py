@@ -1,6 +1,6 @@
 """The foundation-model pre-labeler: Grounding DINO (text prompts -> boxes; or OWLv2) then SAM
 (boxes -> masks, only for categories configured with ``masks: true``; or SAM-HQ / SAM 2 through
-transformers, :mod:`labelloop.prelabel.sam_hf`), batched on the device.
+transformers, :mod:`labelloop.prelabel.backends.sam_hf`), batched on the device.
 
 Identity without loading anything: ``model_id`` and ``checkpoint_sha256`` come from the config
 (the sha256 each spec declares, checked when the weights load), so the review, labels and QA
@@ -18,7 +18,7 @@ Per batch (see :meth:`FoundationPreLabeler.run_batch`): detector forward on all 
 segmenter's image encoder only on the images that have a box of a mask category; one decoder call
 per image with all its boxes (its embedding: row j of every tensor ``encode`` returned, one
 tensor for SAM, several for SAM-HQ and SAM 2); masks to COCO RLE on the CPU. Out-of-memory halves the batch
-(:class:`labelloop.prelabel.runtime.OomHalving`).
+(:class:`labelloop.prelabel.backends.runtime.OomHalving`).
 """
 
 from __future__ import annotations
@@ -29,23 +29,30 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import torch
 from PIL import Image
 
-from labelloop.config import ProjectConfig
-from labelloop.masks import encode_rle
+from labelloop.geometry.masks import encode_rle
+from labelloop.prelabel.backends.grounding_dino import GroundingDinoDetector
+from labelloop.prelabel.backends.loading import resolve_path
+from labelloop.prelabel.backends.owlv2 import Owlv2Detector
+from labelloop.prelabel.backends.pipeline import Prepare, batch_of_images, image_row, iter_file_batches
+from labelloop.prelabel.backends.runtime import OomHalving, autocast_dtype, resolve_device
+from labelloop.prelabel.backends.sam import SamSegmenter
+from labelloop.prelabel.backends.sam_hf import SEGMENTERS
 from labelloop.prelabel.protocol import Detection, model_id_for
+from labelloop.workspace.config import ProjectConfig
+
 
 def _dtype_name(device: str, dtype: str) -> str:
     """Compute dtype as recorded in the settings hash, resolved without touching CUDA state
     beyond ``torch.cuda.is_available``/bf16 support."""
-    from labelloop.prelabel.runtime import autocast_dtype, resolve_device
-
     amp = autocast_dtype(resolve_device(device), dtype)
     return "float32" if amp is None else str(amp).removeprefix("torch.")
 
 
 class FoundationPreLabeler:
-    """:class:`~labelloop.prelabel.protocol.PreLabeler` backed by Grounding DINO (or OWLv2) +
+    """:class:`~labelloop.workspace.config.PreLabeler` backed by Grounding DINO (or OWLv2) +
     SAM (or SAM-HQ / SAM 2).
 
     Args:
@@ -55,7 +62,7 @@ class FoundationPreLabeler:
     Raises:
         ValueError: a category's ``detector`` is not the configured detector kind, or a category
             needs masks and no segmenter is configured.
-        labelloop.prelabel.runtime.DeviceError: the device / dtype cannot be used here.
+        labelloop.prelabel.backends.runtime.DeviceError: the device / dtype cannot be used here.
     (Checkpoint errors are raised by :meth:`load`, on first use.)
     """
 
@@ -88,8 +95,6 @@ class FoundationPreLabeler:
     @property
     def device(self) -> str:
         """The resolved device (``cpu``, ``cuda``, ``cuda:N``)."""
-        from labelloop.prelabel.runtime import resolve_device
-
         return str(resolve_device(self.settings_cfg.device))
 
     # ---- loading --------------------------------------------------------------------------
@@ -100,26 +105,15 @@ class FoundationPreLabeler:
             CheckpointError: a checkpoint is missing, hashes differently or cannot be loaded.
         """
         if self._models is None:
-            from labelloop.prelabel.loading import resolve_path
-            from labelloop.prelabel.runtime import OomHalving, autocast_dtype, resolve_device
-
             p = self.settings_cfg
             dev = resolve_device(p.device)
             amp = autocast_dtype(dev, p.dtype)
-            if p.detector.kind == "owlv2":
-                from labelloop.prelabel.owlv2 import Owlv2Detector as Detector
-            else:
-                from labelloop.prelabel.grounding_dino import GroundingDinoDetector as Detector
+            Detector = Owlv2Detector if p.detector.kind == "owlv2" else GroundingDinoDetector
             det = Detector(p.detector, resolve_path(p.detector.path, self.root),
                                         [pr for _, pr, _ in self.categories], dev, amp)
             seg = None
             if self.segment:
-                if p.segmenter.kind == "sam":
-                    from labelloop.prelabel.sam import SamSegmenter as Segmenter
-                else:
-                    from labelloop.prelabel.sam_hf import SEGMENTERS
-
-                    Segmenter = SEGMENTERS[p.segmenter.kind]
+                Segmenter = SamSegmenter if p.segmenter.kind == "sam" else SEGMENTERS[p.segmenter.kind]
                 seg = Segmenter(p.segmenter, resolve_path(p.segmenter.path, self.root), dev, amp)
             self._models = (det, seg, dev)
             self.halving = OomHalving(p.batch_size, dev)
@@ -127,19 +121,13 @@ class FoundationPreLabeler:
 
     def prepare(self):
         """The picklable decode/resize/collate object the DataLoader workers run."""
-        from labelloop.prelabel.pipeline import Prepare
-
         det, seg = self.load()
         return Prepare(det.preparer(), det.collate, seg.preparer() if seg else None, seg.collater() if seg else None)
 
     # ---- inference ------------------------------------------------------------------------
     def run_batch(self, batch) -> list[list[Detection]]:
-        """Detections for every image of a collated :class:`~labelloop.prelabel.pipeline.Batch`
+        """Detections for every image of a collated :class:`~labelloop.prelabel.backends.pipeline.Batch`
         (already on the device), in batch order."""
-        import torch
-
-        from labelloop.prelabel.pipeline import image_row
-
         det, seg = self.load()
         t0 = time.perf_counter()
         found = det.detect(batch.det, batch.sizes)
@@ -184,12 +172,10 @@ class FoundationPreLabeler:
     def predict_files(self, paths: Sequence[str | os.PathLike],
                       image_ids: Sequence[str] | None = None) -> Iterator[tuple[int, list[Detection] | BaseException]]:
         """Stream ``(index into paths, detections)`` in input order; a file that cannot be decoded
-        yields its :class:`~labelloop.images.ImageError`, an image that runs out of memory alone a
+        yields its :class:`~labelloop.images.files.ImageError`, an image that runs out of memory alone a
         ``torch.OutOfMemoryError``. Decoding and resizing run in ``num_workers`` DataLoader
         processes with pinned memory on CUDA; batches of ``batch_size`` (halved on OOM).
         ``image_ids``: the sha256 each file must still have; a changed file yields an ImageError."""
-        from labelloop.prelabel.pipeline import iter_file_batches
-
         prepare = self.prepare()
         _, _, dev = self._models
         p = self.settings_cfg
@@ -205,8 +191,6 @@ class FoundationPreLabeler:
         Raises:
             torch.OutOfMemoryError: an image does not fit on the device even alone.
         """
-        from labelloop.prelabel.pipeline import batch_of_images
-
         prepare = self.prepare()
         _, _, dev = self._models
         out: list[list[Detection]] = []

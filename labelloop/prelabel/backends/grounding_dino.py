@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert
 
-from labelloop.prelabel.detection import MIN_BOX_SIDE, Boxes, finish_boxes, load_pretrained
-from labelloop.prelabel.runtime import autocast
-from labelloop.prelabel.specs import DetectorSpec
+from labelloop.prelabel.backends.detection import MIN_BOX_SIDE, Boxes, finish_boxes, load_pretrained
+from labelloop.prelabel.backends.runtime import autocast
+from labelloop.workspace.model_specs import DetectorSpec
 
 __all__ = ["MIN_BOX_SIDE", "Boxes", "GroundingDinoDetector", "PromptEncoding"]
 
@@ -106,7 +106,10 @@ class GroundingDinoDetector:
 
     def __init__(self, spec: DetectorSpec, path: Path, prompts: Sequence[str], device: torch.device,
                  amp: torch.dtype | None):
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+        from transformers import (  # optional heavy dependency (the gpu extra)
+            AutoProcessor,
+            GroundingDinoForObjectDetection,
+        )
 
         self.spec, self.device, self.amp = spec, device, amp
         self.model, self.processor = load_pretrained(self.kind, "a Grounding DINO", spec, path,

@@ -8,7 +8,7 @@ Hash of a file: sha256 of its bytes (as ``sha256sum``). Hash of a directory (a H
 ``save_pretrained`` folder): sha256 of the UTF-8 text made of one line per regular file under it,
 sorted by POSIX relative path, ``"<relative path>\\0<sha256 of the file>\\n"``; hidden files and
 folders (name starting with ``.``) are left out, so a ``.cache`` or ``.git`` does not change it.
-``python -m labelloop.prelabel.loading PATH`` prints the hash to put in ``labelloop.yaml``.
+``python -m labelloop.prelabel.backends.loading PATH`` prints the hash to put in ``labelloop.yaml``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from labelloop.images import sha256_file
+from labelloop.images.files import sha256_file
 
 
 class CheckpointError(FileNotFoundError):
@@ -106,7 +106,7 @@ def load_state_dict(path: str | os.PathLike, sha256: str, what: str) -> dict:
     Raises:
         CheckpointError: see :func:`verify_checkpoint`; or the file is not a loadable state dict.
     """
-    import torch
+    import torch  # optional heavy dependency (the gpu extra)
 
     path = verify_checkpoint(path, sha256, what, kind="file")
     try:
@@ -123,10 +123,10 @@ def load_state_dict(path: str | os.PathLike, sha256: str, what: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m labelloop.prelabel.loading PATH...``: print ``<sha256>  <path>`` per path."""
+    """``python -m labelloop.prelabel.backends.loading PATH...``: print ``<sha256>  <path>`` per path."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m labelloop.prelabel.loading CHECKPOINT_FILE_OR_DIR...", file=sys.stderr)
+        print("usage: python -m labelloop.prelabel.backends.loading CHECKPOINT_FILE_OR_DIR...", file=sys.stderr)
         return 2
     for a in args:
         try:

@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from labelloop.config import ProjectConfig
-from labelloop.masks import encode_rle
+from labelloop.geometry.masks import encode_rle
 from labelloop.prelabel.protocol import Detection, model_id_for
+from labelloop.workspace.config import ProjectConfig
 
 BACKEND = "opencv-classic"
 HOG_PERSON = "opencv-hog-person"

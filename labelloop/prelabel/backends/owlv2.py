@@ -1,7 +1,7 @@
 """OWLv2 (Minderer et al., 2023, "Scaling Open-Vocabulary Object Detection", arXiv:2306.09683)
 through ``transformers``: ``Owlv2ForObjectDetection`` + ``Owlv2Processor`` from a local
 ``save_pretrained`` directory (e.g. google/owlv2-base-patch16-ensemble copied onto the machine).
-The same detector interface as :mod:`labelloop.prelabel.grounding_dino`.
+The same detector interface as :mod:`labelloop.prelabel.backends.grounding_dino`.
 
 Prompts: one text query per category (OWL scores every predicted box against every query in one
 forward pass). Pre-processing is the processor's: the image is padded to a square at the bottom /
@@ -24,9 +24,9 @@ from typing import Sequence
 import torch
 from torchvision.ops import box_convert
 
-from labelloop.prelabel.detection import Boxes, finish_boxes, load_pretrained
-from labelloop.prelabel.runtime import autocast
-from labelloop.prelabel.specs import DetectorSpec
+from labelloop.prelabel.backends.detection import Boxes, finish_boxes, load_pretrained
+from labelloop.prelabel.backends.runtime import autocast
+from labelloop.workspace.model_specs import DetectorSpec
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Owlv2Detector:
 
     def __init__(self, spec: DetectorSpec, path: Path, prompts: Sequence[str], device: torch.device,
                  amp: torch.dtype | None):
-        from transformers import Owlv2ForObjectDetection, Owlv2Processor
+        from transformers import Owlv2ForObjectDetection, Owlv2Processor  # optional heavy dependency (the gpu extra)
 
         self.spec, self.device, self.amp = spec, device, amp
         self.model, self.processor = load_pretrained(self.kind, "an OWLv2", spec, path,

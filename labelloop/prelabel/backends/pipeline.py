@@ -2,9 +2,9 @@
 collate into padded batches, pin, copy to the device while the device computes.
 
 A :class:`Prepare` turns one file into an :class:`Item` (EXIF-corrected RGB decoded once by
-:func:`labelloop.images.load_rgb`, then each model's own resize: the detector's and, when masks
+:func:`labelloop.images.files.load_rgb`, then each model's own resize: the detector's and, when masks
 are needed, the segmenter's). A bad file becomes an Item carrying the
-:class:`~labelloop.images.ImageError` (its message names the file), never an exception in the
+:class:`~labelloop.images.files.ImageError` (its message names the file), never an exception in the
 worker, so one bad image never stops a batch. ``collate`` (run in the worker too) pads each
 model's tensors to the batch and returns a :class:`Batch`; ``Batch.pin_memory`` lets
 ``torch.utils.data.DataLoader(pin_memory=True)`` pin it so ``Batch.to(device, non_blocking=True)``
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from labelloop.images import ImageError, load_rgb
+from labelloop.images.files import ImageError, load_rgb
 
 
 @dataclass

@@ -17,9 +17,9 @@ logits back to the original (H, W), and pixels with logit > ``mask_threshold`` a
 
 Attention in the image encoder: ``spec.attention`` (default ``sdpa``: fused
 ``scaled_dot_product_attention`` with the relative-position bias as its mask, set on this model
-instance only by :func:`labelloop.prelabel.sam_attention.set_attention`; ``eager``:
+instance only by :func:`labelloop.prelabel.backends.sam_attention.set_attention`; ``eager``:
 segment-anything's own forward). ``spec.compile`` (default false): the encoder runs through
-``torch.compile`` (:class:`labelloop.prelabel.compiled.CompiledOrEager`, eager with a warning if
+``torch.compile`` (:class:`labelloop.prelabel.backends.compiled.CompiledOrEager`, eager with a warning if
 compiling fails).
 """
 
@@ -35,11 +35,11 @@ from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from labelloop.prelabel.compiled import CompiledOrEager
-from labelloop.prelabel.loading import CheckpointError, load_state_dict
-from labelloop.prelabel.runtime import autocast
-from labelloop.prelabel.sam_attention import set_attention
-from labelloop.prelabel.specs import SamArch, SegmenterSpec
+from labelloop.prelabel.backends.compiled import CompiledOrEager
+from labelloop.prelabel.backends.loading import CheckpointError, load_state_dict
+from labelloop.prelabel.backends.runtime import autocast
+from labelloop.prelabel.backends.sam_attention import set_attention
+from labelloop.workspace.model_specs import SamArch, SegmenterSpec
 
 VIT_PATCH_SIZE = 16
 

@@ -17,8 +17,8 @@ tokens are zeros, exactly as in segment-anything) and global blocks go through t
 
 Numerics: the same operations in another order, so results differ by float rounding only
 (float32: encoder outputs within ~2e-6 of segment-anything's, values up to ~4; see
-:class:`labelloop.prelabel.specs.SegmenterSpec` for the masks, and
-``tests/test_prelabel_sam_attention.py``). Under autocast
+:class:`labelloop.workspace.model_specs.SegmenterSpec` for the masks, and
+``tests/unit/prelabel/test_prelabel_sam_attention.py``). Under autocast
 the bias is cast to q's dtype (SDPA needs ``attn_mask`` in the query dtype); segment-anything's
 eager path adds the bias in that dtype too, then (on CUDA) takes the softmax in float32.
 

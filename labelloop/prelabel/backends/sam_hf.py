@@ -1,6 +1,6 @@
 """SAM-HQ and SAM 2 as box-prompted segmenters through ``transformers``, from local
 ``save_pretrained`` directories (model + processor), behind the same interface as
-:class:`labelloop.prelabel.sam.SamSegmenter` (``preparer`` / ``collater`` / ``encode`` / ``masks``).
+:class:`labelloop.prelabel.backends.sam.SamSegmenter` (``preparer`` / ``collater`` / ``encode`` / ``masks``).
 
 - ``sam-hq`` (Ke et al., 2023, "Segment Anything in High Quality", arXiv:2306.01567):
   ``SamHQModel`` + ``SamHQProcessor`` (e.g. syscv-community/sam-hq-vit-h copied onto the machine).
@@ -39,11 +39,11 @@ from typing import Any, Sequence
 
 import torch
 
-from labelloop.prelabel.detection import load_pretrained
-from labelloop.prelabel.loading import CheckpointError
-from labelloop.prelabel.runtime import autocast
-from labelloop.prelabel.sam import SamCollate, box_masks
-from labelloop.prelabel.specs import SegmenterSpec
+from labelloop.prelabel.backends.detection import load_pretrained
+from labelloop.prelabel.backends.loading import CheckpointError
+from labelloop.prelabel.backends.runtime import autocast
+from labelloop.prelabel.backends.sam import SamCollate, box_masks
+from labelloop.workspace.model_specs import SegmenterSpec
 
 
 class HfSamPrepare:
@@ -143,7 +143,7 @@ class HfSamSegmenter:
 
     def decode_logits(self, embedding, boxes_xyxy: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
         """All ``boxes_xyxy`` (N, 4) of one image in one prompt-encoder + mask-decoder call (the
-        same signature as :meth:`labelloop.prelabel.sam.SamSegmenter.decode_logits`).
+        same signature as :meth:`labelloop.prelabel.backends.sam.SamSegmenter.decode_logits`).
         Returns the low-resolution mask logits (N, 1, S/4, S/4)."""
         boxes = self.scale_boxes(boxes_xyxy, original_size)[None]  # (1, N, 4)
         with torch.inference_mode(), autocast(self.device, self.amp):
@@ -170,7 +170,7 @@ class SamHQSegmenter(HfSamSegmenter):
 
     @staticmethod
     def classes():
-        from transformers import SamHQModel, SamHQProcessor
+        from transformers import SamHQModel, SamHQProcessor  # optional heavy dependency (the gpu extra)
 
         return SamHQModel, SamHQProcessor
 
@@ -212,7 +212,7 @@ class Sam2Segmenter(HfSamSegmenter):
 
     @staticmethod
     def classes():
-        from transformers import Sam2Model, Sam2Processor
+        from transformers import Sam2Model, Sam2Processor  # optional heavy dependency (the gpu extra)
 
         return Sam2Model, Sam2Processor
 

@@ -1,4 +1,4 @@
-"""Self-contained HTML page of a QA report (:func:`labelloop.qa.build_qa_report`).
+"""Self-contained HTML page of a QA report (:func:`labelloop.qa.metrics.build_qa_report`).
 
 Inline CSS, images as base64 PNG data URIs, no external URL. Byte-deterministic: matplotlib
 figures are drawn with the Agg canvas directly (no pyplot global state), saved at a fixed dpi
@@ -14,6 +14,9 @@ from html import escape
 from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
+
+from labelloop.qa.report import plots as RP
+from labelloop.qa.report import sections as RS
 
 DPI = 100
 STATUS_COLOURS = {"pass": "#1a7f37", "warn": "#b58100", "fail": "#cf222e", "not_measured": "#8c959f"}
@@ -62,11 +65,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _counts_plot(counts: dict) -> bytes:
     """Bar charts: images per route, and labels per class stacked by route (PNG bytes)."""
-    import matplotlib
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    import matplotlib  # heavy: only when a figure is drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: only when a figure is drawn
+    from matplotlib.figure import Figure  # heavy: only when a figure is drawn
+    from matplotlib.ticker import MaxNLocator  # heavy: only when a figure is drawn
 
     with matplotlib.rc_context({"svg.hashsalt": "labelloop", "font.size": 9}):
         fig = Figure(figsize=(9, 3.2), dpi=DPI)
@@ -226,8 +228,6 @@ def _plot(png: bytes | None, alt: str, missing: str) -> str:
 
 
 def _extra_sections(report: dict, gallery) -> list[str]:
-    from labelloop import report_plots as RP
-    from labelloop import report_sections as RS
 
     mvh = report.get("model_vs_human") or {}
     stats = report.get("label_stats") or {}
@@ -260,12 +260,12 @@ def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None,
     """The QA report as one self-contained, byte-deterministic HTML page.
 
     Args:
-        report: the dict of :func:`labelloop.qa.build_qa_report`, extended by
-            :func:`labelloop.qa_workspace.build_report` (gold, agreement, model_vs_human, ...).
+        report: the dict of :func:`labelloop.qa.metrics.build_qa_report`, extended by
+            :func:`labelloop.qa.run.build_report` (gold, agreement, model_vs_human, ...).
         example: an image and its boxes (dicts with category, bbox xyxy pixels, origin
             ``human`` | ``model``) to draw, or ``None`` to leave the example out.
         gallery: worst-agreeing images, each ``(image, {"image_id", "title", "set_a": {"name",
-            "boxes"}, "set_b": {...}})`` (see :func:`labelloop.qa_workspace.gallery_entries`).
+            "boxes"}, "set_b": {...}})`` (see :func:`labelloop.qa.run.gallery_entries`).
     """
     counts = report.get("counts", {})
     scope = report.get("scope") or "all labels (release candidate)"

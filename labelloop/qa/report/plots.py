@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+
 DPI = 100
 PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000"]
 
 
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: only when a figure is drawn
+    from matplotlib.figure import Figure  # heavy: only when a figure is drawn
 
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -22,7 +24,7 @@ def _figure(width: float, height: float):
 
 
 def _png(fig) -> bytes:
-    import matplotlib
+    import matplotlib  # heavy: only when a figure is drawn
 
     with matplotlib.rc_context({"svg.hashsalt": "labelloop"}):
         fig.tight_layout()
@@ -59,7 +61,6 @@ def confusion_png(matrices: list[tuple[str, dict[str, dict[str, int]], str, str]
     matrices = [m for m in matrices if m[1]]
     if not matrices:
         return None
-    import numpy as np
 
     fig = _figure(4.2 * len(matrices), 3.9)
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]

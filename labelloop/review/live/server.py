@@ -5,7 +5,7 @@ round trip needs (Label Studio 1.23 REST API, docs "API reference"): find or cre
 with our labeling config, connect a local-files import storage so the server can serve our
 images, import tasks with predictions, list tasks changed since a time, and export tasks in
 Label Studio's ``JSON`` format (the same format as an export file, so pulled work goes through
-:func:`labelloop.labelstudio.parse_export` like a file does).
+:func:`labelloop.formats.labelstudio.reader.parse_export` like a file does).
 
 Authentication: ``api_key`` is a *personal access token* (Label Studio: Account & Settings ->
 Personal Access Token; a JWT refresh token that the SDK exchanges for short-lived access
@@ -23,6 +23,8 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+from labelloop.review.live.webhook import PULL_ACTIONS, TOKEN_HEADER
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # Label Studio data manager's Datetime filter format
 IMPORT_CHUNK = 500  # tasks per import request
@@ -110,7 +112,9 @@ class LabelStudioServer:
         self.host = server_host(url)
         if not api_key or not str(api_key).strip():
             raise ValueError(f"no API token for Label Studio at {url}: set LABEL_STUDIO_API_KEY")
-        from label_studio_sdk import LabelStudio
+        from label_studio_sdk import (
+            LabelStudio,  # heavy (seconds to import): only when a brush mask or a live server is used
+        )
 
         self.url = str(url).strip().rstrip("/")
         self.client = LabelStudio(base_url=self.url, api_key=str(api_key).strip(), timeout=timeout)
@@ -245,14 +249,13 @@ class LabelStudioServer:
 
     def ensure_webhook(self, project_id: int, url: str, secret: str) -> int:
         """A webhook of the project posting annotation events to ``url`` with the header
-        ``X-Labelloop-Token: <secret>`` (:mod:`labelloop.labelstudio_webhook`); an existing one with
+        ``X-Labelloop-Token: <secret>`` (:mod:`labelloop.review.live.webhook`); an existing one with
         that URL is updated (headers, actions) and kept. Returns its id.
 
         Raises:
             LabelStudioServerError: e.g. the server refuses a private address
                 (its ``SSRF_PROTECTION_ENABLED``).
         """
-        from labelloop.labelstudio_webhook import PULL_ACTIONS, TOKEN_HEADER
 
         fields = {"headers": {TOKEN_HEADER: secret}, "actions": list(PULL_ACTIONS), "send_payload": True,
                   "send_for_all_actions": False, "is_active": True}

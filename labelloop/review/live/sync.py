@@ -13,7 +13,7 @@ compared against.
 Pull (:func:`pull_reviews`): tasks updated since the last pull (minus an overlap, see
 ``overlap_s``) are exported from the server in Label Studio's JSON export format, the export
 is kept as ``tables/label_studio/<source>/pulls/<sha256[:16]>.json`` and imported by
-:func:`labelloop.project.import_file` exactly like an export file dropped in the review inbox,
+:func:`labelloop.review.importer.import_file` exactly like an export file dropped in the review inbox,
 under the source ``label-studio/<host[:port]>/project-<id>``. The import is idempotent per
 annotation version (source, task id, annotation id, ``updated_at``), so re-reading a task
 changes nothing and an edited annotation arrives as a new version. An annotation deleted in
@@ -38,9 +38,11 @@ from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
 
-from labelloop import labelstudio
-from labelloop.labelstudio_server import LabelStudioServer, LabelStudioServerError, format_ts
-from labelloop.workspace import Workspace, WorkspaceError
+from labelloop.formats import labelstudio
+from labelloop.review.importer import import_file
+from labelloop.review.live.server import LabelStudioServer, LabelStudioServerError, format_ts
+from labelloop.store import write_bytes_atomic, write_text_atomic
+from labelloop.workspace.layout import Workspace, WorkspaceError
 
 DEFAULT_OVERLAP_S = 60.0
 
@@ -60,16 +62,6 @@ def state_dir(ws: Workspace, source: str) -> Path:
     """``<sync_root>/<slug of source>/``: pulled exports, the pull mark, the push log."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("._-") or "source"
     return sync_root(ws) / slug
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_pull_mark(ws: Workspace, source: str) -> str | None:
@@ -94,7 +86,7 @@ def reset_pull_marks(ws: Workspace) -> int:
 def _write_pull_mark(ws: Workspace, source: str, value: str) -> None:
     body = {"source": source, "tasks_updated_at": value,
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    _atomic_write(state_dir(ws, source) / "state.json", json.dumps(body, sort_keys=True).encode())
+    write_text_atomic(state_dir(ws, source) / "state.json", json.dumps(body, sort_keys=True))
 
 
 # --------------------------------------------------------------------------- push
@@ -285,8 +277,7 @@ def pull_reviews(ws: Workspace, server: LabelStudioServer, *, title: str, full: 
         path = state_dir(ws, src) / "pulls" / f"{hashlib.sha256(body).hexdigest()[:16]}.json"
         fresh = not path.exists()
         if fresh:
-            _atomic_write(path, body)
-        from labelloop.project import import_file
+            write_bytes_atomic(path, lambda fh: fh.write(body))
 
         summary = import_file(ws, path, source=src, run_id=run_id)
         if summary.get("error"):

@@ -5,13 +5,13 @@ Label Studio POSTs a JSON event to a project's webhooks when annotations change 
 with the webhook's own headers). It waits only ``WEBHOOK_TIMEOUT`` (1 s by default) and never
 retries, so :class:`WebhookServer` answers at once (202) and pulls in a worker thread: every
 accepted event of our project marks the project dirty, and the worker runs
-:func:`labelloop.labelstudio_sync.pull_reviews` until no event is pending (a burst of events
+:func:`labelloop.review.live.sync.pull_reviews` until no event is pending (a burst of events
 gives one or two pulls). The pull is the same idempotent import the sensor's runs do, so an
 event that arrives twice, late, or together with a sensor tick changes nothing; the sensor
 still resolves labels afterwards (the tasks' ``updated_at`` moved).
 
 Authentication: the webhook is registered with the header ``X-Labelloop-Token: <secret>``
-(:meth:`labelloop.labelstudio_server.LabelStudioServer.ensure_webhook`); a request without the
+(:meth:`labelloop.review.live.server.LabelStudioServer.ensure_webhook`); a request without the
 right token is refused with 401 and nothing happens. Label Studio refuses webhook URLs on
 private addresses unless ``SSRF_PROTECTION_ENABLED=false`` (its settings).
 """

@@ -1,5 +1,5 @@
-"""COCO JSON imported as reviewed labels (labelloop.coco_import): the round trip through the COCO
-file labelloop releases write (labelloop.coco.build_coco), RLE and polygon masks, keypoints,
+"""COCO JSON imported as reviewed labels (labelloop.formats.coco.reader): the round trip through the COCO
+file labelloop releases write (labelloop.formats.coco.writer.build_coco), RLE and polygon masks, keypoints,
 image matching, identity and bad files."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import skimage.data
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from labelloop.coco import build_coco
-from labelloop.coco_import import parse_coco_review
-from labelloop.keypoints import COCO_PERSON_KEYPOINTS
-from labelloop.labelstudio import ExportFormatError
-from labelloop.masks import encode_rle, mask_iou
-from labelloop.review_files import read_review_file
-from labelloop.review_import import import_review
-from labelloop.review_store import ReviewStore, make_import_id
+from labelloop.formats.coco.reader import parse_coco_review
+from labelloop.formats.coco.writer import build_coco
+from labelloop.formats.labelstudio import ExportFormatError
+from labelloop.geometry.keypoints import COCO_PERSON_KEYPOINTS
+from labelloop.geometry.masks import encode_rle, mask_iou
+from labelloop.review.files import read_review_file
+from labelloop.review.importer import import_review
+from labelloop.review.store import ReviewStore, make_import_id
 
 SK = Path(skimage.__file__).parent / "data"
 CATS = ["person", "face", "cat"]

@@ -20,17 +20,17 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from labelloop.coco import build_coco, dumps_coco, uncompressed_rle
-from labelloop.coco_import import parse_coco_review
-from labelloop.config import ProjectConfig
-from labelloop.cvat_import import parse_cvat
-from labelloop.lineage import release_lineage_rows, trace_problems
-from labelloop.release import ReleaseInputs
-from labelloop.resolve import resolve_labels
-from labelloop.review_import import import_review
-from labelloop.review_store import ReviewStore, make_import_id
-from labelloop.schemas import HUMAN_LABELS, REVIEWS
-from labelloop.yolo import label_text, parse_yolo_lines
+from labelloop.formats.coco.reader import parse_coco_review
+from labelloop.formats.coco.writer import build_coco, dumps_coco, uncompressed_rle
+from labelloop.formats.cvat.reader import parse_cvat
+from labelloop.formats.yolo.writer import label_text, parse_yolo_lines
+from labelloop.release.build import ReleaseInputs
+from labelloop.release.lineage import release_lineage_rows, trace_problems
+from labelloop.review.importer import import_review
+from labelloop.review.resolve import resolve_labels
+from labelloop.review.store import ReviewStore, make_import_id
+from labelloop.tables.schemas import HUMAN_LABELS, REVIEWS
+from labelloop.workspace.config import ProjectConfig
 
 SK = Path(skimage.__file__).parent / "data"
 CATS = ["person", "face", "cat"]

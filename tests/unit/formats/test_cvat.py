@@ -1,5 +1,5 @@
-"""CVAT for images 1.1: export with pre-annotations, CVAT's mask RLE, import back (labelloop.cvat,
-labelloop.cvat_import) on real photos and real masks (scikit-image's horse silhouette)."""
+"""CVAT for images 1.1: export with pre-annotations, CVAT's mask RLE, import back (labelloop.formats.cvat.writer,
+labelloop.formats.cvat.reader) on real photos and real masks (scikit-image's horse silhouette)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ import skimage
 import skimage.data
 from PIL import Image
 
-from labelloop.cvat import CvatFormatError, build_cvat_xml, cvat_rle_to_mask, mask_to_cvat_rle
-from labelloop.cvat_import import parse_cvat
-from labelloop.masks import decode_rle, encode_rle, mask_iou
-from labelloop.review_files import read_review_file
-from labelloop.labelstudio import ExportFormatError
-from labelloop.review_import import import_review
-from labelloop.review_store import ReviewStore, make_import_id
+from labelloop.formats.cvat.reader import parse_cvat
+from labelloop.formats.cvat.writer import CvatFormatError, build_cvat_xml, cvat_rle_to_mask, mask_to_cvat_rle
+from labelloop.formats.labelstudio import ExportFormatError
+from labelloop.geometry.masks import decode_rle, encode_rle, mask_iou
+from labelloop.ingest.scan import scan_batch
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.review.export import export_batch
+from labelloop.review.files import read_review_file
+from labelloop.review.importer import import_inbox, import_review
+from labelloop.review.store import ReviewStore, make_import_id, review_store
+from labelloop.routing.queue import route_batch
 
 SK = Path(skimage.__file__).parent / "data"
 CATS = ["person", "face", "cat"]
@@ -302,13 +306,11 @@ def test_workspace_round_trip_through_the_exported_annotations_xml(tmp_path):
     with one box moved and the task's <updated> time) imports through the review inbox path."""
     import shutil
 
-    from helpers import skimage_data
-    from labelloop import batch as B
-    from labelloop import project as P
-    from labelloop.bootstrap import init_workspace
-    from labelloop.ingest import ingest
-    from labelloop.workspace import Workspace
+    from labelloop.ingest.files import ingest
+    from labelloop.workspace.init import init_workspace
+    from labelloop.workspace.layout import Workspace
     from resources.prelabeler import PreLabelerResource
+    from support.helpers import skimage_data
 
     src = tmp_path / "src" / "photos"
     src.mkdir(parents=True)
@@ -317,10 +319,10 @@ def test_workspace_round_trip_through_the_exported_annotations_xml(tmp_path):
     ws = init_workspace(Workspace.at(tmp_path / "ws"))
     ingest(ws, src, "b1")
     model = PreLabelerResource().get(ws.config(), str(ws.root))
-    B.scan_batch(ws, "b1")
-    B.prelabel_batch(ws, "b1", model, run_id="t")
-    B.route_batch(ws, "b1", model.model_id)
-    B.export_batch(ws, "b1", model.model_id, set())
+    scan_batch(ws, "b1")
+    prelabel_batch(ws, "b1", model, run_id="t")
+    route_batch(ws, "b1", model.model_id)
+    export_batch(ws, "b1", model.model_id, set())
     xml = (ws.review_out / "b1" / "annotations.xml").read_text(encoding="utf-8")
     tasks = json.loads((ws.review_out / "b1" / "tasks.json").read_text())
     names = re.findall(r'<image id="\d+" name="([^"]+)"', xml)
@@ -333,11 +335,11 @@ def test_workspace_round_trip_through_the_exported_annotations_xml(tmp_path):
                       xml.replace("<id/>", "<id>41</id>", 1))
     (ws.review_inbox).mkdir(exist_ok=True)
     (ws.review_inbox / "task_41.xml").write_text(reviewed, encoding="utf-8")
-    out = P.import_inbox(ws)
+    out = import_inbox(ws)
     (f,) = out["files"]
     assert f["format"] == "cvat" and f["source"] == "cvat/task-41" and f["rejects"] == 0, f
     assert f["reviews"] == len(names)
-    hl = P.review_store(ws).current_human_labels()
+    hl = review_store(ws).current_human_labels()
     assert sorted(h["category"] for h in hl if h["action"] != "deleted") == sorted(boxes)
     assert all(h["action"] == "accepted" for h in hl)  # unchanged boxes: accepted, linked to our predictions
-    assert P.import_inbox(ws)["new_reviews"] == 0  # the sensor's next look adds nothing
+    assert import_inbox(ws)["new_reviews"] == 0  # the sensor's next look adds nothing

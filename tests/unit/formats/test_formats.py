@@ -12,10 +12,11 @@ import yaml
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from labelloop import geometry
-from labelloop.coco import build_coco, dumps_coco, read_coco_annotations
-from labelloop.masks import decode_rle, encode_rle
-from labelloop.yolo import data_yaml, parse_yolo_lines, yolo_lines
+from labelloop.formats.coco.reader import read_coco_annotations
+from labelloop.formats.coco.writer import build_coco, dumps_coco
+from labelloop.formats.yolo.writer import data_yaml, parse_yolo_lines, yolo_lines
+from labelloop.geometry import boxes as geometry
+from labelloop.geometry.masks import decode_rle, encode_rle
 
 CATS = ["coin", "scratch", "dent"]
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64

@@ -12,11 +12,19 @@ import yaml
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from labelloop.coco import build_coco, dumps_coco, read_coco_annotations, uncompressed_rle
-from labelloop.coco_ids import CocoIds, identity
-from labelloop.masks import encode_rle
-from labelloop.resolve import label_id
-from labelloop.yolo import check_label_text, data_yaml, flip_index, join_parts, label_text, object_polygon
+from labelloop.formats.coco.reader import read_coco_annotations
+from labelloop.formats.coco.writer import build_coco, dumps_coco, uncompressed_rle
+from labelloop.formats.yolo.writer import (
+    check_label_text,
+    data_yaml,
+    flip_index,
+    join_parts,
+    label_text,
+    object_polygon,
+)
+from labelloop.geometry.masks import encode_rle
+from labelloop.release.ids import CocoIds, identity
+from labelloop.review.resolve import label_id
 
 H, W = 120, 160
 CATS = ["person", "blob"]

@@ -1,4 +1,4 @@
-"""labelloop.labelstudio against real Label Studio 1.23.2 files (shared/fixtures/label-studio-1.23.2)."""
+"""labelloop.formats.labelstudio.reader against real Label Studio 1.23.2 files (shared/fixtures/label-studio-1.23.2)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers import ls_fixtures
-
-from labelloop.geometry import ls_to_xyxy
-from labelloop.labelstudio import (
+from labelloop.formats.labelstudio import (
     ExportFormatError,
     annotator_pseudonym,
     build_import_tasks,
@@ -24,8 +21,9 @@ from labelloop.labelstudio import (
     read_export,
     region_bbox,
 )
-from labelloop.review_import import import_review
-
+from labelloop.geometry.boxes import ls_to_xyxy
+from labelloop.review.importer import import_review
+from support.helpers import ls_fixtures
 
 FX = ls_fixtures()
 CATS = ["person", "face", "cat"]
@@ -293,7 +291,7 @@ def test_rotated_box_imports_as_enclosing_box_and_unknown_label_is_rejected():
 def test_polygon_regions_come_back_as_masks():
     """A Label Studio polygon (percent points) becomes a mask rasterized by pycocotools and the
     box of its vertices; the config offers the PolygonLabels control when asked."""
-    from labelloop.masks import decode_rle
+    from labelloop.geometry.masks import decode_rle
 
     root = ET.fromstring(label_config_xml(CATS, polygons=True))
     poly = root.find("PolygonLabels")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import skimage.data
 
-from labelloop.labelstudio import build_import_tasks, label_config_xml, parse_export
-from labelloop.labelstudio_brush import brush_rle_to_mask, mask_to_brush_rle
-from labelloop.masks import decode_rle, encode_rle, mask_iou, rle_bbox_xyxy
-from labelloop.review_import import import_review
+from labelloop.formats.labelstudio import build_import_tasks, label_config_xml, parse_export
+from labelloop.formats.labelstudio.brush import brush_rle_to_mask, mask_to_brush_rle
+from labelloop.geometry.masks import decode_rle, encode_rle, mask_iou, rle_bbox_xyxy
+from labelloop.review.importer import import_review
 
 CATS = ["person", "face", "cat"]
 HORSE = ~skimage.data.horse()  # (328, 400), True = the horse
@@ -177,7 +177,7 @@ def test_a_bad_brush_region_rejects_its_annotation_only(sent, mutate, match):
 
 def test_a_registered_import_file_with_brush_regions_keeps_the_masks(sent):
     """register-export of an import file holding brush pre-annotations (as labelloop writes them)."""
-    from labelloop.review_import import register_import_tasks
+    from labelloop.review.importer import register_import_tasks
 
     img, preds, tasks, _ = sent
     rows, rejects = register_import_tasks(copy.deepcopy(tasks), source=SRC, images=[img], file_name="tasks.json")
@@ -225,7 +225,7 @@ def _pred_score(pred, value):
 def test_a_bad_registered_task_is_rejected_alone(sent, mutate, match):
     """register-export: one malformed task (score, labels, sizes) used to raise out of the whole
     registration (ValueError / TypeError / KeyError); now it is a reject and the others register."""
-    from labelloop.review_import import register_import_tasks
+    from labelloop.review.importer import register_import_tasks
 
     img, _, tasks, _ = sent
     two = copy.deepcopy(tasks) + copy.deepcopy(tasks)
@@ -260,7 +260,7 @@ def test_ill_typed_fields_reject_one_annotation_not_the_file(sent, mutate, match
 
 
 def test_a_registered_task_with_ill_typed_fields_is_rejected_alone(sent):
-    from labelloop.review_import import register_import_tasks
+    from labelloop.review.importer import register_import_tasks
 
     img, _, tasks, _ = sent
     three = copy.deepcopy(tasks) * 3

@@ -1,12 +1,21 @@
-"""IoU, matching and box validation (labelloop.geometry) with hand-computed values."""
+"""IoU, matching and box validation (labelloop.geometry.boxes) with hand-computed values."""
 
 import math
 
 import numpy as np
 import pytest
 
-from labelloop.geometry import (box_problem, clip, enclosing_box, greedy_match, iou, iou_matrix, ls_rotation,
-                                ls_to_xyxy, rotated_rect_corners)
+from labelloop.geometry.boxes import (
+    box_problem,
+    clip,
+    enclosing_box,
+    greedy_match,
+    iou,
+    iou_matrix,
+    ls_rotation,
+    ls_to_xyxy,
+    rotated_rect_corners,
+)
 
 
 def test_iou_hand_computed():

@@ -1,4 +1,4 @@
-"""COCO person keypoints through Label Studio (labelloop.keypoints): the labeling config, the
+"""COCO person keypoints through Label Studio (labelloop.geometry.keypoints): the labeling config, the
 visibility convention both ways (export -> Label Studio result -> import), instance grouping."""
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers import skimage_data
-
-from labelloop.keypoints import COCO_PERSON_KEYPOINTS, COCO_PERSON_SKELETON, num_keypoints
-from labelloop.labelstudio import build_import_tasks, label_config_xml, parse_export
-from labelloop.review_import import import_review
+from labelloop.formats.labelstudio import build_import_tasks, label_config_xml, parse_export
+from labelloop.geometry.keypoints import COCO_PERSON_KEYPOINTS, COCO_PERSON_SKELETON, num_keypoints
+from labelloop.review.importer import import_review
+from support.helpers import skimage_data
 
 NAMES = list(COCO_PERSON_KEYPOINTS)
 KP = {"person": NAMES}

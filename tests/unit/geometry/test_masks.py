@@ -1,4 +1,4 @@
-"""labelloop.masks against pycocotools' own rasterization and a thresholded real photo."""
+"""labelloop.geometry.masks against pycocotools' own rasterization and a thresholded real photo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import skimage.data
 from pycocotools import mask as mask_utils
 from scipy import ndimage as ndi
 
-from labelloop import masks
+from labelloop.geometry import masks
 
 
 def _disk(h=200, w=220, cy=100, cx=110, r=40):

@@ -1,4 +1,4 @@
-"""labelloop.images on real photos shipped with scikit-image, matplotlib and scikit-learn."""
+"""labelloop.images.files on real photos shipped with scikit-image, matplotlib and scikit-learn."""
 
 from __future__ import annotations
 
@@ -17,15 +17,8 @@ import skimage
 import sklearn
 from PIL import Image, ImageEnhance, ImageFile
 
-from labelloop.images import (
-    ImageError,
-    exif_orientation,
-    inspect_image,
-    load_rgb,
-    save_release_copy,
-    sha256_file,
-)
-from labelloop.phash import assign_duplicates, hamming
+from labelloop.images.files import ImageError, exif_orientation, inspect_image, load_rgb, save_release_copy, sha256_file
+from labelloop.images.phash import assign_duplicates, hamming
 
 SK = Path(skimage.__file__).parent / "data"
 HOPPER = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"

@@ -1,4 +1,4 @@
-"""The perceptual hash's definition (labelloop.phash) on real photos, and the one-time upgrade of
+"""The perceptual hash's definition (labelloop.images.phash) on real photos, and the one-time upgrade of
 hashes written by an older definition in a real workspace."""
 
 from __future__ import annotations
@@ -8,29 +8,24 @@ from pathlib import Path
 
 import imagehash
 import matplotlib
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import skimage
 from PIL import Image
 
-from labelloop import batch as B
 from labelloop import tables
-from labelloop.bootstrap import init_workspace
-from labelloop.images import inspect_image, load_rgb, phash_file
-from labelloop.ingest import ingest
-from labelloop.phash import HASH_INPUT_SIDE, LEGACY_METHOD, MIN_HASH_SIDE, PHASH_METHOD, hamming, hash_reduction
-from labelloop.schemas import IMAGES
-from labelloop.workspace import Workspace
+from labelloop.images.files import inspect_image, load_rgb, phash_file
+from labelloop.images.phash import HASH_INPUT_SIDE, LEGACY_METHOD, MIN_HASH_SIDE, PHASH_METHOD, hamming, hash_reduction
+from labelloop.ingest.files import ingest
+from labelloop.ingest.scan import scan_batch
+from labelloop.tables.schemas import IMAGES
+from labelloop.workspace import repo
+from labelloop.workspace.init import init_workspace
+from labelloop.workspace.layout import Workspace
+from support.legacy_tables import as_legacy_table, legacy_phash
 
 SK = Path(skimage.__file__).parent / "data"
 HOPPER = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
 MAXPX = 50_000_000
-
-
-def legacy(path) -> str:
-    """The hash tables written before 2026-11-29 hold: imagehash.phash of the full image."""
-    return str(imagehash.phash(load_rgb(path)))
 
 
 def test_reduction_factor_keeps_128_pixels_on_the_short_side():
@@ -49,12 +44,12 @@ def test_png_hash_is_phash_of_the_reduced_thumbnail(name, k):
     assert thumb.size == (32, 32)
     assert row["phash"] == str(imagehash.phash(thumb)) == phash_file(SK / name)
     assert row["phash_method"] == PHASH_METHOD
-    assert hamming(row["phash"], legacy(SK / name)) <= 4  # a 32x32 resample loses what reducing drops
+    assert hamming(row["phash"], legacy_phash(SK / name)) <= 4  # a 32x32 resample loses what reducing drops
 
 
 @pytest.mark.parametrize("path", [SK / "rocket.jpg", HOPPER, SK / "motorcycle_left.png"], ids=lambda p: p.name)
 def test_hash_is_close_to_the_full_resolution_hash(path):
-    assert hamming(inspect_image(path, MAXPX)["phash"], legacy(path)) <= 4
+    assert hamming(inspect_image(path, MAXPX)["phash"], legacy_phash(path)) <= 4
 
 
 def test_jpeg_dct_scaled_hash_matches_the_png_of_the_same_pixels(tmp_path):
@@ -77,7 +72,7 @@ def test_exif_rotation_is_applied_before_hashing(tmp_path):
         src.save(paths[o], quality=95, exif=exif)  # same compressed pixels, another tag
     upright, rotated = inspect_image(paths[1], MAXPX), inspect_image(paths[6], MAXPX)
     assert (rotated["width"], rotated["height"], rotated["exif_orientation"]) == (300, 451, 6)
-    assert hamming(rotated["phash"], legacy(paths[6])) <= 4
+    assert hamming(rotated["phash"], legacy_phash(paths[6])) <= 4
     assert hamming(rotated["phash"], upright["phash"]) > 16  # the displayed (rotated) picture is hashed
 
 
@@ -91,18 +86,7 @@ def test_truncated_and_tiny_jpegs_on_the_reduced_path(tmp_path):
     Image.open(SK / "rocket.jpg").resize((60, 40)).save(tmp_path / "small.jpg")  # k = 1: full decode
     row = inspect_image(tmp_path / "small.jpg", MAXPX)
     assert (row["width"], row["height"], row["mode"], row["status"]) == (60, 40, "RGB", "ok")
-    assert hamming(row["phash"], legacy(tmp_path / "small.jpg")) <= 4
-
-
-def _as_legacy_table(path: Path) -> None:
-    """Rewrite a raw_images table as labelloop wrote it before the hash had a method column."""
-    t = pq.read_table(path)
-    rows = t.to_pylist()
-    for r in rows:
-        if r["phash"]:
-            r["phash"] = legacy(Path(r["origin_path"]))
-    schema = pa.schema([f for f in IMAGES if f.name != "phash_method"])
-    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in rows], schema=schema), path)
+    assert hamming(row["phash"], legacy_phash(tmp_path / "small.jpg")) <= 4
 
 
 def test_hashes_of_an_older_definition_are_upgraded_once(tmp_path):
@@ -114,9 +98,9 @@ def test_hashes_of_an_older_definition_are_upgraded_once(tmp_path):
         shutil.copy(SK / n, src1 / n)
     Image.open(SK / "moon.png").convert("RGB").resize((500, 500)).save(src2 / "moon-small.jpg", quality=80)
     ingest(ws, src1, "b1")
-    B.scan_batch(ws, "b1")
-    table1 = B.images_path(ws, "b1")
-    _as_legacy_table(table1)
+    scan_batch(ws, "b1")
+    table1 = repo.images_path(ws, "b1")
+    as_legacy_table(table1)
     before = {r["source_path"]: r for r in tables.read_rows(table1, IMAGES)}
     assert {r["phash_method"] for r in before.values()} == {None}  # read back: the column is null
     for n in ("moon.png", "retina.jpg"):
@@ -124,7 +108,7 @@ def test_hashes_of_an_older_definition_are_upgraded_once(tmp_path):
     (ws.root / before["coffee.png"]["uri"]).unlink()  # an image gone from the inbox since
 
     ingest(ws, src2, "b2")
-    out = B.scan_batch(ws, "b2")
+    out = scan_batch(ws, "b2")
     assert out["rehashed_images"] == 2 and out["near_duplicates"] == 1
     assert len(out["rehash_problems"]) == 1 and out["rehash_problems"][0].startswith("b1/coffee.png: ")
     after = {r["source_path"]: r for r in tables.read_rows(table1, IMAGES)}
@@ -134,9 +118,9 @@ def test_hashes_of_an_older_definition_are_upgraded_once(tmp_path):
     for n, r in after.items():  # nothing else of the earlier batch changed
         assert {k: v for k, v in r.items() if not k.startswith("phash")} == \
             {k: v for k, v in before[n].items() if not k.startswith("phash")}
-    b2 = tables.read_rows(B.images_path(ws, "b2"), IMAGES)[0]
+    b2 = tables.read_rows(repo.images_path(ws, "b2"), IMAGES)[0]
     assert b2["near_duplicate_of"] == after["moon.png"]["image_id"]
     assert b2["phash_method"] == PHASH_METHOD and LEGACY_METHOD != PHASH_METHOD
 
-    again = B.scan_batch(ws, "b2")  # only the file that is gone is tried again
+    again = scan_batch(ws, "b2")  # only the file that is gone is tried again
     assert again["rehashed_images"] == 0 and len(again["rehash_problems"]) == 1

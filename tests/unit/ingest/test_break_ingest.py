@@ -7,27 +7,25 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
 
-from labelloop import batch as B
 from labelloop import tables
-from labelloop.bootstrap import init_workspace
-from labelloop.images import IN_MEMORY_BYTES, ImageError, inspect_image, phash_file, sha256_file
-from labelloop.ingest import ingest, list_image_files
-from labelloop.phash import PHASH_METHOD, hamming
-from labelloop.schemas import IMAGES
-from labelloop.workspace import Workspace
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import skimage_data  # noqa: E402
-from test_phash import _as_legacy_table  # noqa: E402
+from labelloop.images.files import IN_MEMORY_BYTES, ImageError, inspect_image, phash_file, sha256_file
+from labelloop.images.phash import PHASH_METHOD, hamming
+from labelloop.ingest.files import ingest, list_image_files
+from labelloop.ingest.scan import scan_batch
+from labelloop.reprocess import stale_stage
+from labelloop.tables.schemas import IMAGES
+from labelloop.workspace import repo
+from labelloop.workspace.init import init_workspace
+from labelloop.workspace.layout import Workspace
+from support.helpers import FIXTURES, skimage_data  # noqa: E402
+from support.legacy_tables import as_legacy_table  # noqa: E402
 
 SK = skimage_data()
-FIX = Path(__file__).parent / "fixtures" / "jpeg"
+FIX = FIXTURES / "jpeg"
 MAXPX = 50_000_000
 
 
@@ -44,7 +42,7 @@ def ws(tmp_path) -> Workspace:
 
 
 def _rows(ws: Workspace, batch: str) -> dict[str, dict]:
-    return {r["source_path"]: r for r in tables.read_rows(B.images_path(ws, batch), IMAGES)}
+    return {r["source_path"]: r for r in tables.read_rows(repo.images_path(ws, batch), IMAGES)}
 
 
 # ---- JPEG variants on the DCT-scaled path ------------------------------------------------------
@@ -199,7 +197,7 @@ def test_odd_files_in_ingest_and_raw_images(ws, tmp_path):
     res = ingest(ws, src, "b1")
     assert sorted(res.copied) == ["dir.jpg/inner.png", "good.jpg", "new\nline.png", "zero.jpg"]
     assert res.skipped == [("bad\\xff.png", "file name is not valid UTF-8")]
-    out = B.scan_batch(ws, "b1")
+    out = scan_batch(ws, "b1")
     rows = _rows(ws, "b1")
     assert rows["zero.jpg"]["reject_reason"] == "empty: zero-byte file" and rows["zero.jpg"]["image_id"] is not None
     assert rows["new\nline.png"]["status"] == rows["dir.jpg/inner.png"]["status"] == "ok"
@@ -214,18 +212,19 @@ def test_non_utf8_name_put_in_the_inbox_by_hand_is_a_rejected_row(ws, tmp_path):
     ingest(ws, tmp_path / "in", "b1")
     inbox = ws.batch_dir("b1")
     shutil.copy(SK / "camera.png", os.fsencode(inbox) + b"/hand\xff\xfe.png")
-    out = B.scan_batch(ws, "b1")
+    out = scan_batch(ws, "b1")
     rows = _rows(ws, "b1")
     bad = rows["hand\\xff\\xfe.png"]
     assert (bad["status"], bad["uri"], bad["image_id"]) == ("rejected", "inbox/b1/hand\\xff\\xfe.png", None)
     assert bad["reject_reason"].startswith("unreadable: file name is not valid UTF-8")
     assert rows["good.jpg"]["status"] == "ok" and out["rejects"] == [f"hand\\xff\\xfe.png: {bad['reject_reason']}"]
-    assert B.stale_stage(ws, "b1", "some-model")[0] != "raw_images"  # the table matches the inbox
+    assert stale_stage(ws, "b1", "some-model")[0] != "raw_images"  # the table matches the inbox
 
 
 def test_file_vanishing_between_listing_and_reading(ws, tmp_path, monkeypatch):
     """The race is made real by deleting the file right after the real listing."""
-    import labelloop.ingest as I
+    from labelloop.ingest import files as I
+    from labelloop.ingest import scan as S
 
     src = tmp_path / "in"
     src.mkdir()
@@ -242,8 +241,8 @@ def test_file_vanishing_between_listing_and_reading(ws, tmp_path, monkeypatch):
     res = ingest(ws, src, "b1")
     assert res.copied == ["a.png"] and res.skipped[0][0].endswith("b.png") and "unreadable" in res.skipped[0][1]
     shutil.copy(SK / "camera.png", ws.batch_dir("b1") / "b.png")
-    monkeypatch.setattr(B, "list_image_files", listing_then_delete)
-    out = B.scan_batch(ws, "b1")
+    monkeypatch.setattr(S, "list_image_files", listing_then_delete)
+    out = scan_batch(ws, "b1")
     assert out["rejects"][0].startswith("b.png: unreadable: ") and out["ok"] == 1
 
 
@@ -258,7 +257,7 @@ def test_file_over_the_in_memory_limit(ws, tmp_path):
     (src / "pad.jpg").write_bytes(data + b"\0" * (IN_MEMORY_BYTES + 1 - len(data)))
     assert all(p.stat().st_size > IN_MEMORY_BYTES for p in src.iterdir())
     assert sorted(ingest(ws, src, "b1").copied) == ["big.bmp", "pad.jpg"]
-    B.scan_batch(ws, "b1")
+    scan_batch(ws, "b1")
     rows = _rows(ws, "b1")
     for n, r in rows.items():
         assert r["status"] == "ok" and r["image_id"] == sha256_file(src / n) and r["bytes"] == (src / n).stat().st_size
@@ -296,13 +295,13 @@ def test_upgrade_leaves_replaced_and_deleted_files_alone(ws, tmp_path):
         shutil.copy(SK / src, s1 / n)
     shutil.copy(SK / "coffee.png", s2 / "d.png")
     ingest(ws, s1, "b1")
-    B.scan_batch(ws, "b1")
-    _as_legacy_table(B.images_path(ws, "b1"))
+    scan_batch(ws, "b1")
+    as_legacy_table(repo.images_path(ws, "b1"))
     before = _rows(ws, "b1")
     shutil.copy(SK / "astronaut.png", ws.locate(before["a.png"]["uri"]))  # other bytes at the same path
     ws.locate(before["c.png"]["uri"]).unlink()
     ingest(ws, s2, "b2")
-    out = B.scan_batch(ws, "b2")
+    out = scan_batch(ws, "b2")
     after = _rows(ws, "b1")
     assert out["rehashed_images"] == 1 and after["b.jpg"]["phash_method"] == PHASH_METHOD
     assert (after["a.png"]["phash"], after["a.png"]["phash_method"]) == (before["a.png"]["phash"], None)

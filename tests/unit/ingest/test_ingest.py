@@ -1,4 +1,4 @@
-"""Ingest (labelloop.ingest) of real photo files into a real workspace (labelloop init)."""
+"""Ingest (labelloop.ingest.files) of real photo files into a real workspace (labelloop init)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import skimage_data
-from labelloop.bootstrap import init_workspace
-from labelloop.ingest import ingest, list_image_files
-from labelloop.workspace import Workspace, WorkspaceError, read_manifest
+from labelloop.ingest.files import ingest, list_image_files
+from labelloop.ingest.scan import scan_batch
+from labelloop.workspace import repo
+from labelloop.workspace.init import init_workspace
+from labelloop.workspace.layout import Workspace, WorkspaceError, read_manifest
+from support.helpers import skimage_data
 
 DATA = skimage_data()
 
@@ -199,9 +201,8 @@ def test_missing_source_raises_naming_it(ws, tmp_path):
 def test_raw_images_in_worker_processes_match_one_process(ws, tmp_path):
     """scan_batch(workers=2) (issue 7's ingest scaling) writes the same rows, in the same order,
     as the one-process scan: ids, sizes, hashes, duplicates and a rejected file alike."""
-    from labelloop import batch as B
     from labelloop import tables
-    from labelloop.schemas import IMAGES
+    from labelloop.tables.schemas import IMAGES
 
     src = tmp_path / "src"
     for i, photo in enumerate(["astronaut.png", "coffee.png", "rocket.jpg", "chelsea.png", "coffee.png"]):
@@ -210,8 +211,8 @@ def test_raw_images_in_worker_processes_match_one_process(ws, tmp_path):
     ingest(ws, src, "one")
     ingest(ws, src, "two")  # same bytes under the same names: a no-op, so copy them by hand
     shutil.copytree(ws.batch_dir("one"), ws.batch_dir("two"), dirs_exist_ok=True)
-    a, b = B.scan_batch(ws, "one"), B.scan_batch(ws, "two", workers=2)
-    rows = {n: tables.read_rows(B.images_path(ws, n), IMAGES) for n in ("one", "two")}
+    a, b = scan_batch(ws, "one"), scan_batch(ws, "two", workers=2)
+    rows = {n: tables.read_rows(repo.images_path(ws, n), IMAGES) for n in ("one", "two")}
     keys = ("source_path", "image_id", "width", "height", "phash", "status", "reject_reason")
     assert [[r[k] for k in keys] for r in rows["one"]] == [[r[k] for k in keys] for r in rows["two"]]
     assert a["ok"] == b["ok"] == 5 and a["rejected"] == b["rejected"] == 1 and a["duplicates"] == 1

@@ -11,15 +11,21 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from helpers import skimage_data
-from prelabel_checks import MASKS, PROMPTS, check_frame, check_stored_rle_is_the_segmenter_mask, exif_rotated_pair
-from labelloop.config import ProjectConfig
-from labelloop.images import ImageError, load_rgb
-from labelloop.masks import decode_rle
-from labelloop.prelabel.foundation import FoundationPreLabeler
-from labelloop.prelabel.loading import CheckpointError, sha256_path
+from labelloop.geometry.masks import decode_rle
+from labelloop.images.files import ImageError, load_rgb
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler
+from labelloop.prelabel.backends.loading import CheckpointError, sha256_path
 from labelloop.prelabel.protocol import PreLabeler
-from labelloop.prelabel.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam
+from labelloop.workspace.config import ProjectConfig
+from support.helpers import skimage_data
+from support.prelabel_checks import (
+    MASKS,
+    PROMPTS,
+    check_frame,
+    check_stored_rle_is_the_segmenter_mask,
+    exif_rotated_pair,
+)
+from support.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 
@@ -201,7 +207,7 @@ def test_dataloader_workers_give_the_same_predictions(models):
 
 
 def test_owlv2_detector_behind_the_same_protocol(models, tmp_path):
-    from labelloop.prelabel.random_weights import write_owlv2
+    from support.random_weights import write_owlv2
 
     sha = write_owlv2(tmp_path / "owl", PROMPTS.values())
     cfg = config(models, detector={"kind": "owlv2", "path": str(tmp_path / "owl"), "sha256": sha, "box_threshold": 0.1})

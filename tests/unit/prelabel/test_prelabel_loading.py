@@ -9,8 +9,14 @@ import hashlib
 import pytest
 import torch
 
-from labelloop.prelabel.loading import (CheckpointError, load_state_dict, main, resolve_path, sha256_path,
-                                        verify_checkpoint)
+from labelloop.prelabel.backends.loading import (
+    CheckpointError,
+    load_state_dict,
+    main,
+    resolve_path,
+    sha256_path,
+    verify_checkpoint,
+)
 
 
 def test_sha256_of_a_file_is_sha256sum(tmp_path):

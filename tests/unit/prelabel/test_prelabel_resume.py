@@ -4,63 +4,21 @@ set without touching the old one, and the `prelabels` asset runs it through Dags
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import dagster as dg
 import pytest
 import torch
-import yaml
 
-from helpers import cli, skimage_data
-from labelloop import batch as B
-from labelloop.prelabel.foundation import FoundationPreLabeler
-from labelloop.prelabel.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam
-from labelloop.workspace import Workspace
-
-NAMES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "rocket.jpg")
-CATEGORIES = [{"name": "person", "detector": "grounding-dino", "prompt": "a person", "masks": True},
-              {"name": "cat", "detector": "grounding-dino", "prompt": "a cat", "masks": True},
-              {"name": "face", "detector": "grounding-dino", "prompt": "a human face", "masks": False}]
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler
+from labelloop.prelabel.stage import prelabel_batch
+from labelloop.workspace import repo
+from support.foundation import NAMES, models, workspace  # noqa: F401 (models is a fixture)
+from support.helpers import cli
 
 
 class Crash(RuntimeError):
     pass
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    return {"dir": root,
-            "gd_sha": write_grounding_dino(root / "gd", [c["prompt"] for c in CATEGORIES]),
-            "sam_sha": write_sam(root / "sam.pth", TEST_SAM_ARCH)}
-
-
-def workspace(tmp_path, name: str, models, **prelabeler) -> Workspace:
-    """A workspace with the real photos ingested as batch b1 and the foundation backend
-    configured in its labelloop.yaml (checkpoints copied under <root>/models, relative paths)."""
-    src = tmp_path / "photos"
-    if not src.is_dir():
-        src.mkdir()
-        for n in NAMES:
-            shutil.copyfile(skimage_data() / n, src / n)
-    root = tmp_path / name
-    cli(root, "init")
-    shutil.copytree(models["dir"], root / "models")
-    cfg_path = root / "labelloop.yaml"
-    raw = yaml.safe_load(cfg_path.read_text())
-    raw["categories"] = CATEGORIES
-    raw["prelabeler"] = {
-        "backend": "foundation", "device": "cpu", "num_workers": 0, "batch_size": 2, "chunk_size": 2,
-        "detector": {"path": "models/gd", "sha256": models["gd_sha"], "shortest_edge": 96, "longest_edge": 160,
-                     "box_threshold": 0.3},
-        "segmenter": {"path": "models/sam.pth", "sha256": models["sam_sha"], "arch": TEST_SAM_ARCH.model_dump()},
-        **prelabeler}
-    cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    cli(root, "ingest", str(src), "--batch", "b1")
-    ws = Workspace.at(root)
-    B.scan_batch(ws, "b1")
-    return ws
 
 
 def key(p):
@@ -80,23 +38,23 @@ def test_resume_after_a_crash_computes_only_the_missing_images(tmp_path, models)
 
     model.run_batch = crashing
     with pytest.raises(Crash):
-        B.prelabel_batch(ws, "b1", model, run_id="r1", chunk_size=2)
-    folder = B.prelabel_dir(ws, "b1", model.model_id)
+        prelabel_batch(ws, "b1", model, run_id="r1", chunk_size=2)
+    folder = repo.prelabel_dir(ws, "b1", model.model_id)
     assert len(list(folder.glob("part-*.parquet"))) == 2 and not list(folder.glob(".tmp-*"))
     model.run_batch = real
-    s = B.prelabel_batch(ws, "b1", model, run_id="r2", chunk_size=2)
+    s = prelabel_batch(ws, "b1", model, run_id="r2", chunk_size=2)
     assert (s["images_cached"], s["images_predicted"], s["failed"]) == (4, 2, [])
     assert s["model_id"] == model.model_id and s["device"] == "cpu"
-    preds = B.batch_predictions(ws, "b1", model.model_id)
+    preds = repo.batch_predictions(ws, "b1", model.model_id)
     assert not [k for k, n in Counter(p["prediction_id"] for p in preds).items() if n > 1]
     assert {p["checkpoint_sha256"] for p in preds} == {model.checkpoint_sha256}
     assert {p["run_id"] for p in preds} == {"r1", "r2"}
     # the same rows as one uninterrupted run in a fresh workspace
     fresh = workspace(tmp_path, "fresh", models)
-    B.prelabel_batch(fresh, "b1", FoundationPreLabeler(fresh.config(), fresh.root), run_id="r", chunk_size=2)
-    assert sorted(map(key, preds)) == sorted(map(key, B.batch_predictions(fresh, "b1", model.model_id)))
+    prelabel_batch(fresh, "b1", FoundationPreLabeler(fresh.config(), fresh.root), run_id="r", chunk_size=2)
+    assert sorted(map(key, preds)) == sorted(map(key, repo.batch_predictions(fresh, "b1", model.model_id)))
     # nothing left to do
-    again = B.prelabel_batch(ws, "b1", model, run_id="r3", chunk_size=2)
+    again = prelabel_batch(ws, "b1", model, run_id="r3", chunk_size=2)
     assert (again["images_cached"], again["images_predicted"], again["predictions_new"]) == (6, 0, 0)
     # new inference settings: a new prediction set, the old one untouched byte for byte
     before = {p.name: p.read_bytes() for p in folder.glob("part-*.parquet")}
@@ -104,10 +62,10 @@ def test_resume_after_a_crash_computes_only_the_missing_images(tmp_path, models)
     cfg.prelabeler.detector.box_threshold = 0.6
     other = FoundationPreLabeler(cfg, ws.root)
     assert other.model_id != model.model_id
-    s2 = B.prelabel_batch(ws, "b1", other, run_id="r4", chunk_size=2)
-    assert s2["images_predicted"] == 6 and B.prelabel_dir(ws, "b1", other.model_id) != folder
+    s2 = prelabel_batch(ws, "b1", other, run_id="r4", chunk_size=2)
+    assert s2["images_predicted"] == 6 and repo.prelabel_dir(ws, "b1", other.model_id) != folder
     assert {p.name: p.read_bytes() for p in folder.glob("part-*.parquet")} == before
-    assert all(p["score"] >= 0.6 for p in B.batch_predictions(ws, "b1", other.model_id))
+    assert all(p["score"] >= 0.6 for p in repo.batch_predictions(ws, "b1", other.model_id))
 
 
 def _guard(module, limit, *, width_over=None):
@@ -152,13 +110,13 @@ def test_an_image_that_does_not_fit_alone_is_reported_not_fatal(tmp_path, models
     det, _ = m.load()
     # the 3:2 photos (chelsea 451 x 300, coffee 600 x 400, rocket 640 x 427) are resized to 144 x 96
     _guard(det.model, limit=1, width_over=140)
-    s = B.prelabel_batch(ws, "b1", m, run_id="r1", chunk_size=2)
+    s = prelabel_batch(ws, "b1", m, run_id="r1", chunk_size=2)
     assert s["images_predicted"] == 3
     assert sorted(f.split(": ")[0] for f in s["failed"]) == ["chelsea.png", "coffee.png", "rocket.jpg"]
     assert all("out of memory" in f and "batch size 1" in f for f in s["failed"])
     # they are not recorded as done: a later run (more memory) computes just those images
-    assert len(B._done_image_ids(B.prelabel_dir(ws, "b1", m.model_id))) == 3
-    s2 = B.prelabel_batch(ws, "b1", FoundationPreLabeler(ws.config(), ws.root), run_id="r2", chunk_size=2)
+    assert len(repo.done_image_ids(repo.prelabel_dir(ws, "b1", m.model_id))) == 3
+    s2 = prelabel_batch(ws, "b1", FoundationPreLabeler(ws.config(), ws.root), run_id="r2", chunk_size=2)
     assert (s2["images_cached"], s2["images_predicted"], s2["failed"]) == (3, 3, [])
 
 
@@ -167,7 +125,7 @@ def test_prelabels_asset_runs_the_foundation_backend_in_dagster(tmp_path, models
     out = cli(ws.root, "run")
     assert "batch b1 [ran:" in out.output
     model = FoundationPreLabeler(ws.config(), ws.root)
-    preds = B.batch_predictions(ws, "b1", model.model_id)
+    preds = repo.batch_predictions(ws, "b1", model.model_id)
     assert preds and {p["model_id"] for p in preds} == {model.model_id}
     assert any(p["mask"] for p in preds if p["category"] in ("person", "cat"))
     assert not any(p["mask"] for p in preds if p["category"] == "face")

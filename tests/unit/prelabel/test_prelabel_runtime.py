@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labelloop.prelabel.runtime import DeviceError, OomHalving, autocast, autocast_dtype, is_oom, resolve_device
+from labelloop.prelabel.backends.runtime import (
+    DeviceError,
+    OomHalving,
+    autocast,
+    autocast_dtype,
+    is_oom,
+    resolve_device,
+)
 
 CPU = torch.device("cpu")
 

@@ -1,4 +1,4 @@
-"""SDPA attention in SAM's image encoder (labelloop.prelabel.sam_attention) against
+"""SDPA attention in SAM's image encoder (labelloop.prelabel.backends.sam_attention) against
 segment-anything's own eager attention, on real segment-anything modules with random weights
 (relative-position tables drawn at random too: SAM initialises them to zero, which would hide
 the bias), on the CPU: encoder outputs in float32 and under bf16 autocast, windowed blocks with
@@ -13,16 +13,16 @@ from pydantic import ValidationError
 from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import Attention
 
-from labelloop.config import ProjectConfig
-from labelloop.images import load_rgb
-from labelloop.prelabel.foundation import FoundationPreLabeler
-from labelloop.prelabel.loading import sha256_path
-from labelloop.prelabel.random_weights import TEST_SAM_ARCH
-from labelloop.prelabel.sam import SamSegmenter, build_sam
-from labelloop.prelabel.sam_attention import SdpaAttention, set_attention
-from labelloop.prelabel.specs import SamArch, SegmenterSpec
-from labelloop.samples import bundled_photos
-from prelabel_checks import random_rel_pos
+from labelloop.images.files import load_rgb
+from labelloop.images.samples import bundled_photos
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler
+from labelloop.prelabel.backends.loading import sha256_path
+from labelloop.prelabel.backends.sam import SamSegmenter, build_sam
+from labelloop.prelabel.backends.sam_attention import SdpaAttention, set_attention
+from labelloop.workspace.config import ProjectConfig
+from labelloop.workspace.model_specs import SamArch, SegmenterSpec
+from support.prelabel_checks import random_rel_pos
+from support.random_weights import TEST_SAM_ARCH
 
 # 512 pixels = 32 x 32 tokens: window 14 pads them to 42 x 42 (9 windows, 10 padding rows and
 # columns), blocks 1 and 3 global (1024 tokens)

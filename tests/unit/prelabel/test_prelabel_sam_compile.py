@@ -1,4 +1,4 @@
-"""``segmenter.compile`` (torch.compile of SAM's image encoder, labelloop.prelabel.compiled):
+"""``segmenter.compile`` (torch.compile of SAM's image encoder, labelloop.prelabel.backends.compiled):
 the compiled encoder of a real segment-anything model (random weights, tiny architecture, CPU,
 inductor with the machine's g++) against the same encoder uncompiled; the fallback to eager when
 inductor has no C++ compiler; the setting in labelloop.yaml, its rejection for the transformers
@@ -12,14 +12,14 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from labelloop.config import ConfigError, ProjectConfig, load_config
-from labelloop.prelabel.compiled import CompiledOrEager, CompileFallbackWarning
-from labelloop.prelabel.foundation import FoundationPreLabeler
-from labelloop.prelabel.loading import sha256_path
-from labelloop.prelabel.random_weights import TEST_SAM_ARCH
-from labelloop.prelabel.sam import SamSegmenter, build_sam
-from labelloop.prelabel.specs import SegmenterSpec
-from prelabel_checks import random_rel_pos
+from labelloop.prelabel.backends.compiled import CompiledOrEager, CompileFallbackWarning
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler
+from labelloop.prelabel.backends.loading import sha256_path
+from labelloop.prelabel.backends.sam import SamSegmenter, build_sam
+from labelloop.workspace.config import ConfigError, ProjectConfig, load_config
+from labelloop.workspace.model_specs import SegmenterSpec
+from support.prelabel_checks import random_rel_pos
+from support.random_weights import TEST_SAM_ARCH
 
 
 @pytest.fixture(scope="module")

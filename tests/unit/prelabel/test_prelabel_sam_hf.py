@@ -13,15 +13,21 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from helpers import skimage_data
-from prelabel_checks import MASKS, PROMPTS, check_frame, check_stored_rle_is_the_segmenter_mask, exif_rotated_pair
-from labelloop.config import ProjectConfig
-from labelloop.images import ImageError, load_rgb
-from labelloop.prelabel.foundation import FoundationPreLabeler
-from labelloop.prelabel.loading import CheckpointError, sha256_path
-from labelloop.prelabel.pipeline import batch_of_images, image_row
-from labelloop.prelabel.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam, write_sam2, write_sam_hq
-from labelloop.prelabel.specs import SegmenterSpec
+from labelloop.images.files import ImageError, load_rgb
+from labelloop.prelabel.backends.foundation import FoundationPreLabeler
+from labelloop.prelabel.backends.loading import CheckpointError, sha256_path
+from labelloop.prelabel.backends.pipeline import batch_of_images, image_row
+from labelloop.workspace.config import ProjectConfig
+from labelloop.workspace.model_specs import SegmenterSpec
+from support.helpers import skimage_data
+from support.prelabel_checks import (
+    MASKS,
+    PROMPTS,
+    check_frame,
+    check_stored_rle_is_the_segmenter_mask,
+    exif_rotated_pair,
+)
+from support.random_weights import TEST_SAM_ARCH, write_grounding_dino, write_sam, write_sam2, write_sam_hq
 
 KINDS = ("sam-hq", "sam2")
 

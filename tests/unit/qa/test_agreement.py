@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from labelloop.agreement import (agreement_units, kappa_from_counts, kappa_gates, kappa_with_interval,
-                                 match_objects, pairwise_agreement)
+from labelloop.qa.agreement import (
+    agreement_units,
+    kappa_from_counts,
+    kappa_gates,
+    kappa_with_interval,
+    match_objects,
+    pairwise_agreement,
+)
 
 
 def _b(cat, box):

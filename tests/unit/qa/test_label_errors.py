@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from labelloop.label_errors import find_suspects, merge_suspects, suspect_review_tasks
-from test_calibration import gold_photos
+from labelloop.qa.label_errors import find_suspects, merge_suspects, suspect_review_tasks
+from support.qa_helpers import gold_photos
 
 CATS = ["person", "face", "cat"]
 

@@ -7,17 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from labelloop.qa import (
-    audit,
-    build_qa_report,
-    class_counts,
-    detection_metrics,
-    route_counts,
-    sample_size_needed,
-    schema_check,
-    wilson_interval,
-)
-from labelloop.report import render_html
+from labelloop.qa.intervals import sample_size_needed, wilson_interval
+from labelloop.qa.metrics import audit, build_qa_report, class_counts, detection_metrics, route_counts, schema_check
+from labelloop.qa.report.html import render_html
 
 
 # ---------------------------------------------------------------- Wilson interval, sample size
@@ -277,9 +269,9 @@ def test_render_html_self_contained_and_deterministic():
 
 
 def test_render_html_with_qa_sections_is_deterministic_and_says_why_figures_are_undefined():
-    from labelloop.agreement import pairwise_agreement
-    from labelloop.coco_eval import model_vs_human
-    from labelloop.gold_eval import reviewer_vs_gold
+    from labelloop.qa.agreement import pairwise_agreement
+    from labelloop.qa.gold_eval import reviewer_vs_gold
+    from labelloop.qa.model_eval import model_vs_human
 
     r = _report()
     r["gold"] = reviewer_vs_gold([], [], []) | {"sets": []}

@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from labelloop.coco_eval import coco_ap, model_vs_human
-from labelloop.config import Cost
-from labelloop.cost import estimate_cost
-from labelloop.intervals import accuracy_sample_size_needed, gate_higher_is_better, mean_interval, proportion_gate
-from labelloop.label_stats import box_sizes, class_drift, objects_per_image
-from labelloop.qa import wilson_interval
+from labelloop.qa.cost import estimate_cost
+from labelloop.qa.intervals import (
+    accuracy_sample_size_needed,
+    gate_higher_is_better,
+    mean_interval,
+    proportion_gate,
+    wilson_interval,
+)
+from labelloop.qa.model_eval import coco_ap, model_vs_human
+from labelloop.qa.statistics import box_sizes, class_drift, objects_per_image
+from labelloop.workspace.config import Cost
 
 SIZES = {"a": (100, 100), "b": (100, 100)}
 

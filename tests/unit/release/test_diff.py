@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from labelloop.diff import ReleaseView, diff_releases, format_cause, format_diff, summary_lines
-from labelloop.resolve import label_id
+from labelloop.release.diff import ReleaseView, diff_releases, format_cause, format_diff, summary_lines
+from labelloop.review.resolve import label_id
 
 A, B, C, D = "a" * 64, "b" * 64, "c" * 64, "d" * 64
 MODEL = {"origin": "model", "model_id": "opencv@1", "checkpoint_sha256": "e" * 64, "action": "auto_accepted"}

@@ -6,87 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from helpers import skimage_data
 from labelloop import tables
-from labelloop.images import inspect_image
-from labelloop.masks import encode_rle
-from labelloop.release import ReleaseInputs, build_release, plan_release
-from labelloop.release_check import ReleaseInvalid, check_release, validate_release
-from labelloop.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE, SPLIT_ASSIGNMENTS
-from labelloop.splits import save_assignments
-
-CATS = ["person", "cat"]
-KP = {"person": {"keypoints": ["nose", "left_eye", "right_eye"], "skeleton": [[1, 2], [1, 3]]}}
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """A workspace-like root with 4 real photos (one with EXIF orientation 6) and their IMAGES rows."""
-    root = tmp_path_factory.mktemp("build")
-    sk = skimage_data()
-    inbox = root / "inbox" / "b1"
-    inbox.mkdir(parents=True)
-    for name in ("astronaut.png", "coffee.png", "rocket.jpg"):
-        shutil.copyfile(sk / name, inbox / name)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.open(sk / "chelsea.png").convert("RGB").save(inbox / "chelsea_rotated.jpg", exif=exif, quality=92)
-    rows = []
-    for seq, f in enumerate(sorted(inbox.iterdir()), start=1):
-        info = inspect_image(f, 50_000_000)
-        rows.append({**info, "uri": f.relative_to(root).as_posix(), "batch": "b1", "source_path": f.name,
-                     "origin_path": str(f), "ingest_seq": seq, "duplicate_of": None, "near_duplicate_of": None})
-    return root, rows
-
-
-def _inputs(images: list[dict], task: str = "detect") -> ReleaseInputs:
-    by = {r["source_path"]: r for r in images}
-    astro, cat = by["astronaut.png"]["image_id"], by["chelsea_rotated.jpg"]["image_id"]
-    mask = np.zeros((451, 300), np.uint8)  # chelsea after the EXIF rotation: 300 wide, 451 high
-    mask[100:300, 50:250] = 1
-    labels = [
-        {"label_id": "lb-1", "image_id": astro, "category": "person", "bbox": [19.0, 15.0, 363.0, 512.0],
-         "origin": "human", "annotator": "ls-user-3", "action": "added", "review_id": "rv-1",
-         "annotation_id": "hl-1", "reviewed_at": "2026-11-20T10:00:01Z", "route": "human_review",
-         "route_reason": "low score", "policy_id": "policy-x", "keypoints": [200, 100, 2, 180, 90, 2, 230, 90, 1]},
-        {"label_id": "lb-2", "image_id": cat, "category": "cat", "bbox": [50.0, 100.0, 250.0, 300.0],
-         "mask": encode_rle(mask), "origin": "model", "score": 0.91, "model_id": "m@1", "checkpoint_sha256": "c" * 64,
-         "prediction_id": "pr-2", "action": "auto_accepted", "route": "qa_sample", "route_reason": "QA sample",
-         "policy_id": "policy-x"},
-    ]
-    resolved = [{"image_id": r["image_id"], "resolution": "reviewed" if r["image_id"] != cat else "auto_accepted",
-                 "n_labels": 0, "review_id": "rv-1" if r["image_id"] == astro else None, "route": None} for r in images]
-    return ReleaseInputs(
-        images=images, resolved=resolved, labels=labels, categories=CATS, ratios={"train": 0.5, "val": 0.25, "test": 0.25},
-        yolo_task=task, keypoints=KP,
-        reviews={"rv-1": {"review_id": "rv-1", "source": "label-studio/project-7", "task_id": "101",
-                          "tool_annotation_id": "9", "annotator": "ls-user-3", "updated_at": "2026-11-20T10:00:01Z"}},
-        human_labels={("hl-1", "rv-1"): {"import_sha256": "d" * 64}},
-        predictions={"pr-2": {"prompt": "a cat", "run_id": "run-1234"}},
-        queue={cat: {"route": "qa_sample", "reason": "QA sample", "policy_id": "policy-x"}},
-        thresholds={"person": (0.3, 0.8), "cat": (0.3, 0.8)}, policy_id="policy-x")
-
-
-def _build(root: Path, out: Path, inputs: ReleaseInputs, reg: Path) -> dict:
-    plan = plan_release(inputs, reg / "splits.parquet", reg / "coco_ids.parquet")
-    manifest = build_release(out, root, inputs, plan)
-    plan.ids.save()
-    save_assignments(reg / "splits.parquet", plan.split_rows)
-    return manifest
+from labelloop.release.build import build_release, plan_release
+from labelloop.release.check import ReleaseInvalid, check_release, validate_release
+from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE, SPLIT_ASSIGNMENTS
+from support.release_fixtures import CATS, build_files, photos, release_inputs  # noqa: F401 (photos is a fixture)
 
 
 @pytest.mark.parametrize("task", ["detect", "segment", "pose"])
 def test_every_layout_builds_and_validates(photos, tmp_path, task):
     root, images = photos
     out = tmp_path / "rel"
-    manifest = _build(root, out, _inputs(images, task), tmp_path / "reg")
+    manifest = build_files(root, out, release_inputs(images, task), tmp_path / "reg")
     validate_release(out, CATS, task, 3 if task == "pose" else 0)
     assert manifest["yolo_task"] == task and manifest["counts"]["images"] == 4 and manifest["counts"]["labels"] == 2
     data = yaml.safe_load((out / "data.yaml").read_text())
@@ -100,7 +36,7 @@ def test_every_layout_builds_and_validates(photos, tmp_path, task):
 def test_provenance_tables_and_exif(photos, tmp_path):
     root, images = photos
     out = tmp_path / "rel"
-    _build(root, out, _inputs(images), tmp_path / "reg")
+    build_files(root, out, release_inputs(images), tmp_path / "reg")
     imgs = {r["source_path"]: r for r in tables.read_rows(out / "images.parquet", RELEASE_IMAGES)}
     rot = imgs["chelsea_rotated.jpg"]
     assert (rot["width"], rot["height"], rot["exif_orientation"]) == (300, 451, 6)
@@ -126,14 +62,14 @@ def test_provenance_tables_and_exif(photos, tmp_path):
 def test_same_inputs_same_bytes_and_stable_ids_and_splits(photos, tmp_path):
     root, images = photos
     reg = tmp_path / "reg"
-    m1 = _build(root, tmp_path / "a", _inputs(images), reg)
-    m2 = _build(root, tmp_path / "b", _inputs(images), reg)
+    m1 = build_files(root, tmp_path / "a", release_inputs(images), reg)
+    m2 = build_files(root, tmp_path / "b", release_inputs(images), reg)
     assert m1 == m2
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in m1["files"])
     # a third image of the cat's group and a new label: old ids and splits stay, new ones follow
-    inputs = _inputs(images)
+    inputs = release_inputs(images)
     inputs.labels.append(dict(inputs.labels[0], label_id="lb-0", category="cat", keypoints=None))
-    m3 = _build(root, tmp_path / "c", inputs, reg)
+    m3 = build_files(root, tmp_path / "c", inputs, reg)
     old = {r["label_id"]: r for r in tables.read_rows(tmp_path / "a" / "lineage.parquet", RELEASE_LINEAGE)}
     new = {r["label_id"]: r for r in tables.read_rows(tmp_path / "c" / "lineage.parquet", RELEASE_LINEAGE)}
     for lid in ("lb-1", "lb-2"):
@@ -193,7 +129,7 @@ def _damage_parquet(out):
 def test_validation_names_the_file_and_the_problem(photos, tmp_path, damage):
     root, images = photos
     out = tmp_path / "rel"
-    _build(root, out, _inputs(images, "segment"), tmp_path / "reg")
+    build_files(root, out, release_inputs(images, "segment"), tmp_path / "reg")
     assert check_release(out, CATS, "segment") == []
     expected = damage(out)
     problems = check_release(out, CATS, "segment")
@@ -206,23 +142,23 @@ def test_validation_names_the_file_and_the_problem(photos, tmp_path, damage):
 def test_wrong_layout_or_categories_are_reported(photos, tmp_path):
     root, images = photos
     out = tmp_path / "rel"
-    _build(root, out, _inputs(images, "detect"), tmp_path / "reg")
+    build_files(root, out, release_inputs(images, "detect"), tmp_path / "reg")
     assert any("the pose layout needs 14 fields" in p for p in check_release(out, CATS, "pose", 3))
     assert any("data.yaml: nc / names" in p for p in check_release(out, ["person", "dog"], "detect"))
 
 
 def test_pose_without_keypoint_categories_is_refused(photos, tmp_path):
     root, images = photos
-    inputs = _inputs(images, "pose")
+    inputs = release_inputs(images, "pose")
     inputs.keypoints = {}
     with pytest.raises(ValueError, match="pose needs every category with keypoints"):
-        _build(root, tmp_path / "rel", inputs, tmp_path / "reg")
+        build_files(root, tmp_path / "rel", inputs, tmp_path / "reg")
 
 
 def test_manifest_lists_every_file_with_its_sha256(photos, tmp_path):
     root, images = photos
     out = tmp_path / "rel"
-    m = _build(root, out, _inputs(images), tmp_path / "reg")
+    m = build_files(root, out, release_inputs(images), tmp_path / "reg")
     present = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     assert sorted(m["files"]) == present
     assert all(hashlib.sha256((out / f).read_bytes()).hexdigest() == s for f, s in m["files"].items())
@@ -230,16 +166,17 @@ def test_manifest_lists_every_file_with_its_sha256(photos, tmp_path):
 
 
 def test_lost_registries_are_rebuilt_from_the_release(photos, tmp_path):
-    from labelloop.release_flow import registry_paths, seed_registries
-    from labelloop.workspace import Workspace
+    from labelloop.release.cut import seed_registries
+    from labelloop.workspace.layout import Workspace
+    from labelloop.workspace.repo import registry_paths
 
     root, images = photos
     ws = Workspace.at(tmp_path / "ws")
     splits_path, ids_path = registry_paths(ws)
-    first = _build(root, ws.release_dir, _inputs(images), splits_path.parent)
+    first = build_files(root, ws.release_dir, release_inputs(images), splits_path.parent)
     shutil.rmtree(splits_path.parent)  # tables/release lost
     seed_registries(ws)
-    again = _build(root, tmp_path / "again", _inputs(images), splits_path.parent)
+    again = build_files(root, tmp_path / "again", release_inputs(images), splits_path.parent)
     assert again["content_sha256"] == first["content_sha256"]  # same splits, same COCO ids, same bytes
     rows = tables.read_rows(splits_path, SPLIT_ASSIGNMENTS)
     assert {r["reason"] for r in rows} == {"seeded from release"}
@@ -249,8 +186,8 @@ def test_lineage_asset_without_a_release_fails_clearly(tmp_path):
     import dagster as dg
 
     from assets.lineage import lineage
-    from labelloop.bootstrap import init_workspace
-    from labelloop.workspace import Workspace
+    from labelloop.workspace.init import init_workspace
+    from labelloop.workspace.layout import Workspace
     from resources.storage import WorkspaceResource
 
     ws = init_workspace(Workspace.at(tmp_path / "ws"))
@@ -267,8 +204,8 @@ def test_next_release_links_the_images_it_keeps(photos, tmp_path):
     as a build from scratch; an image file whose bytes no longer match the previous manifest is
     written again from the source."""
     root, images = photos
-    inputs = _inputs(images)
-    first = _build(root, tmp_path / "v1", inputs, tmp_path / "reg")
+    inputs = release_inputs(images)
+    first = build_files(root, tmp_path / "v1", inputs, tmp_path / "reg")
     plan = plan_release(inputs, tmp_path / "reg" / "splits.parquet", tmp_path / "reg" / "coco_ids.parquet")
     tampered = next(p for p in sorted((tmp_path / "v1" / "images").rglob("*.png")))
     tampered.unlink()
@@ -288,14 +225,14 @@ def test_sharded_release_holds_the_same_images_and_reuses_shards(photos, tmp_pat
     """release.shard_mb: the image files become tar members (names = COCO file_name) with the
     same bytes as a per-file build; the release validates; the next build reuses the shards."""
     root, images = photos
-    flat = _build(root, tmp_path / "flat", _inputs(images), tmp_path / "reg")
-    inputs = _inputs(images)
+    flat = build_files(root, tmp_path / "flat", release_inputs(images), tmp_path / "reg")
+    inputs = release_inputs(images)
     inputs.shard_mb = 0.05
     plan = plan_release(inputs, tmp_path / "reg" / "splits.parquet", tmp_path / "reg" / "coco_ids.parquet")
     sharded = build_release(tmp_path / "v1", root, inputs, plan)
     validate_release(tmp_path / "v1", CATS, "detect", 0)
     assert not (tmp_path / "v1" / "images").exists()
-    from labelloop.shards import read_index, read_member
+    from labelloop.release.shards import read_index, read_member
 
     members = {}
     for split in ("train", "val", "test"):
@@ -318,11 +255,11 @@ def test_a_damaged_shard_index_or_shard_is_reported_by_validation(photos, tmp_pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from labelloop.release_check import check_release
-    from labelloop.shards import INDEX_SCHEMA, read_index
+    from labelloop.release.check import check_release
+    from labelloop.release.shards import INDEX_SCHEMA, read_index
 
     root, images = photos
-    inputs = _inputs(images)
+    inputs = release_inputs(images)
     inputs.shard_mb = 0.05
     plan = plan_release(inputs, tmp_path / "reg" / "splits.parquet", tmp_path / "reg" / "coco_ids.parquet")
     build_release(tmp_path / "v1", root, inputs, plan)

@@ -1,4 +1,4 @@
-"""labelloop.shards on real photos: tar shards readable by tarfile, index offsets, content
+"""labelloop.release.shards on real photos: tar shards readable by tarfile, index offsets, content
 addressing, reuse of unchanged shards across releases, and bad names / damaged shards."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from helpers import skimage_data
-from labelloop.shards import ShardError, read_index, read_member, write_shards
+from labelloop.release.shards import ShardError, read_index, read_member, write_shards
+from support.helpers import skimage_data
 
 NAMES = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg"]
 

@@ -8,8 +8,14 @@ from collections import Counter
 
 import pytest
 
-from labelloop.splits import (assign_splits, balance_report, format_balance, group_of, load_assignments,
-                              save_assignments)
+from labelloop.release.splits import (
+    assign_splits,
+    balance_report,
+    format_balance,
+    group_of,
+    load_assignments,
+    save_assignments,
+)
 
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
 CATS = ["person", "face", "cat", "rare"]

@@ -9,16 +9,17 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import cli
-from labelloop import batch as B
-from labelloop import samples
-from labelloop.agreement import current_annotations
-from labelloop.gold import (GoldError, choose_honeypots, mix_tasks, read_gold_images, read_gold_labels,
-                            register_gold)
-from labelloop.gold_eval import gold_gates, reviewer_vs_gold
-from labelloop.project import read_qa, review_store
-from labelloop.workspace import Workspace
-from qa_helpers import degrade, jitter, review_variant
+from labelloop.images import samples
+from labelloop.qa.agreement import current_annotations
+from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
+from labelloop.qa.run import run_qa
+from labelloop.review.gold import GoldError, choose_honeypots, mix_tasks, register_gold
+from labelloop.review.store import review_store
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.repo import read_gold_images, read_gold_labels, read_qa
+from support.helpers import cli
+from support.qa_helpers import degrade, jitter, review_variant
 
 
 # ------------------------------------------------------------------ library level, no workspace
@@ -138,7 +139,7 @@ def ws_photos(tmp_path_factory):
 
 def test_register_gold_from_label_studio_and_coco_with_rejects(ws_photos, tmp_path):
     ws, _ = ws_photos
-    images = B.all_images(ws)
+    images = repo.all_images(ws)
     cats = ws.config().category_names
     root = tmp_path / "copy-root"
     res = register_gold(root, samples.demo_review_path(), "hand", images, cats)
@@ -195,7 +196,7 @@ def test_honeypots_are_mixed_unmarked_into_a_new_batch(gold_ws):
     for t in honey:  # a honeypot looks like any other task of the batch
         assert set(t["data"]) == set(others[0]["data"]) and t["data"]["batch"] == "flipped"
         assert set(t) == set(others[0]) and not any("gold" in str(k) for k in t["data"])
-    exported = {e["image_id"] for e in B.all_exported(ws) if e["source"] == "labelloop/flipped"}
+    exported = {e["image_id"] for e in repo.all_exported(ws) if e["source"] == "labelloop/flipped"}
     assert {t["data"]["image_id"] for t in honey if t["predictions"][0]["result"]} <= exported
 
 
@@ -235,8 +236,7 @@ def test_matching_reviews_never_block_and_a_degraded_one_does(gold_ws, tmp_path)
     assert {a["annotator"] for a in anns} == {"ls-user-3", "ls-user-5", "ls-user-9"}
     batch_html = ws.root / report["batch_reports"]["photos"]
     assert batch_html.is_file() and "ls-user-9" in batch_html.read_text()  # re-rendered: its labels changed
-    from labelloop import project as P
 
     before = batch_html.stat().st_mtime_ns
-    again = P.qa(ws, report["model_id"])  # same labels: the batch's report is not rendered again
+    again = run_qa(ws, report["model_id"])  # same labels: the batch's report is not rendered again
     assert again["batch_reports"] == report["batch_reports"] and batch_html.stat().st_mtime_ns == before

@@ -1,4 +1,4 @@
-"""The Label Studio webhook endpoint (labelloop.labelstudio_webhook) over real HTTP on loopback;
+"""The Label Studio webhook endpoint (labelloop.review.live.webhook) over real HTTP on loopback;
 the live round trip with a Label Studio server is in test_labelstudio_live_masks.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from labelloop.labelstudio_webhook import TOKEN_HEADER, WebhookRefused, WebhookServer, check_event
+from labelloop.review.live.webhook import TOKEN_HEADER, WebhookRefused, WebhookServer, check_event
 
 EVENT = {"action": "ANNOTATION_UPDATED", "project": {"id": 3}, "annotation": {"id": 9}}
 
@@ -125,7 +125,7 @@ def test_serve_webhook_loop_survives_a_run_that_raises():
     import threading
 
     import pipelines.cli  # noqa: F401 - review_cli is imported through it (circular otherwise)
-    from pipelines.review_cli import pull_loop
+    from pipelines.cli.review import pull_loop
 
     due, lines, calls = threading.Event(), [], []
 

@@ -1,13 +1,13 @@
-"""Label resolution (labelloop.resolve): human over model per image, stable label ids."""
+"""Label resolution (labelloop.review.resolve): human over model per image, stable label ids."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 
-from labelloop.config import ProjectConfig
-from labelloop.resolve import label_id, resolve_labels
-from labelloop.routing import AUTO, QA_SAMPLE, REVIEW
+from labelloop.review.resolve import label_id, resolve_labels
+from labelloop.routing.confidence import AUTO, QA_SAMPLE, REVIEW
+from labelloop.workspace.config import ProjectConfig
 
 CFG = ProjectConfig.model_validate(
     {

@@ -9,16 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-
-from helpers import ls_fixtures
 import skimage
 
-from labelloop.geometry import iou, xyxy_to_ls
-from labelloop.labelstudio import build_import_tasks, default_source, parse_export, read_export
-from labelloop.review_import import human_label_id, import_review, register_import_tasks, review_id
-from labelloop.review_store import ReviewStore, make_import_id
-from labelloop.schemas import HUMAN_LABELS, REJECTS, REVIEWS
-
+from labelloop.formats.labelstudio import build_import_tasks, default_source, parse_export, read_export
+from labelloop.geometry.boxes import iou, xyxy_to_ls
+from labelloop.review.importer import human_label_id, import_review, register_import_tasks, review_id
+from labelloop.review.store import ReviewStore, make_import_id
+from labelloop.tables.schemas import HUMAN_LABELS, REJECTS, REVIEWS
+from support.helpers import ls_fixtures
 
 FX = ls_fixtures()
 SK = Path(skimage.__file__).parent / "data"
@@ -341,7 +339,7 @@ def test_crash_mid_commit_leaves_nothing_and_next_commit_succeeds(tmp_path, imag
     # a process killed after writing its temp folder leaves one behind: ignored, then cleaned
     leftover = store.imports_dir / ".tmp-killed"
     leftover.mkdir(parents=True)
-    from labelloop.tables import write_rows
+    from labelloop.tables.parquet import write_rows
 
     write_rows(res["reviews"], REVIEWS, leftover / "reviews.parquet")
     assert store.reviews() == [] and store.latest_reviews() == {}

@@ -8,12 +8,14 @@ import shutil
 
 import pytest
 
-from helpers import cli, ls_fixtures, skimage_data
 from labelloop import tables
-from labelloop.geometry import iou
-from labelloop.project import read_labels, review_store
-from labelloop.schemas import LABELS
-from labelloop.workspace import Workspace
+from labelloop.geometry.boxes import iou
+from labelloop.review.importer import import_inbox
+from labelloop.review.store import review_store
+from labelloop.tables.schemas import LABELS
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.repo import read_labels
+from support.helpers import cli, ls_fixtures, skimage_data
 
 FX = ls_fixtures()
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")
@@ -87,7 +89,7 @@ def test_importing_twice_or_a_json_min_of_the_same_work_changes_nothing(ws):
 
 
 def test_a_json_min_without_source_is_imported_with_a_warning_naming_the_project(ws, tmp_path):
-    from labelloop.project import import_file
+    from labelloop.review.importer import import_file
 
     before = review_store(ws).reviews()
     check = import_file(ws, FX / "export_json_min.json", dry_run=True)  # what `import-review` checks first
@@ -129,24 +131,23 @@ def test_release_holds_the_reviewed_images(ws):
 def test_an_exception_a_parser_did_not_foresee_rejects_that_file_alone(tmp_path, monkeypatch):
     """A parser bug a hostile file could trigger (here an OverflowError / IndexError raised inside
     the parser) rejects that one file with its name and the error; the inbox import goes on."""
-    from helpers import cli
-    from labelloop import project as P
-    from labelloop import review_files
-    from labelloop.workspace import Workspace
+    from labelloop.review import importer
+    from labelloop.workspace.layout import Workspace
+    from support.helpers import cli
 
     ws_dir = tmp_path / "ws"
     cli(ws_dir, "init")
     ws = Workspace.at(ws_dir)
     for name in ("a.json", "b.json"):
         (ws.review_inbox / name).write_text("[]")
-    real = review_files.read_review_file
+    real = importer.read_review_file
     for exc in (OverflowError("int too large"), IndexError("list index out of range"), MemoryError()):
         def boom(path, *a, _exc=exc, **k):
             if path.name == "a.json":
                 raise _exc
             return real(path, *a, **k)
 
-        monkeypatch.setattr(review_files, "read_review_file", boom)
-        out = {r["file"].rsplit("/", 1)[1]: r for r in P.import_inbox(ws)["files"]}
+        monkeypatch.setattr(importer, "read_review_file", boom)
+        out = {r["file"].rsplit("/", 1)[1]: r for r in import_inbox(ws)["files"]}
         assert type(exc).__name__ in out["a.json"]["error"] and "a.json" in out["a.json"]["error"]
         assert "b.json" in out and type(exc).__name__ not in (out["b.json"].get("error") or "")

@@ -1,4 +1,4 @@
-"""Active learning (labelloop.active_learning): uncertainty measures with hand-computed values,
+"""Active learning (labelloop.routing.active_learning): uncertainty measures with hand-computed values,
 detector/segmenter disagreement on a real mask, the diversity term on real near-duplicate photos,
 the budget, the stored decision, and the double-review share."""
 
@@ -12,7 +12,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from labelloop.active_learning import (
+from labelloop.formats.labelstudio import build_import_tasks
+from labelloop.geometry.masks import encode_rle
+from labelloop.routing.active_learning import (
     al_policy_id,
     assign_reviewers,
     class_distribution,
@@ -22,12 +24,10 @@ from labelloop.active_learning import (
     to_send,
     uncertainty,
 )
-from labelloop.config import ProjectConfig
-from labelloop.labelstudio import build_import_tasks
-from labelloop.masks import encode_rle
-from labelloop.routing import route_images
-from labelloop.schemas import REVIEW_QUEUE
-from labelloop.tables import read_rows, write_rows
+from labelloop.routing.confidence import route_images
+from labelloop.tables.parquet import read_rows, write_rows
+from labelloop.tables.schemas import REVIEW_QUEUE
+from labelloop.workspace.config import ProjectConfig
 
 K = 3  # categories
 

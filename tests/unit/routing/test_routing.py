@@ -1,4 +1,4 @@
-"""Confidence routing (labelloop.routing): routes, reasons, priority, the QA sample, policy_id."""
+"""Confidence routing (labelloop.routing.confidence): routes, reasons, priority, the QA sample, policy_id."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from labelloop.config import DEFAULT_CONFIG, ProjectConfig, load_config
-from labelloop.routing import AUTO, QA_SAMPLE, REVIEW, kept_predictions, route_images
+from labelloop.routing.confidence import AUTO, QA_SAMPLE, REVIEW, kept_predictions, route_images
+from labelloop.workspace.config import DEFAULT_CONFIG, ProjectConfig, load_config
 
 
 def make_config(**routing) -> ProjectConfig:

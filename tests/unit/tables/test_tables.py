@@ -1,4 +1,4 @@
-"""Atomic Parquet tables (labelloop.tables) on real files."""
+"""Atomic Parquet tables (labelloop.tables.parquet) on real files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelloop import tables
-from labelloop.schemas import IMAGES, LABELS, REVIEW_QUEUE
+from labelloop.tables import parquet
+from labelloop.tables.schemas import IMAGES, LABELS, REVIEW_QUEUE
 
 QUEUE_ROWS = [
     {"image_id": "a", "source_path": "a.jpg", "route": "auto_accept", "priority": 0.1, "reason": "all 1",
@@ -118,7 +119,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
             fh.write(b"PAR1 half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tables.pq, "write_table", boom)
+    monkeypatch.setattr(parquet.pq, "write_table", boom)
     with pytest.raises(OSError, match="No space left on device"):
         tables.write_rows(QUEUE_ROWS[:1], REVIEW_QUEUE, path)
     monkeypatch.undo()
@@ -131,7 +132,7 @@ def test_failed_first_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tables.pq, "write_table", boom)
+    monkeypatch.setattr(parquet.pq, "write_table", boom)
     with pytest.raises(KeyboardInterrupt):
         tables.write_rows(QUEUE_ROWS, REVIEW_QUEUE, tmp_path / "t" / "x.parquet")
     assert listing(tmp_path / "t") == []

@@ -1,12 +1,12 @@
-"""Project settings (labelloop.config): the shipped default, validation errors, thresholds()."""
+"""Project settings (labelloop.workspace.config): the shipped default, validation errors, thresholds()."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from labelloop.bootstrap import package_text
-from labelloop.config import DEFAULT_CONFIG, ConfigError, ProjectConfig, Thresholds, load_config
+from labelloop.workspace.config import DEFAULT_CONFIG, ConfigError, ProjectConfig, Thresholds, load_config
+from labelloop.workspace.init import package_text
 
 ONE_CAT = "categories:\n  - {name: person, detector: opencv-hog-person}\n"
 

@@ -1,4 +1,4 @@
-"""Git + DVC of a workspace (labelloop.bootstrap.init_workspace, labelloop.versioning), for real:
+"""Git + DVC of a workspace (labelloop.workspace.init.init_workspace, labelloop.workspace.versioning), for real:
 git and ``python -m dvc`` in tmp_path workspaces, with no global git identity."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from labelloop import versioning as V
-from labelloop.bootstrap import GITIGNORE, init_workspace, package_text
-from labelloop.config import ConfigError
-from labelloop.workspace import Workspace
+from labelloop.workspace import versioning as V
+from labelloop.workspace.config import ConfigError
+from labelloop.workspace.init import GITIGNORE, init_workspace, package_text
+from labelloop.workspace.layout import Workspace
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

@@ -1,0 +1,16 @@
+"""CVAT for images 1.1 XML: the batch export with pre-annotations and CVAT's mask RLE
+(:mod:`~labelloop.formats.cvat.writer`), and the reader of reviewed files
+(:mod:`~labelloop.formats.cvat.reader`)."""
+
+from labelloop.formats.cvat.reader import annotator_pseudonym, default_source, parse_cvat
+from labelloop.formats.cvat.writer import (
+                                           TOOL,
+                                           VERSION,
+                                           CvatFormatError,
+                                           build_cvat_xml,
+                                           cvat_rle_to_mask,
+                                           mask_to_cvat_rle,
+)
+
+__all__ = ["TOOL", "VERSION", "CvatFormatError", "annotator_pseudonym", "build_cvat_xml", "cvat_rle_to_mask",
+           "default_source", "mask_to_cvat_rle", "parse_cvat"]

@@ -1,0 +1,64 @@
+"""The ``review_export`` stage of one batch: the files a review tool imports, with the model's
+pre-annotations, for the images routed to review that active learning selected.
+
+Writes ``review_out/<batch>/tasks.json`` + ``label_config.xml`` (Label Studio) and
+``annotations.xml`` (CVAT for images 1.1), records what was sent in
+``tables/review_export/<batch>.parquet`` and stamps the queue rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from labelloop import tables
+from labelloop.formats import labelstudio
+from labelloop.formats.cvat.writer import build_cvat_xml
+from labelloop.review.gold import mix_honeypots
+from labelloop.routing.active_learning import to_send
+from labelloop.store import write_text_atomic
+from labelloop.tables.schemas import EXPORTED_PREDICTIONS, REVIEW_QUEUE
+from labelloop.workspace import repo
+from labelloop.workspace.layout import Workspace
+
+
+def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -> dict:
+    """Write ``review_out/<batch>/tasks.json`` (Label Studio import file with pre-annotations),
+    ``label_config.xml`` and ``annotations.xml`` (the same pre-annotations as CVAT for images 1.1,
+    :mod:`labelloop.formats.cvat.writer`) for the images routed to review that active learning selected, plus
+    the QA sample (:func:`labelloop.routing.active_learning.to_send`), leaving out images already reviewed
+    (``reviewed``: image_ids) unless ``review.resend_reviewed``. Records what was sent in
+    ``tables/review_export/<batch>.parquet`` and stamps ``exported_to``/``exported_at`` on the
+    queue rows."""
+    cfg = ws.config()
+    queue = tables.read_rows(repo.queue_path(ws, batch), REVIEW_QUEUE)
+    send = [q for q in to_send(queue) if cfg.review.resend_reviewed or q["image_id"] not in reviewed]
+    ids = {q["image_id"] for q in send}
+    images = [r for r in repo.images_to_label(ws, batch) if r["image_id"] in ids]
+    low = {c.name: cfg.thresholds(c.name).low for c in cfg.categories}
+    preds = [p for p in repo.batch_predictions(ws, batch, model_id) if p["image_id"] in ids and p["score"] >= low.get(p["category"], 2)]
+    mask_cats = [c.name for c in cfg.categories if c.masks]  # their masks are reviewed as brush regions
+    tasks, exported = labelstudio.build_import_tasks(
+        images, preds, model_version=model_id, batch=batch, keypoints=cfg.keypoint_schema(), masks=mask_cats,
+        reviewers={q["image_id"]: q.get("reviewers_required") or 1 for q in send})
+    order = {q["image_id"]: i for i, q in enumerate(send)}
+    tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))  # highest priority first
+    tasks, exported = mix_honeypots(ws, batch, model_id, tasks, exported)
+    out = ws.review_out / batch
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    write_text_atomic(out / "label_config.xml",
+                 labelstudio.label_config_xml(cfg.category_names, keypoints=cfg.keypoint_schema() or None,
+                                              masks=mask_cats or None) + "\n")
+    cvat_xml = build_cvat_xml(images, preds, cfg.category_names, task_name=f"{cfg.project}/{batch}",
+                              mask_shape=cfg.review.cvat_mask_shape, keypoints=cfg.keypoint_schema())
+    write_text_atomic(out / "annotations.xml", cvat_xml.decode("utf-8"))
+    tables.write_rows(exported, EXPORTED_PREDICTIONS, repo.exported_path(ws, batch))
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    rel = ws.relative(out / "tasks.json")
+    for q in queue:
+        if q["image_id"] in ids:
+            q["exported_to"], q["exported_at"] = rel, now
+    tables.write_rows(queue, REVIEW_QUEUE, repo.queue_path(ws, batch))
+    return {"tasks": len(tasks), "predictions_sent": len(exported), "already_reviewed": len(
+        [q for q in queue if q["route"] != "auto_accept" and q["image_id"] in reviewed]), "file": rel}
