@@ -10,7 +10,7 @@ from resources.prelabeler import PreLabelerResource
 from resources.storage import WorkspaceResource
 
 # Ready for dagster-k8s: the GPU request and node selector a k8s_job_executor applies per step
-# (dagster-k8s reads the "dagster-k8s/config" op tag; see README, "Pre-labeling on a GPU").
+# (dagster-k8s reads the "dagster-k8s/config" op tag; docs/guides/production.md, "Kubernetes").
 K8S_GPU_TAGS = {"dagster-k8s/config": {
     "container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}},
     "pod_spec_config": {"node_selector": {"nvidia.com/gpu.present": "true"}},

@@ -1,21 +1,18 @@
 """qa_report with its asset checks: the QA gates that stop dataset_release.
 
-Blocking (a failure is an ERROR check result and stops dataset_release): schema_valid,
-audited_error_rate, gold_mean_iou, gold_class_accuracy, inter_annotator_kappa. Not blocking:
-guidelines_agreement (kappa below the guidelines level). A gate whose interval straddles its
-threshold is a WARN result naming the sample size needed; ``not_measured`` (nothing to measure,
-e.g. no gold set) passes with that description.
+One asset check per gate of :data:`labelloop.qa.gates.GATES` (blocking ones are blocking checks:
+a failure is an ERROR check result and stops dataset_release). A gate whose interval straddles
+its threshold is a WARN result naming the sample size needed; ``not_measured`` (nothing to
+measure, e.g. no gold set) passes with that description.
 """
 
 import dagster as dg
 
+from labelloop.qa.gates import GATES
 from labelloop.qa.run import run_qa
 from labelloop.workspace import repo
 from resources.prelabeler import PreLabelerResource
 from resources.storage import WorkspaceResource
-
-BLOCKING = ("schema_valid", "audited_error_rate", "gold_mean_iou", "gold_class_accuracy", "inter_annotator_kappa")
-ADVISORY = ("guidelines_agreement",)
 
 
 def _num(v) -> float:
@@ -24,8 +21,8 @@ def _num(v) -> float:
 
 
 @dg.asset(deps=["labels"], group_name="qa", kinds={"python", "html"},
-          check_specs=[dg.AssetCheckSpec(name, asset="qa_report", blocking=True) for name in BLOCKING]
-          + [dg.AssetCheckSpec(name, asset="qa_report", blocking=False) for name in ADVISORY])
+          check_specs=[dg.AssetCheckSpec(g.name, asset="qa_report", blocking=g.blocking, description=g.description)
+                       for g in GATES])
 def qa_report(context: dg.AssetExecutionContext, storage: WorkspaceResource, prelabeler: PreLabelerResource):
     """How good the labels are, per release and per batch: reviewers vs the gold set, Cohen's
     kappa between reviewers, the QA sample's audited error rate (Wilson interval), model vs

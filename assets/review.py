@@ -75,6 +75,7 @@ def human_labels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     return dg.MaterializeResult(metadata={
         "files": len(s["files"]), "new_reviews": s["new_reviews"], "already_imported": s["skipped"],
         "rejected": s["rejects"], "file_errors": len(s["errors"]),
+        "unchanged_files": len(s["unchanged"]), "refused_links": len(s["refused"]),
         "dagster/row_count": len(store.human_labels()), "reviewed_images": len(store.latest_reviews()),
         **pull_metadata(pulled, context.log),
     })

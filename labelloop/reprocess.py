@@ -60,13 +60,15 @@ def plan_runs(order: list[str], stale: dict[str, str], max_per_run: int) -> list
         raise ValueError(f"stale batches not in the partition order: {sorted(missing)}")
     runs: list[PlannedRun] = []
     group: list[str] = []
-    stage = None
+    stage: str | None = None
     for b in order + [None]:
         s = stale.get(b) if b is not None else None
         if group and (s != stage or len(group) == max_per_run):
+            assert stage is not None  # set with the group's first batch
             runs.append(PlannedRun(stage, tuple(group)))
             group = []
         if s is not None:
+            assert b is not None  # s is a batch's stage
             group.append(b)
             stage = s
     return runs

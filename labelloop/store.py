@@ -7,7 +7,7 @@ One code path for both: paths are :class:`pathlib.Path` locally and
 differently live here: opening a file for reading, atomic writes and copies.
 
 Configuration (environment, read by :meth:`StoreSettings.from_env`; the Dagster resource
-:mod:`resources.storage` binds the same values through ``dg.EnvVar``):
+``resources.storage`` binds the same values through ``dg.EnvVar``):
 
 - ``LABELLOOP_STORE_URL`` ``s3://bucket/prefix``: tables live under ``<url>/tables/`` and
   ingested images under ``<url>/inbox/<batch>/``; image rows carry full ``s3://`` URIs. Unset:
@@ -26,10 +26,12 @@ a crashed run keeps its finished chunks on either store.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +161,12 @@ def write_bytes_atomic(path: Any, write) -> None:
     """Write a file with ``write(fh)``: locally to a temporary file in the same folder, fsync,
     then ``os.replace`` (readers see the old or the new file); on an object store the bytes are
     assembled in memory first and sent as one PUT (atomic there: readers see the old or the new
-    object; a failing ``write`` sends nothing, where a streamed upload would commit a part)."""
+    object; a failing ``write`` sends nothing, where a streamed upload would commit a part).
+
+    Raises:
+        OSError: the write failed (the temporary file is removed); a full disk (errno ENOSPC)
+            names ``path`` and says what to free.
+    """
     if is_remote(path):
         buf = io.BytesIO()
         write(buf)
@@ -175,10 +182,19 @@ def write_bytes_atomic(path: Any, write) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise no_space(path) from None
         raise
+
+
+def no_space(path: Any) -> OSError:
+    """The error a full disk gives when ``path`` was being written: errno ENOSPC, the path, and
+    what to do (free space on the disk that holds it; nothing half-written is left in place)."""
+    return OSError(errno.ENOSPC, "No space left on device (free space on the disk that holds it; nothing was "
+                                 "half-written)", str(path))
 
 
 def copy_file(src: Any, dest: Any) -> None:
@@ -194,3 +210,38 @@ def write_text_atomic(path: Any, text: str) -> None:
     """Write ``text`` as UTF-8 to ``path`` atomically (:func:`write_bytes_atomic`)."""
     data = text.encode("utf-8")
     write_bytes_atomic(path, lambda fh: fh.write(data))
+
+
+#: The variable that names failures to act out (:func:`failure_point`).
+ENV_FAILURES = "LABELLOOP_FAILURES"
+
+
+def failure_point(name: str, path: Any = None, root: Any = None) -> None:
+    """A named moment where a process can die or a disk can fill, acted out when the variable
+    ``LABELLOOP_FAILURES`` names it; nothing otherwise (the crash-recovery tests use it).
+
+    ``LABELLOOP_FAILURES`` lists ``name=action`` pairs, comma-separated; action is ``kill`` (SIGKILL
+    of this process), ``killpg`` (SIGKILL of its whole process group, as an out-of-memory kill or a
+    power loss takes a git child with it), ``killpg+<file>`` (the same after creating ``<file>``
+    under ``root``, e.g. the ``.git/index.lock`` a killed git leaves) or ``enospc`` (raise
+    ``OSError`` ENOSPC naming ``path``).
+
+    Raises:
+        OSError: errno ENOSPC, for action ``enospc``.
+    """
+    spec = os.environ.get(ENV_FAILURES)
+    if not spec:
+        return
+    actions = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
+    action = actions.get(name)
+    if action is None:
+        return
+    if action.startswith("killpg+") and root is not None:
+        Path(root, action.removeprefix("killpg+")).touch()
+        action = "killpg"
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "killpg":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    elif action == "enospc":
+        raise no_space(path if path is not None else name)

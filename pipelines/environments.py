@@ -1,5 +1,5 @@
 """Per-environment wiring: one switch, ``LABELLOOP_ENV=local|production``, chooses every resource
-and the executor (DESIGN.md, "Embedded defaults and production parts").
+and the executor (docs/design.md, "Embedded defaults and production parts").
 
 - instance: SQLite under DAGSTER_HOME (local); PostgreSQL, ``LABELLOOP_DAGSTER_PG_URL`` (production)
 - storage: the workspace folder; S3 through ``resources.storage.storage_resource_from_env``
@@ -96,12 +96,12 @@ def get_env(environ: dict | None = None) -> Environment:
 
 
 # ---- executors ----------------------------------------------------------------------------------
-# Losing a worker mid-step (issue #7). By default a worker acks a step's message as it starts the
+# Losing a worker mid-step (docs/guides/production.md). By default a worker acks a step's message as it starts the
 # step (task_acks_late=False), so a worker killed mid-step (OOM, node loss) took the message with
 # it and the run waited forever on a result nobody would write. With the settings below the
 # message is acked only when the step returns, so the broker hands it to another worker and the
 # step runs again there (steps are idempotent: every write is atomic and keyed by batch/image,
-# DESIGN.md "Data model"; the run's event log shows both attempts):
+# docs/design.md, "Data model"; the run's event log shows both attempts):
 # - task_acks_late: ack after the task returns
 #   (https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late).
 # - whole worker lost (OOM-killed, its node gone): Redis keeps an unacked message aside and any

@@ -31,7 +31,7 @@ def list_batch_prefixes(client, bucket: str, inbox_prefix: str) -> list[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=inbox_prefix, Delimiter="/"):
         for cp in page.get("CommonPrefixes", []):
             name = cp["Prefix"][len(inbox_prefix):].rstrip("/")
-            if BATCH_NAME.match(name):
+            if BATCH_NAME.fullmatch(name):
                 names.append(name)
     return sorted(names)
 

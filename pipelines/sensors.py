@@ -22,7 +22,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource
     if not ws.is_initialized() or not ws.inbox.is_dir():
         return dg.SkipReason(f"{ws.root} is not an initialized workspace")
     known = set(context.instance.get_dynamic_partitions(BATCHES))
-    new = sorted(p.name for p in ws.inbox.iterdir() if p.is_dir() and BATCH_NAME.match(p.name) and p.name not in known)
+    new = sorted(p.name for p in ws.inbox.iterdir() if p.is_dir() and BATCH_NAME.fullmatch(p.name) and p.name not in known)
     if not new:
         return dg.SkipReason("no new batch folder")
     return dg.SensorResult(

@@ -8,4 +8,6 @@ python3 -m venv .venv
 .venv/bin/pip install -e '.[test]'
 bash scripts/test-services.sh   # servers and tools the tests start (each step idempotent)
 .venv/bin/lint-imports          # the package layers and no import cycles (pyproject.toml, [tool.importlinter])
+.venv/bin/mypy                  # the typed rows and records through labelloop's signatures ([tool.mypy])
+bash scripts/docs.sh            # the documentation site, warnings as errors (docs/, Sphinx + MyST)
 .venv/bin/pytest "$@"

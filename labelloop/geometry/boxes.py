@@ -101,7 +101,7 @@ def ls_rotation(value: dict) -> float:
     return 0.0 if min(r, 360.0 - r) < 1e-6 else r
 
 
-def ls_to_xyxy(value: dict, width: int, height: int) -> list[float]:
+def ls_to_xyxy(value: dict, width: float, height: float) -> list[float]:
     """Label Studio percent rectangle -> ``[x0, y0, x1, y1]`` pixels of a ``width x height`` image.
 
     A rotated rectangle (``rotation`` != 0: degrees, clockwise, about its top-left corner
@@ -130,7 +130,7 @@ def area(bbox: Sequence[float]) -> float:
     return max(0.0, x1 - x0) * max(0.0, y1 - y0)
 
 
-def box_problem(bbox: Sequence[float], width: int, height: int, tol: float = 1e-6) -> str | None:
+def box_problem(bbox: Sequence[float] | None, width: int, height: int, tol: float = 1e-6) -> str | None:
     """Why ``bbox`` is invalid for a ``width x height`` image, or ``None`` when it is valid.
 
     Valid: four finite numbers, positive area, inside ``[0, width] x [0, height]`` (``tol`` px).

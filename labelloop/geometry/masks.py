@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+#: Longest polygon boundary, in pixels over all parts, that :func:`polygons_to_rle` rasterizes.
 MAX_POLYGON_LENGTH = 1_000_000  # px of boundary (all parts) :func:`polygons_to_rle` rasterizes at most
 
 
@@ -173,7 +174,7 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
         return []
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     crop = m[r0:r1, c0:c1]
-    grid = np.zeros((2 * crop.shape[0] + 1, 2 * crop.shape[1] + 1), np.uint8)
+    grid: np.ndarray = np.zeros((2 * crop.shape[0] + 1, 2 * crop.shape[1] + 1), np.uint8)
     grid[1::2, 1::2] = crop
     grid = cv2.dilate(grid, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(grid, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -31,9 +31,11 @@ from labelloop.images.phash import HASH_INPUT_SIDE, PHASH_METHOD, hash_reduction
 from labelloop.store import is_remote, open_binary, write_bytes_atomic
 
 CHUNK = 1 << 20
+#: Files up to this size are read once, for their sha256 and the decode; larger ones are streamed.
 IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, for their sha256 and the decode
 INSPECT_KEYS = ("image_id", "width", "height", "format", "mode", "bytes", "exif_orientation",
                 "phash", "phash_method", "status", "reject_reason")
+#: The codes an :class:`ImageError` (and a rejected IMAGES row's reason) starts with.
 REASON_CODES = ("empty", "not an image", "unsupported format", "truncated", "corrupt",
                 "too many pixels", "unreadable",
                 "changed")  # "changed": a registered file's bytes are no longer its image_id (never in raw_images)

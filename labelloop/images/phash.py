@@ -28,10 +28,17 @@ their stored files so that every hash compared by :func:`assign_duplicates` has 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+from labelloop.tables.schemas import ImageRow
+
+#: The current hash definition, stored in every IMAGES row's ``phash_method``.
 PHASH_METHOD = "imagehash.phash/thumbnail32-v2"
+#: The definition of hashes stored before ``phash_method`` existed (a null column).
 LEGACY_METHOD = "imagehash.phash/full"
+#: Side of the square thumbnail the DCT hash is computed on, pixels.
 HASH_INPUT_SIDE = 32
 MIN_HASH_SIDE = 128  # shorter side of the image the 32x32 resample starts from, at least
 
@@ -63,7 +70,7 @@ def _popcount64(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
 
 
-def upgrade_hashes(rows: list[dict], rehash) -> tuple[list[dict], int, list[str]]:
+def upgrade_hashes(rows: list[ImageRow], rehash: Callable[[ImageRow], str]) -> tuple[list[ImageRow], int, list[str]]:
     """Rows (IMAGES dicts) with every ok row's ``phash`` in :data:`PHASH_METHOD`.
 
     ``rehash(row)`` returns the current-method hash of the row's stored file (e.g.
@@ -72,13 +79,14 @@ def upgrade_hashes(rows: list[dict], rehash) -> tuple[list[dict], int, list[str]
     their legacy hash and method. Returns ``(rows, n_rehashed, problems)``, problems as
     ``"<source_path>: <reason>"``; the input rows are not mutated.
     """
-    out, n, problems = [], 0, []
+    out: list[ImageRow] = []
+    n, problems = 0, []
     for r in rows:
         if r.get("status") != "ok" or not r.get("phash") or r.get("phash_method") == PHASH_METHOD:
             out.append(r)
             continue
         try:
-            new = dict(r, phash=rehash(r), phash_method=PHASH_METHOD)
+            new: ImageRow = {**r, "phash": rehash(r), "phash_method": PHASH_METHOD}
         except (OSError, ValueError) as exc:
             problems.append(f"{r.get('source_path')}: {exc}")
             out.append(r)
@@ -88,7 +96,7 @@ def upgrade_hashes(rows: list[dict], rehash) -> tuple[list[dict], int, list[str]
     return out, n, problems
 
 
-def assign_duplicates(rows: list[dict], prior: list[dict], max_distance: int) -> list[dict]:
+def assign_duplicates(rows: list[ImageRow], prior: list[ImageRow], max_distance: int) -> list[ImageRow]:
     """Copies of ``rows`` (same order) with ``duplicate_of`` and ``near_duplicate_of`` set.
 
     Rows are IMAGES dicts (image_id, source_path, ingest_seq, status, phash of 16 hex digits);
@@ -100,14 +108,16 @@ def assign_duplicates(rows: list[dict], prior: list[dict], max_distance: int) ->
     representative's image_id (its own ``near_duplicate_of``, else its image_id), so groups never
     chain and representatives keep None. Rejected rows get neither. Inputs are not mutated.
     """
-    out = [dict(r, duplicate_of=None, near_duplicate_of=None) for r in rows]
-    first: dict[str, tuple[int, str]] = {}  # image_id -> (ingest_seq, source_path) of earliest ok
+    out: list[ImageRow] = [{**r, "duplicate_of": None, "near_duplicate_of": None} for r in rows]
+    first: dict[str | None, tuple[int, str]] = {}  # image_id -> (ingest_seq, source_path) of earliest ok
     n = len(prior) + len(rows)
     seqs, hashes, valid = np.zeros(n, np.int64), np.zeros(n, np.uint64), np.zeros(n, bool)
     reps: list[str | None] = [None] * n  # near-duplicate candidates: ok, non-duplicate, hashed
 
-    def add_candidate(i: int, r: dict, rep: str) -> None:
-        seqs[i], hashes[i], valid[i], reps[i] = int(r["ingest_seq"]), int(r["phash"], 16), True, rep
+    def add_candidate(i: int, r: ImageRow, rep: str | None) -> None:
+        phash = r["phash"]
+        assert phash is not None  # callers pass hashed rows only
+        seqs[i], hashes[i], valid[i], reps[i] = int(r["ingest_seq"]), int(phash, 16), True, rep
 
     for i, r in enumerate(prior):
         if r.get("status") != "ok":
@@ -126,10 +136,11 @@ def assign_duplicates(rows: list[dict], prior: list[dict], max_distance: int) ->
             r["duplicate_of"] = earliest[1]
             continue
         first[r["image_id"]] = (s, r["source_path"])
-        if not r.get("phash"):
+        phash = r.get("phash")
+        if not phash:
             continue
         idx = np.flatnonzero(valid & (seqs < s))
-        dist = _popcount64(hashes[idx] ^ np.uint64(int(r["phash"], 16)))
+        dist = _popcount64(hashes[idx] ^ np.uint64(int(phash, 16)))
         idx, dist = idx[dist <= max_distance], dist[dist <= max_distance]
         if idx.size:
             r["near_duplicate_of"] = reps[idx[np.lexsort((seqs[idx], dist))[0]]]

@@ -12,12 +12,13 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 from labelloop import tables
 from labelloop.images.files import INSPECT_KEYS, inspect_image, phash_file
 from labelloop.images.phash import PHASH_METHOD, assign_duplicates, upgrade_hashes
 from labelloop.ingest.files import list_image_files, relative_name, stored_name
-from labelloop.tables.schemas import IMAGES
+from labelloop.tables.schemas import IMAGES, ImageRow
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace, read_manifest
 
@@ -41,15 +42,16 @@ def scan_batch(ws: Workspace, batch: str, workers: int = 1) -> dict:
     names = [relative_name(f, folder) for f in files]
     good = [stored_name(rel) == rel for rel in names]  # a name not UTF-8 (put there by hand) is escaped
     infos = iter(_inspect_all([f for f, g in zip(files, good) if g], cfg.images.max_pixels, workers))
-    rows = []
+    rows: list[ImageRow] = []
     for i, (f, rel, g) in enumerate(zip(files, names, good)):
         m = manifest.get(rel, {})
         info = next(infos) if g else dict.fromkeys(INSPECT_KEYS) | {
             "status": "rejected", "exif_orientation": 1,
             "reject_reason": "unreadable: file name is not valid UTF-8; rename the file"}
-        rows.append({**info, "uri": stored_name(ws.relative(f)), "batch": batch, "source_path": stored_name(rel),
-                     "origin_path": m.get("origin_path", stored_name(str(f))),
-                     "ingest_seq": m.get("ingest_seq", extra_seq + i), "duplicate_of": None, "near_duplicate_of": None})
+        rows.append(cast(ImageRow, {  # every column: the inspected facts (INSPECT_KEYS) and the file's place
+            **info, "uri": stored_name(ws.relative(f)), "batch": batch, "source_path": stored_name(rel),
+            "origin_path": m.get("origin_path", stored_name(str(f))),
+            "ingest_seq": m.get("ingest_seq", extra_seq + i), "duplicate_of": None, "near_duplicate_of": None}))
     with ws.lock():
         prior, rehashed = _upgrade_prior_hashes(ws, batch)
         rows = assign_duplicates(rows, prior, cfg.images.near_duplicate_distance)
@@ -64,7 +66,7 @@ def scan_batch(ws: Workspace, batch: str, workers: int = 1) -> dict:
     }
 
 
-def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[dict], dict]:
+def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[ImageRow], dict]:
     """The IMAGES rows of every batch but ``batch``, after re-hashing, once, those of them
     whose phash has an older definition (:func:`labelloop.images.phash.upgrade_hashes`) and rewrite
     those batches' tables (only ``phash`` and ``phash_method`` change). A file gone or replaced
@@ -76,9 +78,11 @@ def _upgrade_prior_hashes(ws: Workspace, batch: str) -> tuple[list[dict], dict]:
                     and r.get("phash_method") != PHASH_METHOD})
     if not stale:
         return prior, {}
-    n, problems, upgraded = 0, [], [r for r in prior if r["batch"] not in stale]
+    problems: list[str] = []
+    n, upgraded = 0, [r for r in prior if r["batch"] not in stale]
     for b in stale:
-        rows, k, bad = upgrade_hashes(tables.read_rows(repo.images_path(ws, b), IMAGES),  # the table's own order
+        table_rows = cast(list[ImageRow], tables.read_rows(repo.images_path(ws, b), IMAGES))
+        rows, k, bad = upgrade_hashes(table_rows,  # the table's own order
                                       lambda r: phash_file(ws.locate(r["uri"]), image_id=r["image_id"]))
         if k:
             tables.write_rows(rows, IMAGES, repo.images_path(ws, b))

@@ -71,7 +71,7 @@ def iter_predictions(model: PreLabeler, paths: Sequence,
     errors of the model itself propagate.
     """
 
-    ids = list(image_ids) if image_ids is not None else [None] * len(paths)
+    ids: list[str | None] = list(image_ids) if image_ids is not None else [None] * len(paths)
     stream = getattr(model, "predict_files", None)
     if callable(stream):
         if image_ids is None or "image_ids" in inspect.signature(stream).parameters:
@@ -79,6 +79,7 @@ def iter_predictions(model: PreLabeler, paths: Sequence,
             return
         keep = []
         for i, (path, iid) in enumerate(zip(paths, ids)):
+            assert iid is not None  # image_ids were given
             try:
                 check_image_id(path, iid)
             except ImageError as exc:

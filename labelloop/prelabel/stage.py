@@ -1,4 +1,4 @@
-"""The ``prelabels`` stage of one batch: every image to label through a :class:`PreLabeler`,
+"""The ``prelabels`` stage of one batch: every image to label through a :class:`~labelloop.prelabel.protocol.PreLabeler`,
 predictions stored per ``(batch, model_id)`` in resumable part files.
 
 Reads the batch's IMAGES rows (:func:`labelloop.workspace.repo.images_to_label`), writes
@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from typing import cast
 
 from labelloop import tables
 from labelloop.prelabel.protocol import PreLabeler, iter_predictions
-from labelloop.tables.schemas import PREDICTIONS
+from labelloop.tables.schemas import PREDICTIONS, ImageRow, PredictionRow
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
@@ -39,11 +40,13 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
     todo = [r for r in repo.images_to_label(ws, batch) if r["image_id"] not in done]
     n_skipped = sum(1 for r in todo if r["image_id"] in skip)
     todo = [r for r in todo if r["image_id"] not in skip]
-    seen: set[str] = set()
-    todo = [r for r in todo if not (r["image_id"] in seen or seen.add(r["image_id"]))]
+    first: dict[str | None, ImageRow] = {}  # one row per image_id, the first
+    for r in todo:
+        first.setdefault(r["image_id"], r)
+    todo = list(first.values())
     n_parts = len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
     started, n_pred, failed = time.perf_counter(), 0, []
-    rows: list[dict] = []
+    rows: list[PredictionRow] = []
     covered: list[str] = []
     pending = 0  # images of todo handled since the last part file
 
@@ -57,8 +60,10 @@ def prelabel_batch(ws: Workspace, batch: str, model: PreLabeler, run_id: str, ch
 
     # One stream over the whole batch (the batched backend keeps its DataLoader running across
     # part files); a part file is written after every chunk_size images, in input order.
-    for i, result in iter_predictions(model, [ws.locate(img["uri"]) for img in todo], [img["image_id"] for img in todo]):
+    ids = cast(list[str], [img["image_id"] for img in todo])  # ok rows: each has its sha256
+    for i, result in iter_predictions(model, [ws.locate(img["uri"]) for img in todo], ids):
         img = todo[i]
+        assert img["image_id"] is not None  # ok rows: each has its sha256
         pending += 1
         if isinstance(result, BaseException):  # undecodable file, or out of memory alone
             failed.append(f"{img['source_path']}: {result}")

@@ -9,13 +9,15 @@
 - :mod:`~labelloop.qa.label_errors`, :mod:`~labelloop.qa.statistics`, :mod:`~labelloop.qa.cost`:
   cleanlab suspects, label statistics and drift, labeling cost;
 - :mod:`~labelloop.qa.calibration`: per-class routing thresholds fitted on reviewed outcomes;
+- :mod:`~labelloop.qa.gates`: the gates, declared once (name, blocking, threshold setting);
 - :mod:`~labelloop.qa.run`: the ``qa_report`` stage; :mod:`~labelloop.qa.report`: its HTML page.
 """
 
 from labelloop.qa.calibration import calibrate_workspace
+from labelloop.qa.gates import GATES, Gate, failed_gates, gate_result
 from labelloop.qa.intervals import wilson_interval
 from labelloop.qa.metrics import build_qa_report, detection_metrics
-from labelloop.qa.run import failed_gates, run_qa
+from labelloop.qa.run import run_qa
 
-__all__ = ["build_qa_report", "calibrate_workspace", "detection_metrics", "failed_gates", "run_qa",
+__all__ = ["GATES", "Gate", "build_qa_report", "calibrate_workspace", "detection_metrics", "failed_gates", "gate_result", "run_qa",
            "wilson_interval"]

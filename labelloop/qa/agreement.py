@@ -24,11 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import defaultdict
-from typing import Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from labelloop.geometry.boxes import area, greedy_match
+from labelloop.qa.gates import gate_result
 from labelloop.qa.intervals import (
     MIN_BOOTSTRAP_N,
     bootstrap_interval,
@@ -37,6 +38,7 @@ from labelloop.qa.intervals import (
     scaled_sample_size,
     worst,
 )
+from labelloop.tables.schemas import HumanLabelRow, ReviewRow
 
 MISSING = "missing"
 
@@ -50,20 +52,20 @@ def _ts(value) -> tuple:
         return (0, str(value or ""))
 
 
-def current_annotations(reviews: Iterable[dict], human_labels: Iterable[dict]) -> list[dict]:
+def current_annotations(reviews: Iterable[ReviewRow], human_labels: Iterable[HumanLabelRow]) -> list[dict]:
     """Per ``(annotator, image_id)``, the annotator's most recent current annotation.
 
     Args:
-        reviews: REVIEWS rows (all versions, as :meth:`ReviewStore.reviews` returns them).
+        reviews: REVIEWS rows (all versions, as :meth:`labelloop.review.store.ReviewStore.reviews` returns them).
         human_labels: HUMAN_LABELS rows (all versions; deletion markers are left out here).
     Returns:
         ``[{"review_id", "annotator", "image_id", "source", "updated_at", "labels": [rows]}]``
         sorted by image_id then annotator; ``labels`` are that review's label rows (category,
         bbox xyxy pixels, action, ...), an empty list for a labeled negative.
     """
-    versions: dict[tuple, dict] = {}
+    versions: dict[tuple, tuple[tuple, ReviewRow]] = {}
     for r in reviews:
-        k = (r.get("source"), r.get("task_id"), r.get("tool_annotation_id"))
+        k: tuple = (r.get("source"), r.get("task_id"), r.get("tool_annotation_id"))
         key = (_ts(r.get("updated_at")), r.get("review_id") or "")
         if k not in versions or key > versions[k][0]:
             versions[k] = (key, r)
@@ -75,7 +77,7 @@ def current_annotations(reviews: Iterable[dict], human_labels: Iterable[dict]) -
         if k not in per or key > per[k][0]:
             per[k] = (key, r)
     wanted = {r["review_id"] for _, r in per.values()}
-    labels: dict[str, list[dict]] = defaultdict(list)
+    labels: dict[str, list[HumanLabelRow]] = defaultdict(list)
     seen: set[tuple] = set()
     for h in human_labels:
         if h.get("review_id") in wanted and h.get("action") != "deleted":
@@ -90,7 +92,8 @@ def current_annotations(reviews: Iterable[dict], human_labels: Iterable[dict]) -
     return sorted(out, key=lambda a: (a["image_id"], a["annotator"]))
 
 
-def match_objects(a: list[dict], b: list[dict], min_iou: float = 0.5) -> list[tuple[int | None, int | None, float]]:
+def match_objects(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], min_iou: float = 0.5
+                  ) -> list[tuple[int | None, int | None, float]]:
     """Class-agnostic one-to-one matching of two label lists (dicts with ``bbox`` xyxy, ``category``).
 
     Returns ``(i, j, iou)`` for matched pairs, ``(i, None, 0.0)`` for unmatched ``a`` items and
@@ -106,7 +109,8 @@ def match_objects(a: list[dict], b: list[dict], min_iou: float = 0.5) -> list[tu
     return out
 
 
-def agreement_units(a: list[dict], b: list[dict], min_iou: float = 0.5) -> list[tuple[str, str, float]]:
+def agreement_units(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], min_iou: float = 0.5
+                    ) -> list[tuple[str, str, float]]:
     """``(class_A, class_B, iou)`` per object of one image (``"missing"`` for an unmatched box)."""
     return [(a[i]["category"] if i is not None else MISSING, b[j]["category"] if j is not None else MISSING, v)
             for i, j, v in match_objects(a, b, min_iou)]
@@ -132,8 +136,8 @@ def kappa_with_interval(labels_a: list[str], labels_b: list[str], confidence: fl
     ``undefined`` is ``None`` or the reason, in which case kappa and its interval are ``None``.
     """
     n = len(labels_a)
-    base = {"kappa": None, "ci_low": None, "ci_high": None, "se": None, "n_units": n,
-            "observed_agreement": None, "undefined": None}
+    base: dict[str, Any] = {"kappa": None, "ci_low": None, "ci_high": None, "se": None, "n_units": n,
+                            "observed_agreement": None, "undefined": None}
     if n == 0:
         return base | {"undefined": "no objects on the images both reviewers annotated"}
     classes = sorted(set(labels_a) | set(labels_b))
@@ -166,7 +170,8 @@ def pairwise_agreement(annotations: list[dict], min_iou: float = 0.5, confidence
 
     Args:
         annotations: :func:`current_annotations` output.
-    Returns:
+    The value returned:
+
         ``{"double_reviewed_images", "pairs": [{"annotators": [a, b], "images", "kappa", "ci_low",
         "ci_high", "se", "n_units", "observed_agreement", "undefined", "confusion": {a_cls: {b_cls: n}}}],
         "pooled": {...same keys...}, "images": [{"image_id", "annotators", "agreement",
@@ -250,22 +255,17 @@ def kappa_gates(agreement: dict, threshold: float = 0.8, guidelines: float = 0.6
                 (im["agreement"] is None or im["agreement"] < 1.0):
             images.append(im["image_id"])
     pooled = agreement.get("pooled", {})
-    gate = {"name": "inter_annotator_kappa", "blocking": True, "status": status,
-            "value": pooled.get("kappa"), "threshold": threshold, "reason": "; ".join(reasons),
-            "images": images}
+    gate = gate_result("inter_annotator_kappa", status, pooled.get("kappa"), threshold, "; ".join(reasons), images)
     if pooled.get("kappa") is not None and pooled["kappa"] < guidelines:
         low_pairs.append(f"pooled kappa {pooled['kappa']:.3f}")
     if low_pairs:
-        flag = {"name": "guidelines_agreement", "blocking": False, "status": "warn", "value": pooled.get("kappa"),
-                "threshold": guidelines,
-                "reason": f"kappa below {guidelines:g} ({'; '.join(low_pairs)}): reviewers read the labeling "
-                          "guidelines differently; review the guidelines and the confused classes",
-                "images": [im["image_id"] for im in agreement.get("images", [])
-                           if im["agreement"] is not None and im["agreement"] < 1.0]}
+        flag = gate_result("guidelines_agreement", "warn", pooled.get("kappa"), guidelines,
+                           f"kappa below {guidelines:g} ({'; '.join(low_pairs)}): reviewers read the labeling "
+                           "guidelines differently; review the guidelines and the confused classes",
+                           [im["image_id"] for im in agreement.get("images", [])
+                            if im["agreement"] is not None and im["agreement"] < 1.0])
     else:
-        flag = {"name": "guidelines_agreement", "blocking": False,
-                "status": "pass" if measured else "not_measured", "value": pooled.get("kappa"),
-                "threshold": guidelines,
-                "reason": (f"every measured kappa is at or above {guidelines:g}" if measured
-                           else "not measured: no reviewer pair with a defined kappa"), "images": []}
+        flag = gate_result("guidelines_agreement", "pass" if measured else "not_measured", pooled.get("kappa"),
+                           guidelines, f"every measured kappa is at or above {guidelines:g}" if measured
+                           else "not measured: no reviewer pair with a defined kappa")
     return gate, flag

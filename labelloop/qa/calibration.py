@@ -31,6 +31,7 @@ import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Sequence, cast
 
 import yaml
 
@@ -39,7 +40,13 @@ from labelloop.geometry.boxes import greedy_match
 from labelloop.qa.intervals import wilson_interval
 from labelloop.review.store import review_store
 from labelloop.routing.confidence import kept_predictions
-from labelloop.tables.schemas import CALIBRATION_OUTCOMES
+from labelloop.tables.schemas import (
+    CALIBRATION_OUTCOMES,
+    CalibrationOutcomeRow,
+    HumanLabelRow,
+    PredictionRow,
+    ReviewRow,
+)
 from labelloop.workspace import repo
 from labelloop.workspace import versioning as V
 from labelloop.workspace.config import ProjectConfig
@@ -48,8 +55,9 @@ from labelloop.workspace.repo import current_predictions
 POLICY_DIR = "calibration"
 
 
-def prediction_outcomes(predictions: list[dict], human_labels: list[dict], reviewed: dict[str, dict],
-                        move_iou: float = 0.75) -> tuple[list[dict], dict[str, int]]:
+def prediction_outcomes(predictions: Sequence[PredictionRow], human_labels: Sequence[HumanLabelRow],
+                        reviewed: dict[str, ReviewRow], move_iou: float = 0.75
+                        ) -> tuple[list[CalibrationOutcomeRow], dict[str, int]]:
     """CALIBRATION_OUTCOMES rows of the kept predictions of reviewed images, and per image the
     number of human labels no prediction matched (objects the model missed).
 
@@ -58,16 +66,17 @@ def prediction_outcomes(predictions: list[dict], human_labels: list[dict], revie
         human_labels: HUMAN_LABELS rows of the latest reviews (deletion markers are ignored).
         reviewed: ``image_id -> REVIEWS row`` (latest review per image).
     """
-    preds: dict[str, list[dict]] = defaultdict(list)
+    preds: dict[str, list[PredictionRow]] = defaultdict(list)
     for p in predictions:
         if p["image_id"] in reviewed:
             preds[p["image_id"]].append(p)
-    humans: dict[str, list[dict]] = defaultdict(list)
+    humans: dict[str, list[HumanLabelRow]] = defaultdict(list)
     for h in human_labels:
         rev = reviewed.get(h["image_id"])
         if rev is not None and h.get("action") != "deleted" and h.get("review_id") in (None, rev.get("review_id")):
             humans[h["image_id"]].append(h)
-    rows, missed = [], {}
+    rows: list[CalibrationOutcomeRow] = []
+    missed: dict[str, int] = {}
     for image_id in sorted(reviewed):
         ps, hs = preds.get(image_id, []), humans.get(image_id, [])
         pairs = greedy_match([p["bbox"] for p in ps], [h["bbox"] for h in hs], move_iou,
@@ -75,8 +84,9 @@ def prediction_outcomes(predictions: list[dict], human_labels: list[dict], revie
                              order_a=[float(p["score"]) for p in ps]) if ps and hs else []
         ok = {i for i, _, _ in pairs}
         missed[image_id] = len(hs) - len(pairs)
-        rows += [{"image_id": image_id, "prediction_id": p.get("prediction_id"), "category": p["category"],
-                  "score": float(p["score"]), "correct": i in ok, "review_id": reviewed[image_id].get("review_id")}
+        rows += [cast(CalibrationOutcomeRow, {  # ids read with get: a row without one gives null
+                  "image_id": image_id, "prediction_id": p.get("prediction_id"), "category": p["category"],
+                  "score": float(p["score"]), "correct": i in ok, "review_id": reviewed[image_id].get("review_id")})
                  for i, p in enumerate(ps)]
     return rows, missed
 
@@ -91,7 +101,8 @@ def fit_class(scores_correct: list[tuple[float, bool]], precision_target: float,
     """
     items = sorted(scores_correct, key=lambda x: -x[0])
     n_all, err_all = len(items), sum(1 for _, c in items if not c)
-    out = {"n": n_all, "errors": err_all, "threshold": None, "precision": None, "ci_low": None, "curve": []}
+    out: dict[str, Any] = {"n": n_all, "errors": err_all, "threshold": None, "precision": None, "ci_low": None,
+                           "curve": []}
     if n_all < min_n:
         return out | {"reason": f"only {n_all} reviewed prediction{'' if n_all == 1 else 's'} (at least {min_n} needed): threshold kept"}
     best, correct, curve = None, 0, []
@@ -114,7 +125,7 @@ def fit_class(scores_correct: list[tuple[float, bool]], precision_target: float,
                             f"{low:.4f} >= {precision_target}"}
 
 
-def fit_thresholds(outcomes: list[dict], config: ProjectConfig) -> dict:
+def fit_thresholds(outcomes: list[CalibrationOutcomeRow], config: ProjectConfig) -> dict:
     """Per-class thresholds ``{cat: {"low", "high"}}`` and the fit per class (:func:`fit_class`)."""
     by_cat: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for o in outcomes:
@@ -130,10 +141,10 @@ def fit_thresholds(outcomes: list[dict], config: ProjectConfig) -> dict:
     return {"thresholds": thresholds, "per_class": fits}
 
 
-def route_share(predictions: list[dict], image_ids: list[str], thresholds: dict[str, dict]) -> dict:
+def route_share(predictions: Sequence[PredictionRow], image_ids: list[str], thresholds: dict[str, dict]) -> dict:
     """Images auto-accepted vs sent to review under ``thresholds`` (the routing rule of
     :mod:`labelloop.routing.confidence`, without the QA sample): ``{"images", "auto", "review", "review_share"}``."""
-    by_image: dict[str, list[dict]] = defaultdict(list)
+    by_image: dict[str, list[PredictionRow]] = defaultdict(list)
     for p in predictions:
         t = thresholds.get(p["category"])
         if t is not None and p["score"] >= t["low"]:
@@ -144,11 +155,12 @@ def route_share(predictions: list[dict], image_ids: list[str], thresholds: dict[
     return {"images": n, "auto": auto, "review": n - auto, "review_share": (n - auto) / n if n else None}
 
 
-def image_error_rate(outcomes: list[dict], missed: dict[str, int], thresholds: dict[str, dict]) -> dict:
+def image_error_rate(outcomes: list[CalibrationOutcomeRow], missed: dict[str, int],
+                     thresholds: dict[str, dict]) -> dict:
     """On reviewed images, the images ``thresholds`` would auto-accept, and how many of them the
     reviewer changed (a wrong kept prediction or a missed object): the audit's definition.
     Returns ``{"auto", "errors", "error_rate" (None when none), "ci_low", "ci_high"}``."""
-    by_image: dict[str, list[dict]] = defaultdict(list)
+    by_image: dict[str, list[CalibrationOutcomeRow]] = defaultdict(list)
     for o in outcomes:
         by_image[o["image_id"]].append(o)
     auto = err = 0
@@ -161,8 +173,8 @@ def image_error_rate(outcomes: list[dict], missed: dict[str, int], thresholds: d
     return {"auto": auto, "errors": err, "error_rate": err / auto if auto else None, "ci_low": lo, "ci_high": hi}
 
 
-def calibrate(config: ProjectConfig, predictions: list[dict], all_image_ids: list[str], human_labels: list[dict],
-              reviewed: dict[str, dict]) -> dict:
+def calibrate(config: ProjectConfig, predictions: Sequence[PredictionRow], all_image_ids: list[str],
+              human_labels: Sequence[HumanLabelRow], reviewed: dict[str, ReviewRow]) -> dict:
     """Fit a policy from reviewed outcomes (not stored; see :func:`save_policy`).
 
     Args:

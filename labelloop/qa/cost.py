@@ -14,10 +14,14 @@ image, bounding boxes $0.02-0.10 per object, segmentation masks $0.10-3.00 per o
 
 from __future__ import annotations
 
+from typing import Sequence
+
+from labelloop.tables.schemas import HumanLabelRow, LabelRow, ResolvedImageRow
 from labelloop.workspace.config import Cost
 
 
-def estimate_cost(labels: list[dict], resolved_images: list[dict], human_labels: list[dict], prices: Cost) -> dict:
+def estimate_cost(labels: Sequence[LabelRow], resolved_images: Sequence[ResolvedImageRow],
+                  human_labels: Sequence[HumanLabelRow], prices: Cost) -> dict:
     """Cost figures in ``prices.currency``, rounded to cents.
 
     Args:

@@ -22,8 +22,10 @@ each reviewer by the interval rule of :mod:`labelloop.qa.intervals` and take the
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any, Sequence
 
 from labelloop.qa.agreement import MISSING, match_objects
+from labelloop.qa.gates import gate_result
 from labelloop.qa.intervals import (
     MIN_BOOTSTRAP_N,
     STATUS_ORDER,
@@ -34,12 +36,13 @@ from labelloop.qa.intervals import (
     worst,
 )
 from labelloop.qa.metrics import detection_metrics
+from labelloop.tables.schemas import GoldLabelRow, HumanLabelRow
 
 ANY_OVERLAP = 1e-9
 CLASS_IOU = 0.5
 
 
-def _image_units(review_labels: list[dict], gold: list[dict]) -> list[dict]:
+def _image_units(review_labels: Sequence[HumanLabelRow], gold: Sequence[GoldLabelRow]) -> list[dict]:
     out = []
     for i, j, v in match_objects(review_labels, gold, ANY_OVERLAP):
         out.append({"reviewer_class": review_labels[i]["category"] if i is not None else MISSING,
@@ -49,7 +52,7 @@ def _image_units(review_labels: list[dict], gold: list[dict]) -> list[dict]:
     return out
 
 
-def reviewer_vs_gold(gold_labels: list[dict], gold_image_ids: list[str], annotations: list[dict],
+def reviewer_vs_gold(gold_labels: Sequence[GoldLabelRow], gold_image_ids: list[str], annotations: list[dict],
                      mean_iou_threshold: float = 0.5, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> dict:
     """Figures per reviewer on the gold images they annotated.
@@ -58,7 +61,8 @@ def reviewer_vs_gold(gold_labels: list[dict], gold_image_ids: list[str], annotat
         gold_labels: GOLD_LABELS rows; gold_image_ids: every gold image (negatives included);
         annotations: :func:`labelloop.qa.agreement.current_annotations` of all reviews.
         mean_iou_threshold: an object below this IoU is listed among the reviewer's errors.
-    Returns:
+    The value returned:
+
         ``{"gold_images": int, "reviewers": {annotator: {"images", "objects", "mean_iou",
         "mean_iou_ci": [lo, hi] | None, "class_pairs", "class_correct", "class_accuracy",
         "class_accuracy_ci", "detection": detection_metrics(...), "errors": {image_id: [text]},
@@ -66,10 +70,10 @@ def reviewer_vs_gold(gold_labels: list[dict], gold_image_ids: list[str], annotat
         figures are ``None``.
     """
     gold_ids = set(gold_image_ids)
-    gold_by_image: dict[str, list[dict]] = defaultdict(list)
+    gold_by_image: dict[str, list[GoldLabelRow]] = defaultdict(list)
     for g in gold_labels:
         gold_by_image[g["image_id"]].append(g)
-    per_rev: dict[str, list[tuple[str, list[dict], list[dict]]]] = defaultdict(list)
+    per_rev: dict[str, list[tuple[str, list[HumanLabelRow], list[GoldLabelRow]]]] = defaultdict(list)
     for a in annotations:
         if a["image_id"] in gold_ids:
             per_rev[a["annotator"]].append((a["image_id"], a["labels"], gold_by_image.get(a["image_id"], [])))
@@ -79,7 +83,8 @@ def reviewer_vs_gold(gold_labels: list[dict], gold_image_ids: list[str], annotat
     return {"gold_images": len(gold_ids), "reviewers": reviewers, "pooled": pooled}
 
 
-def _figures(items, threshold: float, confidence: float, resamples: int, seed: int) -> dict:
+def _figures(items: list[tuple[str, list[HumanLabelRow], list[GoldLabelRow]]], threshold: float, confidence: float,
+             resamples: int, seed: int) -> dict:
     ious, pairs, correct = [], 0, 0
     errors: dict[str, list[str]] = {}
     confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -125,7 +130,8 @@ def gold_gates(result: dict, mean_iou_threshold: float = 0.5, class_accuracy_thr
     mode = " (strict)" if strict else ""
     gates = []
     for name, thr in (("gold_mean_iou", mean_iou_threshold), ("gold_class_accuracy", class_accuracy_threshold)):
-        statuses, reasons, images, per = [], [], [], {}
+        statuses, images, per = [], [], {}
+        reasons: list[Any] = []  # (rank, reason) pairs, then the reasons in that order
         for rev, f in result.get("reviewers", {}).items():
             if name == "gold_mean_iou":
                 if f["mean_iou"] is None:
@@ -154,7 +160,6 @@ def gold_gates(result: dict, mean_iou_threshold: float = 0.5, class_accuracy_thr
             reasons = ["not measured: no reviewer has annotated a gold image" if result.get("gold_images")
                        else "not measured: no gold set registered (labelloop register-gold)"]
         worst_value = min((v["value"] for v in per.values()), default=None)
-        gates.append({"name": name, "blocking": True, "status": st, "value": worst_value, "threshold": thr,
-                      "reason": "; ".join(reasons) + (mode if statuses else ""), "images": sorted(images),
-                      "reviewers": per})
+        gates.append(gate_result(name, st, worst_value, thr, "; ".join(reasons) + (mode if statuses else ""),
+                                 sorted(images), reviewers=per))
     return gates

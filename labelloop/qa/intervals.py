@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+#: With fewer units than this the bootstrap interval collapses, so such a gate only warns.
 MIN_BOOTSTRAP_N = 5
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0

@@ -30,11 +30,13 @@ import datetime as dt
 import hashlib
 import warnings
 from collections import defaultdict
+from typing import Mapping, Sequence, cast
 
 import numpy as np
 
 from labelloop.formats.labelstudio import build_import_tasks
 from labelloop.geometry.boxes import iou
+from labelloop.tables.schemas import ExportedPredictionRow, ImageRow, LabelRow, LabelSuspectRow, PredictionRow
 
 ISSUES = ("swapped", "badly_located", "missing")
 SAME_OBJECT_IOU = 0.9
@@ -46,7 +48,9 @@ def suspect_id(image_id: str, issue: str, category: str, bbox) -> str:
     return "sx-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _cleanlab_inputs(image_ids, labels_by_image, preds_by_image, cat_index):
+def _cleanlab_inputs(image_ids: list[str], labels_by_image: dict[str, list[LabelRow]],
+                     preds_by_image: dict[str, list[PredictionRow]], cat_index: dict[str, int]
+                     ) -> tuple[list[dict], list[np.ndarray]]:
     k = len(cat_index)
     labels, predictions = [], []
     for image_id in image_ids:
@@ -66,8 +70,8 @@ def _cleanlab_inputs(image_ids, labels_by_image, preds_by_image, cat_index):
     return labels, predictions
 
 
-def find_suspects(labels: list[dict], predictions: list[dict], image_ids: list[str], categories: list[str],
-                  threshold: float = 0.25) -> list[dict]:
+def find_suspects(labels: Sequence[LabelRow], predictions: Sequence[PredictionRow], image_ids: list[str],
+                  categories: list[str], threshold: float = 0.25) -> list[LabelSuspectRow]:
     """Suspect labels on ``image_ids``, most suspect first.
 
     Args:
@@ -82,11 +86,11 @@ def find_suspects(labels: list[dict], predictions: list[dict], image_ids: list[s
     from cleanlab.object_detection import rank  # heavy (pandas, scikit-learn): only when label errors are scored
 
     cat_index = {c: i for i, c in enumerate(categories)}
-    lab_by: dict[str, list[dict]] = defaultdict(list)
+    lab_by: dict[str, list[LabelRow]] = defaultdict(list)
     for lab in labels:
         if lab["category"] in cat_index:
             lab_by[lab["image_id"]].append(lab)
-    pred_by: dict[str, list[dict]] = defaultdict(list)
+    pred_by: dict[str, list[PredictionRow]] = defaultdict(list)
     for p in predictions:
         if p["category"] in cat_index:
             pred_by[p["image_id"]].append(p)
@@ -100,7 +104,7 @@ def find_suspects(labels: list[dict], predictions: list[dict], image_ids: list[s
         swap = rank.compute_swap_box_scores(labels=cl_labels, predictions=cl_preds)
         badloc = rank.compute_badloc_box_scores(labels=cl_labels, predictions=cl_preds)
         overlooked = rank.compute_overlooked_box_scores(labels=cl_labels, predictions=cl_preds)
-    out = []
+    out: list[LabelSuspectRow] = []  # without status and found_at (merge_suspects sets them)
     for n, image_id in enumerate(ids):
         labs = lab_by.get(image_id, [])
         img_score = float(image_scores[n])
@@ -108,29 +112,31 @@ def find_suspects(labels: list[dict], predictions: list[dict], image_ids: list[s
             for j, s in enumerate(np.asarray(scores, dtype=float).ravel()):
                 if np.isfinite(s) and s < threshold and j < len(labs):
                     lab = labs[j]
-                    out.append({"suspect_id": suspect_id(image_id, issue, lab["category"], lab["bbox"]),
-                                "image_id": image_id, "label_id": lab.get("label_id"), "issue": issue,
-                                "category": lab["category"], "bbox": [float(v) for v in lab["bbox"]],
-                                "score": float(s), "image_score": img_score})
+                    out.append(cast(LabelSuspectRow, {
+                        "suspect_id": suspect_id(image_id, issue, lab["category"], lab["bbox"]),
+                        "image_id": image_id, "label_id": lab.get("label_id"), "issue": issue,
+                        "category": lab["category"], "bbox": [float(v) for v in lab["bbox"]],
+                        "score": float(s), "image_score": img_score}))
         # overlooked scores follow the prediction order of _cleanlab_inputs: by class, then input order
         flat = [p for c in range(len(categories)) for p in pred_by.get(image_id, [])
                 if cat_index[p["category"]] == c]
         for j, s in enumerate(np.asarray(overlooked[n], dtype=float).ravel()):
             if np.isfinite(s) and s < threshold and j < len(flat):
                 p = flat[j]
-                out.append({"suspect_id": suspect_id(image_id, "missing", p["category"], p["bbox"]),
-                            "image_id": image_id, "label_id": None, "issue": "missing", "category": p["category"],
-                            "bbox": [float(v) for v in p["bbox"]], "score": float(s), "image_score": img_score})
+                out.append(cast(LabelSuspectRow, {
+                    "suspect_id": suspect_id(image_id, "missing", p["category"], p["bbox"]),
+                    "image_id": image_id, "label_id": None, "issue": "missing", "category": p["category"],
+                    "bbox": [float(v) for v in p["bbox"]], "score": float(s), "image_score": img_score}))
     return sorted(out, key=lambda s: (s["score"], s["image_id"], s["suspect_id"]))
 
 
-def _same(a: dict, b: dict) -> bool:
+def _same(a: LabelSuspectRow, b: LabelSuspectRow) -> bool:
     return (a["image_id"] == b["image_id"] and a["issue"] == b["issue"] and a["category"] == b["category"]
             and iou(a["bbox"], b["bbox"]) >= SAME_OBJECT_IOU)
 
 
-def merge_suspects(found: list[dict], previous: list[dict], reviewed_at: dict[str, str],
-                   now: str | None = None) -> list[dict]:
+def merge_suspects(found: list[LabelSuspectRow], previous: list[LabelSuspectRow],
+                   reviewed_at: Mapping[str, str | None], now: str | None = None) -> list[LabelSuspectRow]:
     """LABEL_SUSPECTS rows after this run: dismissed ones are remembered, new ones are ``open``.
 
     Args:
@@ -151,14 +157,14 @@ def merge_suspects(found: list[dict], previous: list[dict], reviewed_at: dict[st
         later = reviewed_at.get(p["image_id"])
         if again and later is not None and _ts(later) > _ts(p.get("found_at")):
             dismissed.append(p | {"status": "dismissed"})
-    rows = [dict(d) for d in dismissed]
+    rows = [d.copy() for d in dismissed]
     prev_open = {p["suspect_id"]: p for p in previous if p.get("status") == "open"}
     for f in found:
         if any(_same(d, f) for d in dismissed):
             continue
         first = prev_open.get(f["suspect_id"]) or next((p for p in previous if p.get("status") == "open"
                                                           and _same(p, f)), None)
-        rows.append(f | {"status": "open", "found_at": (first or {}).get("found_at") or now})
+        rows.append({**f, "status": "open", "found_at": (first.get("found_at") if first else None) or now})
     return sorted(rows, key=lambda r: (r["status"] != "open", r["score"], r["image_id"], r["suspect_id"]))
 
 
@@ -171,8 +177,9 @@ def _ts(value) -> str:
         return ""
 
 
-def suspect_review_tasks(suspects: list[dict], images: list[dict], labels: list[dict], max_images: int,
-                         model_version: str = "labelloop-current-labels") -> tuple[list[dict], list[dict], list[str]]:
+def suspect_review_tasks(suspects: list[LabelSuspectRow], images: Sequence[ImageRow], labels: Sequence[LabelRow],
+                         max_images: int, model_version: str = "labelloop-current-labels"
+                         ) -> tuple[list[dict], list[ExportedPredictionRow], list[str]]:
     """Label Studio tasks for the images of the worst open suspects, pre-annotated with their
     current labels (region id = the label's prediction_id, else its label_id), plus the
     EXPORTED_PREDICTIONS rows (source ``labelloop/label-suspects``) and the image_ids sent."""
@@ -185,10 +192,11 @@ def suspect_review_tasks(suspects: list[dict], images: list[dict], labels: list[
             break
     wanted = set(chosen)
     rows = [r for r in images if r["image_id"] in wanted and r.get("status") == "ok"]
-    preds = [{"prediction_id": lab.get("prediction_id") or lab["label_id"], "image_id": lab["image_id"],
-              "category": lab["category"], "bbox": lab["bbox"],
-              "score": float(lab["score"]) if lab.get("score") is not None else 1.0}
-             for lab in labels if lab["image_id"] in wanted]
+    preds = [cast(PredictionRow, {  # a label shown as a prediction: no mask, model or run
+        "prediction_id": lab.get("prediction_id") or lab["label_id"], "image_id": lab["image_id"],
+        "category": lab["category"], "bbox": lab["bbox"],
+        "score": float(score) if (score := lab.get("score")) is not None else 1.0})
+        for lab in labels if lab["image_id"] in wanted]
     tasks, exported = build_import_tasks(rows, preds, model_version=model_version, batch="label-suspects")
     order = {i: k for k, i in enumerate(chosen)}
     tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from labelloop.geometry.boxes import box_problem, greedy_match, iou
+from labelloop.qa.gates import gate_result
 from labelloop.qa.intervals import sample_size_needed, wilson_interval
+from labelloop.tables.schemas import HumanLabelRow, LabelRow, PredictionRow, ResolvedImageRow, ReviewQueueRow, ReviewRow
 
 ROUTES = ("auto_accept", "qa_sample", "human_review")
 MAX_PROBLEMS = 50
@@ -29,7 +31,8 @@ def _metric_row(tp: int, n_pred: int, n_true: int, ious: list[float]) -> dict:
 
 
 def detection_metrics(
-    predictions: Sequence[dict], truths: Sequence[dict], iou_thresholds: Sequence[float] = (0.5, 0.75)
+    predictions: Sequence[Mapping[str, Any]], truths: Sequence[Mapping[str, Any]],
+    iou_thresholds: Sequence[float] = (0.5, 0.75)
 ) -> dict:
     """Pre-labels (``predictions``: image_id, category, bbox, score) against human labels
     (``truths``: image_id, category, bbox), COCO-style greedy one-to-one matching per image and
@@ -48,7 +51,7 @@ def detection_metrics(
     out: dict = {"overall": {}, "per_class": {c: {} for c in categories}}
     for thr in iou_thresholds:
         key = f"iou@{thr:g}"
-        acc = {c: [0, 0, 0, []] for c in categories}  # tp, n_pred, n_true, ious
+        acc: dict[str, list[Any]] = {c: [0, 0, 0, []] for c in categories}  # tp, n_pred, n_true, ious
         for (_, cat), (preds, trues) in sorted(groups.items()):
             pairs = greedy_match(
                 [p["bbox"] for p in preds], [t["bbox"] for t in trues], thr,
@@ -61,16 +64,16 @@ def detection_metrics(
         for c in categories:
             out["per_class"][c][key] = _metric_row(*acc[c])
         tot = [sum(acc[c][i] for c in categories) for i in range(3)]
-        out["overall"][key] = _metric_row(*tot, [v for c in categories for v in acc[c][3]])
+        out["overall"][key] = _metric_row(tot[0], tot[1], tot[2], [v for c in categories for v in acc[c][3]])
     return out
 
 
-def _latest_per_route(review_queue: Iterable[dict]) -> dict[str, dict]:
+def _latest_per_route(review_queue: Iterable[ReviewQueueRow]) -> dict[str, ReviewQueueRow]:
     """The last queue row per image (a re-routed image keeps its newest routing)."""
     return {r["image_id"]: r for r in review_queue}
 
 
-def latest_reviews(reviews: Iterable[dict], image_ids: Iterable[str] | None = None) -> dict[str, dict]:
+def latest_reviews(reviews: Iterable[ReviewRow], image_ids: Iterable[str] | None = None) -> dict[str, ReviewRow]:
     """The latest non-cancelled review per image (highest ``updated_at``, then ``review_id``).
 
     A cancelled (skipped) review never counts as a review of the image.
@@ -81,9 +84,10 @@ def latest_reviews(reviews: Iterable[dict], image_ids: Iterable[str] | None = No
     return {r["image_id"]: r for r in keep}  # the last one per image wins
 
 
-def _rows_of_review(human_labels: Iterable[dict], latest: dict[str, dict]) -> dict[str, list[dict]]:
+def _rows_of_review(human_labels: Iterable[HumanLabelRow], latest: dict[str, ReviewRow]
+                    ) -> dict[str, list[HumanLabelRow]]:
     """Human label rows of each image's latest review (rows without review_id follow the image)."""
-    out: dict[str, list[dict]] = defaultdict(list)
+    out: dict[str, list[HumanLabelRow]] = defaultdict(list)
     for h in human_labels:
         rev = latest.get(h["image_id"])
         if rev is not None and (h.get("review_id") is None or h["review_id"] == rev.get("review_id")):
@@ -91,12 +95,12 @@ def _rows_of_review(human_labels: Iterable[dict], latest: dict[str, dict]) -> di
     return out
 
 
-def _image_errors(autos: list[dict], humans: list[dict], move_iou: float) -> list[str]:
+def _image_errors(autos: list[PredictionRow | LabelRow], humans: list[HumanLabelRow], move_iou: float) -> list[str]:
     """Why an audited image is in error (empty list when its auto labels were kept as they were)."""
     errors: list[str] = []
     by_pid = {a.get("prediction_id"): a for a in autos if a.get("prediction_id") is not None}
     seen: set[str] = set()
-    unlinked: list[dict] = []
+    unlinked: list[HumanLabelRow] = []
     for h in humans:
         pid = h.get("source_prediction_id")
         action = h.get("action")
@@ -136,10 +140,10 @@ def _pct(x: float) -> str:
 
 
 def audit(
-    review_queue: Sequence[dict],
-    reviews: Sequence[dict],
-    human_labels: Sequence[dict],
-    auto_labels: Sequence[dict],
+    review_queue: Sequence[ReviewQueueRow],
+    reviews: Sequence[ReviewRow],
+    human_labels: Sequence[HumanLabelRow],
+    auto_labels: Sequence[PredictionRow] | Sequence[LabelRow],
     move_iou: float = 0.75,
     target: float = 0.02,
     confidence: float = 0.95,
@@ -160,7 +164,7 @@ def audit(
     latest = latest_reviews(reviews, qa_ids)
     audited = [i for i in qa_ids if i in latest]
     humans = _rows_of_review(human_labels, latest)
-    autos: dict[str, list[dict]] = defaultdict(list)
+    autos: dict[str, list[PredictionRow | LabelRow]] = defaultdict(list)
     for a in auto_labels:
         autos[a["image_id"]].append(a)
     details = {}
@@ -199,14 +203,16 @@ def audit(
             "sample_size_needed": needed, "images_in_error": sorted(details), "errors": details}
 
 
-def schema_check(labels: Sequence[dict], images: dict[str, tuple[int, int]], categories: Sequence[str]) -> dict:
+def schema_check(labels: Sequence[LabelRow], images: dict[str, tuple[int, int]], categories: Sequence[str]) -> dict:
     """Every label: known image, known category, box inside its ``(width, height)`` image with
     positive area (:func:`labelloop.geometry.boxes.box_problem`). The first 50 problems are listed."""
     known = set(categories)
-    problems, bad_images, n_invalid = [], set(), 0
+    problems: list[dict] = []
+    bad_images, n_invalid = set(), 0
     for lab in labels:
         found = []
-        size = images.get(lab.get("image_id"))
+        iid = lab.get("image_id")
+        size = images.get(iid) if iid is not None else None
         if size is None:
             found.append(f"unknown image_id {lab.get('image_id')!r}")
         if lab.get("category") not in known:
@@ -225,7 +231,7 @@ def schema_check(labels: Sequence[dict], images: dict[str, tuple[int, int]], cat
             "problems": problems, "images": sorted(str(i) for i in bad_images)}
 
 
-def route_counts(review_queue: Iterable[dict]) -> dict[str, int]:
+def route_counts(review_queue: Iterable[ReviewQueueRow]) -> dict[str, int]:
     """Images per route (the newest queue row per image); the three routes always present."""
     c = Counter(r.get("route") for r in _latest_per_route(review_queue).values())
     out = {r: c.pop(r, 0) for r in ROUTES}
@@ -233,7 +239,7 @@ def route_counts(review_queue: Iterable[dict]) -> dict[str, int]:
     return out
 
 
-def class_counts(labels: Iterable[dict]) -> dict[str, dict]:
+def class_counts(labels: Iterable[LabelRow]) -> dict[str, dict]:
     """Labels per category: ``{cat: {"total": n, "by_origin": {origin: n}, "by_route": {route: n}}}``."""
     out: dict[str, dict] = {}
     for lab in labels:
@@ -261,10 +267,11 @@ def json_safe(x):
 
 
 def build_qa_report(
-    *, labels: Sequence[dict], labels_sha256: str, policy_id: str | None, review_queue: Sequence[dict],
-    reviews: Sequence[dict], human_labels: Sequence[dict], predictions: Sequence[dict],
-    images: dict[str, tuple[int, int]], categories: Sequence[str], auto_labels: Sequence[dict] | None = None,
-    resolved_images: Sequence[dict] | None = None, move_iou: float = 0.75, target: float = 0.02,
+    *, labels: Sequence[LabelRow], labels_sha256: str, policy_id: str | None, review_queue: Sequence[ReviewQueueRow],
+    reviews: Sequence[ReviewRow], human_labels: Sequence[HumanLabelRow], predictions: Sequence[PredictionRow],
+    images: dict[str, tuple[int, int]], categories: Sequence[str],
+    auto_labels: Sequence[PredictionRow] | Sequence[LabelRow] | None = None,
+    resolved_images: Sequence[ResolvedImageRow] | None = None, move_iou: float = 0.75, target: float = 0.02,
     confidence: float = 0.95, iou_thresholds: Sequence[float] = (0.5, 0.75),
 ) -> dict:
     """Assemble the JSON-serializable QA report (floats rounded to 6 decimals, no NaN).
@@ -295,13 +302,11 @@ def build_qa_report(
     resolved = (len({r["image_id"] for r in resolved_images}) if resolved_images is not None
                 else len({lab["image_id"] for lab in labels}))
     gates = [
-        {"name": "schema_valid", "blocking": True, "status": schema["status"], "value": schema["n_invalid"],
-         "threshold": 0,
-         "reason": (f"{schema['n_invalid']} of {schema['n_labels']} labels invalid" if schema["n_invalid"]
-                    else f"all {schema['n_labels']} labels valid"),
-         "images": schema["images"]},
-        {"name": "audited_error_rate", "blocking": True, "status": aud["status"], "value": aud["error_rate"],
-         "threshold": target, "reason": aud["reason"], "images": aud["images_in_error"]},
+        gate_result("schema_valid", schema["status"], schema["n_invalid"], 0,
+                    f"{schema['n_invalid']} of {schema['n_labels']} labels invalid" if schema["n_invalid"]
+                    else f"all {schema['n_labels']} labels valid", schema["images"]),
+        gate_result("audited_error_rate", aud["status"], aud["error_rate"], target, aud["reason"],
+                    aud["images_in_error"]),
     ]
     counts = {"routes": route_counts(review_queue), "classes": class_counts(labels), "labels": len(labels),
               "images": len(images), "images_resolved": resolved, "images_reviewed": len(reviewed)}

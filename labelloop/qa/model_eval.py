@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from labelloop.geometry.boxes import xyxy_to_xywh
+from labelloop.tables.schemas import HumanLabelRow, PredictionRow
 
 METRICS = ("AP", "AP50", "AP75")
 
@@ -31,8 +33,8 @@ def _rle(mask):
     return json.loads(mask) if isinstance(mask, str) else mask
 
 
-def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple[int, int]],
-            categories: list[str], iou_type: str = "bbox") -> dict:
+def coco_ap(truths: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
+            images: dict[str, tuple[int, int]], categories: list[str], iou_type: str = "bbox") -> dict:
     """COCO AP / AP50 / AP75 overall and per class, and PR curves at IoU 0.5.
 
     Args:
@@ -55,15 +57,16 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
     dts = [p for p in predictions if p["image_id"] in ids and p["category"] in cat_ids]
     if segm:
         dts = [p for p in dts if p.get("mask")]
-    out = {"iou_type": iou_type, "images": len(ids), "truths": len(gts), "predictions": len(dts),
-           "AP": None, "AP50": None, "AP75": None, "undefined": None, "per_class": {}, "pr_curves": {}}
+    out: dict[str, Any] = {"iou_type": iou_type, "images": len(ids), "truths": len(gts), "predictions": len(dts),
+                           "AP": None, "AP50": None, "AP75": None, "undefined": None, "per_class": {},
+                           "pr_curves": {}}
     if not gts:
         out["undefined"] = "no ground-truth label on the evaluated images"
         return out
     anns = []
     for k, t in enumerate(gts):
-        a = {"id": k + 1, "image_id": ids[t["image_id"]], "category_id": cat_ids[t["category"]],
-             "bbox": xyxy_to_xywh(t["bbox"]), "iscrowd": 1 if t.get("iscrowd") else 0}  # crowd: ignore region
+        a: dict[str, Any] = {"id": k + 1, "image_id": ids[t["image_id"]], "category_id": cat_ids[t["category"]],
+                             "bbox": xyxy_to_xywh(t["bbox"]), "iscrowd": 1 if t.get("iscrowd") else 0}  # crowd: ignore
         a["area"] = float(a["bbox"][2] * a["bbox"][3])
         if segm:
             a["segmentation"] = _rle(t["mask"])
@@ -78,8 +81,8 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
         if dts:
             res = []
             for p in dts:
-                r = {"image_id": ids[p["image_id"]], "category_id": cat_ids[p["category"]],
-                     "bbox": xyxy_to_xywh(p["bbox"]), "score": float(p["score"])}
+                r: dict[str, Any] = {"image_id": ids[p["image_id"]], "category_id": cat_ids[p["category"]],
+                                     "bbox": xyxy_to_xywh(p["bbox"]), "score": float(p["score"])}
                 if segm:
                     r["segmentation"] = _rle(p["mask"])
                     r.pop("bbox")
@@ -99,7 +102,7 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
         out.update({m: (float(stats[i]) if stats[i] >= 0 else None) for i, m in enumerate(METRICS)})
     n_truth = {c: sum(1 for t in gts if t["category"] == c) for c in categories}
     for c, k in cat_ids.items():
-        row = {"truths": n_truth[c], "AP": None, "AP50": None, "AP75": None, "undefined": None}
+        row: dict[str, Any] = {"truths": n_truth[c], "AP": None, "AP50": None, "AP75": None, "undefined": None}
         if n_truth[c] == 0:
             row["undefined"] = "no ground-truth label of this class"
         elif precision is None:
@@ -107,8 +110,8 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
         else:
             p = precision[:, :, k - 1, 0, -1]  # all areas, maxDets 100
             row["AP"] = float(np.mean(p[p > -1])) if np.any(p > -1) else None
-            for name, t in (("AP50", 0), ("AP75", 5)):
-                q = p[t]
+            for name, thr in (("AP50", 0), ("AP75", 5)):
+                q = p[thr]
                 row[name] = float(np.mean(q[q > -1])) if np.any(q > -1) else None
             curve = precision[0, :, k - 1, 0, -1]
             out["pr_curves"][c] = {"recall": [round(float(r), 4) for r in rec_thrs],
@@ -117,8 +120,8 @@ def coco_ap(truths: list[dict], predictions: list[dict], images: dict[str, tuple
     return out
 
 
-def model_vs_human(truths: list[dict], predictions: list[dict], images: dict[str, tuple[int, int]],
-                   categories: list[str]) -> dict:
+def model_vs_human(truths: Sequence[HumanLabelRow], predictions: Sequence[PredictionRow],
+                   images: dict[str, tuple[int, int]], categories: list[str]) -> dict:
     """Box and mask COCO evaluation of the pre-labeler on reviewed images.
 
     Masks use only images whose every human label has a mask; ``{"bbox": coco_ap(...),

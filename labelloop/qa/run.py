@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 from labelloop import tables
 from labelloop.images.files import load_rgb
@@ -38,14 +39,25 @@ from labelloop.qa.statistics import box_sizes, class_drift, objects_per_image
 from labelloop.review.store import review_store
 from labelloop.routing.confidence import QA_SAMPLE, kept_predictions
 from labelloop.store import write_text_atomic
-from labelloop.tables.schemas import EXPORTED_PREDICTIONS, LABEL_SUSPECTS
+from labelloop.tables.schemas import (
+    EXPORTED_PREDICTIONS,
+    LABEL_SUSPECTS,
+    GoldLabelRow,
+    HumanLabelRow,
+    ImageRow,
+    LabelRow,
+    LabelSuspectRow,
+    PredictionRow,
+    ResolvedImageRow,
+    ReviewRow,
+)
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
 GALLERY_MAX = 6
 
 
-def gather(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str) -> dict:
+def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedImageRow], labels_sha256: str) -> dict:
     """Everything the report reads, from the workspace's tables (one read per table)."""
     cfg = ws.config()
     store = review_store(ws)
@@ -108,7 +120,7 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     reviewed_sizes = {i: s for i, s in d["sizes"].items() if i in latest}
     report["model_vs_human"] = model_vs_human(truths, d["predictions"], reviewed_sizes, cfg.category_names)
     report["model_confusion"], mvh_worst = _model_confusion(d["kept"], truths, latest)
-    per_class = defaultdict(int)
+    per_class: dict[str, int] = defaultdict(int)
     for lab in d["labels"]:
         per_class[lab["category"]] += 1
     prev = d.get("previous_release")
@@ -129,7 +141,8 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     return json_safe(report), gallery
 
 
-def _model_confusion(kept, truths, latest) -> tuple[dict, list[tuple[float, str]]]:
+def _model_confusion(kept: Sequence[PredictionRow], truths: Sequence[HumanLabelRow], latest: dict[str, ReviewRow]
+                     ) -> tuple[dict, list[tuple[float, str]]]:
     preds, hums = defaultdict(list), defaultdict(list)
     for p in kept:
         if p["image_id"] in latest:
@@ -149,11 +162,13 @@ def _model_confusion(kept, truths, latest) -> tuple[dict, list[tuple[float, str]
     return {a: dict(r) for a, r in sorted(conf.items())}, sorted(worst, key=lambda x: (-x[0], x[1]))
 
 
-def _boxes(rows):
+def _boxes(rows: Iterable[Mapping[str, Any]]) -> list[dict]:
     return [{"category": r["category"], "bbox": list(r["bbox"])} for r in rows]
 
 
-def gallery_entries(gold, agreement, annotations, gold_labels, mvh_worst, kept, truths) -> list[dict]:
+def gallery_entries(gold: dict, agreement: dict, annotations: list[dict], gold_labels: Sequence[GoldLabelRow],
+                    mvh_worst: list[tuple[float, str]], kept: Sequence[PredictionRow], truths: Sequence[HumanLabelRow]
+                    ) -> list[dict]:
     """Up to 6 worst-agreeing images, two label sets each: reviewer vs gold (most errors first),
     reviewer A vs B (lowest agreement first), model vs human (most mismatched objects first)."""
     ann = {(a["annotator"], a["image_id"]): a for a in annotations}
@@ -227,7 +242,7 @@ def run_label_errors(ws, d: dict) -> dict:
     """Find suspects, remember dismissals, and write the suspects' review tasks."""
     cfg = d["cfg"]
     path = repo.label_suspects_path(ws)
-    previous = tables.read_rows(path, LABEL_SUSPECTS)
+    previous = cast(list[LabelSuspectRow], tables.read_rows(path, LABEL_SUSPECTS))
     resolved_ids = [r["image_id"] for r in d["resolved"]]
     try:
         found = LE.find_suspects(d["labels"], d["predictions"], resolved_ids, cfg.category_names,
@@ -246,7 +261,8 @@ def run_label_errors(ws, d: dict) -> dict:
     return {"rows": rows, "images_sent": len(sent), "tasks_file": ws.relative(out / "tasks.json"), "undefined": None}
 
 
-def write_reports(ws, model_id: str, labels: list[dict], resolved: list[dict], labels_sha256: str, example=None) -> dict:
+def write_reports(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedImageRow], labels_sha256: str,
+                  example=None) -> dict:
     """Build and write the release-candidate report and one report per batch; returns the former
     with ``batch_reports`` (batch -> HTML path relative to the workspace)."""
     d = gather(ws, model_id, labels, resolved, labels_sha256)
@@ -271,7 +287,7 @@ def run_qa(ws: Workspace, model_id: str) -> dict:
                          _example(ws, repo.all_images(ws), labels))
 
 
-def _example(ws: Workspace, images: list[dict], labels: list[dict]):
+def _example(ws: Workspace, images: list[ImageRow], labels: list[LabelRow]):
     """The labeled image with the most labels (ties: image_id) for the report, or None."""
     count: dict[str, int] = {}
     for lab in labels:
@@ -281,8 +297,3 @@ def _example(ws: Workspace, images: list[dict], labels: list[dict]):
     best = min(count, key=lambda i: (-count[i], i))
     row = next(r for r in images if r["image_id"] == best and r["status"] == "ok")
     return load_rgb(ws.locate(row["uri"])), [lab for lab in labels if lab["image_id"] == best]
-
-
-def failed_gates(report: dict) -> list[dict]:
-    """The report's blocking gates whose status is ``fail``."""
-    return [g for g in report["gates"] if g["blocking"] and g["status"] == "fail"]

@@ -13,16 +13,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
 from labelloop.geometry.boxes import area
+from labelloop.tables.schemas import LabelRow
 
 SMALL, MEDIUM = 32**2, 96**2
 
 
-def box_sizes(labels: list[dict]) -> dict:
+def box_sizes(labels: Sequence[LabelRow]) -> dict:
     """``{"buckets": {cat: {"small", "medium", "large"}}, "area_quantiles": {cat: {"p10", "p50",
     "p90"}}}`` over ``labels`` (bbox xyxy pixels); quantiles are square pixels."""
     buckets: dict[str, Counter] = {}
@@ -38,7 +40,7 @@ def box_sizes(labels: list[dict]) -> dict:
                                for c, v in sorted(areas.items())}}
 
 
-def objects_per_image(labels: list[dict], image_ids: list[str]) -> dict:
+def objects_per_image(labels: Sequence[LabelRow], image_ids: list[str]) -> dict:
     """``{"images", "mean", "median", "max", "histogram": {n_objects: n_images}}``; None when no image."""
     per = Counter(lab["image_id"] for lab in labels)
     counts = [per.get(i, 0) for i in sorted(set(image_ids))]
@@ -51,8 +53,8 @@ def objects_per_image(labels: list[dict], image_ids: list[str]) -> dict:
 
 def class_drift(current: dict[str, int], previous: dict[str, int] | None, previous_tag: str | None) -> dict:
     """Class-balance drift between label counts per class now and at the last release."""
-    out = {"previous_release": previous_tag, "classes": {}, "max_abs_change": None, "js_distance": None,
-           "undefined": None}
+    out: dict[str, Any] = {"previous_release": previous_tag, "classes": {}, "max_abs_change": None,
+                           "js_distance": None, "undefined": None}
     if previous is None:
         return out | {"undefined": "no earlier release to compare with"}
     cats = sorted(set(current) | set(previous))

@@ -12,7 +12,7 @@ from labelloop import tables
 from labelloop.release.cut import gather_inputs
 from labelloop.release.lineage import release_lineage_rows
 from labelloop.review.store import review_store
-from labelloop.tables.schemas import IMAGES
+from labelloop.tables.schemas import IMAGES, ReviewQueueRow
 from labelloop.workspace import repo, versioning
 from labelloop.workspace.layout import Workspace
 from labelloop.workspace.repo import release_index_path
@@ -44,7 +44,7 @@ def _tag_md5(ws: Workspace, tag: str) -> str | None:
 
 
 def status(ws: Workspace) -> dict:
-    """``{"batches": [{"name", "images": [...]}], "releases": [...]}`` (see README: status --json)."""
+    """``{"batches": [{"name", "images": [...]}], "releases": [...]}`` (docs/guides/own-images.md: ``status --json``)."""
     route = {q["image_id"]: q["route"] for q in repo.all_queue(ws)}
     latest = review_store(ws).latest_reviews()
     batches = []
@@ -86,7 +86,7 @@ def lineage(ws: Workspace, ident: str) -> dict:
     iid = hits.pop()
     files = [r for r in images if r["image_id"] == iid]
     first = files[0]
-    queue = {q["image_id"]: q for q in repo.all_queue(ws)}.get(iid, {})
+    queue: ReviewQueueRow | dict = {q["image_id"]: q for q in repo.all_queue(ws)}.get(iid, {})
     in_release = {}
     for t in versioning.release_tags(ws.root):
         p = release_index_path(ws, t["tag"])

@@ -29,6 +29,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from labelloop import tables
 from labelloop.formats import coco, yolo
@@ -37,7 +38,18 @@ from labelloop.release import shards
 from labelloop.release.ids import CocoIds
 from labelloop.release.lineage import release_lineage_rows
 from labelloop.release.splits import SPLITS, assign_splits, balance_report, group_of, load_assignments
-from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.tables.schemas import (
+    LABELS,
+    RELEASE_IMAGES,
+    RELEASE_LINEAGE,
+    HumanLabelRow,
+    ImageRow,
+    LabelRow,
+    ResolvedImageRow,
+    ReviewQueueRow,
+    ReviewRow,
+    SplitAssignmentRow,
+)
 
 __all__ = ["SPLITS", "ReleaseInputs", "ReleasePlan", "build_release", "plan_release", "swap_in"]
 
@@ -54,17 +66,17 @@ class ReleaseInputs:
     ``keypoints``: ``category -> {"keypoints": names, "skeleton": pairs}``.
     """
 
-    images: list[dict]
-    resolved: list[dict]
-    labels: list[dict]
+    images: list[ImageRow]
+    resolved: list[ResolvedImageRow]
+    labels: list[LabelRow]
     categories: list[str]
     ratios: dict[str, float]
     yolo_task: str = "detect"
     keypoints: dict[str, dict] = field(default_factory=dict)
-    reviews: dict[str, dict] = field(default_factory=dict)
-    human_labels: dict[tuple, dict] = field(default_factory=dict)
+    reviews: dict[str, ReviewRow] = field(default_factory=dict)
+    human_labels: dict[tuple, HumanLabelRow] = field(default_factory=dict)
     predictions: dict[str, dict] = field(default_factory=dict)
-    queue: dict[str, dict] = field(default_factory=dict)
+    queue: dict[str, ReviewQueueRow] = field(default_factory=dict)
     thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
     policy_id: str | None = None
     shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
@@ -75,15 +87,15 @@ class ReleasePlan:
     """Splits and ids of one release: ``split_of`` (group -> split), ``split_rows`` (the updated
     assignment registry), ``balance`` (:func:`labelloop.release.splits.balance_report`) and ``ids``."""
 
-    images: list[dict]  # the IMAGES row of each released image, by image_id order
+    images: list[ImageRow]  # the IMAGES row of each released image, by image_id order
     split_of: dict[str, str]
-    split_rows: dict[str, dict]
+    split_rows: dict[str, SplitAssignmentRow]
     balance: dict
     ids: CocoIds
 
 
-def _released_images(inputs: ReleaseInputs) -> list[dict]:
-    by_id: dict[str, dict] = {}
+def _released_images(inputs: ReleaseInputs) -> list[ImageRow]:
+    by_id: dict[str | None, ImageRow] = {}
     for img in sorted(inputs.images, key=lambda r: r["ingest_seq"]):
         if img["status"] == "ok":
             by_id.setdefault(img["image_id"], img)
@@ -106,9 +118,9 @@ def plan_release(inputs: ReleaseInputs, splits_path: Path, ids_path: Path, respl
         g = groups.setdefault(group_of(img), {"images": 0, "classes": Counter()})
         g["images"] += 1
     for lab in inputs.labels:
-        img = by_image.get(lab["image_id"])
-        if img is not None:
-            groups[group_of(img)]["classes"][lab["category"]] += 1
+        found = by_image.get(lab["image_id"])
+        if found is not None:
+            groups[group_of(found)]["classes"][lab["category"]] += 1
     split_of, rows = assign_splits(groups, load_assignments(splits_path), inputs.ratios, resplit=resplit)
     balance = balance_report(groups, split_of, inputs.ratios, inputs.categories)
     return ReleasePlan(released, split_of, rows, balance, CocoIds(ids_path))
@@ -132,10 +144,11 @@ def _kpt_count(inputs: ReleaseInputs) -> int:
     return counts.pop()
 
 
-def _image_row(img: dict, split: str, file_name: str, res: dict, inputs: ReleaseInputs, labels: list[dict],
-               coco_id: int) -> dict:
-    review = inputs.reviews.get(res.get("review_id") or "", {})
-    q = inputs.queue.get(img["image_id"], {})
+def _image_row(img: ImageRow, split: str, file_name: str, res: ResolvedImageRow, inputs: ReleaseInputs,
+               labels: list[LabelRow], coco_id: int) -> dict:
+    assert img["image_id"] is not None  # a released image is an ok row: it has its sha256
+    review: ReviewRow | dict = inputs.reviews.get(res.get("review_id") or "", {})
+    q: ReviewQueueRow | dict = inputs.queue.get(img["image_id"], {})
     return {
         "image_id": img["image_id"], "coco_image_id": coco_id, "file_name": file_name, "split": split,
         "group_id": group_of(img), "width": img["width"], "height": img["height"], "uri": img["uri"],
@@ -152,6 +165,8 @@ def _image_row(img: dict, split: str, file_name: str, res: dict, inputs: Release
 
 def _previous_hashes(previous: Path | None) -> dict[str, str]:
     """``file -> sha256`` from the manifest of the release in ``previous`` ({} when unreadable)."""
+    if previous is None:
+        return {}
     try:
         return dict(json.loads((previous / "manifest.json").read_text(encoding="utf-8"))["files"])
     except (TypeError, OSError, ValueError, KeyError):
@@ -239,16 +254,17 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     out_dir = Path(out_dir)
     kpt = _kpt_count(inputs)
     resolved = {r["image_id"]: r for r in inputs.resolved}
-    labels_by_image: dict[str, list[dict]] = {}
+    labels_by_image: dict[str, list[LabelRow]] = {}
     for lab in inputs.labels:
         labels_by_image.setdefault(lab["image_id"], []).append(lab)
-    image_ids = plan.ids.image_ids([img["image_id"] for img in plan.images])
+    image_ids = plan.ids.image_ids(cast(list[str], [img["image_id"] for img in plan.images]))  # ok rows
     released_labels = [lab for lab in inputs.labels if lab["image_id"] in image_ids]
     ann_ids = plan.ids.annotation_ids(released_labels, image_ids)
     per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     image_rows = []
     hashes = _previous_hashes(previous)
     for img in plan.images:
+        assert img["image_id"] is not None  # a released image is an ok row: it has its sha256
         split = plan.split_of[group_of(img)]
         dest = out_dir / "images" / split
         fname = (_reuse_copy(previous, hashes, split, img["image_id"][:16], dest)

@@ -5,20 +5,31 @@ the release note, registries, push (:func:`cut_checked`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from typing import cast
 
 from labelloop import tables
-from labelloop.qa.run import failed_gates
+from labelloop.qa.gates import failed_gates
 from labelloop.release.build import ReleaseInputs, build_release, plan_release, swap_in
 from labelloop.release.check import validate_release
 from labelloop.release.diff import diff_releases, summary_lines, view_of_folder, view_of_rev
 from labelloop.release.ids import CocoIds, identity
 from labelloop.release.splits import format_balance, save_assignments
 from labelloop.review.store import review_store
-from labelloop.tables.schemas import RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.store import failure_point
+from labelloop.tables.schemas import (
+    RELEASE_IMAGES,
+    RELEASE_LINEAGE,
+    LabelRow,
+    ReleaseImageRow,
+    ReleaseLineageRow,
+    ResolvedImageRow,
+    SplitAssignmentRow,
+)
+from labelloop.workspace import recovery, repo
 from labelloop.workspace import remotes as R
-from labelloop.workspace import repo
 from labelloop.workspace import versioning as V
 from labelloop.workspace.layout import Workspace
 
@@ -55,14 +66,11 @@ def cut_release(ws: Workspace, push: bool = True, resplit: bool = False, run_id:
     labels, resolved = repo.read_labels(ws)
     if not resolved:
         raise ReleaseBlocked("nothing to release: no image is resolved yet (auto-accepted or reviewed)")
-    out = cut_checked(ws, report, labels, resolved, push=push, resplit=resplit, run_id=run_id, settings=settings)
-    if out["status"] == "released":
-        repo.archive_release_report(ws, out["tag"])
-    return out
+    return cut_checked(ws, report, labels, resolved, push=push, resplit=resplit, run_id=run_id, settings=settings)
 
 
-def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> ReleaseInputs:
-    """The :class:`ReleaseInputs` of the workspace's current labels."""
+def gather_inputs(ws: Workspace, labels: list[LabelRow], resolved: list[ResolvedImageRow]) -> ReleaseInputs:
+    """The :class:`~labelloop.release.build.ReleaseInputs` of the workspace's current labels."""
     cfg = ws.config()
     store = review_store(ws)
     return ReleaseInputs(
@@ -72,7 +80,7 @@ def gather_inputs(ws: Workspace, labels: list[dict], resolved: list[dict]) -> Re
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},
         human_labels={(h["annotation_id"], h["review_id"]): h for h in store.human_labels()},
-        predictions=repo.prediction_index(ws, {lab["prediction_id"] for lab in labels if lab.get("prediction_id")}),
+        predictions=repo.prediction_index(ws, {pid for lab in labels if (pid := lab.get("prediction_id"))}),
         queue={q["image_id"]: q for q in repo.all_queue(ws)},
         thresholds={c: (cfg.thresholds(c).low, cfg.thresholds(c).high) for c in cfg.category_names},
         policy_id=cfg.policy_id(),
@@ -86,9 +94,9 @@ def seed_registries(ws: Workspace) -> None:
     rel = ws.release_dir
     if not (rel / "images.parquet").is_file():
         return
-    images = tables.read_rows(rel / "images.parquet", RELEASE_IMAGES)
+    images = cast(list[ReleaseImageRow], tables.read_rows(rel / "images.parquet", RELEASE_IMAGES))
     if not splits_path.is_file():
-        rows = {}
+        rows: dict[str, SplitAssignmentRow] = {}
         for i, r in enumerate(sorted(images, key=lambda r: r["group_id"] or r["image_id"]), start=1):
             g = r["group_id"] or r["image_id"]
             rows.setdefault(g, {"group_id": g, "split": r["split"], "seq": i, "reason": "seeded from release"})
@@ -98,9 +106,9 @@ def seed_registries(ws: Workspace) -> None:
         for r in images:
             if r["coco_image_id"] is not None:
                 ids.seed("image", r["image_id"], r["coco_image_id"])
-        for r in tables.read_rows(rel / "lineage.parquet", RELEASE_LINEAGE):
-            if r["coco_annotation_id"] is not None:
-                ids.seed("annotation", identity(r), r["coco_annotation_id"])
+        for lin in cast(list[ReleaseLineageRow], tables.read_rows(rel / "lineage.parquet", RELEASE_LINEAGE)):
+            if lin["coco_annotation_id"] is not None:
+                ids.seed("annotation", identity(lin), lin["coco_annotation_id"])
         ids.save()
 
 
@@ -128,8 +136,9 @@ def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags:
     return "\n".join(lines)
 
 
-def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[dict], push: bool = True,
-                resplit: bool = False, run_id: str | None = None, settings: R.RemoteSettings | None = None) -> dict:
+def cut_checked(ws: Workspace, report: dict, labels: list[LabelRow], resolved: list[ResolvedImageRow],
+                push: bool = True, resplit: bool = False, run_id: str | None = None,
+                settings: R.RemoteSettings | None = None) -> dict:
     """Cut a release from ``labels`` / ``resolved`` (the current LABELS and RESOLVED_IMAGES rows)
     once :func:`cut_release` has checked that ``report`` (the QA report of these
     labels) has no failed blocking gate.
@@ -139,6 +148,11 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
     ``push_error``, not raised: the release is committed and tagged locally), or ``{"status": "unchanged", "tag",
     "counts", "restored"}`` when the files would equal the last release's (``release/`` is
     restored to it if it was rolled back).
+
+    A release is tagged and complete, or not there at all: ``release/``, the id and split
+    registries, the release index and the archived QA report are written before the tag, and a
+    release that fails (or a process that dies) before its tag is undone, at once or by the next
+    release (:mod:`labelloop.workspace.recovery`).
 
     Raises:
         labelloop.release.check.ReleaseInvalid: a written file failed validation (the current
@@ -150,6 +164,9 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
     inputs = gather_inputs(ws, labels, resolved)
     staging = ws.state / "release-staging"
     with ws.lock():
+        recovery.clear_stale_locks(ws.root)  # a git killed before holding them; a release killed before its tag
+        recovery.recover_release(ws)
+        recovery.remove_stale_temporaries(ws)
         if settings is not None and (settings.dvc_url or settings.endpoint_url or settings.git_url):
             R.configure(ws.root, settings)
         R.configure_store(ws.root, ws.store)  # dvc.yaml's tables/labels dependency: local or S3
@@ -174,14 +191,29 @@ def cut_checked(ws: Workspace, report: dict, labels: list[dict], resolved: list[
         n = V.next_release_number(ws.root, ws.state / "release_counter")
         tag = f"{V.TAG_PREFIX}{n}"
         diff = diff_releases(view_of_rev(ws.root, tags[-1]["tag"]), view_of_folder(staging, tag)) if tags else None
-        swap_in(staging, ws.release_dir)
         warn = [g for g in report["gates"] if g["status"] == "warn"]
         note = release_note(tag, manifest, report, warn, tags, diff, run_id)
-        info = V.commit_release(ws.root, n, note, manifest["content_sha256"], ws.state / "release_counter",
-                                push=False, run_id=run_id)
-        plan.ids.save()
-        save_assignments(splits_path, plan.split_rows)
-        repo.write_release_index(ws, info["tag"])
+        # From here until the tag, the release is pending: a process that dies leaves a record the
+        # next release finishes or undoes (labelloop.workspace.recovery). Everything the release
+        # needs besides the tag (ids, splits, index, QA report) is written before the tag.
+        recovery.begin_release(ws, tag)
+        try:
+            failure_point("release:before-swap")
+            swap_in(staging, ws.release_dir)
+            failure_point("release:registries", ids_path)
+            plan.ids.save()
+            save_assignments(splits_path, plan.split_rows)
+            repo.write_release_index(ws, tag)
+            repo.archive_release_report(ws, tag)
+            failure_point("release:before-commit")
+            info = V.commit_release(ws.root, n, note, manifest["content_sha256"], ws.state / "release_counter",
+                                    push=False, run_id=run_id)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the record stays when this fails: the next release retries
+                recovery.recover_release(ws)
+            raise
+        failure_point("release:after-tag")
+        recovery.end_release(ws)
         warnings = [f"{g['name']}: {g['reason']}" for g in warn]
         pushed = push_error = None
         if push:

@@ -23,11 +23,12 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping, Sequence, cast
 
 import pyarrow.parquet as pq
 
 from labelloop.release.ids import identity
-from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
+from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE, LabelRow, ReleaseLineageRow
 from labelloop.workspace.versioning import read_release_file
 
 BOX_TOL = 0.01  # px
@@ -38,9 +39,9 @@ class ReleaseView:
     """The tables of one release. ``name``: its tag (or a folder name)."""
 
     name: str
-    labels: list[dict]
+    labels: list[LabelRow]
     images: list[dict]
-    lineage: dict[str, dict] = field(default_factory=dict)  # label_id -> RELEASE_LINEAGE row
+    lineage: dict[str, ReleaseLineageRow] = field(default_factory=dict)  # label_id -> RELEASE_LINEAGE row
     manifest: dict = field(default_factory=dict)
 
 
@@ -68,9 +69,9 @@ def _images_from_coco(read) -> list[dict]:
 
 def view_from(read, name: str) -> ReleaseView:
     """A :class:`ReleaseView` from ``read(relpath) -> bytes | None`` (a path inside release/)."""
-    labels = _rows(read("labels.parquet"), LABELS)
+    labels = cast(list[LabelRow], _rows(read("labels.parquet"), LABELS))
     images = _rows(read("images.parquet"), RELEASE_IMAGES) or _images_from_coco(read)
-    lineage = {r["label_id"]: r for r in _rows(read("lineage.parquet"), RELEASE_LINEAGE)}
+    lineage = {r["label_id"]: r for r in cast(list[ReleaseLineageRow], _rows(read("lineage.parquet"), RELEASE_LINEAGE))}
     manifest = read("manifest.json")
     return ReleaseView(name, labels, images, lineage, json.loads(manifest) if manifest else {})
 
@@ -98,17 +99,17 @@ def view_of_rev(root: str | Path, rev: str) -> ReleaseView:
 
 
 # ---- pairing ------------------------------------------------------------------------------
-def _moved(a: dict, b: dict) -> bool:
+def _moved(a: LabelRow, b: LabelRow) -> bool:
     if any(abs(float(x) - float(y)) > BOX_TOL for x, y in zip(a["bbox"], b["bbox"])):
         return True
     return (a.get("mask") or None) != (b.get("mask") or None) or (a.get("keypoints") or None) != (b.get("keypoints") or None)
 
 
-def cause_of_label(label: dict, lineage: dict | None) -> dict:
+def cause_of_label(label: LabelRow, lineage: ReleaseLineageRow | None) -> dict:
     """Who made ``label`` (a LABELS row; ``lineage``: its RELEASE_LINEAGE row when known);
     ``run_id``: the Dagster run of its pre-labels (model) or of the review import that stored it
     (reviewer), None when unknown."""
-    lin = lineage or {}
+    lin: Mapping[str, Any] = lineage or {}
     if label.get("origin") == "human":
         return {"kind": "reviewer", "annotator": label.get("annotator"), "review_id": label.get("review_id"),
                 "source": lin.get("review_source"), "task_id": lin.get("review_task_id"),
@@ -117,7 +118,7 @@ def cause_of_label(label: dict, lineage: dict | None) -> dict:
             "checkpoint_sha256": label.get("checkpoint_sha256")}
 
 
-def cause_of_image(image: dict | None, labels: list[dict], lineage: dict[str, dict]) -> dict:
+def cause_of_image(image: dict | None, labels: Sequence[LabelRow], lineage: Mapping[str, Mapping[str, Any]]) -> dict:
     """What resolved ``image`` (a RELEASE_IMAGES row) in its release; ``labels``: its labels."""
     if image is None:
         return {"kind": "image_removed"}
@@ -153,7 +154,8 @@ def _who(c: dict) -> str:
 def diff_releases(a: ReleaseView, b: ReleaseView) -> dict:
     """Changes from release ``a`` (older) to ``b`` (newer).
 
-    Returns:
+    The value returned:
+
         ``{"from", "to", "images": {"added": [...], "removed": [...]}, "labels": {"added",
         "removed", "moved", "relabeled", "confirmed": [...]}, "unchanged": int, "per_class":
         {category: {"added", "removed", "moved", "relabeled", "confirmed"}}, "by_cause":
@@ -163,11 +165,12 @@ def diff_releases(a: ReleaseView, b: ReleaseView) -> dict:
     """
     a_img = {i["image_id"]: i for i in a.images}
     b_img = {i["image_id"]: i for i in b.images}
-    b_by_image: dict[str, list[dict]] = defaultdict(list)
+    b_by_image: dict[str, list[LabelRow]] = defaultdict(list)
     for lab in b.labels:
         b_by_image[lab["image_id"]].append(lab)
-    out = {"from": a.name, "to": b.name, "images": {"added": [], "removed": []},
-           "labels": {k: [] for k in ("added", "removed", "moved", "relabeled", "confirmed")}, "unchanged": 0}
+    out: dict[str, Any] = {"from": a.name, "to": b.name, "images": {"added": [], "removed": []},
+                           "labels": {k: [] for k in ("added", "removed", "moved", "relabeled", "confirmed")},
+                           "unchanged": 0}
     for iid in sorted(set(b_img) - set(a_img)):
         out["images"]["added"].append({"image_id": iid, "file_name": b_img[iid].get("file_name"),
                                        "cause": cause_of_image(b_img[iid], b_by_image[iid], b.lineage)})
@@ -192,7 +195,7 @@ def diff_releases(a: ReleaseView, b: ReleaseView) -> dict:
         else:
             added.append(lab)
 
-    def entry(lab: dict, cause: dict, old: dict | None = None) -> dict:
+    def entry(lab: LabelRow, cause: dict, old: LabelRow | None = None) -> dict:
         e = {"label_id": lab["label_id"], "image_id": lab["image_id"], "category": lab["category"],
              "bbox": list(lab["bbox"]), "origin": lab.get("origin"), "cause": cause}
         if old is not None:

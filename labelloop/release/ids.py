@@ -19,19 +19,21 @@ image then label_id), so the same history gives the same ids in any workspace.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from labelloop import tables
 from labelloop.review.resolve import label_id as make_label_id
 from labelloop.store import is_remote
-from labelloop.tables.schemas import COCO_IDS
+from labelloop.tables.schemas import COCO_IDS, LabelRow, ReleaseLineageRow
 
 REVIEWED_FROM_MODEL = ("accepted", "corrected")
 
 
-def identity(label: dict) -> str:
+def identity(label: LabelRow | ReleaseLineageRow) -> str:
     """The identity key of a LABELS row (see the module docstring)."""
-    if label.get("origin") == "human" and label.get("prediction_id") and label.get("action") in REVIEWED_FROM_MODEL:
-        return make_label_id("model", label["prediction_id"])
+    pid = label.get("prediction_id")
+    if label.get("origin") == "human" and pid and label.get("action") in REVIEWED_FROM_MODEL:
+        return make_label_id("model", pid)
     return label["label_id"]
 
 
@@ -73,14 +75,14 @@ class CocoIds:
                 self.added += 1
         return {iid: self.ids[("image", iid)] for iid in image_ids}
 
-    def annotation_ids(self, labels: list[dict], image_order: dict[str, int]) -> dict[str, int]:
+    def annotation_ids(self, labels: Sequence[LabelRow], image_order: dict[str, int]) -> dict[str, int]:
         """``label_id -> COCO annotation id`` for the labels of one release.
 
         ``image_order``: image_id -> COCO image id (labels are numbered image by image).
         """
         out: dict[str, int] = {}
         used: set[int] = set()
-        pending = []
+        pending: list[LabelRow] = []
         for lab in sorted(labels, key=lambda d: (image_order.get(d["image_id"], 0), d["label_id"])):
             for key in (identity(lab), lab["label_id"]):
                 got = self.ids.get(("annotation", key))

@@ -22,14 +22,16 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any, Mapping, Sequence, cast
 
 from labelloop import tables
 from labelloop.release.diff import diff_releases, view_of_folder, view_of_rev
 from labelloop.release.summary import audit_markdown, markdown_to_html
 from labelloop.store import is_remote
-from labelloop.tables.schemas import LINEAGE
+from labelloop.tables.schemas import LINEAGE, LabelRow, LineageRow, ReleaseLineageRow
 from labelloop.workspace import versioning as V
 
+#: Lineage columns that must be filled, per label origin.
 REQUIRED = {
     "all": ("image_id", "source_uri", "policy_id", "route", "release_tag", "git_sha"),
     "model": ("model_id", "checkpoint_sha256", "prediction_id", "prompt", "threshold_low", "threshold_high",
@@ -38,7 +40,8 @@ REQUIRED = {
 }
 
 
-def release_lineage_rows(labels: list[dict], images: dict[str, dict], ann_ids: dict[str, int], inputs) -> list[dict]:
+def release_lineage_rows(labels: Sequence[LabelRow], images: Mapping[str, Mapping[str, Any]], ann_ids: dict[str, int],
+                         inputs) -> list[ReleaseLineageRow]:
     """RELEASE_LINEAGE rows of ``labels`` (LABELS rows), in the given order.
 
     ``images``: image_id -> RELEASE_IMAGES-shaped row (``file_name``, ``split``,
@@ -46,7 +49,7 @@ def release_lineage_rows(labels: list[dict], images: dict[str, dict], ann_ids: d
     annotation id; ``inputs``: :class:`labelloop.release.build.ReleaseInputs` (reviews, human labels,
     predictions, thresholds, policy_id).
     """
-    out = []
+    out: list[ReleaseLineageRow] = []
     for lab in labels:
         img = images.get(lab["image_id"], {})
         pred = inputs.predictions.get(lab.get("prediction_id") or "", {})
@@ -77,7 +80,7 @@ def release_lineage_rows(labels: list[dict], images: dict[str, dict], ann_ids: d
     return out
 
 
-def trace_problems(rows: list[dict]) -> list[str]:
+def trace_problems(rows: Sequence[ReleaseLineageRow]) -> list[str]:
     """Labels that cannot answer the lineage questions: ``"<label_id>: lacks a, b"`` for each row
     missing a field of :data:`REQUIRED` (``all`` plus ``model`` or ``human`` by origin)."""
     out = []
@@ -139,9 +142,11 @@ def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_di
     view, info = release_view(root, tag, release_dir)
     extra = {"release_tag": tag, "git_sha": info["git_sha"], "release_run_id": info.get("run_id"),
              "content_sha256": info["content_sha256"]}
-    rows = [{**view.lineage.get(lab["label_id"], {"label_id": lab["label_id"], "image_id": lab["image_id"],
-                                                  "category": lab["category"], "origin": lab.get("origin")}),
-             **extra} for lab in view.labels]
+    # a release made before lineage.parquet: the label's own four columns (the writer fills null)
+    rows = [cast(LineageRow, {
+        **view.lineage.get(lab["label_id"], {"label_id": lab["label_id"], "image_id": lab["image_id"],
+                                             "category": lab["category"], "origin": lab.get("origin")}),
+        **extra}) for lab in view.labels]
     out = lineage_dir(root, tag, tables_dir)
     tables.write_rows(rows, LINEAGE, out / "lineage.parquet")
     previous = _previous(root, tag)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 from labelloop import tables
-from labelloop.tables.schemas import SPLIT_ASSIGNMENTS
+from labelloop.tables.schemas import SPLIT_ASSIGNMENTS, ImageRow, SplitAssignmentRow
 
 SPLITS = ("train", "val", "test")
 
@@ -34,17 +35,17 @@ def _order(group_id: str) -> str:
     return hashlib.sha256(group_id.encode()).hexdigest()
 
 
-def group_of(image: dict) -> str:
+def group_of(image: ImageRow) -> str:
     """The near-duplicate group of an IMAGES row: ``near_duplicate_of`` or its own image_id."""
-    return image.get("near_duplicate_of") or image["image_id"]
+    return image.get("near_duplicate_of") or cast(str, image["image_id"])  # an ok row: it has its sha256
 
 
-def load_assignments(path: str | Path) -> dict[str, dict]:
+def load_assignments(path: str | Path) -> dict[str, SplitAssignmentRow]:
     """``group_id -> SPLIT_ASSIGNMENTS row`` stored at ``path`` (empty when missing)."""
-    return {r["group_id"]: r for r in tables.read_rows(path, SPLIT_ASSIGNMENTS)}
+    return {r["group_id"]: r for r in cast(list[SplitAssignmentRow], tables.read_rows(path, SPLIT_ASSIGNMENTS))}
 
 
-def save_assignments(path: str | Path, rows: dict[str, dict]) -> None:
+def save_assignments(path: str | Path, rows: dict[str, SplitAssignmentRow]) -> None:
     """Write every assignment (atomically), ordered by ``seq``."""
     tables.write_rows(sorted(rows.values(), key=lambda r: (r["seq"], r["group_id"])), SPLIT_ASSIGNMENTS, path)
 
@@ -58,10 +59,10 @@ def _check_ratios(ratios: dict[str, float]) -> dict[str, float]:
 
 def assign_splits(
     groups: dict[str, dict],
-    stored: dict[str, dict],
+    stored: dict[str, SplitAssignmentRow],
     ratios: dict[str, float],
     resplit: bool = False,
-) -> tuple[dict[str, str], dict[str, dict]]:
+) -> tuple[dict[str, str], dict[str, SplitAssignmentRow]]:
     """Splits of the groups of a release.
 
     Args:
@@ -85,9 +86,9 @@ def assign_splits(
     new = sorted((g for g in groups if g not in fixed), key=_order)
     totals: Counter = Counter()
     n_images = 0
-    for g in groups.values():
-        totals.update(g["classes"])
-        n_images += g["images"]
+    for info in groups.values():
+        totals.update(info["classes"])
+        n_images += info["images"]
     want = {s: {c: r[s] * totals[c] for c in totals} for s in SPLITS}
     want_img = {s: r[s] * n_images for s in SPLITS}
     split_of: dict[str, str] = {}
@@ -138,7 +139,7 @@ def balance_report(groups: dict[str, dict], split_of: dict[str, str], ratios: di
 
     def entry(counts: dict[str, int]) -> dict:
         total = sum(counts.values())
-        share = {s: round(counts[s] / total, 4) if total else None for s in SPLITS}
+        share: dict[str, Any] = {s: round(counts[s] / total, 4) if total else None for s in SPLITS}
         return {"total": total, "per_split": dict(counts), "share": share, "target": dict(r),
                 "drift": {s: round(share[s] - r[s], 4) if total else None for s in SPLITS}}
 

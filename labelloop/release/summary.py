@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from html import escape
+from typing import Sequence
 
 from markdown_it import MarkdownIt
 
 from labelloop.release.diff import summary_lines
 from labelloop.release.splits import SPLITS
+from labelloop.tables.schemas import LineageRow
 
 MAX_LABEL_ROWS = 2000  # per-label rows in the summary (all of them are in lineage.parquet)
 
@@ -31,7 +33,7 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
     return out + [""]
 
 
-def audit_markdown(view, info: dict, note: str, rows: list[dict], previous: dict | None) -> str:
+def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], previous: dict | None) -> str:
     """Markdown audit summary of one release.
 
     Args:

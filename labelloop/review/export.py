@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import cast
 
 from labelloop import tables
 from labelloop.formats import labelstudio
@@ -17,7 +18,7 @@ from labelloop.formats.cvat.writer import build_cvat_xml
 from labelloop.review.gold import mix_honeypots
 from labelloop.routing.active_learning import to_send
 from labelloop.store import write_text_atomic
-from labelloop.tables.schemas import EXPORTED_PREDICTIONS, REVIEW_QUEUE
+from labelloop.tables.schemas import EXPORTED_PREDICTIONS, REVIEW_QUEUE, ReviewQueueRow
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
@@ -31,7 +32,7 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     ``tables/review_export/<batch>.parquet`` and stamps ``exported_to``/``exported_at`` on the
     queue rows."""
     cfg = ws.config()
-    queue = tables.read_rows(repo.queue_path(ws, batch), REVIEW_QUEUE)
+    queue = cast(list[ReviewQueueRow], tables.read_rows(repo.queue_path(ws, batch), REVIEW_QUEUE))
     send = [q for q in to_send(queue) if cfg.review.resend_reviewed or q["image_id"] not in reviewed]
     ids = {q["image_id"] for q in send}
     images = [r for r in repo.images_to_label(ws, batch) if r["image_id"] in ids]

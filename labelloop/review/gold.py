@@ -1,7 +1,8 @@
 """Gold sets (honeypots): images with trusted reference labels, mixed into review batches.
 
-As CVAT's ground-truth jobs / honeypots: a gold set is registered from a COCO JSON file or a
-Label Studio JSON / JSON-MIN export whose images are already ingested in the workspace. Every
+As CVAT's ground-truth jobs / honeypots: a gold set is registered from any review file labelloop
+imports (Label Studio JSON / JSON-MIN, CVAT for images 1.1, COCO JSON) whose images are already
+ingested in the workspace. Every
 review export then carries up to ``qa.honeypots_per_batch`` gold images among its tasks, chosen
 by a seeded hash of (seed, batch, image_id), looking like any other task (same data fields,
 the model's pre-annotations when it has any). What reviewers draw on them is compared with the
@@ -11,26 +12,28 @@ Storage: ``tables/gold/<set>/labels.parquet`` (GOLD_LABELS) and ``images.parquet
 (GOLD_IMAGES; a gold image without labels is a trusted negative), written atomically;
 re-registering a set replaces it. An image belongs to at most one set.
 
-Image matching (as review import does, :class:`labelloop.review.matching.ImageIndex`): the
-file's image id (COCO ``sha256`` written by labelloop releases, Label Studio ``data.image_id``),
-else its path / file name. A bad item (unknown or ambiguous image, size mismatch, unknown
-category, bad box) rejects that image with a reason naming it; the rest registers.
+Reading (:func:`read_gold_file`): the review readers and image matching of review import, so a
+file that imports as a review registers as gold; a bad image (unknown or ambiguous, size
+mismatch, unknown category, bad box) is rejected alone with a reason naming it; the rest registers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 from pathlib import Path
+from typing import Sequence, cast
 
 from labelloop.formats import labelstudio
-from labelloop.formats.coco.reader import read_coco_annotations
-from labelloop.geometry.boxes import box_problem, clip
+from labelloop.formats.labelstudio import ExportFormatError
+from labelloop.formats.records import ReviewRecord, record_item
+from labelloop.images.files import sha256_file
+from labelloop.review.files import read_review_file
 from labelloop.review.importer import regions_px
 from labelloop.review.matching import ImageIndex, MatchReject
 from labelloop.routing.confidence import kept_predictions
+from labelloop.tables.schemas import ExportedPredictionRow, GoldImageRow, GoldLabelRow, ImageRow, PredictionRow
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
@@ -46,115 +49,87 @@ def gold_label_id(gold_set: str, image_id: str, item: str) -> str:
     return "gd-" + hashlib.sha256(f"{gold_set}\0{image_id}\0{item}".encode()).hexdigest()[:16]
 
 
-def _is_coco(obj) -> bool:
-    return isinstance(obj, dict) and {"images", "annotations", "categories"} <= set(obj)
+def read_gold_file(path: str | Path, gold_set: str, images: Sequence[ImageRow], categories: list[str],
+                   keypoints: dict[str, list[str]] | None = None, max_bytes: int | None = None) -> dict:
+    """Read a review file (Label Studio JSON / JSON-MIN, CVAT for images 1.1, COCO; through the
+    same readers as review import, :func:`labelloop.review.files.read_review_file`) into gold rows
+    matched to workspace images.
 
-
-def read_gold_file(path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
-    """Parse a COCO or Label Studio file into gold rows matched to workspace images.
+    Per task, the latest annotation (``updated_at``) is the gold one; a cancelled one is left out.
+    Each record (one image) is taken or rejected alone: an unknown or ambiguous image, a size that
+    disagrees with ours, an unknown category, a bad box or mask rejects that image with a reason
+    naming it, and the rest registers. Images are matched as review import matches them
+    (:class:`labelloop.review.matching.ImageIndex`: our image id, else the path), and also by a bare
+    file name that is unique in the workspace (a person names the gold images). Crowd regions
+    (COCO ``iscrowd: 1``) are not objects to match and are left out.
 
     Args:
-        path: COCO JSON (object with ``images``, ``annotations``, ``categories``) or a Label
-            Studio JSON / JSON-MIN export (a list).
-        images: IMAGES rows of the workspace; categories: the project's category names.
-    Returns:
+        images: IMAGES rows of the workspace; categories: the project's category names;
+        keypoints: ``{category: [keypoint names]}`` (CVAT skeletons, COCO keypoints);
+        max_bytes: refuse a larger file (``review.max_export_mb``).
+    The value returned:
+
         ``{"labels": [GOLD_LABELS rows], "images": [GOLD_IMAGES rows], "rejects": [{"item",
-        "reason"}], "format": "coco" | "label-studio"}``; boxes in pixels of our image (xyxy).
+        "reason"}], "format": "label-studio" | "cvat" | "coco"}``; boxes in pixels of our image (xyxy).
+
     Raises:
-        GoldError: unreadable file, not JSON, or neither format.
+        GoldError: unreadable file, or not a review file of any of the three formats.
     """
     path = Path(path)
     try:
-        obj = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        parsed = read_review_file(path, max_bytes=max_bytes, keypoints=keypoints)
+        sha = sha256_file(path)
+    except (ExportFormatError, OSError) as exc:
         raise GoldError(f"{path}: cannot read a gold file: {exc}") from None
     index = ImageIndex(images)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     common = {"gold_set": gold_set, "source_file": path.name, "source_sha256": sha, "registered_at": now}
-    per_image: dict[str, list[dict]] = {}
+    per_image: dict[str, list[GoldLabelRow]] = {}
     rejects: list[dict] = []
-    if _is_coco(obj):
-        fmt = "coco"
+    latest: dict[str, ReviewRecord] = {}
+    for rec in parsed["records"]:
+        if rec.get("error"):
+            rejects.append({"item": record_item(rec), "reason": str(rec["error"])})
+            continue
+        if rec.get("was_cancelled"):
+            continue
+        prev = latest.get(rec["task_id"])
+        if prev is None or str(rec.get("updated_at")) > str(prev.get("updated_at")):
+            latest[rec["task_id"]] = rec
+    for tid in sorted(latest):
+        rec = latest[tid]
+        item = record_item(rec)
         try:
-            coco_images, coco_labels, _ = read_coco_annotations(path)
-        except ValueError as exc:
-            raise GoldError(str(exc)) from None
-        by_image: dict[str, list[dict]] = {}
-        for lab in coco_labels:
-            by_image.setdefault(lab["image_id"], []).append(lab)
-        for im in coco_images:
-            item = f"image {im['file_name']}"
-            try:
-                ours = index.match(im["file_name"], im["image_id"])
-                if abs(int(im["width"]) - int(ours["width"])) > 1 or abs(int(im["height"]) - int(ours["height"])) > 1:
-                    raise MatchReject(f"size {im['width']}x{im['height']} disagrees with {ours['source_path']} "
-                                  f"({ours['width']}x{ours['height']})")
-                rows = []
-                for lab in by_image.get(im["image_id"], []):
-                    if lab["category"] not in categories:
-                        raise MatchReject(f"annotation {lab['label_id']}: unknown category {lab['category']!r}")
-                    if lab.get("iscrowd"):
-                        continue  # crowd regions are not objects to match
-                    bbox = clip(lab["bbox"], ours["width"], ours["height"])
-                    problem = box_problem(bbox, ours["width"], ours["height"])
-                    if problem:
-                        raise MatchReject(f"annotation {lab['label_id']}: {problem}")
-                    rows.append(common | {"gold_label_id": gold_label_id(gold_set, ours["image_id"], lab["label_id"]),
-                                          "image_id": ours["image_id"], "category": lab["category"],
-                                          "bbox": bbox, "mask": lab.get("mask")})
-            except MatchReject as exc:
-                rejects.append({"item": item, "reason": str(exc)})
-                continue
-            _add(per_image, ours["image_id"], rows, item, rejects)
-    elif isinstance(obj, list):
-        fmt = "label-studio"
-        try:
-            records = labelstudio.parse_export(obj)
-        except labelstudio.ExportFormatError as exc:
-            raise GoldError(f"{path}: {exc}") from None
-        latest: dict[str, dict] = {}
-        for rec in records:
-            item = labelstudio.record_item(rec)
-            if rec.get("error"):
-                rejects.append({"item": item, "reason": rec["error"]})
-                continue
-            if rec.get("was_cancelled"):
-                continue
-            prev = latest.get(rec["task_id"])
-            if prev is None or str(rec.get("updated_at")) > str(prev.get("updated_at")):
-                latest[rec["task_id"]] = rec
-        for tid in sorted(latest):
-            rec = latest[tid]
-            item = labelstudio.record_item(rec)
-            try:
-                ours = index.match(rec.get("image_ref"), rec.get("data_image_id"))
-                regions = regions_px(rec, ours, set(categories))
-            except MatchReject as exc:
-                rejects.append({"item": item, "reason": str(exc)})
-                continue
-            rows = [common | {"gold_label_id": gold_label_id(gold_set, ours["image_id"],
-                                                             f"{tid}:{r['region_id'] or '#' + str(r['index'])}"),
-                              "image_id": ours["image_id"], "category": r["category"], "bbox": r["bbox"],
-                              "mask": None} for r in regions]
-            _add(per_image, ours["image_id"], rows, item, rejects)
-    else:
-        raise GoldError(f"{path}: neither a COCO JSON object (images, annotations, categories) nor a Label "
-                        "Studio export (a list of tasks)")
+            ours = index.match(rec.get("image_ref"), rec.get("data_image_id"))
+            regions = regions_px(rec, ours, set(categories), keypoints)
+        except MatchReject as exc:
+            rejects.append({"item": item, "reason": str(exc)})
+            continue
+        assert ours["image_id"] is not None  # an ok row: it has its sha256
+        rows: list[GoldLabelRow] = [cast(GoldLabelRow, common | {  # common: set, source file, sha256, time
+            "gold_label_id": gold_label_id(gold_set, ours["image_id"],
+                                           f"{tid}:{r['region_id'] if r['region_id'] is not None else '#' + str(r['index'])}"),
+            "image_id": ours["image_id"], "category": r["category"], "bbox": r["bbox"], "mask": r.get("mask")})
+            for r in regions if not r.get("iscrowd")]
+        _add(per_image, ours["image_id"], rows, item, rejects)
     labels = [r for rows in per_image.values() for r in rows]
-    gold_images = [{"gold_set": gold_set, "image_id": i, "n_labels": len(rows)} for i, rows in sorted(per_image.items())]
+    gold_images: list[GoldImageRow] = [{"gold_set": gold_set, "image_id": i, "n_labels": len(rows)}
+                                       for i, rows in sorted(per_image.items())]
     return {"labels": sorted(labels, key=lambda r: (r["image_id"], r["gold_label_id"])), "images": gold_images,
-            "rejects": rejects, "format": fmt}
+            "rejects": rejects, "format": parsed["format"]}
 
 
-def _add(per_image: dict, image_id: str, rows: list[dict], item: str, rejects: list[dict]) -> None:
+def _add(per_image: dict[str, list[GoldLabelRow]], image_id: str, rows: list[GoldLabelRow], item: str,
+         rejects: list[dict]) -> None:
     if image_id in per_image:
         rejects.append({"item": item, "reason": f"image {image_id[:12]} appears twice in the file; the first is kept"})
         return
     per_image[image_id] = rows
 
 
-def register_gold(root: Workspace | Path, path: str | Path, gold_set: str, images: list[dict], categories: list[str]) -> dict:
+def register_gold(root: Workspace | Path, path: str | Path, gold_set: str, images: Sequence[ImageRow],
+                  categories: list[str], keypoints: dict[str, list[str]] | None = None,
+                  max_bytes: int | None = None) -> dict:
     """Register (or replace) gold set ``gold_set`` from ``path``; see :func:`read_gold_file`.
 
     Images already in another gold set are rejected (an image belongs to one set).
@@ -164,7 +139,7 @@ def register_gold(root: Workspace | Path, path: str | Path, gold_set: str, image
     """
     if not SET_NAME.fullmatch(gold_set):
         raise GoldError(f"invalid gold set name {gold_set!r}: letters, digits, '.', '_', '-' (up to 80)")
-    res = read_gold_file(path, gold_set, images, categories)
+    res = read_gold_file(path, gold_set, images, categories, keypoints, max_bytes)
     others = {r["image_id"]: r["gold_set"] for r in repo.read_gold_images(root) if r["gold_set"] != gold_set}
     clash = {r["image_id"] for r in res["images"] if r["image_id"] in others}
     for i in sorted(clash):
@@ -202,19 +177,19 @@ def mix_tasks(tasks: list[dict], honeypots: list[dict], batch: str, seed: int = 
     return out
 
 
-def honeypot_tasks(images: list[dict], predictions: list[dict], gold_image_ids: list[str], batch: str,
-                   k: int, model_version: str, seed: int = 0, exclude: set[str] | frozenset = frozenset()
-                   ) -> tuple[list[dict], list[dict]]:
+def honeypot_tasks(images: Sequence[ImageRow], predictions: Sequence[PredictionRow], gold_image_ids: list[str],
+                   batch: str, k: int, model_version: str, seed: int = 0, exclude: set[str] | frozenset = frozenset()
+                   ) -> tuple[list[dict], list[ExportedPredictionRow]]:
     """Label Studio tasks (and EXPORTED_PREDICTIONS rows) for the honeypots of ``batch``.
 
     Args:
         images: IMAGES rows of the workspace (status ok); predictions: kept predictions of the
             current model (any images); gold_image_ids: registered gold images;
         exclude: image_ids already among the batch's tasks.
-    Returns ``(tasks, exported)`` as :func:`labelloop.labelstudio.build_import_tasks` builds them,
+    Returns ``(tasks, exported)`` as :func:`labelloop.formats.labelstudio.tasks.build_import_tasks` builds them,
     so a honeypot looks like any other task of the batch.
     """
-    by_id = {}
+    by_id: dict[str | None, ImageRow] = {}
     for r in sorted(images, key=lambda r: (r.get("duplicate_of") is not None, r["source_path"])):
         if r.get("status") == "ok":
             by_id.setdefault(r["image_id"], r)
@@ -226,7 +201,8 @@ def honeypot_tasks(images: list[dict], predictions: list[dict], gold_image_ids: 
     return labelstudio.build_import_tasks(rows, preds, model_version=model_version, batch=batch)
 
 
-def mix_honeypots(ws: Workspace, batch: str, model_id: str, tasks: list[dict], exported: list[dict]) -> tuple[list, list]:
+def mix_honeypots(ws: Workspace, batch: str, model_id: str, tasks: list[dict], exported: list[ExportedPredictionRow]
+                  ) -> tuple[list[dict], list[ExportedPredictionRow]]:
     """Add ``qa.honeypots_per_batch`` gold images to a batch's review export (unchanged when no
     gold set is registered). Called by :func:`labelloop.review.export.export_batch`."""
     cfg = ws.config()

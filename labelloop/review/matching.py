@@ -5,8 +5,10 @@ sets): by our image_id, by path, by a release file name (image_id prefix), or by
 from __future__ import annotations
 
 import re
+from typing import Sequence, cast
 
 from labelloop.formats.labelstudio import image_ref_path
+from labelloop.tables.schemas import ImageRow
 
 
 class MatchReject(Exception):
@@ -30,22 +32,22 @@ class ImageIndex:
     Byte-identical duplicates share an image_id and are one match.
     """
 
-    def __init__(self, images: list[dict]):
+    def __init__(self, images: Sequence[ImageRow]):
         self.ok = [r for r in images if r.get("status") in (None, "ok")]
         self.ok.sort(key=lambda r: (r.get("duplicate_of") is not None, r.get("source_path") or ""))
-        self.by_id: dict[str, dict] = {}
+        self.by_id: dict[str | None, ImageRow] = {}
         for r in self.ok:
             self.by_id.setdefault(r["image_id"], r)
         self.rejected = {r["image_id"] for r in images if r["image_id"] not in self.by_id}
 
-    def _pick(self, rows: list[dict], ref: str) -> dict | None:
-        ids = sorted({r["image_id"] for r in rows})
+    def _pick(self, rows: list[ImageRow], ref: str) -> ImageRow | None:
+        ids = sorted(cast(set[str], {r["image_id"] for r in rows}))  # ok rows: each has its sha256
         if len(ids) > 1:
             names = ", ".join(f"{self.by_id[i]['source_path']} ({i[:12]})" for i in ids)
             raise MatchReject(f"ambiguous image reference {ref!r}: matches {len(ids)} images: {names}")
         return self.by_id[ids[0]] if ids else None
 
-    def match(self, image_ref: str | None, data_image_id: str | None = None, allow_name: bool = True) -> dict:
+    def match(self, image_ref: str | None, data_image_id: str | None = None, allow_name: bool = True) -> ImageRow:
         """The IMAGES row a reference points at. Raises ``MatchReject`` (``..`` path, ambiguous, unknown)."""
         if not isinstance(data_image_id, str):
             data_image_id = None  # an image_id that is not a string matches nothing
@@ -63,7 +65,7 @@ class ImageIndex:
             raise MatchReject(f"image reference {image_ref!r} has a '..' path component (it would leave the workspace)")
 
         def suffix(sp: str | None) -> bool:  # a path suffix; without allow_name never a bare file name
-            return bool(sp) and (allow_name or "/" in sp) and path.endswith("/" + sp)
+            return bool(sp and (allow_name or "/" in sp) and path.endswith("/" + sp))
 
         step2 = [
             r
@@ -75,7 +77,7 @@ class ImageIndex:
         name = path.rsplit("/", 1)[-1]
         stem = name.rsplit(".", 1)[0].lower()
         if hit is None and _HEX.fullmatch(stem):
-            hit = self._pick([r for r in self.ok if r["image_id"].startswith(stem)], image_ref)
+            hit = self._pick([r for r in self.ok if cast(str, r["image_id"]).startswith(stem)], image_ref)  # ok rows
         if hit is None and allow_name:
             hit = self._pick([r for r in self.ok if (r.get("source_path") or "").rsplit("/", 1)[-1] == name], image_ref)
         if hit is None:

@@ -7,7 +7,8 @@ forms, and get back one pixel region per object:
   ``{"kind": "rectangle" | "polygon" | "brush" | "keypoint" | "visibility", "region_id", "category",
   "value", "original_width", "original_height"}``;
 - pixel regions (CVAT, COCO): ``{"kind": "px", "region_id", "category", "bbox" (xyxy or None),
-  "polygons" (flat COCO polygons or None), "mask" (COCO RLE JSON or None), "keypoints" (flat COCO
+  "polygons" (flat COCO polygons or None), "mask" (COCO RLE JSON or None), "cvat_mask" (a CVAT
+  mask not decoded yet, :class:`labelloop.formats.records.CvatMask`, or None), "keypoints" (flat COCO
   x, y, v or None), "attributes" (dict), "occluded" (bool), "iscrowd" (bool, optional: a crowd
   region), "original_width", "original_height"}``.
 
@@ -28,23 +29,68 @@ nothing of it is stored.
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any, Mapping, Sequence
 
+from labelloop.formats.cvat.reader import cvat_mask_rle
 from labelloop.formats.labelstudio.brush import brush_rle_to_mask
+from labelloop.formats.records import Region
 from labelloop.geometry.boxes import box_problem, clip, ls_rotation, ls_to_xyxy
 from labelloop.geometry.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
-from labelloop.geometry.masks import decode_rle, polygons_to_rle, rle_area, rle_bbox_xyxy
+from labelloop.geometry.masks import polygons_to_rle, rle_area, rle_bbox_xyxy
+from labelloop.tables.schemas import ImageRow
+
+#: The most mask-box pixels (width x height of each CVAT ``<mask>`` crop, summed) decoded for one
+#: review file. Decoding works in the crop, not the image (:func:`labelloop.formats.cvat.reader.cvat_mask_rle`:
+#: ~6 ns and 2 bytes per crop pixel measured, one mask at a time), so a file's masks cost at most
+#: ~13 s however they are declared. 2**31 px is ~180 masks as large as a 12 MP photo, or tens of
+#: thousands of object-sized ones; an image whose mask would go over it is rejected with this bound
+#: named (split the export).
+MAX_MASK_PIXELS_PER_FILE = 2**31
 
 
 class RegionError(ValueError):
     """A region that cannot be stored as it is (the message names it and says why)."""
 
 
-def _name(reg: dict, i: int) -> str:
+class MaskBudget:
+    """What is left of one review file's allowance for decoding masks, in mask-box pixels
+    (:data:`MAX_MASK_PIXELS_PER_FILE`, read when the budget is made); one per file
+    (:func:`labelloop.review.importer.import_review` makes it, :func:`to_pixels` spends it)."""
+
+    def __init__(self, pixels: int | None = None):
+        self.limit = MAX_MASK_PIXELS_PER_FILE if pixels is None else int(pixels)
+        self.left = self.limit
+
+    def spend(self, pixels: int, name: str) -> None:
+        """Take ``pixels`` from the budget before a mask of that many crop pixels is decoded.
+
+        Raises:
+            RegionError: the file's budget would be exceeded (the message names the bound).
+        """
+        if pixels > self.left:
+            raise RegionError(f"{name}: decoding this mask ({pixels} px) would exceed this file's budget of "
+                              f"{self.limit} mask-box pixels (labelloop.review.regions.MAX_MASK_PIXELS_PER_FILE, "
+                              f"{self.left} left): split the export into smaller files")
+        self.left -= pixels
+
+
+def _rle_size(mask: str) -> tuple[int, int]:
+    """``(height, width)`` of COCO RLE JSON text, without decoding it (ValueError: not RLE JSON)."""
+    obj = json.loads(mask) if isinstance(mask, (str, bytes)) else mask
+    size = obj.get("size") if isinstance(obj, dict) else None
+    if not isinstance(size, list) or len(size) != 2:
+        raise ValueError("mask has no [height, width] size")
+    return int(size[0]), int(size[1])
+
+
+def _name(reg: Mapping[str, Any], i: int) -> str:
     return f"region {reg['region_id']}" if reg.get("region_id") is not None else f"region #{i}"
 
 
-def _check_size(reg: dict, name: str, image: dict) -> None:
+def _check_size(reg: Mapping[str, Any], name: str, image: ImageRow) -> None:
+    assert image["width"] is not None and image["height"] is not None  # an ok row: its size is known
     w, h = int(image["width"]), int(image["height"])
     for key, ours in (("original_width", w), ("original_height", h)):
         theirs = reg.get(key)
@@ -67,7 +113,7 @@ def _box(bbox, name: str, w: int, h: int) -> list[float]:
     return clip(bbox, w, h)
 
 
-def _ls_object(reg: dict, name: str, w: int, h: int) -> dict:
+def _ls_object(reg: Mapping[str, Any], name: str, w: int, h: int) -> dict:
     value = reg["value"]
     attributes: dict = {}
     mask = None
@@ -96,7 +142,7 @@ def _ls_object(reg: dict, name: str, w: int, h: int) -> dict:
     return {"bbox": _box(bbox, name, w, h), "mask": mask, "attributes": attributes, "occluded": False}
 
 
-def _px_object(reg: dict, name: str, w: int, h: int) -> dict:
+def _px_object(reg: Mapping[str, Any], name: str, w: int, h: int, budget: MaskBudget) -> dict:
     mask = reg.get("mask")
     try:
         if reg.get("polygons"):
@@ -104,11 +150,20 @@ def _px_object(reg: dict, name: str, w: int, h: int) -> dict:
             flat = [c for poly in reg["polygons"] for c in poly]
             extent = [min(flat[0::2]), min(flat[1::2]), max(flat[0::2]), max(flat[1::2])]
             _box(extent, name, w, h)
+        cvat = reg.get("cvat_mask")
+        if cvat is not None and mask is None:  # decoded now: the image is ours, its size checked
+            declared = (reg.get("original_width"), reg.get("original_height"))
+            if declared != (w, h):
+                raise RegionError(f"{name}: mask drawn on a {declared[0]}x{declared[1]} image, image is {w}x{h} "
+                                  "(size mismatch)")
+            budget.spend(int(cvat["width"]) * int(cvat["height"]), name)
+            mask = cvat_mask_rle(cvat, w, h)
         if mask is not None:
-            m = decode_rle(mask)
-            if m.shape != (h, w):
-                raise RegionError(f"{name}: mask is {m.shape[1]}x{m.shape[0]}, image is {w}x{h}")
-            if rle_area(mask) <= 0:
+            area = rle_area(mask)  # validates the runs against the RLE's size, without decoding the mask
+            mh, mw = _rle_size(mask)
+            if (mh, mw) != (h, w):
+                raise RegionError(f"{name}: mask is {mw}x{mh}, image is {w}x{h}")
+            if area <= 0:
                 raise RegionError(f"{name}: empty mask")
     except RegionError:
         raise
@@ -123,8 +178,8 @@ def _px_object(reg: dict, name: str, w: int, h: int) -> dict:
             "occluded": bool(reg.get("occluded"))}
 
 
-def to_pixels(regions: list[dict], image: dict, categories: set[str],
-              keypoint_schema: dict[str, list[str]] | None = None) -> list[dict]:
+def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
+              keypoint_schema: dict[str, list[str]] | None = None, budget: MaskBudget | None = None) -> list[dict]:
     """Validate an annotation's regions and convert them to pixel regions of ``image``.
 
     Args:
@@ -132,6 +187,8 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
         image: our IMAGES row (``width``, ``height`` after EXIF transpose, ``source_path``).
         categories: the project's category names.
         keypoint_schema: ``{category: [keypoint names]}`` for categories with keypoints.
+        budget: the file's :class:`MaskBudget` (CVAT masks are decoded within it, only after their
+            declared image size was found equal to ours); None: a budget of this call alone.
 
     Returns:
         Pixel regions in input order (keypoint and visibility regions are folded into their
@@ -140,13 +197,20 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
     Raises:
         RegionError: a duplicate region id, no or an unknown label, a size mismatch with our
             image (> 1 px), geometry outside the image or of zero area, a malformed mask or
-            polygon, or keypoints that cannot be attached (see :mod:`labelloop.geometry.keypoints`).
+            polygon, keypoints that cannot be attached (see :mod:`labelloop.geometry.keypoints`), or
+            a mask over the file's budget of decoded mask pixels.
     """
+    assert image["width"] is not None and image["height"] is not None  # an ok row: its size is known
     w, h = int(image["width"]), int(image["height"])
+    budget = budget if budget is not None else MaskBudget()
     schema = keypoint_schema or {}
     kp_names = {n for names in schema.values() for n in names}
-    out, points, visibility, seen = [], [], {}, set()
-    for i, reg in enumerate(regions):
+    out: list[dict] = []
+    points: list[dict] = []
+    visibility: dict[Any, Any] = {}
+    seen = set()
+    either: Sequence[Mapping[str, Any]] = regions  # either form of region, read by key
+    for i, reg in enumerate(either):
         name = _name(reg, i)
         kind = reg.get("kind", "rectangle")
         rid = reg.get("region_id")
@@ -178,7 +242,7 @@ def to_pixels(regions: list[dict], image: dict, categories: set[str],
         if cat not in categories:
             raise RegionError(f"{name}: unknown category {cat!r} (known: {', '.join(sorted(categories))})")
         if kind == "px":
-            obj = _px_object(reg, name, w, h)
+            obj = _px_object(reg, name, w, h, budget)
         elif kind in ("rectangle", "polygon", "brush"):
             if not isinstance(reg.get("value"), dict):
                 raise RegionError(f"{name}: missing value")

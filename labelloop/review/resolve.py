@@ -18,9 +18,19 @@ annotation_id), and a human annotation keeps its id across updated versions.
 from __future__ import annotations
 
 import hashlib
+from typing import Sequence, cast
 
 from labelloop.review.store import review_store
 from labelloop.routing.confidence import AUTO, QA_SAMPLE, kept_predictions
+from labelloop.tables.schemas import (
+    HumanLabelRow,
+    ImageRow,
+    LabelRow,
+    PredictionRow,
+    ResolvedImageRow,
+    ReviewQueueRow,
+    ReviewRow,
+)
 from labelloop.workspace import repo
 from labelloop.workspace.config import ProjectConfig
 from labelloop.workspace.layout import Workspace
@@ -32,58 +42,63 @@ def label_id(origin: str, key: str) -> str:
 
 
 def resolve_labels(
-    images: list[dict],
-    queue: list[dict],
-    predictions: list[dict],
-    latest_reviews: dict[str, dict],
-    human_labels: list[dict],
+    images: Sequence[ImageRow],
+    queue: Sequence[ReviewQueueRow],
+    predictions: Sequence[PredictionRow],
+    latest_reviews: dict[str, ReviewRow],
+    human_labels: Sequence[HumanLabelRow],
     config: ProjectConfig,
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[LabelRow], list[ResolvedImageRow]]:
     """Returns ``(labels, resolved_images)`` as LABELS and RESOLVED_IMAGES rows, sorted by
     image_id then label_id. ``images``: IMAGES rows (only status ok are considered);
     ``queue``: REVIEW_QUEUE rows of all batches; ``predictions``: PREDICTIONS of the current
     model; ``human_labels``: rows of the latest reviews (deletion markers are skipped)."""
     route = {q["image_id"]: q for q in queue}
-    preds: dict[str, list[dict]] = {}
+    preds: dict[str, list[PredictionRow]] = {}
     for p in kept_predictions(predictions, config):
         preds.setdefault(p["image_id"], []).append(p)
-    humans: dict[str, list[dict]] = {}
+    humans: dict[str, list[HumanLabelRow]] = {}
     for h in human_labels:
         if h["action"] != "deleted":
             humans.setdefault(h["image_id"], []).append(h)
-    labels, resolved = [], []
+    labels: list[LabelRow] = []
+    resolved: list[ResolvedImageRow] = []
     seen = set()
-    for img in sorted(images, key=lambda r: r["image_id"]):
+    for img in sorted(images, key=lambda r: r["image_id"] or ""):  # a rejected row may have no image_id
         iid = img["image_id"]
         if img.get("status") != "ok" or iid in seen:
             continue
+        assert iid is not None  # an ok row has its sha256
         seen.add(iid)
-        q = route.get(iid, {})
+        q: ReviewQueueRow | dict = route.get(iid, {})
         review = latest_reviews.get(iid)
         base = {"route": q.get("route"), "route_reason": q.get("reason"), "policy_id": q.get("policy_id")}
+        rows: list[LabelRow]
         if review is not None:
             rows = [
-                {**base, "label_id": label_id("human", h["annotation_id"]), "image_id": iid,
+                cast(LabelRow, {  # keypoints, attributes and iscrowd only when set (the writer fills null)
+                 **base, "label_id": label_id("human", h["annotation_id"]), "image_id": iid,
                  "category": h["category"], "bbox": list(h["bbox"]), "mask": h.get("mask"), "score": None,
                  "origin": "human", "model_id": None, "checkpoint_sha256": None,
                  "prediction_id": h.get("source_prediction_id"), "annotation_id": h["annotation_id"],
                  "annotator": h["annotator"], "action": h["action"], "review_id": h["review_id"],
                  "reviewed_at": h["reviewed_at"],
-                 # issue 4: keypoints (x, y, v) and tool attributes (e.g. a rotated box's rotation) travel on
+                 # keypoints (x, y, v) and tool attributes (e.g. a rotated box's rotation) travel on
                  **{k: h[k] for k in ("keypoints", "attributes") if h.get(k) is not None},
                  # a crowd region (COCO iscrowd 1, CVAT is_crowd) stays one: COCO writes it as RLE, YOLO skips it
-                 **({"iscrowd": True} if h.get("iscrowd") else {})}
+                 **({"iscrowd": True} if h.get("iscrowd") else {})})
                 for h in humans.get(iid, []) if h["review_id"] == review["review_id"]
             ]
             resolved.append({"image_id": iid, "resolution": "reviewed", "n_labels": len(rows),
                              "review_id": review["review_id"], "route": q.get("route")})
         elif q.get("route") in (AUTO, QA_SAMPLE):
             rows = [
-                {**base, "label_id": label_id("model", p["prediction_id"]), "image_id": iid,
+                cast(LabelRow, {  # no keypoints, attributes or iscrowd: the writer fills null
+                 **base, "label_id": label_id("model", p["prediction_id"]), "image_id": iid,
                  "category": p["category"], "bbox": list(p["bbox"]), "mask": p.get("mask"), "score": p["score"],
                  "origin": "model", "model_id": p["model_id"], "checkpoint_sha256": p["checkpoint_sha256"],
                  "prediction_id": p["prediction_id"], "annotation_id": None, "annotator": None,
-                 "action": "auto_accepted", "review_id": None, "reviewed_at": None}
+                 "action": "auto_accepted", "review_id": None, "reviewed_at": None})
                 for p in preds.get(iid, [])
             ]
             resolved.append({"image_id": iid, "resolution": "auto_accepted", "n_labels": len(rows),

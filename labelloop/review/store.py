@@ -35,7 +35,7 @@ each reviewer's annotation of an image has its own identity (source, task, tool 
 and is stored as its own REVIEWS row with its HUMAN_LABELS rows; neither replaces the other.
 Labels (:meth:`ReviewStore.latest_reviews`) use the most recently saved one, as above, while
 agreement (:mod:`labelloop.qa.agreement`) reads every reviewer's current annotation from
-:meth:`ReviewStore.reviews` and :meth:`ReviewStore.human_labels`, so both count there. Every
+:meth:`labelloop.review.store.ReviewStore.reviews` and :meth:`labelloop.review.store.ReviewStore.human_labels`, so both count there. Every
 version of every annotation stays in the store with its ``updated_at`` (the history).
 """
 
@@ -48,13 +48,14 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 import pyarrow.parquet as pq
 from filelock import FileLock
 
 from labelloop.store import is_remote
 from labelloop.tables.parquet import read_rows, to_table, write_table
-from labelloop.tables.schemas import HUMAN_LABELS, REJECTS, REVIEWS
+from labelloop.tables.schemas import HUMAN_LABELS, REJECTS, REVIEWS, HumanLabelRow, RejectRow, ReviewRow
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
@@ -81,7 +82,7 @@ def _ts(value: str | None) -> tuple[dt.datetime, str]:
         return _EPOCH, str(value or "")
 
 
-def _version_key(r: dict) -> tuple:
+def _version_key(r: ReviewRow) -> tuple:
     return _ts(r.get("updated_at")), r.get("review_id") or ""
 
 
@@ -92,7 +93,7 @@ class ReviewStore:
         """``root``: a folder, or an object-store prefix (UPath); ``lock_path``: the commit lock
         file (default ``root/.lock``; required local when ``root`` is on an object store)."""
         self.remote = is_remote(root)
-        self.root = root if self.remote else Path(root)
+        self.root: Path = cast(Path, root) if self.remote else Path(root)  # remote: a UPath (the Path API)
         self.imports_dir = self.root / "imports"
         if self.remote and lock_path is None:
             raise ValueError(f"a review store on {root} needs a local lock_path")
@@ -167,44 +168,50 @@ class ReviewStore:
             return sorted(p.parent.name for p in self.imports_dir.glob(f"*/{SUCCESS}"))
         return sorted(p.name for p in self.imports_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def _read(self, name: str) -> list[dict]:
-        rows: list[dict] = []
+    def _read(self, name: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         for iid in self.import_ids():
             rows.extend(read_rows(self.imports_dir / iid / f"{name}.parquet", _FILES[name]))
         return rows
 
-    def reviews(self) -> list[dict]:
+    def reviews(self) -> list[ReviewRow]:
         """Every REVIEWS row of every finished import (one per review_id)."""
-        out: dict[str, dict] = {}
-        for r in self._read("reviews"):
+        out: dict[str, ReviewRow] = {}
+        for r in cast(list[ReviewRow], self._read("reviews")):
             out.setdefault(r["review_id"], r)
         return list(out.values())
 
-    def human_labels(self) -> list[dict]:
+    def human_labels(self) -> list[HumanLabelRow]:
         """Every HUMAN_LABELS row (all versions, deletion markers included)."""
-        return self._read("human_labels")
+        return cast(list[HumanLabelRow], self._read("human_labels"))
 
-    def rejects(self) -> list[dict]:
+    def rejects(self) -> list[RejectRow]:
         """Every REJECTS row recorded at import."""
-        return self._read("rejects")
+        return cast(list[RejectRow], self._read("rejects"))
+
+    def source_of_file(self, file: str) -> str | None:
+        """The source the reviews of ``file`` (as REVIEWS rows name it) were imported under, or None:
+        a file imported once keeps its identity when it is read again, whatever default rule applied."""
+        sources = sorted({r["source"] for r in self.reviews() if r["file"] == file})
+        return sources[0] if len(sources) == 1 else None
 
     def known_review_keys(self) -> set[tuple[str, str, str, str]]:
         """``(source, task_id, tool_annotation_id, updated_at)`` of every stored review version."""
         return {(r["source"], r["task_id"], r["tool_annotation_id"], r["updated_at"]) for r in self.reviews()}
 
-    def latest_reviews(self) -> dict[str, dict]:
+    def latest_reviews(self) -> dict[str, ReviewRow]:
         """``image_id -> REVIEWS row``: per image, the most recent current annotation.
 
         Current = the latest version (``updated_at``, then ``review_id``) of each (source, task,
         tool annotation) when that version is not cancelled. Among those of one image, the highest
         ``updated_at`` (then ``review_id``) wins. Cancelled-only images are absent.
         """
-        versions: dict[tuple, dict] = {}
+        versions: dict[tuple, ReviewRow] = {}
         for r in self.reviews():
             k = (r["source"], r["task_id"], r["tool_annotation_id"])
             if k not in versions or _version_key(r) > _version_key(versions[k]):
                 versions[k] = r
-        latest: dict[str, dict] = {}
+        latest: dict[str, ReviewRow] = {}
         for r in versions.values():
             if r["was_cancelled"]:
                 continue
@@ -213,11 +220,11 @@ class ReviewStore:
                 latest[r["image_id"]] = r
         return latest
 
-    def current_human_labels(self) -> list[dict]:
+    def current_human_labels(self) -> list[HumanLabelRow]:
         """HUMAN_LABELS rows of :meth:`latest_reviews` (deletion markers included), sorted by
         image_id then annotation_id."""
         ids = {r["review_id"] for r in self.latest_reviews().values()}
-        rows: dict[tuple, dict] = {}
+        rows: dict[tuple, HumanLabelRow] = {}
         for h in self.human_labels():
             if h["review_id"] in ids:
                 rows.setdefault((h["image_id"], h["annotation_id"]), h)

@@ -40,11 +40,13 @@ import hashlib
 import json
 import math
 from collections import defaultdict
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 
 from labelloop.geometry.boxes import iou
 from labelloop.geometry.masks import rle_bbox_xyxy
+from labelloop.tables.schemas import ImageRow, PredictionRow, ReviewQueueRow
 
 MEASURES = ("least_confidence", "margin", "entropy", "disagreement")
 SELECTED, OVER_BUDGET, NEAR_DUPLICATE, QA, NOT_NEEDED = "selected", "over_budget", "near_duplicate", "qa_sample", "not_needed"
@@ -74,7 +76,7 @@ def uncertainty(p: np.ndarray, n_categories: int) -> dict[str, float]:
     return {"least_confidence": lc, "margin": margin, "entropy": min(max(ent, 0.0), 1.0)}
 
 
-def objects(predictions: list[dict], match_iou: float) -> list[dict[str, float]]:
+def objects(predictions: Sequence[Mapping[str, Any]], match_iou: float) -> list[dict[str, float]]:
     """Group one image's predictions into objects: ``[{category: best score}]`` (see module doc)."""
     preds = sorted(predictions, key=lambda p: (-float(p["score"]), p.get("prediction_id") or ""))
     groups: list[dict] = []
@@ -92,7 +94,7 @@ def objects(predictions: list[dict], match_iou: float) -> list[dict[str, float]]
     return [g["scores"] for g in groups]
 
 
-def disagreement(predictions: list[dict]) -> float:
+def disagreement(predictions: Sequence[Mapping[str, Any]]) -> float:
     """Max over predictions with a mask of ``1 - IoU(box, tight box of the mask)``; 0 without masks."""
     worst = 0.0
     for p in predictions:
@@ -104,7 +106,7 @@ def disagreement(predictions: list[dict]) -> float:
     return worst
 
 
-def image_scores(predictions: list[dict], n_categories: int, *, match_iou: float = 0.5,
+def image_scores(predictions: Sequence[Mapping[str, Any]], n_categories: int, *, match_iou: float = 0.5,
                  empty: float = 1.0) -> dict[str, float]:
     """The four measures of one image (each in [0, 1]); ``empty`` for all four without predictions
     (disagreement 0)."""
@@ -133,7 +135,8 @@ def hamming(a: str | None, b: str | None) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def prioritize(queue: list[dict], images: list[dict], predictions: list[dict], config) -> list[dict]:
+def prioritize(queue: list[ReviewQueueRow], images: Sequence[ImageRow], predictions: Sequence[PredictionRow],
+               config) -> list[ReviewQueueRow]:
     """Add the active-learning columns to REVIEW_QUEUE rows (see the module docstring).
 
     Args:
@@ -150,25 +153,26 @@ def prioritize(queue: list[dict], images: list[dict], predictions: list[dict], c
     al = config.active_learning
     n_cat = len(config.category_names)
     phash = {r["image_id"]: r.get("phash") for r in images}
-    by_image: dict[str, list[dict]] = defaultdict(list)
+    by_image: dict[str, list[PredictionRow]] = defaultdict(list)
     for p in predictions:
         by_image[p["image_id"]].append(p)
-    rows = [dict(r) for r in queue]
+    rows = [r.copy() for r in queue]
     for r in rows:
         m = image_scores(by_image.get(r["image_id"], []), n_cat, match_iou=al.match_iou,
                          empty=al.empty_image_uncertainty)
-        r.update({k: round(v, 6) for k, v in m.items()})
+        r.update(cast(ReviewQueueRow, {k: round(v, 6) for k, v in m.items()}))  # the MEASURES columns
         r["al_strategy"] = al.strategy
         r["al_uncertainty"] = round(strategy_uncertainty(m, al.strategy, al.weights), 6)
         r["al_rank"], r["al_score"], r["diversity"] = None, None, None
         if r["route"] == "auto_accept":
-            r.update(al_decision=NOT_NEEDED, priority=0.0, al_reason="auto-accepted: not sent to review")
+            r.update({"al_decision": NOT_NEEDED, "priority": 0.0, "al_reason": "auto-accepted: not sent to review"})
         elif r["route"] == "qa_sample":
-            r.update(al_decision=QA, priority=0.0, al_reason="QA sample of auto-accepted images: always sent")
+            r.update({"al_decision": QA, "priority": 0.0,
+                      "al_reason": "QA sample of auto-accepted images: always sent"})
     pool = sorted((r for r in rows if r["route"] == "human_review"), key=lambda r: r["image_id"])
     budget = al.budget if al.budget is not None else len(pool)
     _select(pool, [phash.get(r["image_id"]) for r in pool], budget, al)
-    order = {SELECTED: 0, QA: 1, OVER_BUDGET: 2, NEAR_DUPLICATE: 3, NOT_NEEDED: 4}
+    order: dict[str | None, int] = {SELECTED: 0, QA: 1, OVER_BUDGET: 2, NEAR_DUPLICATE: 3, NOT_NEEDED: 4}
     return sorted(rows, key=lambda r: (order[r["al_decision"]], r["al_rank"] or 0, -(r["priority"] or 0.0),
                                        r["source_path"]))
 
@@ -183,7 +187,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return _BITS[x.view(np.uint8)].reshape(-1, 8).sum(axis=1)
 
 
-def _select(pool: list[dict], hashes: list[str | None], budget: int, al) -> None:
+def _select(pool: list[ReviewQueueRow], hashes: list[str | None], budget: int, al) -> None:
     """Greedy uncertainty + diversity selection over ``pool`` (sorted by image_id), in place.
 
     Keeps, per candidate, the smallest Hamming distance to the images taken so far (updated
@@ -217,10 +221,10 @@ def _select(pool: list[dict], hashes: list[str | None], budget: int, al) -> None
         d = int(mind[best])
         dup = f" (a near duplicate of {pool[nearest[best]]['source_path']}: taken after every distinct image)" \
             if near_dup[best] else ""
-        r.update(al_rank=taken, al_decision=SELECTED, al_score=round(float(score[best]), 6),
-                 diversity=round(d / 64.0, 6), priority=round(float(score[best]), 6),
-                 al_reason=f"rank {taken}: {al.strategy} uncertainty {u[best]:.3f}, phash distance to the nearest "
-                 f"chosen image {d} of 64{dup}")
+        r.update({"al_rank": taken, "al_decision": SELECTED, "al_score": round(float(score[best]), 6),
+                  "diversity": round(d / 64.0, 6), "priority": round(float(score[best]), 6),
+                  "al_reason": f"rank {taken}: {al.strategy} uncertainty {u[best]:.3f}, phash distance to the nearest "
+                  f"chosen image {d} of 64{dup}"})
         if has[best]:
             dist = np.where(has, _popcount(hv ^ hv[best]), 64)
             closer = alive & (dist < mind)
@@ -228,16 +232,17 @@ def _select(pool: list[dict], hashes: list[str | None], budget: int, al) -> None
     score = (1 - w) * u + w * mind / 64.0
     for i in np.flatnonzero(alive):
         r, d = pool[i], int(mind[i])
-        r.update(al_score=round(float(score[i]), 6), diversity=round(d / 64.0, 6), priority=round(float(score[i]), 6))
+        r.update({"al_score": round(float(score[i]), 6), "diversity": round(d / 64.0, 6),
+                  "priority": round(float(score[i]), 6)})
         if nearest[i] >= 0 and d <= al.min_phash_distance:
-            r.update(al_decision=NEAR_DUPLICATE, al_reason=f"near duplicate (phash distance {d} <= "
-                     f"{al.min_phash_distance}) of chosen image {pool[nearest[i]]['source_path']}: not sent")
+            r.update({"al_decision": NEAR_DUPLICATE, "al_reason": f"near duplicate (phash distance {d} <= "
+                      f"{al.min_phash_distance}) of chosen image {pool[nearest[i]]['source_path']}: not sent"})
         else:
-            r.update(al_decision=OVER_BUDGET, al_reason=f"over the budget of {budget} images per batch "
-                     f"(score {score[i]:.3f}): not sent")
+            r.update({"al_decision": OVER_BUDGET, "al_reason": f"over the budget of {budget} images per batch "
+                      f"(score {score[i]:.3f}): not sent"})
 
 
-def to_send(queue: list[dict]) -> list[dict]:
+def to_send(queue: Sequence[ReviewQueueRow]) -> list[ReviewQueueRow]:
     """Rows the review export sends: routed to review and, when the row has an active-learning
     decision, selected or in the QA sample (rows routed before active learning keep old behaviour)."""
     return [q for q in queue if q["route"] != "auto_accept" and q.get("al_decision") in (None, SELECTED, QA)]
@@ -251,19 +256,19 @@ def al_policy_id(config) -> str:
     return "al-" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def assign_reviewers(queue: list[dict], config) -> list[dict]:
+def assign_reviewers(queue: list[ReviewQueueRow], config) -> list[ReviewQueueRow]:
     """Double review: ``reviewers_required`` = 2 on a seeded share of the rows that will be sent
     (``review.double_review_share`` of them, rounded up; none when the share is 0), 1 on the
     other sent rows, None on rows not sent. The share is the ``k`` sent images with the smallest
     ``sha256(f"{seed}:double-review:{image_id}")``: reproducible, independent of batch order.
     Also stamps ``al_policy_id``. Both reviewers' annotations are kept (each its own identity in
     the review store) and both count for agreement; labels use the most recent one."""
-    rows = [dict(r) for r in queue]
+    rows = [r.copy() for r in queue]
     sent = to_send(rows)
     share = config.review.double_review_share
     k = math.ceil(share * len(sent)) if share > 0 else 0
 
-    def key(r: dict) -> str:
+    def key(r: ReviewQueueRow) -> str:
         return hashlib.sha256(f"{config.routing.seed}:double-review:{r['image_id']}".encode()).hexdigest()
 
     double = {r["image_id"] for r in sorted(sent, key=key)[:k]}

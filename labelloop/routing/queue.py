@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from labelloop import tables
 from labelloop.routing.active_learning import assign_reviewers, prioritize
 from labelloop.routing.confidence import route_images
-from labelloop.tables.schemas import REVIEW_QUEUE
+from labelloop.tables.schemas import REVIEW_QUEUE, ReviewQueueRow
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
@@ -22,7 +24,8 @@ def route_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str] | f
     """
     cfg = ws.config()
     qp = repo.queue_path(ws, batch)
-    old = {q["image_id"]: q for q in tables.read_rows(qp, REVIEW_QUEUE)} if qp.is_file() and reviewed else {}
+    old = ({q["image_id"]: q for q in cast(list[ReviewQueueRow], tables.read_rows(qp, REVIEW_QUEUE))}
+           if qp.is_file() and reviewed else {})
     kept = [old[i] for i in old if i in reviewed]
     frozen = {q["image_id"] for q in kept}
     images = [r for r in repo.images_to_label(ws, batch) if r["image_id"] not in frozen]

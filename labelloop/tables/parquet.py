@@ -13,9 +13,8 @@ Paths may also be object-store paths (:class:`upath.UPath` on ``s3://...``, see
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from labelloop import store as _store
 
 
-def to_table(rows: Sequence[dict] | Iterable[dict], schema: pa.Schema) -> pa.Table:
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Build a table of ``schema`` from row dicts; missing keys become null.
 
     Raises:
@@ -35,27 +34,18 @@ def to_table(rows: Sequence[dict] | Iterable[dict], schema: pa.Schema) -> pa.Tab
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` atomically (temporary file, fsync, rename; one PUT on an
-    object store). Returns the path."""
-    if _store.is_remote(path):
-        _store.write_bytes_atomic(path, lambda fh: pq.write_table(table, fh))
-        return path
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``table`` to ``path`` atomically (:func:`labelloop.store.write_bytes_atomic`: a
+    temporary file, fsync, rename; one PUT on an object store). Returns the path.
+
+    Raises:
+        OSError: the write failed; a full disk says which file (errno ENOSPC, ``filename`` set).
+    """
+    _store.failure_point("table-write", path)
+    _store.write_bytes_atomic(path, lambda fh: pq.write_table(table, fh))
+    return cast(Path, path) if _store.is_remote(path) else Path(path)
 
 
-def write_rows(rows: Iterable[dict], schema: pa.Schema, path: str | os.PathLike) -> Path:
+def write_rows(rows: Iterable[Mapping[str, Any]], schema: pa.Schema, path: str | os.PathLike) -> Path:
     """Shorthand for ``write_table(to_table(rows, schema), path)``."""
     return write_table(to_table(rows, schema), path)
 
@@ -66,11 +56,11 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
     A missing path gives an empty table of ``schema``; temporary files are ignored.
     Columns are cast to ``schema`` so older files with fewer columns still read.
     """
-    path = path if _store.is_remote(path) else Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith(".tmp-"))
+    where = cast(Path, path) if _store.is_remote(path) else Path(path)  # remote: a UPath (the Path API)
+    if where.is_file():
+        files = [where]
+    elif where.is_dir():
+        files = sorted(p for p in where.rglob("*.parquet") if not p.name.startswith(".tmp-"))
     else:
         files = []
     if not files:
@@ -83,7 +73,7 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def read_rows(path: str | os.PathLike, schema: pa.Schema) -> list[dict]:
+def read_rows(path: str | os.PathLike, schema: pa.Schema) -> list[dict[str, Any]]:
     """Rows of :func:`read_table` as dicts."""
     return read_table(path, schema).to_pylist()
 

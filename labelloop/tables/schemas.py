@@ -1,4 +1,7 @@
-"""Arrow schemas of every labelloop table, declared once.
+"""Arrow schemas of every labelloop table, declared once, each with the typed row (a
+:class:`~typing.TypedDict`) that code passes around: a schema ``X`` and its row ``XRow`` list the
+same columns in the same order (``tests/unit/tables/test_rows.py`` checks names and types).
+Every column is nullable in Parquet; a row type says ``| None`` where a value may be missing.
 
 Tables are Parquet files per asset and partition (see :mod:`labelloop.tables.parquet`). Boxes are
 ``bbox: list<float64>[4]`` in pixels of the EXIF-corrected image, ``x0, y0, x1, y1`` (xyxy).
@@ -8,10 +11,14 @@ arrays. Timestamps are ISO 8601 strings in UTC, as review tools write them.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pyarrow as pa
 
+#: The type of a box column, four float64 ``x0, y0, x1, y1`` in pixels.
 BBOX = pa.list_(pa.float64(), 4)
 
+#: ``tables/raw_images/<batch>.parquet``: one row per file of a batch (:class:`ImageRow`).
 IMAGES = pa.schema(
     [
         ("image_id", pa.string()),  # sha256 of the file bytes, hex
@@ -35,6 +42,30 @@ IMAGES = pa.schema(
     ]
 )
 
+
+class ImageRow(TypedDict):
+    """One IMAGES row: an ingested file of a batch (``tables/raw_images/<batch>.parquet``)."""
+
+    image_id: str | None  # None for a file that could not be read (rejected)
+    uri: str
+    batch: str
+    source_path: str
+    origin_path: str
+    ingest_seq: int
+    width: int | None
+    height: int | None
+    format: str | None
+    mode: str | None
+    bytes: int | None
+    exif_orientation: int | None
+    phash: str | None
+    phash_method: str | None
+    duplicate_of: str | None
+    near_duplicate_of: str | None
+    status: str
+    reject_reason: str | None
+
+#: ``tables/prelabels/<batch>/<model>/part-*.parquet``: predictions (:class:`PredictionRow`).
 PREDICTIONS = pa.schema(
     [
         ("prediction_id", pa.string()),
@@ -50,6 +81,22 @@ PREDICTIONS = pa.schema(
     ]
 )
 
+
+class PredictionRow(TypedDict):
+    """One PREDICTIONS row: a box (xyxy pixels) with score and optional mask from one model."""
+
+    prediction_id: str
+    image_id: str
+    category: str
+    bbox: list[float]
+    score: float
+    mask: str | None
+    model_id: str
+    checkpoint_sha256: str
+    prompt: str | None
+    run_id: str | None
+
+#: ``tables/review_queue/<batch>.parquet``: routing and active learning (:class:`ReviewQueueRow`).
 REVIEW_QUEUE = pa.schema(
     [
         ("image_id", pa.string()),
@@ -62,7 +109,7 @@ REVIEW_QUEUE = pa.schema(
         ("min_score", pa.float64()),
         ("exported_to", pa.string()),
         ("exported_at", pa.string()),
-        # active learning (labelloop.routing.active_learning, issue 4): the decision and its figures
+        # active learning (labelloop.routing.active_learning): the decision and its figures
         ("al_strategy", pa.string()),  # least_confidence | margin | entropy | disagreement | combined
         ("al_uncertainty", pa.float64()),  # in [0, 1], the strategy's image-level uncertainty
         ("least_confidence", pa.float64()),
@@ -79,6 +126,35 @@ REVIEW_QUEUE = pa.schema(
     ]
 )
 
+
+class ReviewQueueRow(TypedDict):
+    """One REVIEW_QUEUE row: how an image was routed, and active learning's decision."""
+
+    image_id: str
+    source_path: str
+    route: str
+    priority: float
+    reason: str
+    policy_id: str
+    n_predictions: int
+    min_score: float | None
+    exported_to: str | None
+    exported_at: str | None
+    al_strategy: str | None
+    al_uncertainty: float | None
+    least_confidence: float | None
+    margin: float | None
+    entropy: float | None
+    disagreement: float | None
+    diversity: float | None
+    al_score: float | None
+    al_rank: int | None
+    al_decision: str | None
+    al_reason: str | None
+    reviewers_required: int | None
+    al_policy_id: str | None
+
+#: ``tables/review_export/...``: predictions as sent to review (:class:`ExportedPredictionRow`).
 EXPORTED_PREDICTIONS = pa.schema(
     [
         ("source", pa.string()),  # the export it was sent in, e.g. "labelloop/<batch>"
@@ -93,6 +169,21 @@ EXPORTED_PREDICTIONS = pa.schema(
     ]
 )
 
+
+class ExportedPredictionRow(TypedDict):
+    """One EXPORTED_PREDICTIONS row: a prediction as it was sent to a review tool."""
+
+    source: str
+    image_id: str
+    region_id: str | None
+    prediction_id: str | None
+    category: str
+    bbox: list[float]
+    score: float | None
+    model_version: str | None
+    mask: str | None
+
+#: The review store's reviews (:class:`ReviewRow`).
 REVIEWS = pa.schema(
     [
         ("review_id", pa.string()),  # hash of (source, task_id, tool_annotation_id, updated_at)
@@ -111,6 +202,25 @@ REVIEWS = pa.schema(
     ]
 )
 
+
+class ReviewRow(TypedDict):
+    """One REVIEWS row: one version of one annotation of one image in a review tool."""
+
+    review_id: str
+    source: str
+    tool: str
+    task_id: str
+    tool_annotation_id: str
+    updated_at: str
+    image_id: str
+    annotator: str
+    was_cancelled: bool
+    n_regions: int
+    import_sha256: str
+    file: str
+    import_run_id: str | None
+
+#: The review store's reviewed objects and deletion markers (:class:`HumanLabelRow`).
 HUMAN_LABELS = pa.schema(
     [
         ("annotation_id", pa.string()),  # stable per (source, task, tool annotation, region)
@@ -130,12 +240,38 @@ HUMAN_LABELS = pa.schema(
         ("action", pa.string()),  # accepted | corrected | added | deleted
         ("reviewed_at", pa.string()),
         ("import_sha256", pa.string()),
-        ("attributes", pa.string()),  # JSON object, e.g. {"rotation": 30.0, ...} (issue 4) or null
+        ("attributes", pa.string()),  # JSON object, e.g. {"rotation": 30.0, ...}, or null
         ("iscrowd", pa.bool_()),  # a crowd region (COCO iscrowd 1, CVAT is_crowd); null/false = one object
         ("import_run_id", pa.string()),  # Dagster run of the import that stored it (null: outside a run / older)
     ]
 )
 
+
+class HumanLabelRow(TypedDict):
+    """One HUMAN_LABELS row: one reviewed object (or a deletion marker) of a review."""
+
+    annotation_id: str
+    review_id: str
+    image_id: str
+    category: str
+    bbox: list[float]
+    mask: str | None
+    keypoints: list[float] | None
+    occluded: bool | None
+    truncated: bool | None
+    annotator: str
+    tool: str
+    source: str
+    region_id: str | None
+    source_prediction_id: str | None
+    action: str
+    reviewed_at: str
+    import_sha256: str
+    attributes: str | None
+    iscrowd: bool | None
+    import_run_id: str | None
+
+#: ``tables/labels/labels.parquet``: the resolved labels (:class:`LabelRow`).
 LABELS = pa.schema(
     [
         ("label_id", pa.string()),
@@ -158,11 +294,38 @@ LABELS = pa.schema(
         ("policy_id", pa.string()),
         ("keypoints", pa.list_(pa.float64())),  # x, y, visibility triples (COCO), pixels; null = none
         ("iscrowd", pa.bool_()),  # a crowd region (COCO iscrowd 1); null/false = one object
-        ("attributes", pa.string()),  # JSON object of a human label's tool attributes (issue 4), e.g. rotation
+        ("attributes", pa.string()),  # JSON object of a human label's tool attributes, e.g. rotation
     ]
 )
 
-# Images whose label set is resolved (auto-accepted or reviewed, negatives included).
+
+class LabelRow(TypedDict):
+    """One LABELS row: a resolved label (human, or an auto-accepted prediction) with provenance."""
+
+    label_id: str
+    image_id: str
+    category: str
+    bbox: list[float]
+    mask: str | None
+    score: float | None
+    origin: str
+    model_id: str | None
+    checkpoint_sha256: str | None
+    prediction_id: str | None
+    annotation_id: str | None
+    annotator: str | None
+    action: str
+    review_id: str | None
+    reviewed_at: str | None
+    route: str | None
+    route_reason: str | None
+    policy_id: str | None
+    keypoints: list[float] | None
+    iscrowd: bool | None
+    attributes: str | None
+
+#: ``tables/labels/resolved_images.parquet``: images whose label set is resolved (auto-accepted or
+#: reviewed, negatives included) (:class:`ResolvedImageRow`).
 RESOLVED_IMAGES = pa.schema(
     [
         ("image_id", pa.string()),
@@ -173,6 +336,17 @@ RESOLVED_IMAGES = pa.schema(
     ]
 )
 
+
+class ResolvedImageRow(TypedDict):
+    """One RESOLVED_IMAGES row: an image whose label set is resolved (negatives included)."""
+
+    image_id: str
+    resolution: str
+    n_labels: int
+    review_id: str | None
+    route: str | None
+
+#: The review store's rejected items (:class:`RejectRow`).
 REJECTS = pa.schema(
     [
         ("file", pa.string()),
@@ -181,8 +355,16 @@ REJECTS = pa.schema(
     ]
 )
 
-# ---- QA (issue 5): gold sets, label-error suspects, calibration outcomes -----------------------
-# Trusted reference labels of a gold set (honeypots), registered from a COCO or Label Studio file.
+
+class RejectRow(TypedDict):
+    """One REJECTS row: an item of a review file that was not imported, and why."""
+
+    file: str
+    item: str
+    reason: str
+
+# ---- QA: gold sets, label-error suspects, calibration outcomes ----------------------------------
+#: ``tables/gold/<set>/labels.parquet``: trusted reference labels of a gold set (honeypots) (:class:`GoldLabelRow`).
 GOLD_LABELS = pa.schema(
     [
         ("gold_set", pa.string()),  # name given at registration
@@ -197,7 +379,22 @@ GOLD_LABELS = pa.schema(
     ]
 )
 
-# Images of a gold set (a gold image with no row in GOLD_LABELS is a trusted negative).
+
+class GoldLabelRow(TypedDict):
+    """One GOLD_LABELS row: a trusted reference object of a gold set."""
+
+    gold_set: str
+    gold_label_id: str
+    image_id: str
+    category: str
+    bbox: list[float]
+    mask: str | None
+    source_file: str
+    source_sha256: str
+    registered_at: str
+
+#: ``tables/gold/<set>/images.parquet``: images of a gold set; one with no row in GOLD_LABELS is a
+#: trusted negative (:class:`GoldImageRow`).
 GOLD_IMAGES = pa.schema(
     [
         ("gold_set", pa.string()),
@@ -206,7 +403,16 @@ GOLD_IMAGES = pa.schema(
     ]
 )
 
-# Possible label errors found by cleanlab's object-detection scores.
+
+class GoldImageRow(TypedDict):
+    """One GOLD_IMAGES row: an image of a gold set (no labels: a trusted negative)."""
+
+    gold_set: str
+    image_id: str
+    n_labels: int
+
+#: ``tables/qa/label_suspects.parquet``: possible label errors found by cleanlab's object-detection
+#: scores (:class:`LabelSuspectRow`).
 LABEL_SUSPECTS = pa.schema(
     [
         ("suspect_id", pa.string()),  # "ls-" + 16 hex of (image, issue, category, rounded bbox)
@@ -222,7 +428,23 @@ LABEL_SUSPECTS = pa.schema(
     ]
 )
 
-# One reviewed prediction per row: the data a calibrated routing policy was fitted on.
+
+class LabelSuspectRow(TypedDict):
+    """One LABEL_SUSPECTS row: a possible label error found by cleanlab."""
+
+    suspect_id: str
+    image_id: str
+    label_id: str | None
+    issue: str
+    category: str
+    bbox: list[float]
+    score: float
+    image_score: float | None
+    status: str
+    found_at: str
+
+#: ``calibration/<policy>.outcomes.parquet``: one reviewed prediction per row, the data a calibrated
+#: routing policy was fitted on (:class:`CalibrationOutcomeRow`).
 CALIBRATION_OUTCOMES = pa.schema(
     [
         ("image_id", pa.string()),
@@ -234,8 +456,20 @@ CALIBRATION_OUTCOMES = pa.schema(
     ]
 )
 
-# ---- releases and lineage (issue 6) --------------------------------------------------------------
-# release/images.parquet: every image of a release, with its split and how it was resolved.
+
+class CalibrationOutcomeRow(TypedDict):
+    """One CALIBRATION_OUTCOMES row: a reviewed prediction and whether the reviewer kept it."""
+
+    image_id: str
+    prediction_id: str
+    category: str
+    score: float
+    correct: bool
+    review_id: str
+
+# ---- releases and lineage -----------------------------------------------------------------------
+#: ``release/images.parquet``: every image of a release, with its split and how it was resolved
+#: (:class:`ReleaseImageRow`).
 RELEASE_IMAGES = pa.schema(
     [
         ("image_id", pa.string()),  # sha256 of the ingested file bytes
@@ -265,8 +499,38 @@ RELEASE_IMAGES = pa.schema(
     ]
 )
 
-# release/lineage.parquet: one row per label of a release (labelloop.release.lineage). Deterministic: the
-# release tag, git sha and the release's Dagster run are added by the lineage asset (LINEAGE).
+
+class ReleaseImageRow(TypedDict):
+    """One RELEASE_IMAGES row (``release/images.parquet``): an image of a release."""
+
+    image_id: str
+    coco_image_id: int
+    file_name: str
+    split: str
+    group_id: str | None
+    width: int
+    height: int
+    uri: str
+    source_path: str
+    origin_path: str | None
+    batch: str
+    exif_orientation: int | None
+    resolution: str
+    n_labels: int
+    model_id: str | None
+    review_id: str | None
+    review_source: str | None
+    review_task_id: str | None
+    annotator: str | None
+    reviewed_at: str | None
+    route: str | None
+    route_reason: str | None
+    qa_sample: bool | None
+    policy_id: str | None
+
+#: ``release/lineage.parquet``: one row per label of a release (:mod:`labelloop.release.lineage`).
+#: Deterministic: the release tag, git sha and the release's Dagster run are added by the lineage
+#: asset (LINEAGE) (:class:`ReleaseLineageRow`).
 RELEASE_LINEAGE = pa.schema(
     [
         ("label_id", pa.string()),
@@ -308,7 +572,49 @@ RELEASE_LINEAGE = pa.schema(
     ]
 )
 
-# tables/lineage/<tag>/lineage.parquet: the lineage asset, RELEASE_LINEAGE plus the release.
+
+class ReleaseLineageRow(TypedDict):
+    """One RELEASE_LINEAGE row (``release/lineage.parquet``): the provenance of a released label."""
+
+    label_id: str
+    coco_annotation_id: int | None
+    image_id: str
+    coco_image_id: int | None
+    file_name: str | None
+    split: str | None
+    category: str
+    origin: str
+    action: str
+    source_uri: str | None
+    source_path: str | None
+    origin_path: str | None
+    batch: str | None
+    exif_orientation: int | None
+    exif_transposed: bool | None
+    model_id: str | None
+    checkpoint_sha256: str | None
+    prediction_id: str | None
+    prompt: str | None
+    score: float | None
+    label_run_id: str | None
+    threshold_low: float | None
+    threshold_high: float | None
+    policy_id: str | None
+    review_id: str | None
+    review_source: str | None
+    review_task_id: str | None
+    tool_annotation_id: str | None
+    annotator: str | None
+    reviewed_at: str | None
+    import_sha256: str | None
+    import_run_id: str | None
+    route: str | None
+    route_reason: str | None
+    qa_sample: bool | None
+    iscrowd: bool | None
+
+#: ``tables/lineage/<tag>/lineage.parquet``: the lineage asset, RELEASE_LINEAGE plus the release
+#: (:class:`LineageRow`).
 LINEAGE = pa.schema(
     list(RELEASE_LINEAGE)
     + [
@@ -319,7 +625,17 @@ LINEAGE = pa.schema(
     ]
 )
 
-# tables/release/splits.parquet: the split of every near-duplicate group, assigned once.
+
+class LineageRow(ReleaseLineageRow):
+    """One LINEAGE row (``tables/lineage/<tag>/lineage.parquet``): RELEASE_LINEAGE plus the release."""
+
+    release_tag: str
+    git_sha: str | None
+    release_run_id: str | None
+    content_sha256: str | None
+
+#: ``tables/release/splits.parquet``: the split of every near-duplicate group, assigned once
+#: (:class:`SplitAssignmentRow`).
 SPLIT_ASSIGNMENTS = pa.schema(
     [
         ("group_id", pa.string()),
@@ -329,7 +645,16 @@ SPLIT_ASSIGNMENTS = pa.schema(
     ]
 )
 
-# tables/release/coco_ids.parquet: stable integer ids of COCO images and annotations.
+
+class SplitAssignmentRow(TypedDict):
+    """One SPLIT_ASSIGNMENTS row: the split of a near-duplicate group, assigned once."""
+
+    group_id: str
+    split: str
+    seq: int
+    reason: str
+
+#: ``tables/release/coco_ids.parquet``: stable integer ids of COCO images and annotations (:class:`CocoIdRow`).
 COCO_IDS = pa.schema(
     [
         ("kind", pa.string()),  # image | annotation
@@ -337,3 +662,11 @@ COCO_IDS = pa.schema(
         ("coco_id", pa.int64()),
     ]
 )
+
+
+class CocoIdRow(TypedDict):
+    """One COCO_IDS row: the stable integer id of a COCO image or annotation."""
+
+    kind: str
+    key: str
+    coco_id: int

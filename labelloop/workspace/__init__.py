@@ -1,6 +1,6 @@
 """A workspace: one labeling project in a directory that is its own git + DVC repository.
 
-- :mod:`~labelloop.workspace.layout`: the :class:`Workspace` and its folders, batch names, locks;
+- :mod:`~labelloop.workspace.layout`: the :class:`~labelloop.workspace.layout.Workspace` and its folders, batch names, locks;
 - :mod:`~labelloop.workspace.config` and :mod:`~labelloop.workspace.model_specs`: ``labelloop.yaml``;
 - :mod:`~labelloop.workspace.init`: ``labelloop init``;
 - :mod:`~labelloop.workspace.versioning` and :mod:`~labelloop.workspace.remotes`: git + DVC,

@@ -118,12 +118,16 @@ class Calibration(_Strict):
     min_predictions: int = Field(30, ge=1, description="reviewed predictions of a class needed to fit its threshold")
 
 
+def _equal_weights() -> dict[Literal["least_confidence", "margin", "entropy", "disagreement"], float]:
+    return {"least_confidence": 1.0, "margin": 1.0, "entropy": 1.0, "disagreement": 1.0}
+
+
 class ActiveLearning(_Strict):
     """Which routed images a human sees first, and how many per batch (labelloop.routing.active_learning)."""
 
     strategy: Literal["least_confidence", "margin", "entropy", "disagreement", "combined"] = "combined"
     weights: dict[Literal["least_confidence", "margin", "entropy", "disagreement"], float] = Field(
-        default_factory=lambda: {"least_confidence": 1.0, "margin": 1.0, "entropy": 1.0, "disagreement": 1.0},
+        default_factory=_equal_weights,
         description="weights of the combined strategy")
     budget: int | None = Field(None, ge=1, description="human_review images sent per batch (null = all)")
     diversity_weight: float = Field(0.3, ge=0.0, le=1.0, description="share of the score from phash distance")
@@ -140,7 +144,7 @@ class ActiveLearning(_Strict):
 
 
 class Review(_Strict):
-    """Review round trip settings (issue 4): export formats, double review, import limits."""
+    """Review round trip settings: export formats, double review, import limits."""
 
     double_review_share: float = Field(0.10, ge=0.0, le=1.0, description="share of review images given two reviewers")
     resend_reviewed: bool = Field(False, description="re-send images that already have a review")
@@ -291,6 +295,7 @@ def _calibrated_thresholds(path: Path, cfg: ProjectConfig) -> dict[str, Threshol
     """Per-class thresholds of ``routing.calibrated_policy`` (a JSON file relative to the folder of
     ``labelloop.yaml``, written by labelloop.qa.calibration); ConfigError names the file and problem."""
     rel = cfg.routing.calibrated_policy
+    assert rel is not None  # called only when it is set
     file = (path.parent / rel).resolve()
     if not file.is_relative_to(path.parent.resolve()):
         raise ConfigError(f"{path}: routing.calibrated_policy {rel!r} lies outside the workspace")

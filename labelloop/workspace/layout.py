@@ -34,7 +34,9 @@ from labelloop.store import ENV_STORE_URL, StoreSettings, is_remote
 from labelloop.workspace.config import CONFIG_FILE, ProjectConfig, load_config
 
 ENV_WORKSPACE = "LABELLOOP_WORKSPACE"
-BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: A batch name (use ``BATCH_NAME.fullmatch``: ``$`` alone would let a final newline through).
+BATCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_BATCH_NAME = 128
 
 
 class WorkspaceError(RuntimeError):
@@ -58,7 +60,7 @@ class Workspace:
     @classmethod
     def at(cls, root: str | os.PathLike | None = None, store: StoreSettings | None = None) -> "Workspace":
         """Workspace at ``root``, else ``$LABELLOOP_WORKSPACE``, else the current directory; its
-        store is ``store``, else :meth:`StoreSettings.from_env` (``$LABELLOOP_STORE_URL``)."""
+        store is ``store``, else :meth:`labelloop.store.StoreSettings.from_env` (``$LABELLOOP_STORE_URL``)."""
         root = root or os.environ.get(ENV_WORKSPACE) or os.getcwd()
         return cls(Path(root).expanduser().resolve(), store if store is not None else StoreSettings.from_env())
 
@@ -183,6 +185,7 @@ class Workspace:
             raise WorkspaceError(
                 f"{self.root} keeps its tables in {local}, but the store is now {current}: unset {ENV_STORE_URL} "
                 "(or start a new workspace for the S3 store)")
+        assert current is not None  # nothing recorded, and the store differs from the folder: an S3 store
         self.state.mkdir(parents=True, exist_ok=True)
         record.write_text(current + "\n", encoding="utf-8")
         return self
@@ -199,7 +202,7 @@ class Workspace:
         """Batch names in ingest order (by the first ingest_seq of each manifest)."""
         folder = self.state / "ingest"
         names = [p.stem for p in folder.glob("*.jsonl")] if folder.is_dir() else []
-        extra = [p.name for p in self.inbox.iterdir() if p.is_dir() and BATCH_NAME.match(p.name)] if self.inbox.is_dir() else []
+        extra = [p.name for p in self.inbox.iterdir() if p.is_dir() and BATCH_NAME.fullmatch(p.name)] if self.inbox.is_dir() else []
         names = sorted(set(names) | set(extra))
 
         def first_seq(name: str) -> tuple[int, str]:
@@ -210,12 +213,16 @@ class Workspace:
 
 
 def check_batch_name(batch: str) -> str:
-    """Batch names are partition keys and folder names: letters, digits, ``. _ -``, <= 128.
+    """Batch names are partition keys and folder names: letters, digits, ``. _ -``, at most 128
+    characters, not starting with ``.`` or ``-``.
 
     Raises:
-        WorkspaceError: the name is empty, has a path separator or another character.
+        WorkspaceError: the name is empty, too long (the message says the limit), has a path
+            separator, a newline or another character.
     """
-    if not isinstance(batch, str) or not BATCH_NAME.match(batch):
+    if isinstance(batch, str) and len(batch) > MAX_BATCH_NAME:
+        raise WorkspaceError(f"invalid batch name {batch!r}: {len(batch)} characters, at most {MAX_BATCH_NAME}")
+    if not isinstance(batch, str) or not BATCH_NAME.fullmatch(batch):
         raise WorkspaceError(
             f"invalid batch name {batch!r}: use letters, digits, '.', '_' and '-' (not starting with '.' or '-')"
         )

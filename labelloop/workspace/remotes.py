@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from labelloop.workspace.versioning import VersioningError, dvc, git
 
@@ -43,7 +44,7 @@ class RemoteSettings:
     git_url: str | None = None
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "RemoteSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "RemoteSettings":
         """Settings from ``LABELLOOP_DVC_REMOTE``, ``LABELLOOP_DVC_ENDPOINT_URL`` and
         ``LABELLOOP_GIT_REMOTE`` (empty values count as unset)."""
         env = os.environ if env is None else env

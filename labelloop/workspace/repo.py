@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Sequence, cast
 
 from labelloop import tables
 from labelloop.store import copy_file
@@ -40,11 +41,19 @@ from labelloop.tables.schemas import (
     PREDICTIONS,
     RESOLVED_IMAGES,
     REVIEW_QUEUE,
+    ExportedPredictionRow,
+    GoldImageRow,
+    GoldLabelRow,
+    ImageRow,
+    LabelRow,
+    PredictionRow,
+    ResolvedImageRow,
+    ReviewQueueRow,
 )
 from labelloop.workspace.layout import Workspace
 
-# Parquet metadata key of a prediction part file: the JSON list of the image_ids it covers
-# (images with no detection included), so a resumed run knows what is done.
+#: The Parquet metadata key under which a prediction part file lists the image_ids it covers
+#: (images with no detection included), so a resumed run knows what is done.
 CHUNK_META = b"labelloop.image_ids"
 
 
@@ -54,20 +63,20 @@ def images_path(ws: Workspace, batch: str) -> Path:
     return ws.table("raw_images", f"{batch}.parquet")
 
 
-def all_images(ws: Workspace, exclude_batch: str | None = None) -> list[dict]:
+def all_images(ws: Workspace, exclude_batch: str | None = None) -> list[ImageRow]:
     """IMAGES rows of every materialized batch (optionally leaving one out), by ingest_seq."""
     folder = ws.table("raw_images")
-    rows = []
+    rows: list[ImageRow] = []
     if folder.is_dir():
         for p in sorted(folder.glob("*.parquet")):
-            if p.stem != exclude_batch:
-                rows.extend(tables.read_rows(p, IMAGES))
+            if p.stem != exclude_batch and not p.name.startswith(".tmp-"):  # a write in progress
+                rows.extend(cast(list[ImageRow], tables.read_rows(p, IMAGES)))
     return sorted(rows, key=lambda r: r["ingest_seq"])
 
 
-def images_to_label(ws: Workspace, batch: str) -> list[dict]:
+def images_to_label(ws: Workspace, batch: str) -> list[ImageRow]:
     """IMAGES rows of ``batch`` that get pre-labels: ok, not an exact or near duplicate."""
-    rows = tables.read_rows(images_path(ws, batch), IMAGES)
+    rows = cast(list[ImageRow], tables.read_rows(images_path(ws, batch), IMAGES))
     return [r for r in rows if r["status"] == "ok" and not r["duplicate_of"] and not r["near_duplicate_of"]]
 
 
@@ -87,12 +96,12 @@ def done_image_ids(folder: Path) -> set[str]:
     return done
 
 
-def batch_predictions(ws: Workspace, batch: str, model_id: str) -> list[dict]:
+def batch_predictions(ws: Workspace, batch: str, model_id: str) -> list[PredictionRow]:
     """PREDICTIONS rows of ``model_id`` on ``batch``."""
-    return tables.read_rows(prelabel_dir(ws, batch, model_id), PREDICTIONS)
+    return cast(list[PredictionRow], tables.read_rows(prelabel_dir(ws, batch, model_id), PREDICTIONS))
 
 
-def current_predictions(ws: Workspace, model_id: str) -> list[dict]:
+def current_predictions(ws: Workspace, model_id: str) -> list[PredictionRow]:
     """PREDICTIONS rows of ``model_id`` across every batch."""
     return [p for b in ws.batches() for p in batch_predictions(ws, b, model_id)]
 
@@ -123,9 +132,9 @@ def queue_path(ws: Workspace, batch: str) -> Path:
     return ws.table("review_queue", f"{batch}.parquet")
 
 
-def all_queue(ws: Workspace) -> list[dict]:
+def all_queue(ws: Workspace) -> list[ReviewQueueRow]:
     """REVIEW_QUEUE rows of every batch."""
-    return tables.read_rows(ws.table("review_queue"), REVIEW_QUEUE)
+    return cast(list[ReviewQueueRow], tables.read_rows(ws.table("review_queue"), REVIEW_QUEUE))
 
 
 def exported_path(ws: Workspace, batch: str) -> Path:
@@ -143,9 +152,9 @@ def suspects_export_path(ws: Workspace) -> Path:
     return ws.table("review_export", "qa", "label-suspects.parquet")
 
 
-def all_exported(ws: Workspace) -> list[dict]:
+def all_exported(ws: Workspace) -> list[ExportedPredictionRow]:
     """Every prediction sent to review (our exports and registered foreign import files)."""
-    return tables.read_rows(ws.table("review_export"), EXPORTED_PREDICTIONS)
+    return cast(list[ExportedPredictionRow], tables.read_rows(ws.table("review_export"), EXPORTED_PREDICTIONS))
 
 
 # ---- human_labels ----------------------------------------------------------------------------
@@ -159,22 +168,30 @@ def review_store_lock(ws: Workspace) -> Path | None:
     return ws.state / "review_store.lock" if ws.store.is_remote else None
 
 
+def review_inbox_ledger_path(ws: Workspace) -> Path:
+    """``.labelloop/review_inbox.json``: what each review-inbox file was last read as (its sha256,
+    source, the settings it was read under, the outcome), so unchanged files are not parsed again
+    (:func:`labelloop.review.inbox.read_ledger`, :func:`labelloop.review.importer.import_inbox`)."""
+    return ws.state / "review_inbox.json"
+
+
 # ---- labels ----------------------------------------------------------------------------------
 def labels_dir(ws: Workspace) -> Path:
     """``tables/labels/``: ``labels.parquet`` (LABELS) and ``resolved_images.parquet``."""
     return ws.table("labels")
 
 
-def write_labels(ws: Workspace, labels: list[dict], resolved: list[dict]) -> None:
+def write_labels(ws: Workspace, labels: Sequence[LabelRow], resolved: Sequence[ResolvedImageRow]) -> None:
     """Replace the resolved label set (each table written atomically)."""
     tables.write_rows(labels, LABELS, labels_dir(ws) / "labels.parquet")
     tables.write_rows(resolved, RESOLVED_IMAGES, labels_dir(ws) / "resolved_images.parquet")
 
 
-def read_labels(ws: Workspace) -> tuple[list[dict], list[dict]]:
+def read_labels(ws: Workspace) -> tuple[list[LabelRow], list[ResolvedImageRow]]:
     """``(LABELS rows, RESOLVED_IMAGES rows)`` of the current resolved label set."""
     d = labels_dir(ws)
-    return tables.read_rows(d / "labels.parquet", LABELS), tables.read_rows(d / "resolved_images.parquet", RESOLVED_IMAGES)
+    return (cast(list[LabelRow], tables.read_rows(d / "labels.parquet", LABELS)),
+            cast(list[ResolvedImageRow], tables.read_rows(d / "resolved_images.parquet", RESOLVED_IMAGES)))
 
 
 def labels_sha256(ws: Workspace) -> str:
@@ -225,24 +242,25 @@ def gold_dir(root: Workspace | Path) -> Path:
     """``tables/gold`` of a :class:`~labelloop.workspace.layout.Workspace` (its store: local
     folder or S3 prefix), or under a workspace root folder."""
     tables_dir = getattr(root, "tables", None)
-    return tables_dir / "gold" if tables_dir is not None else Path(root) / "tables" / "gold"
+    return tables_dir / "gold" if tables_dir is not None else Path(cast(Path, root)) / "tables" / "gold"
 
 
-def write_gold_set(root: Workspace | Path, gold_set: str, labels: list[dict], images: list[dict]) -> None:
+def write_gold_set(root: Workspace | Path, gold_set: str, labels: Sequence[GoldLabelRow],
+                   images: Sequence[GoldImageRow]) -> None:
     """Replace gold set ``gold_set``: ``gold/<set>/labels.parquet`` and ``images.parquet``."""
     folder = gold_dir(root) / gold_set
     tables.write_rows(labels, GOLD_LABELS, folder / "labels.parquet")
     tables.write_rows(images, GOLD_IMAGES, folder / "images.parquet")
 
 
-def read_gold_labels(root: Workspace | Path) -> list[dict]:
+def read_gold_labels(root: Workspace | Path) -> list[GoldLabelRow]:
     """GOLD_LABELS rows of every registered set."""
-    return [r for r in tables.read_rows(gold_dir(root), GOLD_LABELS) if r.get("gold_label_id")]
+    return [cast(GoldLabelRow, r) for r in tables.read_rows(gold_dir(root), GOLD_LABELS) if r.get("gold_label_id")]
 
 
-def read_gold_images(root: Workspace | Path) -> list[dict]:
+def read_gold_images(root: Workspace | Path) -> list[GoldImageRow]:
     """GOLD_IMAGES rows of every registered set."""
-    return [r for r in tables.read_rows(gold_dir(root), GOLD_IMAGES) if r.get("image_id")]
+    return [cast(GoldImageRow, r) for r in tables.read_rows(gold_dir(root), GOLD_IMAGES) if r.get("image_id")]
 
 
 # ---- releases --------------------------------------------------------------------------------

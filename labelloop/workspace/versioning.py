@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from labelloop.store import failure_point
+
 TAG_PREFIX = "dataset-v"
 TAG_RE = re.compile(r"^dataset-v(\d+)$")
 RELEASE_STAGE = "release"
@@ -39,12 +41,24 @@ def _env() -> dict:
     return env
 
 
+# DVC's closing advice, printed after every error: it names no cause
+_FOOTER = re.compile(r"having any troubles|hit us up|dvc\.org/support|discord|^-+$", re.I)
+_CAUSE = re.compile(r"error|fatal|failed|unable|cannot|could not|denied|no space|not found|refused|timed? ?out", re.I)
+
+
+def failure_lines(output: str, most: int = 3) -> str:
+    """The lines of a failed git or DVC command's output that name the cause (errors, not DVC's
+    closing advice), joined by a vertical bar; the last lines when none says "error"."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and not _FOOTER.search(ln)]
+    causes = [ln for ln in lines if _CAUSE.search(ln)]
+    return " | ".join((causes or lines)[-most:])
+
+
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env())
     if check and proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise VersioningError(f"`{' '.join(cmd[2:] if cmd[0] == sys.executable else cmd)}` failed in {cwd}: "
-                              f"{msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        why = failure_lines(proc.stderr or proc.stdout) or f"exit {proc.returncode}"
+        raise VersioningError(f"`{' '.join(cmd[2:] if cmd[0] == sys.executable else cmd)}` failed in {cwd}: {why}")
     return proc
 
 
@@ -106,7 +120,9 @@ def release_tags(root: Path) -> list[dict]:
         name, sha, body = parts[0].strip(), parts[1] or parts[2], parts[3]
         m = re.search(r"^content-sha256: ([0-9a-f]{64})$", body, re.M)
         run = re.search(r"^dagster-run: (\S+)$", body, re.M)
-        tags.append({"tag": name, "n": int(TAG_RE.match(name).group(1)), "git_sha": sha,
+        tag_m = TAG_RE.match(name)
+        assert tag_m is not None  # matched above
+        tags.append({"tag": name, "n": int(tag_m.group(1)), "git_sha": sha,
                      "content_sha256": m.group(1) if m else None,
                      "subject": body.strip().splitlines()[0] if body.strip() else ""})
         if run:
@@ -149,8 +165,10 @@ def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: 
     dvc(root, "commit", "-f", "-q", RELEASE_STAGE)
     if push:
         dvc(root, "push", "-q")
+    failure_point("release:git-add", root=root)
     git(root, "add", "-A", "--", "dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml", ".dvc/config")
     git(root, "commit", "-q", "--allow-empty", "-m", f"release {tag}\n\n{note}")
+    failure_point("release:after-commit", root=root)
     run = f"dagster-run: {run_id}\n" if run_id else ""
     git(root, "tag", "-a", tag, "-m", f"{note}\n\ncontent-sha256: {content_sha256}\n{run}")
     counter.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +204,7 @@ def tag_message(root: Path, tag: str) -> str:
     return git(Path(root), "tag", "-l", "--format=%(contents)", tag, check=False)
 
 
-def read_release_file(root: Path, rel: str, rev: str, missing_ok: bool = False) -> bytes | None:
+def read_release_file(root: str | Path, rel: str, rev: str, missing_ok: bool = False) -> bytes | None:
     """Bytes of ``release/<rel>`` as it was at git revision ``rev`` (e.g. ``dataset-v1``), read with
     ``dvc.api.read(..., rev=rev)``: from the local cache, else the default DVC remote; nothing is
     checked out.

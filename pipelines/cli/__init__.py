@@ -21,7 +21,7 @@ import click
 from labelloop.workspace import ConfigError, VersioningError, WorkspaceError
 from labelloop.workspace.layout import ENV_WORKSPACE
 from pipelines.cli import demo, qa, release, review, workspace
-from pipelines.cli.common import CliError
+from pipelines.cli.common import CliError, full_disk_hint
 from pipelines.runner import quiet
 
 __all__ = ["cli", "main"]
@@ -41,7 +41,7 @@ class _Group(click.Group):
             known = (WorkspaceError, ConfigError, VersioningError, FileNotFoundError, OSError, KeyError)
             msg = (exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) if isinstance(exc, known) \
                 else f"{type(exc).__name__}: {exc}"
-            raise CliError(msg) from None
+            raise CliError(full_disk_hint(msg, (ctx.obj or {}).get("workspace"))) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

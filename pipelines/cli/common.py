@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from labelloop.images.files import sha256_file
 from labelloop.reprocess import PlannedRun, stale_stage
 from labelloop.review.inbox import remember_source
 from labelloop.review.store import review_store
+from labelloop.workspace import recovery
 from labelloop.workspace.layout import Workspace
 from pipelines.runner import execute, get_instance, quiet
 from resources.prelabeler import PreLabelerResource
@@ -23,8 +25,41 @@ from resources.prelabeler import PreLabelerResource
 BLOCKED = 3
 
 
+_SQL_NOISE = re.compile(r"\s*\[SQL: .*?\](?=\s|$)|\s*\[parameters: .*?\](?=\s|$)|\s*\(Background on this error at: [^)]*\)",
+                        re.S)
+
+
+def one_line(message: str) -> str:
+    """A failure's message as one line: SQLAlchemy's statement dumps (``[SQL: ...]``,
+    ``[parameters: ...]``, ``(Background on this error at: ...)``) left out, the lines joined."""
+    text = _SQL_NOISE.sub("", str(message))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines) if len(lines) <= 3 else " ".join(lines[:3]) + " ..."
+
+
+def full_disk_hint(message: str, workspace: str | None) -> str:
+    """``message``, plus where to free space when the failure is a full disk and the message does
+    not say so itself: SQLite's "database or disk is full" / "disk I/O error" from the Dagster
+    instance, git's or DVC's "No space left on device" (checked with ``os.statvfs`` of the
+    workspace: under 1 MiB free)."""
+    if "free space" in message or not any(k in message for k in ("disk is full", "No space left", "disk I/O error")):
+        return message
+    where = Workspace.at(workspace).root if workspace or os.environ.get("LABELLOOP_WORKSPACE") else Path.cwd()
+    try:
+        st = os.statvfs(where)
+        full = st.f_bavail * st.f_frsize < 2**20
+    except OSError:
+        full = "disk I/O error" not in message
+    if full:
+        message += f" (the disk that holds the workspace {where} and its .dagster instance is full: free space there)"
+    return message
+
+
 class CliError(click.ClickException):
-    """A failure reported as one line on stderr."""
+    """A failure reported as one line on stderr (:func:`one_line`)."""
+
+    def __init__(self, message: str, workspace: str | Path | None = None) -> None:
+        super().__init__(one_line(full_disk_hint(str(message), str(workspace) if workspace else None)))
 
     def show(self, file=None):
         click.echo(f"labelloop: error: {self.format_message()}", err=True)
@@ -63,6 +98,8 @@ def emit(data: dict, as_json: bool, fmt) -> None:
 
 def run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[dict]:
 
+    with ws.lock():
+        recovery.remove_stale_temporaries(ws)  # what a killed writer left beside a table
     instance = get_instance(ws)
     model_id = PreLabelerResource().get(ws.config()).model_id
     names = [only] if only else ws.batches()
@@ -78,11 +115,11 @@ def run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[dic
         stages = list(PlannedRun(st[0], (b,)).assets) if st else None
         out = execute(ws, "batch_job", instance, partition_key=b, asset_selection=stages, verbose=ctx.obj["verbose"])
         if not out.success:
-            raise CliError(f"batch {b}: {out.reason()} (run {out.run_id})")
+            raise CliError(f"batch {b}: {out.reason()} (run {out.run_id})", ws.root)
         done.append({"batch": b, "reason": st[1] if st else "requested", "run_id": out.run_id, "metadata": out.metadata})
     out = execute(ws, "resolve_job", instance, verbose=ctx.obj["verbose"])
     if not out.success:
-        raise CliError(f"resolve: {out.reason()} (run {out.run_id})")
+        raise CliError(f"resolve: {out.reason()} (run {out.run_id})", ws.root)
     done.append({"batch": None, "run_id": out.run_id, "metadata": out.metadata})
     return done
 
@@ -119,4 +156,4 @@ def do_release(ctx: click.Context, ws: Workspace, resplit: bool = False) -> dict
         reason = out.reason().replace(": release blocked: ", ": ")  # the asset's own prefix, said once below
         return {"status": "blocked", "reason": reason, "checks": out.failed_checks, "warnings": warnings,
                 "run_id": out.run_id}
-    raise CliError(f"release: {out.reason()} (run {out.run_id})")
+    raise CliError(f"release: {out.reason()} (run {out.run_id})", ws.root)

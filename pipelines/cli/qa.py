@@ -23,15 +23,17 @@ from resources.prelabeler import PreLabelerResource
 @click.option("--name", help="gold set name (default: the file's stem); registering a name again replaces that set")
 @click.pass_context
 def register_gold(ctx: click.Context, file: str, name: str | None) -> None:
-    """Register trusted reference labels (COCO JSON, or a Label Studio JSON / JSON-MIN export) of
-    ingested images as a gold set. Review exports written from now on carry qa.honeypots_per_batch
+    """Register trusted reference labels of ingested images as a gold set, from any review file
+    labelloop imports (Label Studio JSON / JSON-MIN, CVAT for images 1.1 XML or zip, COCO JSON). Review exports written from now on carry qa.honeypots_per_batch
     of its images among their tasks, unmarked; qa_report compares reviewers with it."""
 
     ws = workspace_of(ctx)
     set_name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(file).stem).strip("-._") or "gold"
     try:
         with ws.lock():
-            s = do_register(ws, Path(file), set_name, repo.all_images(ws), ws.config().category_names)
+            cfg = ws.config()
+            s = do_register(ws, Path(file), set_name, repo.all_images(ws), cfg.category_names,
+                            keypoints=cfg.keypoint_schema(), max_bytes=int(cfg.review.max_export_mb * 2**20))
     except GoldError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"gold set {s['gold_set']} ({s['format']}): {s['images']} images, {s['labels']} labels registered, "

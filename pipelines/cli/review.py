@@ -5,6 +5,7 @@ instance, with the review tool of :func:`pipelines.definitions.review_tool_resou
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -116,6 +117,10 @@ def serve_webhook(ctx: click.Context, host: str, port: int, public_url: str | No
         raise CliError(str(exc)) from None
     if project is None:
         raise CliError(f"no Label Studio project titled {title!r} yet: run `labelloop push-review` first")
+    # A background job of a script starts with SIGINT ignored, and Dagster's runs treat SIGTERM as they
+    # treat SIGINT: after the first run SIGTERM would be ignored too. Both stop the server here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     due = threading.Event()  # the endpoint's worker only flags; Dagster runs here, in the main thread
     with WebhookServer(due.set, secret, project["id"], host=host, port=port) as hook:
         url = public_url or hook.url

@@ -63,7 +63,7 @@ def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
         f"{sum(1 for i in imgs if i['status'] != 'ok')} rejected, {sum(1 for i in imgs if i['duplicate_of'])} exact "
         f"duplicates, {sum(1 for i in imgs if i['near_duplicate_of'])} near duplicates)",
         f"predictions       {preds}",
-        f"routing           " + ", ".join(f"{k} {v}" for k, v in sorted(routes.items())),
+        "routing           " + ", ".join(f"{k} {v}" for k, v in sorted(routes.items())),
         f"reviewed images   {sum(1 for i in imgs if i['reviewed'])}",
     ]
     for r in releases:

@@ -1,4 +1,4 @@
-"""No human work lost (issue 4): each case of the issue is a test here.
+"""No human work lost: each way of losing a review is a test here.
 
 The review files are the real Label Studio 1.23.2 exports (tests/fixtures), edited the way the
 tool or a hostile sender would; the workspace case runs the real pipeline functions (OpenCV

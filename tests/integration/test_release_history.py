@@ -5,7 +5,7 @@ the lineage questions.
 
 The workspace is made by ``labelloop demo`` itself (init, ingest the bundled photos, run, release
 dataset-v1, import the hand-made review, run, release again). The demo's second release is blocked
-by the audited error-rate gate, as README explains: its one audited image had an error, so the 95%
+by the audited error-rate gate, as docs/guides/qa.md explains: its one audited image had an error, so the 95%
 Wilson interval [0.207, 1.0] lies above the 2% target. There is no way around a blocking gate (the
 design cuts a release only when no blocking check fails), so the project *chooses* a target that one
 audited image cannot refute, ``qa.audit_error_target: 0.25`` in labelloop.yaml (committed with the
@@ -329,6 +329,7 @@ def test_push_failures_are_reported_and_a_release_still_commits(history, tmp_pat
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore: fail at once instead of retrying for seconds
     res = cli(root, "push", ok=False)
     assert res.exit_code == 1 and "push: push_releases:" in res.output and "dvc push" in res.output
+    assert "Having any troubles" not in res.output and "ERROR" in res.output  # the cause, not DVC's advice
     cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
     cfg["release"].update(train=0.5, val=0.25, test=0.25)
     (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -1,4 +1,4 @@
-"""A Celery worker lost in the middle of a step (issue #7): the step's message is acked only when
+"""A Celery worker lost in the middle of a step: the step's message is acked only when
 the step returns (pipelines/environments.py, CELERY_CONFIG), so the run finishes on another
 worker instead of waiting forever.
 

@@ -5,7 +5,7 @@ them, and `labelloop push-review` sends the batch. A reviewer (a second Label St
 then works through the server's API as the web UI does: accepts a prediction unchanged, moves a
 box, relabels one, deletes one, adds one, skips a task; a hostile annotation is written too.
 `labelloop pull-review` brings it back, and every action must arrive with the right geometry,
-class, action type and annotator. Headless Chromium takes the README's screenshot of a task
+class, action type and annotator. Headless Chromium takes the docs' screenshot (docs/label-studio-task.png) of a task
 with its pre-annotations.
 """
 

@@ -175,7 +175,7 @@ def test_both_reviewers_of_the_double_review_task_arrive_and_are_kept_apart(labe
     assert [r["source_prediction_id"] for r in second if r["action"] == "deleted"] == [d["dropped"]["id"]]
     assert {r["annotator"] for r in second} == {f"ls-user-{notes['second_id']}"}
     assert first and second and not {r["annotation_id"] for r in first} & {r["annotation_id"] for r in second}
-    # the resolved labels use the most recently saved review (README "Double review"); both stay stored
+    # the resolved labels use the most recently saved review (docs/guides/review-routing.md, double review); both stay stored
     assert store.latest_reviews()[iid]["tool_annotation_id"] == str(d["a2"])
     assert {r["review_id"] for r in _rows(pushed, d["name"])} == {reviews[str(d["a2"])]["review_id"]}
 
@@ -207,9 +207,11 @@ def test_a_webhook_event_pulls_the_edit_at_once(label_studio, pushed, reviewed):
 
 @pytest.mark.labelstudio
 def test_labelloop_serve_webhook_registers_and_resolves_on_an_event(label_studio, pushed, reviewed):
-    """`labelloop serve-webhook` (a subprocess, as a user runs it) registers the project's webhook
-    and runs resolve_job when the reviewer saves: the relabeled face arrives as a human label."""
+    """`labelloop serve-webhook` (a subprocess, as a user runs it: a background job of a script, so
+    SIGINT is ignored) registers the project's webhook and runs resolve_job when the reviewer saves:
+    the relabeled face arrives as a human label; SIGTERM after that pull stops it."""
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -221,9 +223,10 @@ def test_labelloop_serve_webhook_registers_and_resolves_on_an_event(label_studio
            "LABEL_STUDIO_API_KEY": label_studio.admin_token, "LABEL_STUDIO_PROJECT_TITLE": TITLE,
            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(label_studio.document_root),
            "LABELLOOP_WEBHOOK_SECRET": "webhook-secret-1"}
-    proc = subprocess.Popen([sys.executable, "-c", "from pipelines.cli import main; main()", "--workspace", str(ws.root), "serve-webhook",
-                             "--port", "0", "--max-pulls", "1"], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", "from pipelines.cli import main; main()", "--workspace", str(ws.root),
+                             "serve-webhook", "--port", "0"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         first = proc.stdout.readline()
         assert "posts to http://127.0.0.1:" in first and first.startswith(pushed["summary"]["source"]), first
@@ -233,7 +236,10 @@ def test_labelloop_serve_webhook_registers_and_resolves_on_an_event(label_studio
         time.sleep(1.1)  # a later updated_at than the previous version's
         label_studio.client(label_studio.reviewer_token).annotations.update(
             notes["astro"]["annotation"], result=[face, notes["astro"]["brush"]])
-        out, _ = proc.communicate(timeout=300)
+        pulled = proc.stdout.readline()  # "run <id> ok; ..." after the event's pull
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        out = pulled + out
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -2,7 +2,7 @@
 
 ``review_variant`` writes a Label Studio JSON export of the same 12 photos as another reviewer
 would have made it, with every box passed through ``change`` (which may return None to drop it);
-``degrade`` is the degraded review of issue 5: boxes in turn dropped, shifted by half their size
+``degrade`` is a degraded review: boxes in turn dropped, shifted by half their size
 (right and down), or given another class.
 """
 

@@ -95,3 +95,11 @@ def test_the_library_imports_no_dagster_even_inside_functions():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_every_library_module_is_in_the_api_reference():
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [*(REPO_ROOT / "docs" / "api").glob("*.md"),
+                                                               REPO_ROOT / "docs" / "api.md"])
+    missing = [module_name(p) for p in LIB.rglob("*.py") if "data" not in p.parts
+               and f".. automodule:: {module_name(p)}\n" not in pages]
+    assert not missing, f"add them to docs/api/<package>.md: {missing}"

@@ -1,16 +1,16 @@
 """COCO JSON (https://cocodataset.org/#format-data): the release writer
 (:mod:`~labelloop.formats.coco.writer`) and the reader of reviewed COCO files
-(:mod:`~labelloop.formats.coco.reader`)."""
+(:mod:`~labelloop.formats.coco.reader`, the verbs of :mod:`labelloop.formats.records`)."""
 
 from labelloop.formats.coco.reader import (
                                            TOOL,
                                            CocoFormatError,
-                                           default_source,
-                                           looks_like_coco,
+                                           looks_like,
+                                           parse,
                                            parse_coco_review,
                                            read_coco_annotations,
 )
 from labelloop.formats.coco.writer import INFO, build_coco, dumps_coco, uncompressed_rle
 
-__all__ = ["INFO", "TOOL", "CocoFormatError", "build_coco", "default_source", "dumps_coco", "looks_like_coco",
-           "parse_coco_review", "read_coco_annotations", "uncompressed_rle"]
+__all__ = ["INFO", "TOOL", "CocoFormatError", "build_coco", "dumps_coco", "looks_like", "parse", "parse_coco_review",
+           "read_coco_annotations", "uncompressed_rle"]

@@ -32,13 +32,12 @@ kept through ``human_labels`` and ``labels`` to the release: COCO writes it back
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
+from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudonym, new_record
 from labelloop.geometry.boxes import box_problem, xywh_to_xyxy
 from labelloop.geometry.masks import segmentation_to_rle
 
@@ -64,17 +63,23 @@ def _iso(value: Any) -> str | None:
     return None
 
 
-def default_source(path: str | Path) -> str:
-    """``coco/<file stem>``."""
-    return f"{TOOL}/{Path(path).stem}"
+def looks_like(content: Any) -> bool:
+    """Whether ``content`` (parsed JSON) is COCO: an object with ``images`` and ``annotations``."""
+    return isinstance(content, dict) and "images" in content and "annotations" in content
 
 
-def looks_like_coco(obj: Any) -> bool:
-    """A JSON object with ``images`` and ``annotations`` (COCO's top level)."""
-    return isinstance(obj, dict) and "images" in obj and "annotations" in obj
+def parse(content: Any, *, where: str, fallback_time: str, keypoints: dict[str, list[str]] | None = None
+          ) -> ParsedFile:
+    """A COCO file's records (:func:`parse_coco_review`); COCO names no container.
+
+    Raises:
+        CocoFormatError: see :func:`parse_coco_review`.
+    """
+    records = parse_coco_review(content, where=where, fallback_time=fallback_time, keypoints=keypoints)
+    return {"tool": TOOL, "format": "coco", "records": records, "container": None}
 
 
-def _int_id(v: Any) -> bool:
+def _int_id(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -106,9 +111,9 @@ def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[s
     kp = ann.get("keypoints")
     if kp:
         ours = keypoints.get(cat)
-        theirs = cat_kps.get(ann["category_id"]) or ours
         if not ours:
             raise ValueError(f"{name}: keypoints on category {cat!r}, which has none in the config")
+        theirs = cat_kps.get(ann["category_id"]) or ours
         if not isinstance(kp, list) or len(kp) != 3 * len(theirs or []):
             raise ValueError(f"{name}: keypoints need {3 * len(theirs or [])} numbers, got {len(kp) if isinstance(kp, list) else kp!r}")
         unknown = [n for n in theirs if n not in ours]
@@ -127,7 +132,7 @@ def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[s
 
 
 def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
-                      keypoints: dict[str, list[str]] | None = None) -> list[dict]:
+                      keypoints: dict[str, list[str]] | None = None) -> list[ReviewRecord]:
     """COCO annotation JSON (parsed) -> review records (see the module docstring).
 
     Args:
@@ -162,12 +167,12 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
             raise CocoFormatError(f"{where}: category {c['id']} 'keypoints' must be a list of names, "
                                   f"got {str(kp_names)[:80]}")
         cats[c["id"]], cat_kps[c["id"]] = c["name"], c.get("keypoints")
-    info = obj.get("info") if isinstance(obj.get("info"), dict) else {}
+    raw_info = obj.get("info")
+    info = raw_info if isinstance(raw_info, dict) else {}
     updated = _iso(info.get("date_created")) or fallback_time
-    contributor = str(info.get("contributor") or "").strip()
-    annotator = "coco-user-" + (hashlib.sha256(contributor.encode()).hexdigest()[:12] if contributor else "unknown")
+    annotator = annotator_pseudonym(TOOL, str(info.get("contributor") or "").strip() or None)
     images: dict[Any, dict] = {}
-    records: list[dict] = []
+    records: list[ReviewRecord] = []
     for i, im in enumerate(obj["images"]):
         iid = im.get("id") if isinstance(im, dict) else None
         if iid is not None and not isinstance(iid, (int, str)):
@@ -175,12 +180,11 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
         if iid is not None and iid in images:
             raise CocoFormatError(f"{where}: image id {iid!r} is used twice")
         fname = im.get("file_name") if isinstance(im, dict) else None
-        rec = {"task_id": str(fname or f"image {iid if iid is not None else i}"), "tool_annotation_id": "coco-image",
-               "updated_at": updated, "created_at": None, "annotator": annotator, "was_cancelled": False,
-               "image_ref": fname if isinstance(fname, str) and fname else None,
-               "data_image_id": im.get("sha256") if isinstance(im, dict) and isinstance(im.get("sha256"), str) else None,
-               "project": None, "format": "coco", "regions": [], "parent_regions": [], "parent_prediction_id": None,
-               "error": None, "tool": TOOL, "allow_name": False}
+        task = str(fname or f"image {iid if iid is not None else i}")
+        rec = new_record(TOOL, task, "coco", allow_name=False, tool_annotation_id="coco-image", updated_at=updated,
+                         annotator=annotator, image_ref=fname if isinstance(fname, str) and fname else None,
+                         data_image_id=im.get("sha256") if isinstance(im, dict) and isinstance(im.get("sha256"), str)
+                         else None, item=f"image {task}")
         w, h = (im.get("width"), im.get("height")) if isinstance(im, dict) else (None, None)
         if iid is None:
             rec["error"] = f"image entry #{i} has no 'id'"
@@ -193,12 +197,14 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
             images[iid] = {"rec": rec, "width": w, "height": h}
     for ann in obj["annotations"]:
         if not isinstance(ann, dict):
-            records.append({"task_id": "?", "tool_annotation_id": "annotation", "error": f"annotation {ann!r} is not an object"})
+            records.append(new_record(TOOL, "?", "coco", allow_name=False, tool_annotation_id="annotation",
+                                      item="image ?", error=f"annotation {ann!r} is not an object"))
             continue
         target = images.get(ann.get("image_id")) if isinstance(ann.get("image_id"), (int, str)) else None
         if target is None:
-            records.append({"task_id": f"annotation {ann.get('id')}", "tool_annotation_id": None,
-                            "error": f"annotation {ann.get('id')} refers to unknown image id {ann.get('image_id')!r}"})
+            records.append(new_record(TOOL, f"annotation {ann.get('id')}", "coco", allow_name=False,
+                                      item=f"annotation {ann.get('id')}", error=f"annotation {ann.get('id')} refers "
+                                      f"to unknown image id {ann.get('image_id')!r}"))
             continue
         rec = target["rec"]
         if rec["error"]:
@@ -208,8 +214,6 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
         except ValueError as exc:
             rec["error"] = str(exc)
     return records
-
-
 
 
 _READ_BOX_TOL = 0.01  # px; other exporters round coordinates
@@ -224,7 +228,9 @@ def _require(d: Any, keys: tuple[str, ...], what: str, where: str) -> None:
 
 
 def read_coco_annotations(path: str | os.PathLike) -> tuple[list[dict], list[dict], list[str]]:
-    """Read a COCO object-detection JSON into labelloop shapes.
+    """Read a labelloop release's COCO file back into labelloop shapes (the writer's round trip:
+    :func:`labelloop.formats.coco.writer.build_coco` of what this returns gives the same bytes).
+    Review files, COCO ones included, go through :func:`parse` instead.
 
     Returns:
         ``(images, labels, categories)``:

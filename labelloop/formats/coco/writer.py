@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any, Sequence
 
 import numpy as np
 
 from labelloop.geometry.boxes import box_problem, xyxy_to_xywh
 from labelloop.geometry.masks import coco_segmentation, decode_rle, rle_area
+from labelloop.tables.schemas import LabelRow
 
 _IMAGE_KEYS = ("image_id", "file_name", "width", "height")
 INFO = {
@@ -50,7 +52,8 @@ def uncompressed_rle(mask) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(v) for v in runs]}
 
 
-def _keypoints(lab: dict, names: list[str] | None, width: int, height: int, where: str) -> tuple[list[float], int] | None:
+def _keypoints(lab: LabelRow, names: list[str] | None, width: int, height: int, where: str
+               ) -> tuple[list[float], int] | None:
     """COCO ``(keypoints, num_keypoints)`` of a label, or None when its category has no keypoints."""
     kp = lab.get("keypoints")
     if not names:
@@ -77,7 +80,7 @@ def _keypoints(lab: dict, names: list[str] | None, width: int, height: int, wher
     return out, n
 
 
-def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
+def build_coco(images: list[dict], labels: Sequence[LabelRow], categories: list[str], *,
                image_ids: dict[str, int] | None = None, annotation_ids: dict[str, int] | None = None,
                keypoints: dict[str, dict] | None = None) -> dict:
     """Assemble a COCO object-detection (and keypoint) dataset dict.
@@ -140,7 +143,7 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
         img_index[img["image_id"]] = entry
         out_images.append(entry)
 
-    by_image: dict[str, list[dict]] = {}
+    by_image: dict[str, list[LabelRow]] = {}
     for lab in labels:
         where = f"label {lab.get('label_id')!r}"
         if lab.get("category") not in cat_ids:
@@ -151,7 +154,8 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
 
     if len({e["id"] for e in out_images}) != len(out_images):
         raise ValueError("two images were given the same COCO id")
-    annotations, seen_ids = [], set()
+    annotations: list[dict[str, Any]] = []
+    seen_ids = set()
     for img in out_images:
         for lab in sorted(by_image.get(img["sha256"], []), key=lambda d: str(d.get("label_id"))):
             where = f"label {lab.get('label_id')!r}"
@@ -159,11 +163,13 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
             if problem:
                 raise ValueError(f"{where}: {problem}")
             x, y, w, h = xyxy_to_xywh(lab["bbox"])
-            ann_id = len(annotations) + 1 if annotation_ids is None else annotation_ids.get(lab.get("label_id"))
+            label_id = lab.get("label_id")
+            ann_id = len(annotations) + 1 if annotation_ids is None else (
+                annotation_ids.get(label_id) if label_id is not None else None)
             if ann_id is None or ann_id in seen_ids:
                 raise ValueError(f"{where} has {'no' if ann_id is None else 'a repeated'} COCO annotation id")
             seen_ids.add(ann_id)
-            ann = {
+            ann: dict[str, Any] = {
                 "id": int(ann_id),
                 "image_id": img["id"],
                 "category_id": cat_ids[lab["category"]],
@@ -174,9 +180,10 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
                 "label_id": lab.get("label_id"),
                 "origin": lab.get("origin"),
             }
-            if lab.get("mask"):
+            rle = lab.get("mask")
+            if rle:
                 try:
-                    mask = decode_rle(lab["mask"])
+                    mask = decode_rle(rle)
                 except ValueError as exc:
                     raise ValueError(f"{where}: bad mask: {exc}") from None
                 if mask.shape != (img["height"], img["width"]):
@@ -184,16 +191,17 @@ def build_coco(images: list[dict], labels: list[dict], categories: list[str], *,
                         f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} (h x w), "
                         f"image is {img['height']}x{img['width']}"
                     )
-                ann["area"] = rle_area(lab["mask"])
-                ann["segmentation"] = coco_segmentation(lab["mask"])
+                ann["area"] = rle_area(rle)
+                ann["segmentation"] = coco_segmentation(rle)
             if lab.get("iscrowd"):
-                mask = decode_rle(lab["mask"]) if lab.get("mask") else _box_mask(lab["bbox"], img["width"], img["height"])
+                mask = decode_rle(rle) if rle else _box_mask(lab["bbox"], img["width"], img["height"])
                 ann.update(iscrowd=1, segmentation=uncompressed_rle(mask), area=float(mask.sum()))
             kp = _keypoints(lab, kp_names[lab["category"]], img["width"], img["height"], where)
             if kp is not None:
                 ann["keypoints"], ann["num_keypoints"] = kp
-            if lab.get("origin") == "model" and lab.get("score") is not None:
-                ann["score"] = float(lab["score"])
+            score = lab.get("score")
+            if lab.get("origin") == "model" and score is not None:
+                ann["score"] = float(score)
             annotations.append(ann)
 
     return {

@@ -16,39 +16,47 @@ One record per ``<image>``: the image is one annotation in labelloop's terms. Id
   nothing new, and a later save supersedes the earlier version (both kept in the history).
 
 Shapes: ``<box>`` (``rotation`` -> enclosing box with ``rotation`` kept in attributes, pivot the
-box centre), ``<polygon>``, ``<mask>`` (CVAT RLE), ``<skeleton>`` (keypoints: ``outside="1"`` ->
-v = 0, ``occluded="1"`` -> v = 1, else v = 2; attached to the ``<box>`` of the same label and
-``group_id``, else its own instance with the box of its labeled points). Shapes of one label that
-share a ``group_id`` are one object (CVAT groups them; labelloop's export does). ``<attribute>``
-values are kept in attributes, except ``is_crowd``: CVAT has no crowd shape, but its COCO format
-reads and writes an ``is_crowd`` attribute (a checkbox, or an integer 0 / 1) to mark a region of
-many objects (COCO ``iscrowd: 1``); labelloop reads that attribute the same way (``true`` / ``1``
--> a crowd region, ``false`` / ``0`` -> one object, anything else rejects the image), on any
-shape of the object. Tags, polylines, points outside a skeleton, ellipses, cuboids and
-tracks have no labelloop form: they reject the image (or the file, for tracks) with the reason.
+box centre), ``<polygon>``, ``<mask>`` (CVAT RLE: its runs are checked here, but the mask is
+decoded only after the image is matched to ours and its declared size agrees, within a budget
+of mask-box pixels per file: :func:`cvat_mask_rle`, :mod:`labelloop.review.regions`),
+``<skeleton>`` (keypoints: ``outside="1"`` -> v = 0, ``occluded="1"`` -> v = 1, else v = 2;
+attached to the ``<box>`` of the same label and ``group_id``, else its own instance with the box
+of its labeled points). Shapes of one label that share a ``group_id`` are one object (CVAT groups
+them; labelloop's export does). ``<attribute>`` values are kept in attributes, except
+``is_crowd``: CVAT has no crowd shape, but its COCO format reads and writes an ``is_crowd``
+attribute (a checkbox, or an integer 0 / 1) to mark a region of many objects (COCO
+``iscrowd: 1``); labelloop reads that attribute the same way (``true`` / ``1`` -> a crowd region,
+``false`` / ``0`` -> one object, anything else rejects the image), on any shape of the object.
+Tags, polylines, points outside a skeleton, ellipses, cuboids and tracks have no labelloop form:
+they reject the image (or the file, for tracks) with the reason.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
+from typing import Any, cast
 
+import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as DET
 from PIL import Image
+from pycocotools import mask as mask_utils
 
-from labelloop.formats.cvat.writer import TOOL, CvatFormatError, cvat_rle_to_mask
+from labelloop.formats.cvat.writer import TOOL, CvatFormatError
+from labelloop.formats.records import (
+    CvatMask,
+    ParsedFile,
+    PixelRegion,
+    Region,
+    ReviewRecord,
+    annotator_pseudonym,
+    new_record,
+)
 from labelloop.geometry.boxes import enclosing_box, rotated_rect_corners
 
 _UNSUPPORTED = {"tag": "image-level tag", "polyline": "polyline", "points": "points outside a skeleton",
                 "ellipse": "ellipse", "cuboid": "cuboid"}
-
-
-def annotator_pseudonym(username: str | None) -> str:
-    """``cvat-user-`` + 12 hex of sha256 of the CVAT username; ``cvat-user-unknown`` when empty."""
-    if not username or not username.strip():
-        return "cvat-user-unknown"
-    return "cvat-user-" + hashlib.sha256(username.strip().encode("utf-8")).hexdigest()[:12]
 
 
 def _text(el, path: str) -> str | None:
@@ -79,14 +87,7 @@ def _meta(root, where: str, updated_at: str | None = None) -> dict:
                               "writer, such as datumaro's cvat exporter, pass the version time explicitly)")
     user = _text(el, "assignee/username") or _text(el, "owner/username")
     ident = _text(el, "id")
-    return {"kind": kind, "id": ident, "updated": updated, "annotator": annotator_pseudonym(user)}
-
-
-def default_source(meta: dict, stem: str) -> str:
-    """``cvat/<task|job|project>-<id>`` from the file's meta, else ``cvat/<file stem>``."""
-    if meta.get("kind") and meta.get("id"):
-        return f"{TOOL}/{meta['kind']}-{meta['id']}"
-    return f"{TOOL}/{stem}"
+    return {"kind": kind, "id": ident, "updated": updated, "annotator": annotator_pseudonym(TOOL, user)}
 
 
 def _num(el, key: str, name: str) -> float:
@@ -120,7 +121,7 @@ def _points(el, name: str) -> list[float]:
 
 
 def _attributes(el) -> dict:
-    out = {}
+    out: dict[str, float | str] = {}
     for a in el.findall("attribute"):
         value = (a.text or "").strip()
         try:
@@ -167,7 +168,72 @@ def _skeleton(el, name: str, names: dict[str, list[str]]) -> tuple[list[float], 
     return flat, extent
 
 
-def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]) -> list[dict]:
+def _mask_runs(rle: str, left: int, top: int, width: int, height: int, image_width: int,
+               image_height: int) -> list[int]:
+    """The runs of a CVAT mask's ``rle`` text, checked as
+    :func:`labelloop.formats.cvat.writer.cvat_rle_to_mask` checks them, without decoding anything
+    (work in the number of runs, not of pixels). ValueError with the reason."""
+    try:
+        counts = [int(c) for c in rle.split(",")]
+    except ValueError:
+        raise ValueError("rle, left, top, width and height must be integers") from None
+    if width <= 0 or height <= 0 or left < 0 or top < 0:
+        raise ValueError(f"mask crop must have left, top >= 0 and positive size; got left={left} top={top} "
+                         f"width={width} height={height}")
+    if left + width > image_width or top + height > image_height:
+        raise ValueError(f"mask crop {width}x{height} at ({left}, {top}) lies outside the "
+                         f"{image_width}x{image_height} image")
+    if not counts or any(c < 0 for c in counts):
+        raise ValueError("mask rle must be a non-empty list of non-negative run lengths")
+    if any(c > width * height for c in counts):
+        raise ValueError(f"mask rle runs must lie in 0..{width * height} (the crop's pixels)")
+    if sum(counts) != width * height:
+        raise ValueError(f"mask rle runs cover {sum(counts)} pixels but the crop {width}x{height} has {width * height}")
+    return counts
+
+
+def cvat_mask_rle(mask: CvatMask, image_width: int, image_height: int) -> str:
+    """Decode a CVAT mask (:class:`~labelloop.formats.records.CvatMask`: row-major runs over its
+    crop, background first) into COCO RLE JSON of the full ``image_height x image_width`` mask,
+    the same text :func:`labelloop.formats.cvat.writer.cvat_rle_to_mask` gives.
+
+    Work and memory are proportional to the crop (about 2 bytes per crop pixel, plus 8 per run
+    of the result), not to the image: the column-major runs of the full image are computed from
+    the crop's transitions, without a full-size array. Callers bound the crop pixels they decode per file
+    (:data:`labelloop.review.regions.MAX_MASK_PIXELS_PER_FILE`).
+
+    Raises:
+        ValueError: runs that are negative, longer than the crop or do not add up to it, a crop
+            outside the image, non-integer fields.
+    """
+    left, top, mw, mh = int(mask["left"]), int(mask["top"]), int(mask["width"]), int(mask["height"])
+    counts = _mask_runs(mask["rle"], left, top, mw, mh, image_width, image_height)
+    runs = np.asarray(counts, dtype=np.int64)
+    crop = np.repeat((np.arange(runs.size) % 2).astype(np.uint8), runs).reshape(mh, mw)
+    # Pixel (row top + i, column left + j) is at top + i + (left + j) * image_height in the full
+    # image's column-major order (COCO's), so the full mask changes value exactly where the crop
+    # does down a column, at the top and bottom of a crop column, and nowhere else.
+    lead, total = left * image_height + top, image_width * image_height
+    down = np.flatnonzero(crop[1:] != crop[:-1])  # row-major index over rows 1.. of the crop
+    i, j = np.divmod(down, mw)
+    parts = [lead + j * image_height + i + 1]
+    if mh < image_height:  # background above and below every crop column
+        parts.append(lead + np.flatnonzero(crop[0]) * image_height)
+        parts.append(lead + np.flatnonzero(crop[mh - 1]) * image_height + mh)
+    else:  # full-height crop: a column continues the one before it
+        before = np.concatenate([[0], crop[mh - 1, :-1]]).astype(np.uint8)
+        parts.append(lead + np.flatnonzero(crop[0] != before) * image_height)
+        if crop[mh - 1, mw - 1]:
+            parts.append(np.array([lead + (mw - 1) * image_height + mh], dtype=np.int64))
+    trans = np.sort(np.concatenate(parts))
+    trans = trans[trans < total]
+    out = np.diff(np.concatenate([[0], trans, [total]]))
+    rle = mask_utils.frPyObjects({"size": [image_height, image_width], "counts": out.tolist()},
+                                 image_height, image_width)
+    return json.dumps({"size": [image_height, image_width], "counts": rle["counts"].decode("ascii")})
+
+
+def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]) -> list[Region]:
     """Regions of one ``<image>`` in the pixel form of :mod:`labelloop.review.regions`; ValueError on a problem."""
     objects: dict[tuple, dict] = {}
     skeletons = []
@@ -214,20 +280,21 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
             if len(pts) < 6:
                 raise ValueError(f"{name}: a polygon needs at least 3 points")
             obj["polygons"] = (obj["polygons"] or []) + [pts]
-        else:  # mask
-            if obj["mask"] is not None:
+        else:  # mask: checked here, decoded only for a matched image of this size (cvat_mask_rle)
+            if obj.get("cvat_mask") is not None:
                 raise ValueError(f"{name}: two masks in group {group} of {label!r}")
             try:
-                counts = [int(c) for c in el.attrib["rle"].split(",")]
+                rle = el.attrib["rle"]
                 left, top, mw, mh = (int(el.attrib[k]) for k in ("left", "top", "width", "height"))
             except KeyError as exc:
                 raise ValueError(f"{name}: missing {exc.args[0]!r}") from None
             except ValueError:
                 raise ValueError(f"{name}: rle, left, top, width and height must be integers") from None
             try:
-                obj["mask"] = cvat_rle_to_mask(counts, left, top, mw, mh, width, height)
+                _mask_runs(rle, left, top, mw, mh, width, height)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
+            obj["cvat_mask"] = {"rle": rle, "left": left, "top": top, "width": mw, "height": mh}
     for key, flat, extent, name in skeletons:
         obj = objects.get(key) if key[1][:1] != "#" else None
         if obj is None:
@@ -239,11 +306,12 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
                                   "original_height": height, "_order": order}
             order += 1
         obj["keypoints"] = flat
-    return [{k: v for k, v in o.items() if k != "_order"} for o in sorted(objects.values(), key=lambda o: o["_order"])]
+    return [cast(PixelRegion, {k: v for k, v in o.items() if k != "_order"})  # a PixelRegion less its sort key
+            for o in sorted(objects.values(), key=lambda o: o["_order"])]
 
 
 def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | None = None,
-               updated_at: str | None = None) -> tuple[list[dict], dict]:
+               updated_at: str | None = None) -> tuple[list[ReviewRecord], dict]:
     """Parse CVAT for images 1.1 XML bytes into review records (see the module docstring).
 
     Args:
@@ -255,9 +323,9 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
             time in the file always wins.
 
     Returns:
-        ``(records, meta)``; records have the fields of
-        :func:`labelloop.formats.labelstudio.reader.parse_export`'s records plus ``tool = "cvat"`` and
-        ``allow_name = False``; ``image_ref`` is the image ``name``; ``regions`` are pixel regions.
+        ``(records, meta)``: :class:`~labelloop.formats.records.ReviewRecord` s with ``tool = "cvat"``,
+        ``allow_name = False``, ``image_ref`` the image ``name``, pixel ``regions``; ``meta`` holds
+        the ``kind`` (task, job, project) and ``id`` of the container, ``updated`` and ``annotator``.
 
     Raises:
         CvatFormatError: not XML, an XML bomb or external entity, a root other than
@@ -285,10 +353,9 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
         name = el.attrib.get("name") or ""
         frame = el.attrib.get("id", "")
         task_prefix = f"{el.attrib['task_id']}/" if el.attrib.get("task_id") else ""
-        rec = {"task_id": task_prefix + name, "tool_annotation_id": f"frame-{frame}", "updated_at": meta["updated"],
-               "created_at": None, "annotator": meta["annotator"], "was_cancelled": False, "image_ref": name or None,
-               "data_image_id": None, "project": meta["id"], "format": "cvat-1.1", "regions": [],
-               "parent_regions": [], "parent_prediction_id": None, "error": None, "tool": TOOL, "allow_name": False}
+        rec = new_record(TOOL, task_prefix + name, "cvat-1.1", allow_name=False, tool_annotation_id=f"frame-{frame}",
+                         updated_at=meta["updated"], annotator=meta["annotator"], image_ref=name or None,
+                         project=meta["id"], item=f"image {task_prefix + name} (frame {frame})")
         try:
             if not name:
                 raise ValueError("<image> without a name")
@@ -296,9 +363,10 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
                 width, height = int(el.attrib["width"]), int(el.attrib["height"])
             except (KeyError, ValueError):
                 raise ValueError("<image> needs integer width and height") from None
-            if width <= 0 or height <= 0 or width * height > Image.MAX_IMAGE_PIXELS:
-                # masks are decoded at this size before it is matched to our image: a declared
-                # 100000x100000 would take 10 GB; labelloop holds no image over Pillow's limit
+            limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's guard turned off
+            if width <= 0 or height <= 0 or (limit is not None and width * height > limit):
+                # labelloop holds no image over Pillow's limit, so no image of this size can match;
+                # refused here, before any region of it is looked at
                 raise ValueError(f"<image> size {width}x{height} is not positive or larger than any image labelloop "
                                  f"accepts ({Image.MAX_IMAGE_PIXELS} pixels, Pillow's decompression-bomb limit)")
             rec["regions"] = _image_regions(el, width, height, keypoints or {})
@@ -306,3 +374,22 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
             rec["error"] = str(exc)
         records.append(rec)
     return records, meta
+
+
+def looks_like(content: Any) -> bool:
+    """Whether ``content`` (a file's bytes; parsed JSON is never CVAT) is XML, which labelloop reads
+    as CVAT for images 1.1."""
+    return isinstance(content, (bytes, bytearray)) and content.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<"
+
+
+def parse(content: bytes, *, where: str, fallback_time: str, keypoints: dict[str, list[str]] | None = None
+          ) -> ParsedFile:
+    """A CVAT for images 1.1 file's records (:func:`parse_cvat`, ``fallback_time`` when ``<meta>``
+    has no time) and its container (``task-12``, ``job-3``, ``project-4``) when ``<meta>`` names one.
+
+    Raises:
+        CvatFormatError: see :func:`parse_cvat`.
+    """
+    records, meta = parse_cvat(content, where=where, keypoints=keypoints, updated_at=fallback_time)
+    container = f"{meta['kind']}-{meta['id']}" if meta.get("kind") and meta.get("id") else None
+    return {"tool": TOOL, "format": "cvat-1.1", "records": records, "container": container}

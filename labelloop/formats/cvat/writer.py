@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 from xml.sax.saxutils import XMLGenerator
+from xml.sax.xmlreader import AttributesImpl
 
 import numpy as np
 
 from labelloop.geometry.keypoints import NOT_LABELED, OCCLUDED
 from labelloop.geometry.masks import decode_rle, encode_rle, mask_to_polygons
+from labelloop.tables.schemas import ImageRow, PredictionRow
 
 TOOL = "cvat"
 VERSION = "1.1"
@@ -132,7 +134,7 @@ class _Writer:
 
     def open(self, tag: str, attrs: dict | None = None) -> None:
         self._nl()
-        self.gen.startElement(tag, {k: str(v) for k, v in (attrs or {}).items()})
+        self.gen.startElement(tag, AttributesImpl({k: str(v) for k, v in (attrs or {}).items()}))
         self.level += 1
 
     def close(self, tag: str) -> None:
@@ -142,7 +144,7 @@ class _Writer:
 
     def leaf(self, tag: str, text: str = "", attrs: dict | None = None) -> None:
         self._nl()
-        self.gen.startElement(tag, {k: str(v) for k, v in (attrs or {}).items()})
+        self.gen.startElement(tag, AttributesImpl({k: str(v) for k, v in (attrs or {}).items()}))
         if text:
             self.gen.characters(text)
         self.gen.endElement(tag)
@@ -175,16 +177,17 @@ def _meta(w: _Writer, task_name: str, n_images: int, categories: list[str], keyp
     w.close("meta")
 
 
-def _shape_common(p: dict) -> dict:
+def _shape_common(p: PredictionRow) -> dict:
     return {"label": p["category"], "source": "auto", "occluded": "0"}
 
 
-def _score(w: _Writer, p: dict) -> None:
+def _score(w: _Writer, p: PredictionRow) -> None:
     if p.get("score") is not None:
         w.leaf("attribute", f"{float(p['score']):.4f}", {"name": SCORE_ATTRIBUTE})
 
 
-def build_cvat_xml(images: list[dict], predictions: list[dict], categories: list[str], *, task_name: str,
+def build_cvat_xml(images: Sequence[ImageRow], predictions: Sequence[PredictionRow], categories: list[str], *,
+                   task_name: str,
                    mask_shape: str = "mask", keypoints: dict[str, list[str]] | None = None,
                    now: str | None = None) -> bytes:
     """CVAT for images 1.1 annotation file of ``images`` with ``predictions`` as pre-annotations.
@@ -215,10 +218,10 @@ def build_cvat_xml(images: list[dict], predictions: list[dict], categories: list
         raise ValueError(f"mask_shape must be 'mask' or 'polygon', got {mask_shape!r}")
     keypoints = keypoints or {}
     now = now or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    chosen: dict[str, dict] = {}
+    chosen: dict[str | None, ImageRow] = {}
     for img in sorted(images, key=lambda r: (r.get("duplicate_of") is not None, r["uri"])):
         chosen.setdefault(img["image_id"], img)
-    by_image: dict[str, list[dict]] = {}
+    by_image: dict[str, list[PredictionRow]] = {}
     for p in predictions:
         by_image.setdefault(p["image_id"], []).append(p)
     w = _Writer()
@@ -228,6 +231,8 @@ def build_cvat_xml(images: list[dict], predictions: list[dict], categories: list
     _meta(w, task_name, len(chosen), categories, keypoints, now)
     group = 0
     for frame, img in enumerate(sorted(chosen.values(), key=lambda r: r["uri"])):
+        # images to send are ok rows: their sha256 and size are known
+        assert img["image_id"] is not None and img["width"] is not None and img["height"] is not None
         w.open("image", {"id": frame, "name": img["uri"], "width": int(img["width"]), "height": int(img["height"])})
         preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
         for p in preds:
@@ -237,23 +242,25 @@ def build_cvat_xml(images: list[dict], predictions: list[dict], categories: list
                                              "z_order": 0, "group_id": group})
             _score(w, p)
             w.close("box")
-            if p.get("mask"):
+            mask = p.get("mask")
+            if mask:
                 if mask_shape == "mask":
-                    counts, left, top, mw, mh = mask_to_cvat_rle(p["mask"])
+                    counts, left, top, mw, mh = mask_to_cvat_rle(mask)
                     w.open("mask", _shape_common(p) | {"rle": ", ".join(map(str, counts)), "left": left, "top": top,
                                                       "width": mw, "height": mh, "z_order": 0, "group_id": group})
                     _score(w, p)
                     w.close("mask")
                 else:
-                    for poly in mask_to_polygons(decode_rle(p["mask"])):
+                    for poly in mask_to_polygons(decode_rle(mask)):
                         pts = ";".join(f"{_f(poly[i])},{_f(poly[i + 1])}" for i in range(0, len(poly), 2))
                         w.open("polygon", _shape_common(p) | {"points": pts, "z_order": 0, "group_id": group})
                         _score(w, p)
                         w.close("polygon")
             names = keypoints.get(p["category"])
-            if names and p.get("keypoints"):
+            extra: Mapping[str, Any] = p  # keypoints: not a PREDICTIONS column, a caller's row may carry them
+            if names and extra.get("keypoints"):
                 w.open("skeleton", {"label": p["category"], "source": "auto", "z_order": 0, "group_id": group})
-                kp = p["keypoints"]
+                kp = extra["keypoints"]
                 for i, name in enumerate(names):
                     x, y, v = (float(t) for t in kp[3 * i:3 * i + 3])
                     w.leaf("points", attrs={"label": name, "source": "auto", "outside": int(v == NOT_LABELED),

@@ -18,6 +18,7 @@ import numpy as np
 
 from labelloop.geometry.masks import decode_rle, encode_rle
 
+#: Alpha at or above which a brush pixel is in the mask (Label Studio paints RGBA; label-studio-sdk's own threshold).
 ALPHA_THRESHOLD = 128
 _HEADER_BYTES = 6  # 32-bit value count, 5-bit word size, 4 x 4-bit run-length sizes (43 bits)
 

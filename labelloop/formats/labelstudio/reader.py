@@ -20,16 +20,19 @@ workspace-relative ``uri`` of an image.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-from pathlib import Path, PurePosixPath
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import ijson
 
 from labelloop.formats.labelstudio.regions import RecordError, parent_regions, parse_region
 from labelloop.formats.labelstudio.tasks import CONTROLS, TOOL
+from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudonym, new_record
 from labelloop.geometry.boxes import ls_to_xyxy
 
 # Top-level keys of a JSON-MIN record that are not data fields or region lists.
@@ -87,44 +90,23 @@ def image_ref_path(image_ref: str) -> str:
 # --------------------------------------------------------------------------- exports
 
 
-def annotator_pseudonym(value: Any) -> str:
-    """``ls-user-<id>`` for an integer user id; ``ls-user-`` + 12 hex of sha256 of the email for
-    an email string or a ``{"email": ...}`` dict (expanded ``completed_by``); ``ls-user-unknown``
-    when absent. Emails never reach our tables."""
-    if isinstance(value, dict):
-        value = value.get("email") or value.get("id")
-    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.strip().isdigit():
-        return f"ls-user-{int(value)}"
-    if not isinstance(value, str) or not value.strip():
-        return "ls-user-unknown"
-    return "ls-user-" + hashlib.sha256(value.strip().encode("utf-8")).hexdigest()[:12]
-
-
-def record_item(rec: dict) -> str:
-    """Human-readable name of a record for REJECTS rows: ``"task 12 annotation 7"``."""
-    ann = rec.get("tool_annotation_id")
-    return f"task {rec.get('task_id')}" + (f" annotation {ann}" if ann is not None else "")
-
-
 def _str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def _base(task_id: str, fmt: str, image_ref: Any, data_image_id: Any, project: Any) -> dict:
-    return {"task_id": task_id, "tool_annotation_id": None, "updated_at": None, "created_at": None,
-            "annotator": "ls-user-unknown", "was_cancelled": False,
-            "image_ref": image_ref if isinstance(image_ref, str) else None,
-            "data_image_id": _str_or_none(data_image_id), "project": _str_or_none(project), "format": fmt,
-            "regions": [], "parent_regions": [], "parent_prediction_id": None, "error": None}
+def _base(task_id: str, fmt: str, image_ref: Any, data_image_id: Any, project: Any) -> ReviewRecord:
+    return new_record(TOOL, task_id, fmt, allow_name=True, image_ref=image_ref if isinstance(image_ref, str) else None,
+                      data_image_id=_str_or_none(data_image_id), project=_str_or_none(project))
 
 
-def _fill(rec: dict, ann: dict, ann_id_key: str, user_key: str) -> None:
+def _fill(rec: ReviewRecord, ann: dict, ann_id_key: str, user_key: str) -> None:
     """Identity fields shared by both formats; raises RecordError when one is missing."""
     if ann.get(ann_id_key) is None:
         raise RecordError(f"annotation without {ann_id_key!r}")
     rec["tool_annotation_id"] = str(ann[ann_id_key])
+    rec["item"] = f"task {rec['task_id']} annotation {rec['tool_annotation_id']}"
     rec["created_at"] = _str_or_none(ann.get("created_at"))
-    rec["annotator"] = annotator_pseudonym(ann.get(user_key))
+    rec["annotator"] = annotator_pseudonym(TOOL, ann.get(user_key))
     rec["was_cancelled"] = bool(ann.get("was_cancelled") or ann.get("skipped"))
     if not isinstance(ann.get("updated_at"), str) or not ann["updated_at"]:
         raise RecordError("annotation without 'updated_at'")
@@ -140,35 +122,40 @@ def _task_id(item: dict, index: int) -> str:
     return str(tid)
 
 
-def _json_records(tasks: list[dict]) -> list[dict]:
+def _json_records(tasks: list[dict]) -> list[ReviewRecord]:
+    return [rec for i, task in enumerate(tasks) for rec in _json_task_records(task, i)]
+
+
+def _json_task_records(task: dict, i: int) -> list[ReviewRecord]:
+    """The records of one task of a JSON export (``i``: its index in the file)."""
     out = []
-    for i, task in enumerate(tasks):
-        tid = _task_id(task, i)
-        data = task.get("data") if isinstance(task.get("data"), dict) else {}
-        anns = task.get("annotations", task.get("completions"))
-        if not isinstance(anns, list):
-            rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
-            rec["error"] = f"'annotations' is {type(anns).__name__}, not a list"
-            out.append(rec)
-            continue
-        for j, ann in enumerate(anns):
-            rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
-            try:
-                if not isinstance(ann, dict):
-                    raise RecordError(f"annotation at index {j} is not an object")
-                if rec["project"] is None and ann.get("project") is not None:
-                    rec["project"] = str(ann["project"])
-                _fill(rec, ann, "id", "completed_by")
-                result = ann.get("result") or []
-                if not isinstance(result, list):
-                    raise RecordError("annotation 'result' is not a list")
-                rec["regions"] = [parse_region(r, k, min_format=False) for k, r in enumerate(result)]
-                pred = ann.get("prediction") if isinstance(ann.get("prediction"), dict) else {}
-                rec["parent_regions"] = parent_regions(pred)
-                rec["parent_prediction_id"] = _str_or_none(ann.get("parent_prediction", pred.get("id")))
-            except RecordError as exc:
-                rec["error"] = str(exc)
-            out.append(rec)
+    tid = _task_id(task, i)
+    raw_data = task.get("data")
+    data = raw_data if isinstance(raw_data, dict) else {}
+    anns = task.get("annotations", task.get("completions"))
+    if not isinstance(anns, list):
+        rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
+        rec["error"] = f"'annotations' is {type(anns).__name__}, not a list"
+        return [rec]
+    for j, ann in enumerate(anns):
+        rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
+        try:
+            if not isinstance(ann, dict):
+                raise RecordError(f"annotation at index {j} is not an object")
+            if rec["project"] is None and ann.get("project") is not None:
+                rec["project"] = str(ann["project"])
+            _fill(rec, ann, "id", "completed_by")
+            result = ann.get("result") or []
+            if not isinstance(result, list):
+                raise RecordError("annotation 'result' is not a list")
+            rec["regions"] = [parse_region(r, k, min_format=False) for k, r in enumerate(result)]
+            raw_pred = ann.get("prediction")
+            pred = raw_pred if isinstance(raw_pred, dict) else {}
+            rec["parent_regions"] = parent_regions(pred)
+            rec["parent_prediction_id"] = _str_or_none(ann.get("parent_prediction", pred.get("id")))
+        except RecordError as exc:
+            rec["error"] = str(exc)
+        out.append(rec)
     return out
 
 
@@ -176,7 +163,7 @@ def _min_region_lists(obj: dict) -> list[tuple[str, Any]]:
     """``(control, region)`` pairs of a JSON-MIN record: values under a control name of the
     labeling config (e.g. ``label``), and, under any other key, lists that look like regions
     (reported as regions of an unknown control, so the record is rejected, not half-read)."""
-    found = []
+    found: list[tuple[str, Any]] = []
     for key, value in obj.items():
         if key in _MIN_META:
             continue
@@ -188,22 +175,24 @@ def _min_region_lists(obj: dict) -> list[tuple[str, Any]]:
     return found
 
 
-def _min_records(items: list[dict]) -> list[dict]:
-    out = []
-    for i, obj in enumerate(items):
-        tid = _task_id(obj, i)
-        rec = _base(tid, "json-min", obj.get("image"), obj.get("image_id"), None)
-        try:
-            _fill(rec, obj, "annotation_id", "annotator")
-            rec["regions"] = [parse_region(r, k, min_format=True, control=c)
-                              for k, (c, r) in enumerate(_min_region_lists(obj))]
-        except RecordError as exc:
-            rec["error"] = str(exc)
-        out.append(rec)
-    return out
+def _min_records(items: list[dict]) -> list[ReviewRecord]:
+    return [_min_record(obj, i) for i, obj in enumerate(items)]
 
 
-def parse_export(obj: Any) -> list[dict]:
+def _min_record(obj: dict, i: int) -> ReviewRecord:
+    """The record of one JSON-MIN annotation (``i``: its index in the file)."""
+    tid = _task_id(obj, i)
+    rec = _base(tid, "json-min", obj.get("image"), obj.get("image_id"), None)
+    try:
+        _fill(rec, obj, "annotation_id", "annotator")
+        rec["regions"] = [parse_region(r, k, min_format=True, control=c)
+                          for k, (c, r) in enumerate(_min_region_lists(obj))]
+    except RecordError as exc:
+        rec["error"] = str(exc)
+    return rec
+
+
+def parse_export(obj: Any) -> list[ReviewRecord]:
     """Normalize a parsed Label Studio export (docs, "Export annotations": JSON or JSON-MIN).
 
     JSON is a list of tasks, each with ``id``, ``data`` and ``annotations``; JSON-MIN is a flat
@@ -263,7 +252,147 @@ def parse_export(obj: Any) -> list[dict]:
     raise ExportFormatError("the file mixes JSON export tasks and JSON-MIN annotations")
 
 
-def read_export(path: str | Path, max_bytes: int | None = DEFAULT_MAX_EXPORT_BYTES) -> list[dict]:
+class _Prefixed:
+    """A binary file read from its start again after ``head`` (already read from it) was looked at."""
+
+    def __init__(self, head: bytes, fh: BinaryIO):
+        self.head, self.fh = head, fh
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = (self.head, b"") if n < 0 or n >= len(self.head) else (self.head[:n], self.head[n:])
+            return out
+        return self.fh.read(n)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = exc.args[0] if exc.args else ""
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+    return (text.strip().splitlines() or [type(exc).__name__])[0].strip()
+
+
+class ExportStream:
+    """A Label Studio JSON / JSON-MIN export read one item at a time (:func:`stream_export`).
+
+    Iterate it once for the records, in file order, exactly those :func:`parse_export` gives for
+    the whole file. ``container`` is ``project-<n>`` when the records seen so far name one project
+    (before iterating, :meth:`peek` reads up to the first record); ``format`` is ``json`` or
+    ``json-min`` once the first item was read. Memory: one item (task) and one pending record.
+
+    Errors are raised while iterating, as :class:`ExportFormatError` whose message starts with
+    ``where`` and is one line: not valid JSON (or not UTF-8), an item that is not an object, a task
+    without ``id``, items of neither or both formats or of both mixed, a Label Studio import file,
+    tasks from several projects. The records yielded before the error are not a partial result to
+    keep: the caller stores nothing of a file that raised.
+    """
+
+    def __init__(self, items: Iterator[Any], where: str):
+        self.where = where
+        self.format: str | None = None
+        self.projects: list[str] = []
+        self._items = items
+        self._pending: list[ReviewRecord] = []
+        self._records = self._read()
+
+    @property
+    def container(self) -> str | None:
+        """``project-<n>`` when the records read so far name exactly one project, else None."""
+        return f"project-{self.projects[0]}" if len(self.projects) == 1 else None
+
+    def peek(self) -> ReviewRecord | None:
+        """The first record, read ahead and still yielded by the iteration (None: there is none).
+
+        Raises:
+            ExportFormatError: the file is malformed before its first record.
+        """
+        if not self._pending:
+            nxt = next(self._records, None)
+            if nxt is None:
+                return None
+            self._pending.append(nxt)
+        return self._pending[0]
+
+    def __iter__(self) -> Iterator[ReviewRecord]:
+        while self._pending:
+            yield self._pending.pop(0)
+        yield from self._records
+
+    def _note(self, rec: ReviewRecord) -> None:
+        p = rec.get("project")
+        if p is not None and p not in self.projects:
+            self.projects.append(p)
+            if len(self.projects) > 1:
+                raise ExportFormatError(f"tasks from several Label Studio projects: {sorted(self.projects)}")
+
+    def _read(self) -> Iterator[ReviewRecord]:
+        try:
+            yield from self._items_records()
+        except ExportFormatError as exc:
+            raise ExportFormatError(f"{self.where}: {_one_line(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise ExportFormatError(f"{self.where}: not UTF-8 text ({exc})") from None
+        except ijson.JSONError as exc:
+            msg = _one_line(exc)
+            what = "not UTF-8 text" if "UTF8" in msg else "not valid JSON"
+            raise ExportFormatError(f"{self.where}: {what} ({msg})") from None
+
+    def _items_records(self) -> Iterator[ReviewRecord]:
+        for i, item in enumerate(self._items):
+            if not isinstance(item, dict):
+                raise ExportFormatError(f"item at index {i} is a {type(item).__name__}, expected an object")
+            is_json = "annotations" in item or "completions" in item
+            is_min = "annotation_id" in item or "annotator" in item
+            if is_json == is_min:
+                if i == 0 and not is_json and ("predictions" in item or "data" in item):
+                    raise ExportFormatError("this is a Label Studio import file (tasks without 'annotations'), "
+                                            "not an export")
+                raise ExportFormatError(
+                    f"item at index {i} looks like {'both' if is_json else 'neither'} of a JSON export task (key "
+                    "'annotations') and a JSON-MIN annotation (key 'annotation_id')")
+            fmt = "json" if is_json else "json-min"
+            if self.format is None:
+                self.format = fmt
+            elif fmt != self.format:
+                raise ExportFormatError("the file mixes JSON export tasks and JSON-MIN annotations")
+            for rec in _json_task_records(item, i) if is_json else [_min_record(item, i)]:
+                self._note(rec)
+                yield rec
+
+
+def stream_export(fh: BinaryIO, *, where: str) -> ExportStream:
+    """A Label Studio export (UTF-8 JSON, BOM tolerated) read from ``fh`` item by item with
+    ``ijson`` instead of whole (:class:`ExportStream`): memory holds one task, not the file.
+
+    Args:
+        fh: the file, opened binary, at its start (a Label Studio export is a JSON list).
+        where: the file's name, first in every message.
+
+    Returns:
+        :class:`ExportStream` (iterate it once for the records; ``container``, ``format``).
+
+    Raises:
+        ExportFormatError: the content does not start as a JSON list (the rest is checked while
+            iterating, see :class:`ExportStream`).
+        OSError: ``fh`` cannot be read.
+    """
+    head = fh.read(4096)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    while head.strip() == b"":
+        more = fh.read(4096)
+        if not more:
+            break
+        head = head.strip() + more
+    first = head.lstrip()[:1]
+    if first != b"[":
+        got = {b"{": "an object", b"": "nothing"}.get(first, "no JSON list")
+        raise ExportFormatError(f"{where}: expected a JSON list of tasks (Label Studio JSON export) or of "
+                                f"annotations (JSON-MIN), got {got}")
+    items = ijson.items(_Prefixed(head, fh), "item", use_float=True)
+    return ExportStream(items, where)
+
+
+def read_export(path: str | Path, max_bytes: int | None = DEFAULT_MAX_EXPORT_BYTES) -> list[ReviewRecord]:
     """Read a Label Studio export file (UTF-8 JSON, BOM tolerated) and :func:`parse_export` it.
 
     The size is checked first (:func:`check_size`): a file over ``max_bytes`` is refused whole
@@ -288,30 +417,31 @@ def read_export(path: str | Path, max_bytes: int | None = DEFAULT_MAX_EXPORT_BYT
         raise ExportFormatError(f"{path}: {exc}") from None
 
 
-def default_source(records: list[dict], path: str | Path, inbox: Path | None = None) -> str:
-    """Review source of an export: ``label-studio/project-<n>`` from the tasks' ``project`` field
-    (JSON exports carry it); else ``label-studio/<subfolder>`` when ``path`` lies in a subfolder
-    of the review ``inbox``; else ``label-studio/<file stem>``. JSON-MIN has no project field, so
-    its default source differs from the JSON export of the same project: pass one explicitly
-    to import both forms under the same identity.
+def looks_like(content: Any) -> bool:
+    """Whether ``content`` (parsed JSON) is a Label Studio export: a JSON list (of tasks, or of
+    JSON-MIN annotations)."""
+    return isinstance(content, list)
+
+
+def parse(content: Any, *, where: str, fallback_time: str, keypoints: dict[str, list[str]] | None = None
+          ) -> ParsedFile:
+    """A Label Studio JSON / JSON-MIN export's records (:func:`parse_export`; every annotation
+    carries its own time, so ``fallback_time`` and ``keypoints`` are not needed) and its container
+    ``project-<n>`` when the tasks name their project (JSON exports do; JSON-MIN does not).
 
     Raises:
-        ExportFormatError: the records come from several projects.
+        ExportFormatError: see :func:`parse_export` (message prefixed with ``where``), or tasks from
+            several projects.
     """
-    projects = sorted({r["project"] for r in records if r.get("project") is not None})
+    try:
+        records = parse_export(content)
+    except ExportFormatError as exc:
+        raise ExportFormatError(f"{where}: {exc}") from None
+    projects = sorted({p for r in records if (p := r.get("project")) is not None})
     if len(projects) > 1:
-        raise ExportFormatError(f"{path}: tasks from several Label Studio projects: {projects}")
-    if projects:
-        return f"{TOOL}/project-{projects[0]}"
-    path = Path(path)
-    if inbox is not None:
-        try:
-            rel = path.resolve().parent.relative_to(Path(inbox).resolve())
-        except ValueError:
-            rel = None
-        if rel is not None and rel.parts:
-            return f"{TOOL}/{PurePosixPath(*rel.parts)}"
-    return f"{TOOL}/{path.stem}"
+        raise ExportFormatError(f"{where}: tasks from several Label Studio projects: {projects}")
+    fmt = records[0]["format"] if records else "json"
+    return {"tool": TOOL, "format": fmt, "records": records, "container": f"project-{projects[0]}" if projects else None}
 
 
 def region_bbox(region: dict, width: float | None = None, height: float | None = None) -> list[float]:

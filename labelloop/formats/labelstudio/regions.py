@@ -10,9 +10,10 @@ annotation that holds it (``RecordError``), never of the whole file.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from labelloop.formats.labelstudio.tasks import CONTROLS, OBJECT_NAME
+from labelloop.formats.records import LsRegion, ParentRegion
 from labelloop.geometry.boxes import ls_to_xyxy
 
 # result type -> (region kind, key of its label list in ``value``)
@@ -54,7 +55,7 @@ def _check_value(kind: str, value: dict, name: str) -> None:
         raise RecordError(f"{name}: {msg}") from None
 
 
-def parse_region(item: Any, index: int, *, min_format: bool, control: str | None = None) -> dict:
+def parse_region(item: Any, index: int, *, min_format: bool, control: str | None = None) -> LsRegion:
     """Normalize one result item (JSON) or region value (JSON-MIN, found under ``control``).
 
     Checks ``from_name`` / ``to_name`` against labelloop's labeling config
@@ -63,6 +64,8 @@ def parse_region(item: Any, index: int, *, min_format: bool, control: str | None
     """
     if not isinstance(item, dict):
         raise RecordError(f"region #{index} is not an object")
+    value: dict | None
+    to_name: str | None
     if min_format:
         value = {k: v for k, v in item.items() if k not in ("original_width", "original_height", "image_rotation")}
         rid, from_name, to_name = None, control, OBJECT_NAME
@@ -99,9 +102,9 @@ def parse_region(item: Any, index: int, *, min_format: bool, control: str | None
             "type": rtype}
 
 
-def parent_regions(prediction: Any) -> list[dict]:
+def parent_regions(prediction: Any) -> list[ParentRegion]:
     """Rectangle regions of the prediction an annotation was created from; others are dropped."""
-    out = []
+    out: list[ParentRegion] = []
     result = prediction.get("result")
     for i, item in enumerate(result if isinstance(result, list) else []):
         try:
@@ -116,5 +119,5 @@ def parent_regions(prediction: Any) -> list[dict]:
         except (TypeError, ValueError):
             score = None  # the shown region still counts; only its score is unreadable
         reg.pop("type")
-        out.append(reg | {"score": score})
+        out.append(cast(ParentRegion, reg | {"score": score}))  # the region (its kind kept) and its score
     return out

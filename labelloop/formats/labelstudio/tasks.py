@@ -16,12 +16,14 @@ on the object ``image``.
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 from labelloop.formats.labelstudio.brush import mask_to_brush_rle
 from labelloop.geometry.boxes import xyxy_to_ls
 from labelloop.geometry.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
+from labelloop.tables.schemas import ExportedPredictionRow, ImageRow, PredictionRow
 
 TOOL = "label-studio"
 OBJECT_NAME = "image"  # <Image name="image" value="$image"/>
@@ -30,7 +32,7 @@ POLYGON_CONTROL = "polygon"  # <PolygonLabels name="polygon" toName="image">
 BRUSH_CONTROL = "brush"  # <BrushLabels name="brush" toName="image">
 KEYPOINT_CONTROL = "keypoint"  # <KeyPointLabels name="keypoint" toName="image">
 REGION_TYPE = "rectanglelabels"
-# control name -> the result type it produces
+#: Control name -> Label Studio result type of every control in labelloop's labeling config.
 CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", BRUSH_CONTROL: "brushlabels",
             KEYPOINT_CONTROL: "keypointlabels", VISIBILITY_CONTROL: "choices"}
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -100,10 +102,10 @@ def image_reference(uri: str) -> str:
 
 
 def build_import_tasks(
-    images: list[dict], predictions: list[dict], model_version: str, batch: str,
+    images: Sequence[ImageRow], predictions: Sequence[PredictionRow], model_version: str, batch: str,
     reviewers: dict[str, int] | None = None, keypoints: dict[str, list[str]] | None = None,
     masks: list[str] | set[str] | None = None,
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict], list[ExportedPredictionRow]]:
     """Label Studio import tasks with pre-annotations (docs, "Import pre-annotated data").
 
     Args:
@@ -115,7 +117,7 @@ def build_import_tasks(
         model_version: written on each task's prediction.
         batch: the export name; EXPORTED_PREDICTIONS rows get ``source = "labelloop/<batch>"``.
         reviewers: ``image_id -> number of reviewers wanted``; 2 or more adds
-            ``"reviewers_required": n`` to the task's ``data`` (double review, see README).
+            ``"reviewers_required": n`` to the task's ``data`` (double review, docs/guides/review-routing.md).
         keypoints: ``{category: [keypoint names]}`` of the project.
         masks: categories whose masks are reviewed (``masks: true``). A prediction of one of
             them that has a ``mask`` is sent as a brush region (``{"id": prediction_id,
@@ -133,22 +135,27 @@ def build_import_tasks(
         "value": {x, y, width, height (percent), "rotation": 0, "rectanglelabels": [category]},
         "score"}``; ``exported`` are EXPORTED_PREDICTIONS rows (``region_id = prediction_id``).
     """
-    chosen: dict[str, dict] = {}
+    chosen: dict[str | None, ImageRow] = {}
     for img in sorted(images, key=lambda r: (r.get("duplicate_of") is not None, r["source_path"])):
         chosen.setdefault(img["image_id"], img)
-    by_image: dict[str, list[dict]] = {}
+    by_image: dict[str, list[PredictionRow]] = {}
     for p in predictions:
         if p["image_id"] in chosen:
             by_image.setdefault(p["image_id"], []).append(p)
     source = f"labelloop/{batch}"
-    tasks, exported = [], []
+    tasks: list[dict] = []
+    exported: list[ExportedPredictionRow] = []
     for img in sorted(chosen.values(), key=lambda r: r["source_path"]):
+        # images to send are ok rows: their sha256 and size are known
+        assert img["image_id"] is not None and img["width"] is not None and img["height"] is not None
         w, h = int(img["width"]), int(img["height"])
         preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
-        result = []
+        result: list[dict] = []
         for p in preds:
-            as_mask = bool(masks) and p["category"] in masks and bool(p.get("mask"))
+            as_mask = bool(masks) and p["category"] in (masks or ()) and bool(p.get("mask"))
+            value: dict[str, Any]
             if as_mask:
+                assert p["mask"] is not None  # as_mask: the prediction has one
                 control, rtype = BRUSH_CONTROL, CONTROLS[BRUSH_CONTROL]
                 value = {"format": "rle", "rle": mask_to_brush_rle(p["mask"]), "brushlabels": [p["category"]]}
             else:
@@ -157,15 +164,16 @@ def build_import_tasks(
             result.append({"id": p["prediction_id"], "from_name": control, "to_name": OBJECT_NAME,
                            "type": rtype, "original_width": w, "original_height": h, "image_rotation": 0,
                            "value": value, "score": float(p["score"])})
-            if keypoints and p.get("keypoints") and p["category"] in keypoints:
-                result += ls_keypoint_results(p["keypoints"], keypoints[p["category"]], p["prediction_id"], w, h,
+            extra: Mapping[str, Any] = p  # keypoints: not a PREDICTIONS column, a caller's row may carry them
+            if keypoints and extra.get("keypoints") and p["category"] in keypoints:
+                result += ls_keypoint_results(extra["keypoints"], keypoints[p["category"]], p["prediction_id"], w, h,
                                               to_name=OBJECT_NAME, from_name=KEYPOINT_CONTROL)
             exported.append({"source": source, "image_id": img["image_id"], "region_id": p["prediction_id"],
                              "prediction_id": p["prediction_id"], "category": p["category"],
                              "bbox": [float(v) for v in p["bbox"]], "score": float(p["score"]),
                              "model_version": model_version, "mask": p.get("mask") if as_mask else None})
         score = min((float(p["score"]) for p in preds), default=0.0)
-        data = {"image": image_reference(img["uri"]), "image_id": img["image_id"],
+        data: dict[str, Any] = {"image": image_reference(img["uri"]), "image_id": img["image_id"],
                 "source_path": img["source_path"], "batch": batch}
         n = (reviewers or {}).get(img["image_id"], 1)
         if n and n > 1:

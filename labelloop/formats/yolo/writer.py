@@ -28,6 +28,7 @@ import yaml
 
 from labelloop.geometry.boxes import box_problem, xyxy_to_yolo, yolo_to_xyxy
 from labelloop.geometry.masks import decode_rle, mask_to_polygons
+from labelloop.tables.schemas import LabelRow
 
 SPLITS = ("train", "val", "test")
 TASKS = ("detect", "segment", "pose")
@@ -39,7 +40,7 @@ def _class_index(categories: Sequence[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(categories)}
 
 
-def _check_label(lab: dict, where: str, index: dict, categories, width: int, height: int) -> None:
+def _check_label(lab: LabelRow, where: str, index: dict, categories, width: int, height: int) -> None:
     """Raise ValueError naming the label (``where``) if its category is unknown or its box invalid."""
     if lab.get("category") not in index:
         raise ValueError(f"{where} has category {lab.get('category')!r}, not one of {list(categories)!r}")
@@ -48,7 +49,7 @@ def _check_label(lab: dict, where: str, index: dict, categories, width: int, hei
         raise ValueError(f"{where}: {problem}")
 
 
-def yolo_lines(labels: list[dict], width: int, height: int, categories: Sequence[str]) -> str:
+def yolo_lines(labels: Sequence[LabelRow], width: int, height: int, categories: Sequence[str]) -> str:
     """Label text of one image: ``"<class> <cx> <cy> <w> <h>\\n"`` per label.
 
     Args:
@@ -171,12 +172,13 @@ def join_parts(parts: list[list[float]]) -> list[float]:
     return np.concatenate(path).ravel().tolist()
 
 
-def object_polygon(label: dict) -> list[float]:
+def object_polygon(label: LabelRow) -> list[float]:
     """Pixel polygon of a label for the segment layout: its mask's outer outline (parts joined,
     :func:`join_parts`), else its box's corners clockwise from the top-left."""
 
-    if label.get("mask"):
-        poly = join_parts(mask_to_polygons(decode_rle(label["mask"])))
+    mask = label.get("mask")
+    if mask:
+        poly = join_parts(mask_to_polygons(decode_rle(mask)))
         if poly:
             return poly
     x0, y0, x1, y1 = (float(v) for v in label["bbox"])
@@ -203,7 +205,7 @@ def _norm(values: Sequence[float], width: int, height: int) -> list[float]:
     return np.clip(arr, 0.0, 1.0).ravel().tolist()
 
 
-def label_text(task: str, labels: list[dict], width: int, height: int, categories: Sequence[str],
+def label_text(task: str, labels: Sequence[LabelRow], width: int, height: int, categories: Sequence[str],
                kpt_count: int = 0) -> str:
     """Label text of one image in the ``task`` layout (``detect``, ``segment``, ``pose``).
 

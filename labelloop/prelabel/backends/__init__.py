@@ -1,4 +1,4 @@
-"""Pre-labeler backends behind :class:`labelloop.prelabel.PreLabeler`.
+"""Pre-labeler backends behind :class:`labelloop.prelabel.protocol.PreLabeler`.
 
 - :mod:`~labelloop.prelabel.backends.opencv`: the embedded CPU default (OpenCV's bundled classical
   detectors, GrabCut masks);

@@ -1,5 +1,5 @@
 """What the text-prompted detectors (:mod:`~labelloop.prelabel.backends.grounding_dino`,
-:mod:`~labelloop.prelabel.owlv2`) share: the per-image result, loading a transformers
+:mod:`~labelloop.prelabel.backends.owlv2`) share: the per-image result, loading a transformers
 ``save_pretrained`` directory with its sha256 checked, and the last post-processing steps.
 """
 
@@ -15,6 +15,7 @@ from torchvision.ops import batched_nms
 from labelloop.prelabel.backends.loading import CheckpointError, verify_checkpoint
 from labelloop.workspace.model_specs import DetectorSpec, ModelSpec
 
+#: A box clipped to a sliver narrower than this many pixels is dropped.
 MIN_BOX_SIDE = 1.0  # pixels: a box clipped to a sliver narrower than this is dropped
 
 

@@ -27,7 +27,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -80,16 +80,17 @@ class FoundationPreLabeler:
             need = [n for n, _, m in self.categories if m]
             raise ValueError(f"categories {need} need masks: configure prelabeler.segmenter (SAM .pth, sha256)")
         self.segment = p.segmenter is not None and any(m for _, _, m in self.categories)
-        self.backend = p.detector.kind + (f"+{p.segmenter.kind}" if self.segment else "")
-        shas = [p.detector.sha256] + ([p.segmenter.sha256] if self.segment else [])
+        seg_spec = p.segmenter if self.segment else None  # the segmenter in use
+        self.backend = p.detector.kind + (f"+{seg_spec.kind}" if seg_spec is not None else "")
+        shas = [p.detector.sha256] + ([seg_spec.sha256] if seg_spec is not None else [])
         self.checkpoint_sha256 = shas[0] if len(shas) == 1 else hashlib.sha256("\n".join(shas).encode()).hexdigest()
         self.compute_dtype = _dtype_name(p.device, p.dtype)
         det = p.detector.model_dump(exclude={"path"})
-        seg = p.segmenter.settings() if self.segment else None
+        seg = seg_spec.settings() if seg_spec is not None else None
         settings = {"categories": self.categories, "detector": det, "segmenter": seg, "dtype": self.compute_dtype}
         self.model_id = model_id_for(self.backend, self.checkpoint_sha256, settings)
-        self._models = None
-        self.halving = None
+        self._models: tuple[Any, Any, Any] | None = None  # (detector, segmenter or None, device) once loaded
+        self.halving: OomHalving | None = None
         self.timings: dict[str, float] = {}
 
     @property
@@ -134,6 +135,7 @@ class FoundationPreLabeler:
         masks_for: dict[int, dict[int, str]] = {}
         need_mask = torch.tensor([m for _, _, m in self.categories], device=found[0].labels.device) if found else None
         if seg is not None and found:
+            assert need_mask is not None  # found
             rows = [i for i, b in enumerate(found) if bool(need_mask[b.labels].any())]
             if rows:
                 emb = seg.encode({k: v[rows] for k, v in batch.seg.items()})
@@ -163,6 +165,7 @@ class FoundationPreLabeler:
             yield idx, err
         if not len(batch):
             return
+        assert self.halving is not None  # loaded
         for piece, result in self.halving.run(batch, self.run_batch, lambda b, k: b.split(k)):
             if isinstance(result, BaseException):
                 yield piece.indices[0], result
@@ -177,6 +180,7 @@ class FoundationPreLabeler:
         processes with pinned memory on CUDA; batches of ``batch_size`` (halved on OOM).
         ``image_ids``: the sha256 each file must still have; a changed file yields an ImageError."""
         prepare = self.prepare()
+        assert self._models is not None and self.halving is not None  # loaded by prepare()
         _, _, dev = self._models
         p = self.settings_cfg
         for batch in iter_file_batches(paths, prepare, self.halving.batch_size, p.num_workers, dev.type == "cuda",
@@ -192,6 +196,7 @@ class FoundationPreLabeler:
             torch.OutOfMemoryError: an image does not fit on the device even alone.
         """
         prepare = self.prepare()
+        assert self._models is not None  # loaded by prepare()
         _, _, dev = self._models
         out: list[list[Detection]] = []
         for start in range(0, len(images), self.settings_cfg.batch_size):

@@ -17,7 +17,7 @@ tokens t of c's prompt (token spans from the fast tokenizer's offsets, as mmdete
 phrase threshold); it is labelled with that best category and scored with that probability.
 Boxes: normalized (cx, cy, w, h) of the un-padded input -> xyxy pixels of the EXIF-corrected
 image (``torchvision.ops.box_convert``, times (W, H, W, H)), clipped to the image, dropped when
-narrower or lower than 1 pixel (:data:`MIN_BOX_SIDE`); then per-
+narrower or lower than 1 pixel (:data:`~labelloop.prelabel.backends.detection.MIN_BOX_SIDE`); then per-
 category NMS (``torchvision.ops.batched_nms`` at ``nms_iou``) and the best ``max_detections``.
 """
 
@@ -35,7 +35,7 @@ from labelloop.prelabel.backends.detection import MIN_BOX_SIDE, Boxes, finish_bo
 from labelloop.prelabel.backends.runtime import autocast
 from labelloop.workspace.model_specs import DetectorSpec
 
-__all__ = ["MIN_BOX_SIDE", "Boxes", "GroundingDinoDetector", "PromptEncoding"]
+__all__ = ["MIN_BOX_SIDE", "Boxes", "DinoPrepare", "GroundingDinoDetector", "PromptEncoding", "crop_padding", "dino_collate"]
 
 
 @dataclass
@@ -189,6 +189,6 @@ class GroundingDinoDetector:
 
     def detect(self, inputs: dict[str, torch.Tensor], sizes: Sequence[tuple[int, int]],
                text: PromptEncoding | None = None) -> list[Boxes]:
-        """Boxes per image (see :meth:`postprocess`); ``sizes`` = (H, W) of each original image."""
+        """Boxes per image (see :meth:`GroundingDinoDetector.postprocess`); ``sizes`` = (H, W) of each original image."""
         logits, boxes = self.forward(inputs, text)
         return self.postprocess(logits, boxes, sizes, text)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -27,7 +29,7 @@ class CheckpointError(FileNotFoundError):
 
 
 def _dir_files(root: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
@@ -70,7 +72,7 @@ def verify_checkpoint(path: str | os.PathLike, sha256: str, what: str, kind: str
         kind: ``"file"``, ``"dir"`` or ``"any"``.
 
     Returns:
-        ``path`` as a :class:`Path`.
+        ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         CheckpointError: missing, wrong kind, unreadable, or a different sha256; the message
@@ -111,9 +113,15 @@ def load_state_dict(path: str | os.PathLike, sha256: str, what: str) -> dict:
     path = verify_checkpoint(path, sha256, what, kind="file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: the file holds pickled code
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise CheckpointError(f"{what}: {path} (sha256 {sha256}) holds pickled code"
+                              f"{' (' + found.group(1) + ')' if found else ''}, which labelloop never runs: save "
+                              "the weights alone (torch.save(model.state_dict(), path))") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError... on a damaged file
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
         raise CheckpointError(f"{what}: {path} (sha256 {sha256}) is not a loadable weights-only "
-                              f"PyTorch checkpoint: {type(exc).__name__}: {exc}") from None
+                              f"PyTorch checkpoint: {type(exc).__name__}: {first}") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

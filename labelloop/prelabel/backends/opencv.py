@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 import cv2
+import cv2.data  # the cascades' folder (a submodule cv2's stubs leave out)
 import numpy as np
 from PIL import Image
 
@@ -70,9 +71,9 @@ def cascade_path(detector: str) -> Path:
 
 
 class OpenCVPreLabeler:
-    """Classical CPU pre-labeler for the categories of a :class:`ProjectConfig`.
+    """Classical CPU pre-labeler for the categories of a :class:`~labelloop.workspace.config.ProjectConfig`.
 
-    ``predict`` takes RGB PIL images and returns :class:`Detection` lists with boxes in the
+    ``predict`` takes RGB PIL images and returns :class:`~labelloop.prelabel.protocol.Detection` lists with boxes in the
     input image's pixels. ``model_id`` = backend + sha256 of the weight files + hash of the
     settings (detectors per category, NMS, max_side, GrabCut iterations, mask categories).
 
@@ -89,12 +90,12 @@ class OpenCVPreLabeler:
         self.categories = [(c.name, c.detector, c.masks, c.prompt or c.name) for c in config.categories]
         digest = hashlib.sha256()
         self._cascades: dict[str, cv2.CascadeClassifier] = {}
-        self._hog = None
+        self._hog: cv2.HOGDescriptor | None = None
         for name, detector, _, _ in self.categories:
             if detector == HOG_PERSON:
                 if self._hog is None:
                     self._hog = cv2.HOGDescriptor()
-                    coef = cv2.HOGDescriptor_getDefaultPeopleDetector()
+                    coef = np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector())  # an ndarray already
                     self._hog.setSVMDetector(coef)
                     digest.update(np.asarray(coef, dtype=np.float32).tobytes())
             elif detector.startswith("opencv-haar-"):
@@ -130,6 +131,7 @@ class OpenCVPreLabeler:
         if w < HAAR_MIN_SIDE or h < HAAR_MIN_SIDE:
             return []
         if detector == HOG_PERSON:
+            assert self._hog is not None  # made in __init__ for a HOG_PERSON category
             rects, weights = self._hog.detectMultiScale(bgr, winStride=(8, 8), padding=(8, 8), scale=1.05)
             return [
                 ([float(x), float(y), float(x + w), float(y + h)], _logistic(float(s), 0.5, 0.5))

@@ -90,7 +90,8 @@ class Owlv2Detector:
 
     collate = staticmethod(owl_collate)
 
-    def forward(self, inputs: dict[str, torch.Tensor], text: QueryEncoding | None = None):
+    def forward(self, inputs: dict[str, torch.Tensor], text: QueryEncoding | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw model call: returns (logits (B, P, C), pred_boxes (B, P, 4))."""
         b = inputs["pixel_values"].shape[0]
         ids, mask = self._text_dev if text is None else (text.input_ids.to(self.device),

@@ -106,7 +106,7 @@ class Prepare:
     Args:
         det_prepare: ``rgb PIL image -> detector input`` (e.g. the normalized, resized tensor).
         det_collate: ``list of detector inputs -> dict of batch tensors``.
-        seg_prepare / seg_collate: the same for the segmenter, or None when no mask is needed.
+        seg_prepare, seg_collate: the same for the segmenter, or None when no mask is needed.
     """
 
     def __init__(self, det_prepare, det_collate, seg_prepare=None, seg_collate=None):
@@ -126,7 +126,7 @@ class Prepare:
 
 
 class ImageFiles(Dataset):
-    """``paths[i]`` -> :class:`Item` (decoded with :func:`load_rgb`, prepared by ``prepare``);
+    """``paths[i]`` -> :class:`Item` (decoded with :func:`~labelloop.images.files.load_rgb`, prepared by ``prepare``);
     with ``image_ids``, each file's sha256 must still be ``image_ids[i]``."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], prepare: Prepare, image_ids: Sequence[str] | None = None):
@@ -164,5 +164,5 @@ def iter_file_batches(paths: Sequence[str | os.PathLike], prepare: Prepare, batc
 
 
 def batch_of_images(images: Sequence[Image.Image], prepare: Prepare) -> Batch:
-    """Collate already-decoded RGB images (the :class:`PreLabeler` ``predict`` path)."""
+    """Collate already-decoded RGB images (the :class:`~labelloop.prelabel.protocol.PreLabeler` ``predict`` path)."""
     return prepare([prepare.item(i, im.convert("RGB")) for i, im in enumerate(images)])

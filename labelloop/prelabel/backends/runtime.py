@@ -16,12 +16,16 @@ from __future__ import annotations
 import contextlib
 import gc
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sized, TypeVar
 
 import torch
 
-T = TypeVar("T")
+S = TypeVar("S", bound=Sized)  # a batch: len() and a split
 R = TypeVar("R")
+
+
+def _slice(xs: Any, k: int) -> tuple[Any, Any]:
+    return xs[:k], xs[k:]
 
 
 class DeviceError(RuntimeError):
@@ -104,9 +108,9 @@ class OomHalving:
     device: torch.device
     events: list[tuple[int, int]] = field(default_factory=list)
 
-    def run(self, items: Sequence[T], fn: Callable[[Sequence[T]], list[R]],
-            split: Callable[[Sequence[T], int], tuple[Sequence[T], Sequence[T]]] | None = None,
-            ) -> Iterator[tuple[Sequence[T], list[R] | BaseException]]:
+    def run(self, items: S, fn: Callable[[S], list[R]],
+            split: Callable[[S, int], tuple[S, S]] | None = None,
+            ) -> Iterator[tuple[S, list[R] | BaseException]]:
         """Run ``fn`` over ``items`` in pieces of at most ``batch_size``.
 
         Args:
@@ -118,7 +122,7 @@ class OomHalving:
             ``(piece, results)`` in order, or ``(piece of one item, exception)`` for an item that
             runs out of memory alone. Other exceptions propagate.
         """
-        split = split or (lambda xs, k: (xs[:k], xs[k:]))
+        split = split or _slice
         pending = [items]
         while pending:
             piece = pending.pop(0)

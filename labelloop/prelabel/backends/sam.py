@@ -46,7 +46,7 @@ VIT_PATCH_SIZE = 16
 
 def build_sam(arch: str | SamArch) -> Sam:
     """An un-initialised SAM of architecture ``arch`` (``vit_b`` / ``vit_l`` / ``vit_h`` or a
-    :class:`SamArch`), in eval mode, on the CPU, float32."""
+    :class:`~labelloop.workspace.model_specs.SamArch`), in eval mode, on the CPU, float32."""
     if isinstance(arch, str):
         return sam_model_registry[arch]().eval()
     emb = arch.image_size // VIT_PATCH_SIZE

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 
+#: The ``segmenter.attention`` settings: fused SDPA or segment-anything's own eager attention.
 ATTENTION_KINDS = ("sdpa", "eager")
 
 

@@ -64,8 +64,7 @@ class HfSamPrepare:
 class HfSamSegmenter:
     """What SAM-HQ and SAM 2 share: loading, worker-side resize, on-device normalization, box
     scaling and the decoder call. Subclasses set ``kind``, ``name``, the model / processor
-    classes, and :meth:`input_side`, :meth:`embed`, :meth:`decoder_inputs` and
-    :meth:`postprocess`.
+    classes, and ``input_side``, ``embed``, ``decoder_inputs`` and ``postprocess``.
 
     Args:
         spec: the segmenter settings (``kind`` ``sam-hq`` or ``sam2``).
@@ -133,6 +132,15 @@ class HfSamSegmenter:
 
     def input_size(self, original_size: tuple[int, int]) -> tuple[int, int]:  # pragma: no cover - overridden
         """(h, w) of the resized input (before padding) of an (H, W) image."""
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> Sequence[torch.Tensor]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def decoder_inputs(self, embedding: Sequence[torch.Tensor]) -> dict:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def postprocess(self, low: torch.Tensor, input_size, original_size) -> torch.Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def scale_boxes(self, boxes_xyxy: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:

@@ -20,7 +20,8 @@ from labelloop.qa.report import sections as RS
 
 DPI = 100
 STATUS_COLOURS = {"pass": "#1a7f37", "warn": "#b58100", "fail": "#cf222e", "not_measured": "#8c959f"}
-ORIGIN_COLOURS = {"human": (0, 114, 178), "model": (230, 97, 0)}  # Okabe-Ito blue / orange
+# Okabe-Ito blue / orange
+ORIGIN_COLOURS: dict[str | None, tuple[int, int, int]] = {"human": (0, 114, 178), "model": (230, 97, 0)}
 MAX_SIDE = 800
 GALLERY_SIDE = 400
 
@@ -103,7 +104,7 @@ def _counts_plot(counts: dict) -> bytes:
 def _example_png(image: Image.Image, boxes: Sequence[dict]) -> bytes:
     """The image (longest side <= 800 px) with its boxes: human blue, model orange, with text."""
     img = image.convert("RGB")
-    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.BILINEAR)  # longest side <= MAX_SIDE, aspect kept, never enlarged
+    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)  # longest side <= MAX_SIDE, aspect kept, never enlarged
     scale = img.width / image.width
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -193,7 +194,7 @@ def _pair_png(image: Image.Image, set_a: dict, set_b: dict) -> bytes:
     """The image (longest side <= 400 px) with two label sets: ``set_a`` blue (solid, 3 px),
     ``set_b`` orange (2 px); each set ``{"name", "boxes": [{"category", "bbox"}]}``."""
     img = image.convert("RGB")
-    img.thumbnail((GALLERY_SIDE, GALLERY_SIDE), Image.BILINEAR)  # longest side <= GALLERY_SIDE, aspect kept, never enlarged
+    img.thumbnail((GALLERY_SIDE, GALLERY_SIDE), Image.Resampling.BILINEAR)  # longest side <= GALLERY_SIDE, aspect kept, never enlarged
     scale = img.width / image.width
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()

@@ -21,13 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
-from typing import Any, Callable
+from typing import Any, Callable, overload
 from urllib.parse import urlsplit
 
 from labelloop.review.live.webhook import PULL_ACTIONS, TOKEN_HEADER
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # Label Studio data manager's Datetime filter format
+#: Tasks per import request.
 IMPORT_CHUNK = 500  # tasks per import request
+#: Task ids per export request (they travel in the query string).
 EXPORT_CHUNK = 200  # task ids per export request (they travel in the query string)
 
 
@@ -36,6 +38,12 @@ class LabelStudioServerError(RuntimeError):
     and the reason (HTTP status and the server's own words when it gave any)."""
 
 
+@overload
+def format_ts(value: None) -> None: ...
+@overload
+def format_ts(value: dt.datetime | str) -> str: ...
+@overload
+def format_ts(value: dt.datetime | str | None) -> str | None: ...
 def format_ts(value: dt.datetime | str | None) -> str | None:
     """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC) of a datetime or ISO 8601 string; None stays None.
     A naive datetime is taken as UTC (Label Studio stores UTC)."""
@@ -65,8 +73,8 @@ def config_labels(xml: str) -> set[tuple[str, str]]:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return set()
-    return {(el.get("name"), child.get("value")) for el in root.iter() if el.get("name")
-            for child in el if child.get("value") is not None}
+    return {(name, value) for el in root.iter() if (name := el.get("name"))
+            for child in el if (value := child.get("value")) is not None}
 
 
 def server_host(url: str) -> str:

@@ -2,7 +2,7 @@
 
 Push (:func:`push_batch`): the batch's ``review_out/<batch>/tasks.json`` and
 ``label_config.xml`` (what ``review_export`` wrote for the file route, built by
-:func:`labelloop.labelstudio.build_import_tasks` and :func:`labelloop.labelstudio.label_config_xml`)
+:func:`labelloop.formats.labelstudio.tasks.build_import_tasks` and :func:`labelloop.formats.labelstudio.tasks.label_config_xml`)
 go to the project titled ``title`` (created with that config when missing). Tasks whose
 ``image_id`` the project already holds are not imported again; they get the new model's
 prediction when they lack it. The project's ``model_version`` is set to the pushed one, so

@@ -27,7 +27,9 @@ from typing import Callable, Mapping
 
 TOKEN_HEADER = "X-Labelloop-Token"
 PATH = "/label-studio/webhook"
+#: Label Studio webhook actions that trigger a pull.
 PULL_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+#: Largest event body the endpoint reads; a larger one is refused (413).
 MAX_BODY_BYTES = 32 * 2**20
 READ_TIMEOUT_S = 10  # per socket read of a request
 

@@ -190,7 +190,7 @@ def test_images_match_by_full_path_or_image_id_never_bare_name_or_position(image
     matched = {r["image_id"] for r in res["reviews"]}
     assert matched == {astro["image_id"], images[2]["image_id"]}
     (rej,) = res["rejects"]
-    assert rej["item"] == "task horse.png annotation frame-2"
+    assert rej["item"] == "image horse.png (frame 2)"  # as every CVAT record names itself
     assert "unknown image 'horse.png'" in rej["reason"] and "bare file names are not matched" in rej["reason"]
     dotdot = xml.replace('name="inbox/b1/photos/horse.png"', 'name="inbox/b1/../../etc/horse.png"')
     reasons = [r["reason"] for r in do_import(dotdot.encode(), images)["rejects"]]

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from labelloop.formats.labelstudio import (
     ExportFormatError,
-    annotator_pseudonym,
     build_import_tasks,
-    default_source,
     image_ref_path,
     image_reference,
     label_config_xml,
+    parse,
     parse_export,
     read_export,
     region_bbox,
 )
+from labelloop.formats.records import annotator_pseudonym, default_source
 from labelloop.geometry.boxes import ls_to_xyxy
+from labelloop.review.files import read_review_file
 from labelloop.review.importer import import_review
 from support.helpers import ls_fixtures
 
@@ -161,28 +162,33 @@ def test_parse_export_json_keeps_project_and_parent_prediction():
 
 
 def test_default_source(tmp_path):
-    full = read_export(FX / "export_json.json")
-    mini = read_export(FX / "export_json_min.json")
     inbox = tmp_path / "review_inbox"
     (inbox / "projA").mkdir(parents=True)
-    assert default_source(full, inbox / "x.json", inbox) == "label-studio/project-1"
-    assert default_source(mini, inbox / "projA" / "export.json", inbox) == "label-studio/projA"
-    assert default_source(mini, inbox / "export_min.json", inbox) == "label-studio/export_min"
-    assert default_source(mini, tmp_path / "elsewhere.json", None) == "label-studio/elsewhere"
-    two = copy.deepcopy(full)
+    for src, dest in (("export_json.json", inbox / "x.json"), ("export_json_min.json", inbox / "projA" / "export.json"),
+                      ("export_json_min.json", inbox / "export_min.json"), ("export_json_min.json", tmp_path / "elsewhere.json")):
+        shutil.copyfile(FX / src, dest)
+    assert read_review_file(inbox / "x.json", inbox=inbox)["default_source"] == "label-studio/project-1"
+    assert read_review_file(inbox / "projA" / "export.json", inbox=inbox)["default_source"] == "label-studio/projA"
+    assert read_review_file(inbox / "export_min.json", inbox=inbox)["default_source"] == "label-studio/export_min"
+    assert read_review_file(tmp_path / "elsewhere.json")["default_source"] == "label-studio/elsewhere"
+    assert default_source("label-studio", tmp_path / "elsewhere.json", "project-1", inbox) == "label-studio/project-1"
+    two = json.loads((FX / "export_json.json").read_text())
     two[1]["project"] = "2"
     with pytest.raises(ExportFormatError, match="several"):
-        default_source(two, "x.json")
+        parse(two, where="x.json", fallback_time="2026-12-01T00:00:00+00:00")
 
 
 def test_annotator_pseudonyms():
     h = hashlib.sha256(b"reviewer@example.org").hexdigest()[:12]
-    assert annotator_pseudonym(7) == "ls-user-7"
-    assert annotator_pseudonym("7") == "ls-user-7"
-    assert annotator_pseudonym("reviewer@example.org") == f"ls-user-{h}"
-    assert annotator_pseudonym({"id": 3, "email": "reviewer@example.org"}) == f"ls-user-{h}"
-    assert annotator_pseudonym({"id": 3}) == "ls-user-3"
-    assert annotator_pseudonym(None) == "ls-user-unknown"
+    assert annotator_pseudonym("label-studio", 7) == "ls-user-7"
+    assert annotator_pseudonym("label-studio", "7") == "ls-user-7"
+    assert annotator_pseudonym("label-studio", "reviewer@example.org") == f"ls-user-{h}"
+    assert annotator_pseudonym("label-studio", {"id": 3, "email": "reviewer@example.org"}) == f"ls-user-{h}"
+    assert annotator_pseudonym("label-studio", {"id": 3}) == "ls-user-3"
+    assert annotator_pseudonym("label-studio", None) == "ls-user-unknown"
+    # one rule for every tool: CVAT usernames and COCO contributors the same way, with the tool's prefix
+    assert annotator_pseudonym("cvat", "reviewer@example.org") == f"cvat-user-{h}"
+    assert annotator_pseudonym("coco", "") == "coco-user-unknown"
 
 
 # ---------------------------------------------------------------------------- malformed files

@@ -199,7 +199,7 @@ def test_missing_source_raises_naming_it(ws, tmp_path):
 
 
 def test_raw_images_in_worker_processes_match_one_process(ws, tmp_path):
-    """scan_batch(workers=2) (issue 7's ingest scaling) writes the same rows, in the same order,
+    """scan_batch(workers=2) (ingest scaling, docs/performance.md) writes the same rows, in the same order,
     as the one-process scan: ids, sizes, hashes, duplicates and a rejected file alike."""
     from labelloop import tables
     from labelloop.tables.schemas import IMAGES
@@ -217,3 +217,15 @@ def test_raw_images_in_worker_processes_match_one_process(ws, tmp_path):
     assert [[r[k] for k in keys] for r in rows["one"]] == [[r[k] for k in keys] for r in rows["two"]]
     assert a["ok"] == b["ok"] == 5 and a["rejected"] == b["rejected"] == 1 and a["duplicates"] == 1
     assert b["duplicates"] == 5  # every ok file of batch two repeats batch one's bytes
+
+
+def test_batch_name_with_a_final_newline_is_refused_and_a_long_name_says_the_limit(ws, tmp_path):
+    """`$` in the old check matched before a final newline: 'nl\n' made inbox/nl\n/ and such a
+    partition. A 300-letter name was refused as if it had a bad character."""
+    src = tmp_path / "src"
+    put(src, "a.png", "coffee.png")
+    with pytest.raises(WorkspaceError, match="invalid batch name 'nl\\\\n'"):
+        ingest(ws, src, batch="nl\n")
+    with pytest.raises(WorkspaceError, match="300 characters, at most 128"):
+        ingest(ws, src, batch="x" * 300)
+    assert files_under(ws.inbox) == [] and ws.batches() == []

@@ -18,7 +18,7 @@ from labelloop.review.store import review_store
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 from labelloop.workspace.repo import read_gold_images, read_gold_labels, read_qa
-from support.helpers import cli
+from support.helpers import FIXTURES, cli
 from support.qa_helpers import degrade, jitter, review_variant
 
 
@@ -163,12 +163,49 @@ def test_register_gold_from_label_studio_and_coco_with_rejects(ws_photos, tmp_pa
     assert (res["format"], res["images"], res["labels"]) == ("coco", 1, 1)
     reasons = " | ".join(res["rejects"])
     assert "image nowhere.png: unknown image 'nowhere.png'" in reasons
-    assert "image coffee.png: annotation 2: unknown category 'dog'" in reasons
+    assert "image coffee.png: region 2: unknown category 'dog'" in reasons  # review import's own reason
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(GoldError, match="bad.json: cannot read a gold file"):
         register_gold(other, tmp_path / "bad.json", "x", images, cats)
     with pytest.raises(GoldError, match="invalid gold set name"):
         register_gold(other, path, "../up", images, cats)
+
+
+def test_a_cvat_file_registers_as_gold(ws_photos, tmp_path):
+    """A CVAT for images 1.1 file (datumaro's own export, tests/fixtures/cvat-datumaro-1.13.12) goes
+    through the review readers: its three images register, its boxes, polygon and mask with them."""
+    ws, _ = ws_photos
+    images = repo.all_images(ws)
+    src = FIXTURES / "cvat-datumaro-1.13.12" / "datumaro_export" / "default.xml"
+    xml = tmp_path / "cvat-gold.xml"
+    # what a CVAT server writes beside datumaro's fields: the task id, its owner and the dump time
+    xml.write_bytes(src.read_bytes().replace(b"<id></id>", b"<id>7</id><owner><username>alice</username></owner>", 1)
+                    .replace(b"</meta>", b"<dumped>2026-11-20 10:00:00.000000+00:00</dumped></meta>"))
+    res = register_gold(tmp_path / "root", xml, "cvat", images, ws.config().category_names)
+    assert (res["format"], res["images"], res["rejects"]) == ("cvat", 3, [])
+    rows = read_gold_labels(tmp_path / "root")
+    by_name = {r["source_path"]: r["image_id"] for r in images}
+    coffee = [g for g in rows if g["image_id"] == by_name["coffee.png"]]
+    assert res["labels"] == len(rows) and coffee and all(g["mask"] for g in coffee)  # the mask came with its box
+
+
+def test_a_bad_gold_image_is_rejected_alone(ws_photos, tmp_path):
+    """One box outside its image rejects that image, not the file: the others register."""
+    ws, _ = ws_photos
+    images = repo.all_images(ws)
+    coco = {"images": [{"id": 1, "file_name": "astronaut.png", "width": 512, "height": 512},
+                       {"id": 2, "file_name": "coffee.png", "width": 600, "height": 400},
+                       {"id": 3, "file_name": "chelsea.png", "width": 451, "height": 300}],
+            "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "cat"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [19, 15, 344, 497]},
+                            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [550, 300, 200, 200]},
+                            {"id": 3, "image_id": 3, "category_id": 2, "bbox": [140, 20, 200, 250]}]}
+    path = tmp_path / "gold.json"
+    path.write_text(json.dumps(coco))
+    res = register_gold(tmp_path / "root", path, "g", images, ws.config().category_names)
+    assert (res["images"], res["labels"]) == (2, 2)
+    (reason,) = res["rejects"]
+    assert reason.startswith("image coffee.png: region 2: ") and "outside" in reason
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import skimage
 
-from labelloop.formats.labelstudio import build_import_tasks, default_source, parse_export, read_export
+from labelloop.formats.labelstudio import build_import_tasks, parse, parse_export, read_export
+from labelloop.formats.records import default_source
 from labelloop.geometry.boxes import iou, xyxy_to_ls
+from labelloop.review.files import read_review_file
 from labelloop.review.importer import human_label_id, import_review, register_import_tasks, review_id
 from labelloop.review.store import ReviewStore, make_import_id
 from labelloop.tables.schemas import HUMAN_LABELS, REJECTS, REVIEWS
@@ -138,7 +140,7 @@ def test_reimport_and_json_min_of_the_same_work_add_nothing(tmp_path, images, ex
     again = do_import(read_export(FX / "export_json.json"), images, exported, store)
     assert again["skipped"] == 3 and again["reviews"] == [] and again["human_labels"] == []
     mini = read_export(FX / "export_json_min.json")
-    assert default_source(mini, FX / "export_json_min.json") != SRC  # so the source is passed explicitly
+    assert read_review_file(FX / "export_json_min.json")["default_source"] != SRC  # so the source is passed explicitly
     res = do_import(mini, images, exported, store, file_name="export_json_min.json")
     assert res["skipped"] == 3 and res["reviews"] == []
     assert len(store.reviews()) == 3 and len(store.import_ids()) == 1
@@ -247,7 +249,8 @@ def test_our_own_export_round_trip_links_by_image_id_and_region_id(images):
          "created_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-01T00:00:00Z",
          "result": sent[0]["predictions"][0]["result"]}]}]
     recs = parse_export(export)
-    res = do_import(recs, images, exp, source=default_source(recs, "x.json"))
+    container = parse(export, where="x.json", fallback_time="2026-12-01T00:00:00Z")["container"]
+    res = do_import(recs, images, exp, source=default_source("label-studio", "x.json", container))
     (h,) = res["human_labels"]
     assert (h["action"], h["source_prediction_id"], h["source"]) == ("accepted", "pr-face", "label-studio/project-9")
     assert h["annotator"] == "ls-user-" + hashlib.sha256(b"r@example.org").hexdigest()[:12]

@@ -115,13 +115,13 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def boom(table, where, *a, **k):
-        with open(where, "wb") as fh:  # a half-written temporary file, then the failure
-            fh.write(b"PAR1 half")
+        where.write(b"PAR1 half")  # a half-written temporary file, then the failure
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(parquet.pq, "write_table", boom)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(OSError, match="No space left on device") as err:
         tables.write_rows(QUEUE_ROWS[:1], REVIEW_QUEUE, path)
+    assert err.value.filename == str(path)  # a full disk names the file being written
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert listing(path.parent) == ["queue.parquet"]

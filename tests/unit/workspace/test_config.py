@@ -38,7 +38,7 @@ def test_shipped_default_loads():
     assert (cfg.images.max_pixels, cfg.images.near_duplicate_distance) == (50_000_000, 4)
     assert cfg.qa.model_dump() == {"audit_error_target": 0.02, "confidence": 0.95, "accept_iou": 0.95,
                                    "audit_move_iou": 0.75,
-                                   # issue 5: gold set, agreement and label-error settings
+                                   # gold set, agreement and label-error settings
                                    "strict": False, "gold_mean_iou": 0.5, "gold_mean_iou_strict": 0.75,
                                    "gold_class_accuracy": 0.95, "kappa_min": 0.8, "kappa_guidelines": 0.6,
                                    "honeypots_per_batch": 2, "bootstrap_resamples": 2000,
@@ -46,7 +46,7 @@ def test_shipped_default_loads():
     assert cfg.routing.calibrated_policy is None
     assert (cfg.cost.box_per_object, cfg.calibration.precision_target) == (0.06, 0.98)
     assert cfg.release.model_dump() == {"train": 0.8, "val": 0.1, "test": 0.1, "yolo_task": "detect",
-                                        "shard_mb": None}  # issue 6; shard_mb: issue 7
+                                        "shard_mb": None}  # release splits; shard_mb: tar shards
     assert cfg.prelabeler.model_dump() == {"backend": "opencv", "device": "cpu", "max_side": 800,
                                            "grabcut_iterations": 3, "detector": None, "segmenter": None,
                                            "batch_size": 8, "num_workers": 2, "dtype": "auto", "chunk_size": 200}

@@ -240,3 +240,21 @@ def test_release_commit_and_rollback_round_trip(repo, template):
     assert [t["tag"] for t in V.release_tags(root)] == ["dataset-v1", "dataset-v2"]  # later tag kept
     git(root, "tag", "-d", "dataset-v2")
     assert V.next_release_number(root, counter) == 3  # N is never reused
+
+
+def test_a_failed_command_says_the_lines_that_name_the_cause(tmp_path):
+    """DVC ends every error with its support advice; git explains a lock over five lines. The
+    message keeps the lines that name the cause, not the last line."""
+    from labelloop.workspace.versioning import failure_lines
+
+    dvc_out = ("ERROR: failed to push data to the cloud - 3 files failed to upload\n"
+               "ERROR: unexpected error - [Errno 28] No space left on device\n\n"
+               "Having any troubles? Hit us up at https://dvc.org/support, we are always happy to help!\n")
+    assert failure_lines(dvc_out) == ("ERROR: failed to push data to the cloud - 3 files failed to upload | "
+                                      "ERROR: unexpected error - [Errno 28] No space left on device")
+    (tmp_path / "r").mkdir()
+    V.git(tmp_path / "r", "init", "-q")
+    with pytest.raises(V.VersioningError) as err:  # a real git failure, through git()
+        V.git(tmp_path / "r", "rev-parse", "no-such-rev")
+    msg = str(err.value)
+    assert "fatal: ambiguous argument 'no-such-rev'" in msg and "\n" not in msg
