@@ -154,7 +154,8 @@ def push(root: Path, data: bool = True, code: bool | None = None) -> dict:
     if data:
         if not info["dvc_default"]:
             raise VersioningError("no default DVC remote: run `labelloop remote --dvc URL`")
-        dvc(root, "push", "-q", "--all-tags")  # every tag, and the working tree
+        # no -q: DVC 3 quiet mode drops its ERROR line too, and the failure message needs it
+        dvc(root, "push", "--all-tags")  # every tag, and the working tree
     if code is None:
         code = GIT_REMOTE in info["git"]
     if code:

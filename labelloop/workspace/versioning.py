@@ -164,7 +164,7 @@ def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: 
     ensure_identity(root)
     dvc(root, "commit", "-f", "-q", RELEASE_STAGE)
     if push:
-        dvc(root, "push", "-q")
+        dvc(root, "push")  # no -q: quiet mode drops the ERROR line a failure message needs
     failure_point("release:git-add", root=root)
     git(root, "add", "-A", "--", "dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml", ".dvc/config")
     git(root, "commit", "-q", "--allow-empty", "-m", f"release {tag}\n\n{note}")
