@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from labelloop.review.importer import pending_inbox_files
 from labelloop.review.inbox import inbox_files
 from labelloop.workspace.layout import BATCH_NAME
 from pipelines.jobs import batch_job, resolve_job
@@ -33,8 +34,10 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource
 
 @dg.sensor(job=resolve_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def review_inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceResource):
-    """Imports new or changed review exports (cursor: file -> (size, mtime)); the import itself
-    is idempotent per annotation, so a rewritten export of the same work changes nothing."""
+    """Imports new or changed review exports (cursor: file -> (size, mtime)); a file whose bytes
+    the review-inbox ledger already holds as imported starts no run
+    (:func:`labelloop.review.importer.pending_inbox_files`), and the import itself is idempotent
+    per annotation, so a rewritten export of the same work changes nothing."""
     ws = storage.at()
     if not ws.is_initialized():
         return dg.SkipReason(f"{ws.root} is not an initialized workspace")
@@ -47,7 +50,12 @@ def review_inbox_sensor(context: dg.SensorEvaluationContext, storage: WorkspaceR
     context.update_cursor(json.dumps(now, sort_keys=True))
     if not changed:
         return dg.SkipReason("no new review export")
-    return dg.RunRequest(run_key=None, tags={"labelloop/files": ",".join(changed)[:200]})
+    # files the CLI (or an earlier run) already imported, as the review-inbox ledger says, start
+    # no run: a run would read nothing and mark the QA report stale for nothing
+    pending = pending_inbox_files(ws, set(changed))
+    if not pending:
+        return dg.SkipReason(f"{len(changed)} review export(s) already imported (review-inbox ledger)")
+    return dg.RunRequest(run_key=None, tags={"labelloop/files": ",".join(pending)[:200]})
 
 
 @dg.sensor(job=resolve_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -56,3 +56,15 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
     echo "test-services: starting redis-server on 127.0.0.1:6379"
     redis-server --bind 127.0.0.1 --port 6379 --daemonize yes
 fi
+
+# datumaro and supervision, the readers tests/integration/test_release_readers.py loads our
+# releases with, in a virtualenv of their own: datumaro 1.13 pins older pillow, pyarrow and pandas
+# than labelloop's, supervision needs opencv-python (whose cv2 would replace the headless one in
+# .venv). The tests run tests/support/release_readers.py with this interpreter.
+DATUMARO_VERSION=1.13.12
+SUPERVISION_VERSION=0.31.2
+if ! .venv-readers/bin/python -c "import importlib.metadata as m, sys; sys.exit((m.version('datumaro'), m.version('supervision')) != ('$DATUMARO_VERSION', '$SUPERVISION_VERSION'))" 2>/dev/null; then
+    echo "test-services: installing datumaro==$DATUMARO_VERSION supervision==$SUPERVISION_VERSION into .venv-readers"
+    python3 -m venv .venv-readers
+    .venv-readers/bin/pip install -q "datumaro==$DATUMARO_VERSION" "supervision==$SUPERVISION_VERSION" "pycocotools>=2.0.8"
+fi

@@ -1,13 +1,15 @@
 """The one record type every review-file reader returns, and the rules the readers share.
 
 Every reader (:mod:`labelloop.formats.labelstudio.reader`, :mod:`labelloop.formats.cvat.reader`,
-:mod:`labelloop.formats.coco.reader`) has the same two verbs:
+:mod:`labelloop.formats.coco.reader`, :mod:`labelloop.formats.yolo.reader`) has the same two verbs:
 
-- ``looks_like(content) -> bool``: whether ``content`` (the parsed JSON, or the raw bytes of an XML
-  file) is that tool's format;
+- ``looks_like(content) -> bool``: whether ``content`` (the parsed JSON, the raw bytes of an XML
+  file, or for YOLO a zip's member names / :class:`~labelloop.formats.yolo.reader.YoloArchive`) is
+  that tool's format;
 - ``parse(content, *, where, fallback_time, keypoints=None) -> ParsedFile``: the file's records,
   one :class:`ReviewRecord` per reviewed annotation of one image (Label Studio: an annotation of a
-  task; CVAT: an ``<image>``; COCO: an ``images`` entry with its annotations), plus the tool's
+  task; CVAT: an ``<image>``; COCO: an ``images`` entry with its annotations; YOLO: a label
+  file), plus the tool's
   own name for the container the file came from (``project-7``, ``task-12``) when it has one.
 
 A problem confined to one record (an unknown category, a bad box, an unknown image id...) never
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class LsRegion(TypedDict, total=False):
@@ -41,6 +43,8 @@ class LsRegion(TypedDict, total=False):
     original_width: float | None
     original_height: float | None
     type: str
+    mapped_from: str  # another labeling config's control name, mapped to ours by region type
+    object_name: str  # that config's image object (to_name), when mapped
 
 
 class CvatMask(TypedDict):
@@ -80,7 +84,28 @@ class PixelRegion(TypedDict, total=False):
     original_height: float | None
 
 
-Region = LsRegion | PixelRegion
+class NormRegion(TypedDict, total=False):
+    """A YOLO object in coordinates normalized by the image size (:mod:`labelloop.formats.yolo.reader`):
+    x values divided by the image width, y values by its height, in [0, 1]. They become pixels
+    only once the image is matched (:func:`labelloop.review.regions.to_pixels`, with our image's
+    EXIF-corrected size).
+
+    ``box``: ``[cx, cy, w, h]`` (centre and size) or None; ``polygon``: flat ``[x1, y1, ..., xn,
+    yn]`` (one polygon, n >= 3) or None; ``keypoints``: flat ``x, y, v`` triples in the project's
+    keypoint order (v 0 / 1 / 2 as in COCO; ``0, 0, 0`` for a point not labeled) or None;
+    ``original_width`` / ``original_height``: None (a YOLO label states no image size)."""
+
+    kind: Literal["norm"]
+    region_id: str | None
+    category: str | None
+    box: list[float] | None
+    polygon: list[float] | None
+    keypoints: list[float] | None
+    original_width: float | None
+    original_height: float | None
+
+
+Region = LsRegion | PixelRegion | NormRegion
 
 
 class ParentRegion(TypedDict):
@@ -100,10 +125,13 @@ class ReviewRecord(TypedDict):
     Identity: ``(source, task_id, tool_annotation_id, updated_at)`` (the source comes from the
     import, :func:`default_source`). ``image_ref``: the tool's reference to the image (a path or
     URL); ``data_image_id``: our image_id when the file carries it (Label Studio tasks we sent,
-    COCO ``sha256``); ``allow_name``: whether a bare file name may match an image; ``format``: the
-    file's flavour (``json``, ``json-min``, ``cvat-1.1``, ``coco``); ``tool``: ``label-studio``,
-    ``cvat`` or ``coco``; ``item``: how REJECTS rows name the record; ``error``: why the record
-    cannot be imported, or None."""
+    COCO ``sha256``); ``allow_name``: whether a bare file name may match an image; ``match_stem``
+    (optional, false when absent): ``image_ref`` is a bare file stem that may match the one image
+    whose file name has that stem (a YOLO label file whose zip holds no image); ``format``: the
+    file's flavour (``json``, ``json-min``, ``cvat-1.1``, ``coco``, ``yolo-detect``,
+    ``yolo-segment``, ``yolo-pose``); ``tool``: ``label-studio``, ``cvat``, ``coco`` or ``yolo``;
+    ``item``: how REJECTS rows name the record; ``error``: why the record cannot be imported, or
+    None."""
 
     task_id: str
     tool_annotation_id: str | None
@@ -117,6 +145,7 @@ class ReviewRecord(TypedDict):
     format: str
     tool: str
     allow_name: bool
+    match_stem: NotRequired[bool]
     regions: list[Region]
     parent_regions: list[ParentRegion]
     parent_prediction_id: str | None
@@ -135,7 +164,7 @@ class ParsedFile(TypedDict):
 
 class ReviewFile(TypedDict):
     """A review file read whole (:func:`labelloop.review.files.read_review_file`); ``format`` is the
-    tool whose format it is (``label-studio``, ``cvat``, ``coco``)."""
+    tool whose format it is (``label-studio``, ``cvat``, ``coco``, ``yolo``)."""
 
     format: str
     records: list[ReviewRecord]
@@ -161,7 +190,7 @@ def annotator_pseudonym(tool: str, value: Any) -> str:
     """The pseudonymous annotator id of a tool's user: ``<prefix>-user-<n>`` for an integer user
     id (or a string of digits), ``<prefix>-user-`` + 12 hex of sha256 of the name or email
     otherwise (a dict's ``email`` else ``id``), ``<prefix>-user-unknown`` when absent. The prefix
-    is the tool's (``ls``, ``cvat``, ``coco``). Names and emails never reach our tables."""
+    is the tool's (``ls``, ``cvat``, ``coco``, ``yolo``). Names and emails never reach our tables."""
     prefix = PREFIX.get(tool, tool)
     if isinstance(value, dict):
         value = value.get("email") or value.get("id")
@@ -176,7 +205,8 @@ def default_source(tool: str, path: str | Path, container: str | None = None, in
     """The review source of a file imported without ``--source``, one rule for every tool:
     ``<tool>/<container>`` when the file names the project or task it came from (Label Studio's
     ``project-7``, CVAT's ``task-12``); else ``<tool>/<subfolder>`` when ``path`` lies in a
-    subfolder of the review ``inbox``; else ``<tool>/<file stem>``."""
+    subfolder of the review ``inbox``; else ``<tool>/<file stem>`` (a COCO file's ``coco/<stem>``,
+    a YOLO dataset zip's ``yolo/<zip stem>``)."""
     if container:
         return f"{tool}/{container}"
     path = Path(path)

@@ -134,6 +134,7 @@ def box_problem(bbox: Sequence[float] | None, width: int, height: int, tol: floa
     """Why ``bbox`` is invalid for a ``width x height`` image, or ``None`` when it is valid.
 
     Valid: four finite numbers, positive area, inside ``[0, width] x [0, height]`` (``tol`` px).
+    The message states the box as plain numbers (xyxy pixels, 2 decimals), never numpy reprs.
     """
     if bbox is None or len(bbox) != 4:
         return f"bbox must have 4 numbers, got {bbox!r}"
@@ -142,9 +143,9 @@ def box_problem(bbox: Sequence[float] | None, width: int, height: int, tol: floa
         return f"bbox has a non-finite value: {list(bbox)}"
     x0, y0, x1, y1 = arr
     if x1 - x0 <= 0 or y1 - y0 <= 0:
-        return f"bbox has zero or negative area: {[round(v, 2) for v in arr]}"
+        return f"bbox has zero or negative area: {[round(float(v), 2) for v in arr]} (xyxy px)"
     if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
-        return f"bbox {[round(v, 2) for v in arr]} outside the {width}x{height} image"
+        return f"bbox {[round(float(v), 2) for v in arr]} (xyxy px) outside the {width}x{height} image"
     return None
 
 

@@ -7,6 +7,13 @@ values 1-8) is applied with ``PIL.ImageOps.exif_transpose``; origin top-left, x 
 ``phash`` is imagehash's 64-bit DCT perceptual hash of a reduced copy of the displayed image, as
 16 hex digits (definition and versions: :mod:`labelloop.images.phash`); near duplicates are judged by
 Hamming distance. Multi-frame files use their first frame.
+HEIC/HEIF (iPhone photos) are decoded by pillow-heif's Pillow plugin (libheif with libde265),
+registered once when this module is imported; AVIF by Pillow's own AVIF plugin (libavif, in
+Pillow's wheels since 11.3). HEIF files carry their orientation as ``irot``/``imir`` transforms,
+which libheif applies while decoding (the HEIF spec makes them, not EXIF, authoritative): their
+pixels come out upright and ``exif_orientation`` keeps the file's EXIF tag for the record (what
+pillow-heif reports as ``original_orientation``), not applied a second time. Pillow's AVIF
+plugin instead reports the transforms as an EXIF orientation, applied as for JPEG.
 Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) applies on top of ``max_pixels``;
 truncated files are never accepted (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
 """
@@ -24,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import imagehash
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from labelloop.images.modes import to_rgb
 from labelloop.images.phash import HASH_INPUT_SIDE, PHASH_METHOD, hash_reduction
@@ -41,20 +49,41 @@ REASON_CODES = ("empty", "not an image", "unsupported format", "truncated", "cor
                 "changed")  # "changed": a registered file's bytes are no longer its image_id (never in raw_images)
 # Formats labelloop decodes; anything else Pillow recognizes is "unsupported format".
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM",
-                               "TGA", "JPEG2000", "AVIF"})
+                               "TGA", "JPEG2000", "AVIF", "HEIF"})
 # Signatures of formats Pillow reads (an unidentified file with one is damaged or exotic) ...
 _KNOWN_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF",
                      b"GIF89a": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
-# ... and image formats it cannot read (ISO-BMFF "ftyp" brand at byte 8).
-_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
-                b"avif": "AVIF", b"avis": "AVIF", b"crx ": "Canon CR3"}
-# What Pillow's plugins raise on bad content.
+# ... and ISO-BMFF image formats ("ftyp" brand at byte 8), with the plugin that reads each, if any.
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF",
+                b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF", b"crx ": "Canon CR3"}
+_FTYP_PLUGINS = {"HEIC": "HEIF", "HEIF": "HEIF", "AVIF": "AVIF"}
+# What Pillow's plugins raise on bad content (pillow-heif: RuntimeError for "some other error").
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
-                  struct.error, zlib.error, MemoryError)
+                  RuntimeError, struct.error, zlib.error, MemoryError)
+# Words of a plugin's message that mean the data stops early (libheif: "Unexpected end of file",
+# "Insufficient input data", "Cannot read full meta box"; libavif: "Truncated data").
+_SHORT_WORDS = ("truncated", "incomplete", "end of file", "insufficient input", "cannot read full")
 # EXIF Orientation -> the transpose that displays the image (as ImageOps.exif_transpose)
 _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
            8: Image.Transpose.ROTATE_90}
+
+
+def _register_plugins() -> None:
+    """Make Pillow open HEIC/HEIF through pillow-heif, once per process (on import).
+
+    Pillow's own plugins are registered first, so that its AVIF plugin is asked before
+    pillow-heif about files of the shared "mif1"/"msf1" brands (pillow-heif's wheels decode HEVC,
+    not AV1; Pillow's AVIF plugin refuses a HEIC with a SyntaxError, and Pillow then asks the next
+    plugin). Thumbnails, depth and auxiliary images are not read: labelloop decodes the primary
+    image only.
+    """
+    Image.init()
+    if "HEIF" not in Image.OPEN:
+        pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
+_register_plugins()
 
 
 class ImageError(ValueError):
@@ -111,7 +140,12 @@ def exif_orientation(img: Image.Image) -> int:
     counter-clockwise, 3 = 180; 2/4/5/7 add a mirror. Absent, unreadable or out-of-range values
     give 1, as ``ImageOps.exif_transpose`` leaves such images untouched. Pillow falls back to
     XMP ``tiff:Orientation``. For PNG this decodes the pixels (an ``eXIf`` chunk may follow them).
+    For HEIF this is the file's tag (pillow-heif's ``original_orientation``: its decoder has
+    already turned the pixels upright and set the tag to 1).
     """
+    if img.format == "HEIF":
+        value = img.info.get("original_orientation")
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
     try:
         value = int(img.getexif().get(0x0112, 1))
     except _DECODE_ERRORS:
@@ -119,23 +153,54 @@ def exif_orientation(img: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+def _is_short(e: BaseException, msg: str) -> bool:
+    """Whether a plugin's error ``e`` (message ``msg``) says the data ends too early."""
+    return isinstance(e, (struct.error, EOFError)) or any(w in msg.lower() for w in _SHORT_WORDS)
+
+
+def _ftyp_kind(head: bytes) -> str | None:
+    """The format of an ISO-BMFF file of an image brand: "HEIC", "HEIF", "AVIF" or "Canon CR3";
+    else None. A file of the generic "mif1"/"msf1" brand is named by its compatible brands."""
+    if head[4:8] != b"ftyp" or head[8:12] not in _FTYP_BRANDS:
+        return None
+    kind = _FTYP_BRANDS[head[8:12]]
+    if kind == "HEIF":
+        size = int.from_bytes(head[:4], "big")
+        compatible = {head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
+        if compatible & {b"avif", b"avis"}:
+            return "AVIF"
+        if compatible & {b"heic", b"heix", b"heim", b"heis"}:
+            return "HEIC"
+    return kind
+
+
+def _readable(plugin: str) -> bool:
+    """Whether Pillow can decode the format of plugin id ``plugin`` (AVIF: only with libavif)."""
+    Image.init()
+    return plugin in Image.OPEN and (plugin != "AVIF" or bool(features.check("avif")))
+
+
 def _identify_failure(fp, head: bytes) -> tuple[str, str]:
     """(reason code, detail) for a non-empty file no Pillow plugin would open."""
-    for sig, fmt in _KNOWN_SIGNATURES.items():
-        if head.startswith(sig):
-            try:  # ask the format's own plugin why, for the detail
-                fp.seek(0)
-                Image.init()
-                Image.OPEN[fmt][0](fp, "").close()
-                why, short = "unreadable header", False
-            except Exception as e:  # noqa: BLE001 - any plugin failure is only a message here
-                why, short = str(e) or type(e).__name__, isinstance(e, (struct.error, EOFError))
-            if any(w in why for w in ("unknown pixel mode", "unknown data", "not supported")) \
-                    or re.fullmatch(r"cannot handle (12|16)-bit layers", why):  # 12-bit, lossless JPEG
-                return "unsupported format", f"{fmt}: {why}"
-            return ("truncated" if short else "corrupt"), f"{fmt}: {why}"
-    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
-        return "unsupported format", _FTYP_BRANDS[head[8:12]]
+    known = [(fmt, fmt) for sig, fmt in _KNOWN_SIGNATURES.items() if head.startswith(sig)]
+    kind = _ftyp_kind(head)
+    if kind is not None:
+        if kind not in _FTYP_PLUGINS or not _readable(_FTYP_PLUGINS[kind]):
+            return "unsupported format", kind
+        known.append((kind, _FTYP_PLUGINS[kind]))
+    for fmt, plugin in known:
+        try:  # ask the format's own plugin why, for the detail
+            fp.seek(0)
+            Image.init()
+            Image.OPEN[plugin][0](fp, "").close()
+            why, short = "unreadable header", False
+        except Exception as e:  # noqa: BLE001 - any plugin failure is only a message here
+            why = str(e).strip() or type(e).__name__
+            short = _is_short(e, why)
+        if any(w in why for w in ("unknown pixel mode", "unknown data", "not supported", "Unsupported feature")) \
+                or re.fullmatch(r"cannot handle (12|16)-bit layers", why):  # 12-bit, lossless JPEG
+            return "unsupported format", f"{fmt}: {why}"
+        return ("truncated" if short else "corrupt"), f"{fmt}: {why}"
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
         return "unsupported format", "JPEG XL"
     text = head.lstrip().lower()
@@ -185,7 +250,9 @@ def _decode(path, max_pixels: int | None = None, for_hash: bool = False,
                     im.load()  # full (or DCT-scaled) decode: raises on truncated data
                     if not drafted:
                         facts["mode"] = im.mode
-                    orientation = exif_orientation(im)
+                    recorded = exif_orientation(im)
+                    # HEIF: libheif has applied the file's transforms, the pixels are upright
+                    orientation = 1 if im.format == "HEIF" else recorded
                     if for_hash:
                         out = _hash_source(im, w, k, orientation)
                         plain = False
@@ -205,15 +272,15 @@ def _decode(path, max_pixels: int | None = None, for_hash: bool = False,
             code, detail = _identify_failure(fp, head) if head else ("empty", "zero-byte file")
             raise _fail(path, code, detail, facts) from None
         except _DECODE_ERRORS as e:
-            msg = str(e) or type(e).__name__
+            msg = str(e).strip() or type(e).__name__
             low, code = msg.lower(), "corrupt"
-            if "truncated" in low or "incomplete" in low or isinstance(e, EOFError):
+            if _is_short(e, msg) and not isinstance(e, struct.error):
                 code = "truncated"
-            elif "decoder" in low and "not available" in low:
-                code = "unsupported format"
+            elif ("decoder" in low and "not available" in low) or "unsupported feature" in low:
+                code = "unsupported format"  # e.g. libheif: "Unsupported feature: Unsupported codec"
             raise _fail(path, code, msg, facts) from None
     facts.update(width=h if orientation >= 5 else w, height=w if orientation >= 5 else h,
-                 exif_orientation=orientation)
+                 exif_orientation=recorded)
     return facts, out, plain
 
 

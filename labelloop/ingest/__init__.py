@@ -2,7 +2,7 @@
 ingest``), then the ``raw_images`` stage that checks, identifies and de-duplicates them
 (:mod:`~labelloop.ingest.scan`)."""
 
-from labelloop.ingest.files import IngestResult, ingest, list_image_files
+from labelloop.ingest.files import IngestResult, ingest, list_image_files, list_not_images
 from labelloop.ingest.scan import scan_batch
 
-__all__ = ["IngestResult", "ingest", "list_image_files", "scan_batch"]
+__all__ = ["IngestResult", "ingest", "list_image_files", "list_not_images", "scan_batch"]

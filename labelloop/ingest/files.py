@@ -6,6 +6,9 @@ any batch, is a no-op; the same bytes under another path are copied (``raw_image
 them ``duplicate_of``). Files are copied atomically (temporary name, then rename) and the batch
 manifest is appended under the workspace lock, so a crash never leaves a half-copied image
 registered.
+
+Files whose extension is not an image's (:data:`IMAGE_EXTENSIONS`) are left out and counted
+(:attr:`IngestResult.not_images`, :meth:`IngestResult.not_image_extensions`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,17 +26,45 @@ from labelloop.images.files import IN_MEMORY_BYTES, hash_file
 from labelloop.store import copy_file, is_remote
 from labelloop.workspace.layout import Workspace, WorkspaceError, check_batch_name, next_ingest_seq, read_manifest
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# .heic/.heif/.hif (iPhones, Fujifilm cameras) through pillow-heif, .avif through Pillow (labelloop.images.files)
+#: The file extensions ingest takes as images (lower case, with the dot).
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                    ".heic", ".heif", ".hif", ".avif"}
+#: How a file name without an extension is counted among the files that are not images.
+NO_EXTENSION = "(no extension)"
 
 
 @dataclass
 class IngestResult:
-    """What one ``ingest`` did: the batch, files copied, files skipped with their reason."""
+    """What one ``ingest`` did: the batch, files copied, files skipped with their reason, and the
+    files left out because their extension is not an image's (``not_images``: relative paths,
+    sorted; hidden files and folders are not counted)."""
 
     batch: str
     copied: list[str] = field(default_factory=list)
     already_ingested: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    not_images: list[str] = field(default_factory=list)
+
+    def not_image_extensions(self) -> dict[str, int]:
+        """``{extension: files}`` of :attr:`not_images`, most files first, then by extension;
+        extensions lower-cased (``".txt"``), :data:`NO_EXTENSION` for a name without one."""
+        counts = Counter(extension_of(p) for p in self.not_images)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def not_images_line(self) -> str:
+        """``"skipped 3 files that are not images: .txt (2), .xml (1)"``; ``""`` when none."""
+        n = len(self.not_images)
+        if not n:
+            return ""
+        exts = ", ".join(f"{e} ({k})" for e, k in self.not_image_extensions().items())
+        what = "1 file that is not an image" if n == 1 else f"{n} files that are not images"
+        return f"skipped {what}: {exts}"
+
+
+def extension_of(name: str) -> str:
+    """The lower-cased extension of a file name or POSIX path (``".jpg"``), or :data:`NO_EXTENSION`."""
+    return os.path.splitext(name.rsplit("/", 1)[-1])[1].lower() or NO_EXTENSION
 
 
 def relative_name(path, folder) -> str:
@@ -61,11 +93,12 @@ def stored_name(name: str) -> str:
             return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _list_remote(folder) -> list:
+def _list_remote(folder) -> tuple[list, list[str]]:
     """Objects with an image extension under the prefix ``folder`` (a UPath), as UPaths sorted
-    by relative key; keys with a hidden part (``.name``) are left out."""
+    by relative key, and the relative keys of the others, sorted; keys with a hidden part
+    (``.name``) are left out of both."""
     base = folder.path.rstrip("/")
-    out = []
+    out, left_out = [], []
     for key in folder.fs.find(base):
         rel = key[len(base) + 1:]
         parts = rel.split("/")
@@ -73,16 +106,31 @@ def _list_remote(folder) -> list:
             continue
         if Path(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
             out.append((rel, folder.joinpath(*parts)))
-    return [p for _, p in sorted(out, key=lambda t: t[0])]
+        else:
+            left_out.append(rel)
+    return [p for _, p in sorted(out, key=lambda t: t[0])], sorted(left_out)
 
 
 def list_image_files(folder: Path) -> list[Path]:
     """Regular files with an image extension under ``folder``, recursively, sorted by relative
     path; hidden files and folders (``.name``) are left out; symlinked folders are not followed.
     ``folder`` may be an object-store prefix (:class:`upath.UPath`): its objects, as UPaths."""
+    return _list_files(folder)[0]
+
+
+def list_not_images(folder: Path) -> list[str]:
+    """The relative POSIX paths (as :func:`stored_name` writes them), sorted, of the files that
+    :func:`list_image_files` leaves out for their extension: regular files, hidden files and
+    folders left out as there; on an object store, the keys."""
+    return _list_files(folder)[1]
+
+
+def _list_files(folder) -> tuple[list[Path], list[str]]:
+    """(:func:`list_image_files`, :func:`list_not_images`) of ``folder`` from one listing."""
     if is_remote(folder):
         return _list_remote(folder)
     found: list[tuple[str, str]] = []
+    left_out: list[str] = []
     stack = [(os.fspath(folder), "")]
     while stack:  # os.scandir: the entry types come with the listing, no stat per file
         path, prefix = stack.pop()
@@ -95,9 +143,12 @@ def list_image_files(folder: Path) -> list[Path]:
                 continue
             if e.is_dir(follow_symlinks=False):  # a symlink may point outside: never followed
                 stack.append((e.path, f"{prefix}{e.name}/"))
-            elif e.is_file(follow_symlinks=False) and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append((prefix + e.name, e.path))
-    return [Path(p) for _, p in sorted(found)]
+            elif e.is_file(follow_symlinks=False):
+                if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                    found.append((prefix + e.name, e.path))
+                else:
+                    left_out.append(stored_name(prefix + e.name))
+    return [Path(p) for _, p in sorted(found)], sorted(left_out)
 
 
 def _copy_local(src: Path, dest: Path, data: bytes | None = None) -> None:
@@ -134,7 +185,8 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
     ``source`` may be local or an object-store URL (``s3://bucket/prefix``, read with the
     workspace store's endpoint and credentials), and the inbox may be the workspace folder or
     the S3 store (:mod:`labelloop.store`): local files are uploaded, S3 objects copied; the
-    manifest (``.labelloop/ingest/<batch>.jsonl``) stays local either way.
+    manifest (``.labelloop/ingest/<batch>.jsonl``) stays local either way. Files of a folder
+    whose extension is not an image's are not copied; the result lists them (``not_images``).
 
     Raises:
         WorkspaceError: ``source`` does not exist, the batch name is invalid, or the inbox cannot
@@ -148,10 +200,11 @@ def ingest(ws: Workspace, source: str | os.PathLike, batch: str | None = None) -
     if not src.exists():
         raise WorkspaceError(f"{source}: no such file or folder")
     files = [src] if src.is_file() else list_image_files(src)
+    not_images = [] if src.is_file() else list_not_images(src)  # a second listing: only names
     base = src.parent if src.is_file() else src
     with ws.lock():
         batch = check_batch_name(batch) if batch is not None else default_batch_name(ws)
-        result = IngestResult(batch=batch)
+        result = IngestResult(batch=batch, not_images=not_images)
         known = {(r["source_path"], r["sha256"]) for b in ws.batches() for r in read_manifest(ws, b)}
         in_batch = {r["source_path"]: r["sha256"] for r in read_manifest(ws, batch)}
         seq = next_ingest_seq(ws)

@@ -3,9 +3,14 @@
 Layout of ``release/`` (paths relative to it)::
 
     images/<split>/<image_id[:16]>.<ext>   EXIF-applied copies (what the boxes refer to)
-    coco/instances_<split>.json            COCO JSON (boxes, polygons / RLE, crowd, keypoints)
+    annotations/instances_<split>.json     COCO JSON (boxes, polygons / RLE, crowd); file_name
+                                           relative to images/<split>/
+    annotations/person_keypoints_<split>.json  the keypoint categories' objects (pose releases)
+    annotations/segm-<split>.json          the mask categories' objects (COCOeval "segm")
     labels/<split>/<image_id[:16]>.txt     YOLO labels in the configured layout (empty = negative)
     data.yaml                              Ultralytics dataset file (no `path`: resolved here)
+    <split>.txt                            YOLO image list, only when a crowd-only image must stay
+                                           out of the YOLO view
     shards/<split>/<split>-<sha>.tar       instead of images/ when ``release.shard_mb`` is set:
     shards/<split>/index.parquet           the same files as tar members (labelloop.release.shards)
     labels.parquet                         every label with its provenance (LABELS schema)
@@ -13,6 +18,7 @@ Layout of ``release/`` (paths relative to it)::
     lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
     manifest.json                          sha256 of every file above, counts, split balance
 
+:mod:`labelloop.release.layout` says where each file lives and why (the readers it suits).
 Splits come from :mod:`labelloop.release.splits` (stored once per near-duplicate group), COCO ids from
 :mod:`labelloop.release.ids` (stable across releases). Files hold no timestamps and no run ids, and
 use sorted keys, so the same labels and registries give the same bytes; ``content_sha256``
@@ -34,10 +40,10 @@ from typing import cast
 from labelloop import tables
 from labelloop.formats import coco, yolo
 from labelloop.images.files import save_release_copy
-from labelloop.release import shards
+from labelloop.release import layout, shards
 from labelloop.release.ids import CocoIds
 from labelloop.release.lineage import release_lineage_rows
-from labelloop.release.splits import SPLITS, assign_splits, balance_report, group_of, load_assignments
+from labelloop.release.splits import SPLITS, assign_splits, balance_report, empty_splits, group_of, load_assignments
 from labelloop.tables.schemas import (
     LABELS,
     RELEASE_IMAGES,
@@ -51,7 +57,10 @@ from labelloop.tables.schemas import (
     SplitAssignmentRow,
 )
 
-__all__ = ["SPLITS", "ReleaseInputs", "ReleasePlan", "build_release", "plan_release", "swap_in"]
+#: Ultralytics' ``verify_image_label`` asserts both sides are > 9 px: smaller images are dropped there.
+TINY_SIDE = 10
+
+__all__ = ["SPLITS", "TINY_SIDE", "ReleaseInputs", "ReleasePlan", "build_release", "dataset_warnings", "plan_release", "swap_in"]
 
 
 @dataclass
@@ -63,7 +72,9 @@ class ReleaseInputs:
     ``human_labels``: HUMAN_LABELS rows by (annotation_id, review_id); ``predictions``:
     ``prediction_id -> {"prompt", "run_id", ...}``; ``queue``: REVIEW_QUEUE rows by image_id;
     ``thresholds``: ``category -> (low, high)`` of the routing policy ``policy_id``;
-    ``keypoints``: ``category -> {"keypoints": names, "skeleton": pairs}``.
+    ``keypoints``: ``category -> {"keypoints": names, "skeleton": pairs}``; ``mask_categories``:
+    the categories whose annotation level is masks (``categories[].masks``), which make up the
+    segmentation view (:func:`labelloop.formats.coco.writer.segmentation_view`).
     """
 
     images: list[ImageRow]
@@ -80,6 +91,7 @@ class ReleaseInputs:
     thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
     policy_id: str | None = None
     shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
+    mask_categories: list[str] = field(default_factory=list)  # categories labeled with masks (segm view)
 
 
 @dataclass
@@ -218,7 +230,7 @@ def _from_shards(previous: Path, split: str, stem: str, dest_dir: Path) -> str |
 
 def _pack_shards(out_dir: Path, splits: list[str], mb: float, previous: Path | None) -> None:
     """Move ``out_dir/images/<split>/*`` into tar shards ``out_dir/shards/<split>/`` (member
-    names ``images/<split>/<file>``, as COCO's file_name), reusing the previous release's
+    names ``images/<split>/<file>``, as images.parquet's file_name), reusing the previous release's
     unchanged shards."""
     for split in splits:
         src = out_dir / "images" / split
@@ -270,29 +282,47 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
         fname = (_reuse_copy(previous, hashes, split, img["image_id"][:16], dest)
                  or save_release_copy(locate(img["uri"]) if locate else root / img["uri"], dest, img["image_id"][:16],
                                       image_id=img["image_id"]))
-        file_name = f"images/{split}/{fname}"
-        per_split[split].append({"image_id": img["image_id"], "file_name": file_name, "width": img["width"],
+        file_name = layout.image_file(split, fname)  # release-relative (images.parquet, shards)
+        per_split[split].append({"image_id": img["image_id"], "file_name": fname, "width": img["width"],
                                  "height": img["height"], "source_path": img["source_path"], "split": split})
         image_rows.append(_image_row(img, split, file_name, resolved[img["image_id"]], inputs,
                                      labels_by_image.get(img["image_id"], []), image_ids[img["image_id"]]))
     used = [s for s in SPLITS if per_split[s]]
+    yolo_excluded: dict[str, list[str]] = {}
     for split in used:
         ims = per_split[split]
         ids = {i["image_id"] for i in ims}
         obj = coco.build_coco(ims, [lab for lab in released_labels if lab["image_id"] in ids], inputs.categories,
                               image_ids=image_ids, annotation_ids=ann_ids, keypoints=inputs.keypoints)
-        (out_dir / "coco").mkdir(parents=True, exist_ok=True)
-        (out_dir / "coco" / f"instances_{split}.json").write_bytes(coco.dumps_coco(obj))
+        views = {layout.instances_file(split): coco.instances_view(obj),
+                 layout.keypoints_file(split): coco.keypoints_view(obj),
+                 layout.segmentation_file(split): coco.segmentation_view(obj, inputs.mask_categories)}
+        for rel, view in views.items():
+            if view is not None:
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out_dir / rel).write_bytes(coco.dumps_coco(view))
         for im in ims:
-            txt = yolo.label_text(inputs.yolo_task, labels_by_image.get(im["image_id"], []), im["width"], im["height"],
-                                  inputs.categories, kpt)
+            own = labels_by_image.get(im["image_id"], [])
+            if yolo.yolo_view_excludes(own):
+                yolo_excluded.setdefault(split, []).append(im["file_name"])
+                continue
+            txt = yolo.label_text(inputs.yolo_task, own, im["width"], im["height"], inputs.categories, kpt)
             p = out_dir / "labels" / split / (Path(im["file_name"]).stem + ".txt")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(txt, encoding="utf-8")
+        if split in yolo_excluded and len(yolo_excluded[split]) < len(ims):
+            left_out = set(yolo_excluded[split])
+            listed = [f"./{layout.image_file(split, im['file_name'])}\n" for im in sorted(ims, key=lambda i: i["file_name"])
+                      if im["file_name"] not in left_out]
+            (out_dir / layout.yolo_list_file(split)).write_text("".join(listed), encoding="utf-8")
     pose = next((v for v in inputs.keypoints.values() if v.get("keypoints")), None) if kpt else None
+    # a split whose every image holds only crowd regions has no YOLO view (Ultralytics refuses an
+    # empty image list): data.yaml leaves it out
+    yolo_splits = [s for s in used if len(yolo_excluded.get(s, [])) < len(per_split[s])]
     (out_dir / "data.yaml").write_text(
-        yolo.data_yaml(inputs.categories, used, kpt_shape=[kpt, 3] if kpt else None,
-                       flip_idx=yolo.flip_index(pose["keypoints"]) if pose else None), encoding="utf-8")
+        yolo.data_yaml(inputs.categories, yolo_splits, kpt_shape=[kpt, 3] if kpt else None,
+                       flip_idx=yolo.flip_index(pose["keypoints"]) if pose else None,
+                       listed=[s for s in yolo_splits if s in yolo_excluded]), encoding="utf-8")
     if inputs.shard_mb:
         _pack_shards(out_dir, used, inputs.shard_mb, previous)
     ordered = sorted(released_labels, key=lambda r: r["label_id"])
@@ -310,12 +340,32 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
         "per_origin": dict(sorted(Counter(lab["origin"] for lab in released_labels).items())),
         "negatives": sum(1 for i in released if not labels_by_image.get(i)),
         "crowd": sum(1 for lab in released_labels if lab.get("iscrowd")),
+        # what the YOLO view cannot hold: the crowd regions above (left out of the label files,
+        # as Ultralytics' COCO converter leaves them out), images whose only objects are crowd
+        # regions (left out of the YOLO image lists: an empty label file would call them
+        # negatives), and images Ultralytics' loader drops (a side under 10 px: its
+        # verify_image_label asserts shape > 9)
+        "yolo_excluded_images": sum(len(v) for v in yolo_excluded.values()),
+        "tiny_images": sum(1 for r in image_rows if min(int(r["width"]), int(r["height"])) < TINY_SIDE),
     }
     content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     manifest = {"files": files, "counts": counts, "split_balance": plan.balance, "yolo_task": inputs.yolo_task,
-                "content_sha256": content}
+                "content_sha256": content, "warnings": dataset_warnings(counts, empty_splits(plan.split_of, inputs.ratios))}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
+
+
+def dataset_warnings(counts: dict, empty: list[str]) -> list[str]:
+    """What a user of the release should know before training on it: empty splits (``empty``,
+    :func:`labelloop.release.splits.empty_splits`), images left out of the YOLO view and images
+    Ultralytics drops (``counts`` as :func:`build_release` makes them)."""
+    out = list(empty)
+    if counts.get("yolo_excluded_images"):
+        out.append(f"{counts['yolo_excluded_images']} images hold only crowd regions: they are in the COCO files and "
+                   "left out of the YOLO image lists (<split>.txt), since YOLO cannot hold crowd regions")
+    if counts.get("tiny_images"):
+        out.append(f"{counts['tiny_images']} images have a side under {TINY_SIDE} px: Ultralytics' loader drops them")
+    return out
 
 
 def swap_in(staging: Path, target: Path) -> None:

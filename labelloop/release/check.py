@@ -1,14 +1,22 @@
 """Validation on write: every file of a release is read back and checked before it is accepted.
 
-- ``coco/instances_<split>.json``: loads in pycocotools (``COCO(path)``); ids unique across all
-  splits; every image file exists with the width and height the entry states; every annotation
+- ``annotations/instances_<split>.json`` (``coco/instances_<split>.json`` in a release written
+  before :mod:`labelloop.release.layout`): loads in pycocotools (``COCO(path)``); ids unique across all
+  splits; every ``file_name`` is a bare file name found as ``images/<split>/<file_name>``, with
+  the width and height the entry states; every annotation
   has a known image and category, a box inside its image, ``iscrowd`` 0 or 1 (1 only with RLE),
   a segmentation pycocotools can rasterize (``annToMask``) at the image's size, and for keypoint
   categories ``3 * K`` keypoint numbers with ``num_keypoints`` = points with v > 0.
-- ``labels/<split>/*.txt``: one per image and no other, each valid for the layout
-  (:func:`labelloop.formats.yolo.writer.check_label_text`: field count, class index, coordinates in [0, 1]).
-- ``data.yaml``: names every split folder present, ``nc`` equal to the categories, ``kpt_shape``
-  for pose; every listed folder exists.
+- ``annotations/person_keypoints_<split>.json`` and ``annotations/segm-<split>.json`` (when
+  written): load in pycocotools, hold only annotations of the instances file (same ids), every
+  keypoint object complete, every segmentation object with a segmentation that rasterizes
+  (what ``COCOeval(..., "keypoints" | "segm")`` needs).
+- ``labels/<split>/*.txt``: one per image of the YOLO view and no other, each valid for the
+  layout (:func:`labelloop.formats.yolo.writer.check_label_text`: field count, class index,
+  coordinates in [0, 1]); a split listed as ``<split>.txt`` has a label file for each listed
+  image and none for the images it leaves out.
+- ``data.yaml``: names every split present (``images/<split>`` or ``<split>.txt``), ``nc``
+  equal to the categories, ``kpt_shape`` for pose; every listed folder or list exists.
 - ``labels.parquet`` / ``lineage.parquet`` / ``images.parquet``: one row per COCO annotation /
   label / image.
 - ``manifest.json`` (when present): every file listed with its sha256, and nothing else.
@@ -33,10 +41,10 @@ from pycocotools.coco import COCO
 from labelloop import tables
 from labelloop.formats import yolo
 from labelloop.geometry.boxes import box_problem, xywh_to_xyxy
-from labelloop.release import shards
+from labelloop.release import layout, shards
 from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE
 
-SPLITS = ("train", "val", "test")
+SPLITS = layout.SPLITS
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
@@ -49,14 +57,25 @@ class ReleaseInvalid(ValueError):
         super().__init__(f"release files in {folder} failed validation: {'; '.join(problems[:5])}{more}")
 
 
-def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
-                members: dict[str, dict] | None = None) -> tuple[list[str], int, int]:
+def _load(path: Path) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
 
-    rel = f"coco/instances_{split}.json"
+
+def _instances_rel(folder: Path, split: str) -> str | None:
+    """The split's COCO instances file, new layout first (None when neither exists)."""
+    found = layout.coco_instances(lambda rel: b"" if (folder / rel).is_file() else None, split)
+    return found[0] if found else None
+
+
+def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
+                members: dict[str, dict] | None = None, rel: str | None = None) -> tuple[list[str], int, int]:
+
+    rel = rel or layout.instances_file(split)
+    legacy = rel == layout.legacy_instances_file(split)
     path = folder / rel
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            gt = COCO(str(path))
+        gt = _load(path)
     except Exception as exc:  # noqa: BLE001 - pycocotools raises bare assertions and KeyErrors
         return [f"{rel}: pycocotools cannot load it: {type(exc).__name__}: {exc}"], 0, 0
     problems = []
@@ -67,27 +86,34 @@ def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
         if img["id"] in seen["images"]:
             problems.append(f"{rel}: image id {img['id']} is also used in {seen['images'][img['id']]}")
         seen["images"][img["id"]] = rel
-        f = folder / img["file_name"]
-        member = (members or {}).get(img["file_name"])
+        name = str(img["file_name"])
+        if legacy and not name.startswith(f"images/{split}/"):
+            problems.append(f"{rel}: image {img['id']} file {name!r} is not under images/{split}/")
+        elif not legacy and ("/" in name or "\\" in name or name in ("", ".", "..")):
+            problems.append(f"{rel}: image {img['id']} file_name {name!r} is not a file name "
+                            f"(it is relative to images/{split}/)")
+            continue
+        image_rel = layout.image_file(split, name)
+        path = folder / image_rel
+        f: Path | io.BytesIO = path
+        member = (members or {}).get(image_rel)
         if member is not None:  # a tar member of shards/<split>/ (release.shard_mb)
             try:
                 f = io.BytesIO(shards.read_member(folder / "shards" / split, member))
             except (OSError, ValueError) as exc:
-                problems.append(f"{rel}: image {img['id']} file {img['file_name']!r}: {exc}")
+                problems.append(f"{rel}: image {img['id']} file {name!r}: {exc}")
                 continue
-        elif not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
-            problems.append(f"{rel}: image {img['id']} file {img['file_name']!r} does not exist in the release")
+        elif not path.resolve().is_relative_to(folder.resolve()) or not path.is_file():
+            problems.append(f"{rel}: image {img['id']} file {image_rel!r} does not exist in the release")
             continue
-        if not img["file_name"].startswith(f"images/{split}/"):
-            problems.append(f"{rel}: image {img['id']} file {img['file_name']!r} is not under images/{split}/")
         try:
             with Image.open(f) as im:
                 size = im.size
         except OSError as exc:
-            problems.append(f"{img['file_name']}: cannot be read: {exc}")
+            problems.append(f"{image_rel}: cannot be read: {exc}")
             continue
         if size != (img["width"], img["height"]):
-            problems.append(f"{img['file_name']}: is {size[0]}x{size[1]}, {rel} says {img['width']}x{img['height']}")
+            problems.append(f"{image_rel}: is {size[0]}x{size[1]}, {rel} says {img['width']}x{img['height']}")
     for ann in gt.dataset.get("annotations", []):
         where = f"{rel}: annotation {ann.get('id')}"
         if ann["id"] in seen["annotations"]:
@@ -120,6 +146,47 @@ def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
     return problems, len(gt.dataset.get("images", [])), len(gt.dataset.get("annotations", []))
 
 
+def _check_view(folder: Path, rel: str, kind: str, instances: dict[int, int]) -> list[str]:
+    """Problems of a keypoints (``kind="keypoints"``) or segmentation (``"segm"``) view:
+    ``instances`` maps the instances file's annotation ids to their category ids."""
+    try:
+        gt = _load(folder / rel)
+    except Exception as exc:  # noqa: BLE001 - pycocotools raises bare assertions and KeyErrors
+        return [f"{rel}: pycocotools cannot load it: {type(exc).__name__}: {exc}"]
+    problems = []
+    cats = {c["id"]: c for c in gt.dataset.get("categories", [])}
+    for ann in gt.dataset.get("annotations", []):
+        where = f"{rel}: annotation {ann.get('id')}"
+        if instances.get(ann.get("id")) != ann.get("category_id"):
+            problems.append(f"{where}: not in the instances file with that category")
+            continue
+        if kind == "keypoints":
+            names = (cats.get(ann["category_id"]) or {}).get("keypoints") or []
+            kp = ann.get("keypoints") or []
+            if not names or len(kp) != 3 * len(names):
+                problems.append(f"{where}: {len(kp)} keypoint numbers for {len(names)} keypoints")
+        elif not ann.get("segmentation"):
+            problems.append(f"{where}: no segmentation (COCOeval segm cannot rasterize it)")
+        else:
+            try:
+                gt.annToMask(ann)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"{where}: segmentation does not rasterize: {exc}")
+    return problems
+
+
+def _check_yolo_list(folder: Path, split: str, images: list[Path]) -> tuple[list[str], set[str]]:
+    """Problems of ``<split>.txt`` and the image stems it lists."""
+    rel = layout.yolo_list_file(split)
+    try:
+        lines = [ln.strip() for ln in (folder / rel).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as exc:
+        return [f"{rel}: cannot be read: {exc}"], set()
+    known = {f"./images/{split}/{p.name}": p.stem for p in images}
+    problems = [f"{rel}: lists {ln!r}, not an image of images/{split}/" for ln in lines if ln not in known]
+    return problems, {known[ln] for ln in lines if ln in known}
+
+
 def check_release(folder: Path, categories: list[str], yolo_task: str = "detect", kpt_count: int = 0) -> list[str]:
     """Problems of the release written in ``folder`` (see the module docstring); ``[]`` = valid."""
     folder = Path(folder)
@@ -149,19 +216,46 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
                 for name in sorted(n for n, k in counts.items() if k > 1):
                     problems.append(f"shards/{split}/{shards.INDEX}: member {name!r} is listed more than once")
             images += [Path(n) for n in sorted(members)]
-        if not images and not (folder / "coco" / f"instances_{split}.json").exists():
+        rel = _instances_rel(folder, split)
+        if not images and rel is None:
             if split in data:
                 problems.append(f"data.yaml: lists {split} but images/{split}/ is empty")
             continue
-        if data.get(split) != f"images/{split}":
-            problems.append(f"data.yaml: {split} should be images/{split}, is {data.get(split)!r}")
-        got, ni, na = _check_coco(folder, split, categories, seen, members)
+        got, ni, na = _check_coco(folder, split, categories, seen, members, rel)
         problems += got
         n_images, n_anns = n_images + ni, n_anns + na
+        loaded = rel is not None and not any(p.startswith(f"{rel}: pycocotools") for p in got)
+        crowd_only: set[str] = set()
+        if loaded and rel is not None:
+            gt = _load(folder / rel)
+            crowd_only = {Path(im["file_name"]).stem for im in gt.dataset.get("images", [])
+                          if (own := gt.imgToAnns.get(im["id"])) and all(a.get("iscrowd") for a in own)}
+            if rel == layout.instances_file(split):
+                instances = {a["id"]: a["category_id"] for a in gt.dataset.get("annotations", [])}
+                for view, kind in ((layout.keypoints_file(split), "keypoints"), (layout.segmentation_file(split), "segm")):
+                    if (folder / view).is_file():
+                        problems += _check_view(folder, view, kind, instances)
+        # the YOLO view: every image but those whose only objects are crowd regions
+        in_view = {p.stem for p in images} - crowd_only
+        entry = (layout.yolo_list_file(split) if crowd_only else f"images/{split}") if in_view else None
+        if data.get(split) != entry:
+            problems.append(f"data.yaml: {split} should be {entry or 'left out (no image of it is in the YOLO view)'}, "
+                            f"is {data.get(split)!r}")
+        elif entry == layout.yolo_list_file(split):
+            got_list, listed = _check_yolo_list(folder, split, images)
+            problems += got_list
+            if listed != in_view:
+                problems.append(f"{entry}: lists {len(listed)} images, the split has {len(in_view)} outside crowd-only images")
         txts = {p.stem: p for p in (folder / "labels" / split).glob("*.txt")}
         for img in images:
             if img.suffix.lower() not in IMAGE_EXTS:
                 problems.append(f"images/{split}/{img.name}: not a JPEG or PNG file name")
+            if img.stem not in in_view:
+                if img.stem in txts:
+                    problems.append(f"labels/{split}/{img.stem}.txt: the image holds only crowd regions and is "
+                                    "left out of the YOLO view, it should have no label file")
+                    txts.pop(img.stem)
+                continue
             t = txts.pop(img.stem, None)
             if t is None:
                 problems.append(f"labels/{split}/{img.stem}.txt: missing (every image needs one, empty for a negative)")

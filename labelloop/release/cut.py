@@ -76,6 +76,7 @@ def gather_inputs(ws: Workspace, labels: list[LabelRow], resolved: list[Resolved
     return ReleaseInputs(
         images=repo.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
         ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task, shard_mb=cfg.release.shard_mb,
+        mask_categories=[c.name for c in cfg.categories if c.masks],
         keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},
@@ -124,6 +125,7 @@ def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags:
              f"policy: {report.get('policy_id')}; model: {report.get('model_id')}",
              "QA: " + "; ".join(f"{g['name']} {g['status']}" for g in report["gates"])]
     lines += [f"warning: {g['name']}: {g['reason']}" for g in warn]
+    lines += [f"warning: {w}" for w in manifest.get("warnings", [])]
     if tags:
         lines.append(f"previous: {tags[-1]['tag']}")
     bal = manifest.get("split_balance")
@@ -214,7 +216,7 @@ def cut_checked(ws: Workspace, report: dict, labels: list[LabelRow], resolved: l
             raise
         failure_point("release:after-tag")
         recovery.end_release(ws)
-        warnings = [f"{g['name']}: {g['reason']}" for g in warn]
+        warnings = [f"{g['name']}: {g['reason']}" for g in warn] + list(manifest.get("warnings", []))
         pushed = push_error = None
         if push:
             try:

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence, cast
 
 import pyarrow.parquet as pq
 
+from labelloop.release import layout
 from labelloop.release.ids import identity
 from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE, LabelRow, ReleaseLineageRow
 from labelloop.workspace.versioning import read_release_file
@@ -56,12 +57,13 @@ def _rows(data: bytes | None, schema) -> list[dict]:
 def _images_from_coco(read) -> list[dict]:
     """Images of a release made before release/images.parquet existed (its COCO files)."""
     out = []
-    for split in ("train", "val", "test"):
-        data = read(f"coco/instances_{split}.json")
-        if data is None:
+    for split in layout.SPLITS:
+        found = layout.coco_instances(read, split)
+        if found is None:
             continue
-        for im in json.loads(data)["images"]:
-            out.append({"image_id": im.get("sha256"), "coco_image_id": im["id"], "file_name": im["file_name"],
+        for im in json.loads(found[1])["images"]:
+            out.append({"image_id": im.get("sha256"), "coco_image_id": im["id"],
+                        "file_name": layout.image_file(split, im["file_name"]),
                         "split": split, "width": im["width"], "height": im["height"],
                         "source_path": im.get("source_path")})
     return out
@@ -244,8 +246,11 @@ def summary_lines(d: dict) -> list[str]:
 
 
 def format_diff(d: dict) -> str:
-    """Full text of ``labelloop diff``: the summary, then one line per change with its cause."""
+    """Full text of ``labelloop diff``: the summary, then one line per change with its cause
+    (boxes as ``[x0, y0, x1, y1]`` pixels, 1 decimal; the first change line says so)."""
     lines = summary_lines(d)
+    if any(d["labels"][k] for k in ("added", "removed", "moved", "relabeled", "confirmed")):
+        lines.append("boxes: [x0, y0, x1, y1] in pixels of the released image (xyxy)")
 
     def box(b):
         return "[" + ", ".join(f"{v:.1f}" for v in b) + "]"

@@ -14,6 +14,13 @@ split that wants that class most (ties: the split wanting most images, then trai
 order); groups without labels (negatives) then fill the splits by image count. Groups are taken
 in sha256(group_id) order, so the result depends only on the data, never on input order.
 
+Every split with a positive ratio gets at least one group once the release holds enough groups
+for it (``ceil(1 / smallest positive ratio)``: 10 for 0.8 / 0.1 / 0.1): when the stratification
+leaves one empty, the smallest *new* group of the split holding the most groups moves there
+(reason ``non_empty``); stored groups never move without ``--resplit``. Ultralytics refuses a
+dataset without ``val`` images, and a test split with nothing in it measures nothing, so a
+split that stays empty is reported (:func:`empty_splits`) in the release note and warnings.
+
 :func:`balance_report` states, per class, the objects per split, their share, the target ratio
 and the *drift* (share - ratio); a release note and the ``dataset_release`` metadata carry it.
 """
@@ -21,6 +28,7 @@ and the *drift* (share - ratio); a release note and the ``dataset_release`` meta
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, cast
@@ -117,11 +125,58 @@ def assign_splits(
         pending = [g for g in pending if g not in done]
     for g in pending:  # negatives
         take(g, max(SPLITS, key=lambda s: (want_img[s], -SPLITS.index(s))))
+    moved = _fill_empty(split_of, groups, set(new), r)
     seq = max((int(x["seq"]) for x in rows.values()), default=0)
     for g in new:
         seq += 1
-        rows[g] = {"group_id": g, "split": split_of[g], "seq": seq, "reason": "resplit" if resplit else "balanced"}
+        reason = "non_empty" if g in moved else "resplit" if resplit else "balanced"
+        rows[g] = {"group_id": g, "split": split_of[g], "seq": seq, "reason": reason}
     return split_of, rows
+
+
+def min_groups(ratios: dict[str, float]) -> int:
+    """Groups a release needs before every split with a positive ratio is kept non-empty:
+    ``ceil(1 / smallest positive ratio)`` (10 for 0.8 / 0.1 / 0.1)."""
+    r = _check_ratios(ratios)
+    return math.ceil(1.0 / min(v for v in r.values() if v > 0) - 1e-9)
+
+
+def _fill_empty(split_of: dict[str, str], groups: dict[str, dict], new: set[str], r: dict[str, float]) -> set[str]:
+    """Move new groups into empty positive-ratio splits (see the module docstring); returns them."""
+    moved: set[str] = set()
+    if len(groups) < min_groups(r):
+        return moved
+    for s in SPLITS:
+        members: dict[str, list[str]] = {x: [] for x in SPLITS}
+        for g, x in split_of.items():
+            members[x].append(g)
+        if r[s] <= 0 or members[s]:
+            continue
+        donors = [x for x in SPLITS if x != s and len(members[x]) > 1 and any(g in new for g in members[x])]
+        if not donors:
+            continue
+        donor = max(donors, key=lambda x: (len(members[x]), -SPLITS.index(x)))
+        g = min((g for g in members[donor] if g in new), key=lambda g: (groups[g]["images"], _order(g)))
+        split_of[g] = s
+        moved.add(g)
+    return moved
+
+
+def empty_splits(split_of: dict[str, str], ratios: dict[str, float]) -> list[str]:
+    """One message per split with a positive ratio that holds no group, saying why and what
+    settles it (more groups, or ``--resplit`` when stored assignments hold every group)."""
+    r = _check_ratios(ratios)
+    need = min_groups(r)
+    held = Counter(split_of.values())
+    out = []
+    for s in SPLITS:
+        if r[s] > 0 and not held[s]:
+            why = (f"{len(split_of)} near-duplicate groups are fewer than the {need} a {r[s]:g} share needs"
+                   if len(split_of) < need else
+                   "every group already has a stored split (release --resplit assigns them anew)")
+            extra = "; Ultralytics needs val images to train" if s == "val" else ""
+            out.append(f"split {s} is empty: {why}{extra}")
+    return out
 
 
 def balance_report(groups: dict[str, dict], split_of: dict[str, str], ratios: dict[str, float],

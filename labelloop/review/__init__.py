@@ -12,10 +12,10 @@
 
 from labelloop.review.export import export_batch
 from labelloop.review.gold import GoldError, register_gold
-from labelloop.review.importer import import_file, import_inbox, register_export
+from labelloop.review.importer import import_file, import_inbox, pending_inbox_files, register_export
 from labelloop.review.inbox import inbox_files
 from labelloop.review.resolve import resolve_workspace
 from labelloop.review.store import ReviewStore, review_store
 
 __all__ = ["GoldError", "ReviewStore", "export_batch", "import_file", "import_inbox", "inbox_files",
-           "register_export", "register_gold", "resolve_workspace", "review_store"]
+           "pending_inbox_files", "register_export", "register_gold", "resolve_workspace", "review_store"]

@@ -1,9 +1,12 @@
 """One reader for every review file dropped in the review inbox: Label Studio JSON / JSON-MIN,
 CVAT for images 1.1 XML (or CVAT's export zip holding ``annotations.xml``), COCO JSON (or a zip
-holding one ``*.json``).
+holding one ``*.json``), a YOLO dataset zip (Ultralytics' layout or Label Studio's YOLO export,
+:mod:`labelloop.formats.yolo.reader`).
 
-The format is read from the content, not the name: XML -> CVAT; a JSON list -> Label Studio; a
-JSON object with ``images`` and ``annotations`` -> COCO. The size is checked before anything
+The format is read from the content, not the name: a zip holding ``labels/**.txt`` beside
+``data.yaml`` or ``classes.txt`` (at its top or in one folder) -> YOLO, checked first (Label
+Studio's YOLO zip also holds ``notes.json``, which is no COCO file); XML -> CVAT; a JSON list ->
+Label Studio; a JSON object with ``images`` and ``annotations`` -> COCO. The size is checked before anything
 is read (a zip's members by their declared uncompressed size too), so a 1 GB file is refused
 with a clear message instead of exhausting memory. Whatever is wrong with the file as a whole
 raises :class:`labelloop.formats.labelstudio.reader.ExportFormatError` (message: the file and the problem);
@@ -35,12 +38,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from labelloop.formats import coco, cvat, labelstudio
+from labelloop.formats import coco, cvat, labelstudio, yolo
 from labelloop.formats.labelstudio import ExportFormatError, ExportTooLarge, check_size
 from labelloop.formats.labelstudio.reader import ExportStream, stream_export
 from labelloop.formats.records import ReviewFile, ReviewRecord, default_source
 
-FORMATS = (labelstudio.TOOL, cvat.TOOL, coco.TOOL)  # the ``format`` of a ReviewFile
+FORMATS = (labelstudio.TOOL, cvat.TOOL, coco.TOOL, yolo.TOOL)  # the ``format`` of a ReviewFile
 
 
 # What zipfile / zlib raise on a damaged archive or member (zlib.error: a corrupt deflate stream;
@@ -58,47 +61,78 @@ def _reason(exc: BaseException) -> str:
     return f"{lines[0].strip() if lines else ''} ({type(exc).__name__})".lstrip()
 
 
-def _from_zip(path: Path, max_bytes: int | None) -> tuple[bytes, str]:
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, max_bytes: int | None) -> bytes:
+    """One member's bytes, checked: not encrypted, a known compression method, within ``max_bytes``
+    (declared and read), as long as the zip's directory says; else ExportFormatError / ExportTooLarge."""
+    damaged = f"{path}: damaged zip: {info.filename}"
+    if info.flag_bits & 0x1:
+        raise ExportFormatError(f"{damaged} is encrypted (password-protected members are not read); export "
+                                "it again without a password")
+    if info.compress_type not in _ZIP_METHODS:
+        raise ExportFormatError(f"{damaged} uses compression method {info.compress_type}, not one of "
+                                f"{', '.join(_ZIP_METHODS.values())}")
+    if max_bytes is not None and info.file_size > max_bytes:
+        raise ExportTooLarge(f"{path}: {info.filename} unpacks to {info.file_size / 2**20:.1f} MiB, over the "
+                             f"{max_bytes / 2**20:.1f} MiB limit for a review export (review.max_export_mb)")
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(max_bytes + 1 if max_bytes is not None else -1)
+    except _ZIP_ERRORS as exc:
+        raise ExportFormatError(f"{damaged}: {_reason(exc)}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ExportTooLarge(f"{path}: {info.filename} unpacks to more than the {max_bytes / 2**20:.1f} MiB limit")
+    if len(data) != info.file_size:
+        raise ExportFormatError(f"{damaged}: the zip's directory says {info.file_size} bytes, the member "
+                                f"holds {len(data)}")
+    return data
+
+
+def _yolo_archive(zf: zipfile.ZipFile, names: list[zipfile.ZipInfo], path: Path,
+                  max_bytes: int | None) -> yolo.YoloArchive | None:
+    """The zip as a YOLO dataset (:func:`labelloop.formats.yolo.reader.read_archive`), or None when
+    it is not one. The members read (class files, label files) count together against
+    ``max_bytes``; images are listed, never read."""
+    by_name = {i.filename: i for i in names}
+    left = [max_bytes]
+
+    def read(name: str) -> bytes:
+        data = _read_member(zf, by_name[name], path, left[0])
+        if left[0] is not None:
+            left[0] -= len(data)
+        return data
+
+    try:
+        return yolo.read_archive([(i.filename, i.date_time) for i in names], read)
+    except ExportTooLarge:
+        raise ExportTooLarge(f"{path}: its YOLO label files unpack to more than the "
+                             f"{(max_bytes or 0) / 2**20:.1f} MiB limit for a review export (review.max_export_mb)") \
+            from None
+
+
+def _from_zip(path: Path, max_bytes: int | None) -> tuple[bytes, str] | yolo.YoloArchive:
     try:
         zf = zipfile.ZipFile(path)
     except _ZIP_ERRORS as exc:
         raise ExportFormatError(f"{path}: not a valid zip file: {_reason(exc)}") from None
     with zf:
         names = [i for i in zf.infolist() if not i.is_dir()]
+        dataset = _yolo_archive(zf, names, path, max_bytes)
+        if dataset is not None:
+            return dataset
         xml = [i for i in names if i.filename.rsplit("/", 1)[-1] == "annotations.xml"]
         js = [i for i in names if i.filename.lower().endswith(".json")]
         pick = xml or js
         if len(pick) != 1:
-            raise ExportFormatError(f"{path}: a review zip must hold one annotations.xml (CVAT) or one *.json "
-                                    f"(COCO); found {[i.filename for i in pick] or 'neither'}")
-        info = pick[0]
-        damaged = f"{path}: damaged zip: {info.filename}"
-        if info.flag_bits & 0x1:
-            raise ExportFormatError(f"{damaged} is encrypted (password-protected members are not read); export "
-                                    "it again without a password")
-        if info.compress_type not in _ZIP_METHODS:
-            raise ExportFormatError(f"{damaged} uses compression method {info.compress_type}, not one of "
-                                    f"{', '.join(_ZIP_METHODS.values())}")
-        if max_bytes is not None and info.file_size > max_bytes:
-            raise ExportTooLarge(f"{path}: {info.filename} unpacks to {info.file_size / 2**20:.1f} MiB, over the "
-                                 f"{max_bytes / 2**20:.1f} MiB limit for a review export (review.max_export_mb)")
-        try:
-            with zf.open(info) as fh:
-                data = fh.read(max_bytes + 1 if max_bytes is not None else -1)
-        except _ZIP_ERRORS as exc:
-            raise ExportFormatError(f"{damaged}: {_reason(exc)}") from None
-        if max_bytes is not None and len(data) > max_bytes:
-            raise ExportTooLarge(f"{path}: {info.filename} unpacks to more than the {max_bytes / 2**20:.1f} MiB limit")
-        if len(data) != info.file_size:
-            raise ExportFormatError(f"{damaged}: the zip's directory says {info.file_size} bytes, the member "
-                                    f"holds {len(data)}")
-        return data, info.filename
+            raise ExportFormatError(f"{path}: a review zip must hold one annotations.xml (CVAT), one *.json "
+                                    f"(COCO) or a YOLO dataset (labels/**.txt beside data.yaml or classes.txt); "
+                                    f"found {[i.filename for i in pick] or 'none of them'}")
+        return _read_member(zf, pick[0], path, max_bytes), pick[0].filename
 
 
 class ReviewStream:
     """A review file opened by :func:`open_review_file`.
 
-    ``format``: the tool whose format it is (``label-studio``, ``cvat``, ``coco``); ``records``:
+    ``format``: the tool whose format it is (``label-studio``, ``cvat``, ``coco``, ``yolo``); ``records``:
     its :class:`~labelloop.formats.records.ReviewRecord` s, to iterate once (a Label Studio export
     yields them while the file is read, and raises
     :class:`~labelloop.formats.labelstudio.reader.ExportFormatError` mid-way when the file turns out
@@ -188,8 +222,9 @@ def open_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
 
     A file (or zip member) whose content starts with ``[`` is a Label Studio export: it is
     streamed (:func:`labelloop.formats.labelstudio.reader.stream_export`), its file staying open
-    until the records end (or their generator is closed). XML (CVAT) and other JSON (COCO) are
-    parsed whole here.
+    until the records end (or their generator is closed). XML (CVAT), other JSON (COCO) and a YOLO
+    dataset zip (:mod:`labelloop.formats.yolo.reader`: its label files, within ``max_bytes``
+    together) are parsed whole here.
 
     Returns:
         :class:`ReviewStream` (``format``, ``records`` to iterate once, ``default_source()``).
@@ -204,7 +239,14 @@ def open_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
     check_size(path, max_bytes)
     mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat()
     if zipfile.is_zipfile(path):
-        data, member = _from_zip(path, max_bytes)
+        got = _from_zip(path, max_bytes)
+        if isinstance(got, yolo.YoloArchive):
+            try:
+                parsed = yolo.parse(got, where=str(path), fallback_time=mtime, keypoints=keypoints)
+            except ValueError as exc:  # YoloFormatError
+                raise ExportFormatError(str(exc)) from None
+            return ReviewStream(parsed["tool"], parsed["records"], parsed["container"], path, inbox)
+        data, member = got
         where = f"{path}!{member}"
         fh: BinaryIO = io.BytesIO(data)
     else:
@@ -246,9 +288,9 @@ def read_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
     """Read and parse one review file with the reader of its format (:mod:`labelloop.formats.records`).
 
     Args:
-        path: the file (``.json``, ``.xml`` or ``.zip``).
+        path: the file (``.json``, ``.xml`` or ``.zip``: CVAT's, a COCO file's, a YOLO dataset).
         max_bytes: size limit (``review.max_export_mb``); ``None`` for none.
-        keypoints: ``{category: [keypoint names]}`` (CVAT skeletons, COCO keypoints).
+        keypoints: ``{category: [keypoint names]}`` (CVAT skeletons, COCO keypoints, YOLO pose).
         inbox: the review inbox (a file in a subfolder of it takes the subfolder as its default source).
         stream: hand a Label Studio export's records out while the file is read
             (:func:`open_review_file`): ``records`` is then an iterator to read once, which raises
@@ -258,13 +300,14 @@ def read_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
             that need the exact source track the records' ``project``). Other formats are read
             whole either way.
 
-    A CVAT XML without ``<updated>`` / ``<dumped>`` (e.g. written by datumaro) and a COCO file
-    without ``info.date_created`` take the file's modification time (UTC) as their version time;
+    A CVAT XML without ``<updated>`` / ``<dumped>`` (e.g. written by datumaro), a COCO file
+    without ``info.date_created`` and a YOLO label member without a zip date take the file's
+    modification time (UTC) as their version time (other YOLO labels: the member's zip date);
     ``labelloop import-review`` keeps the export's own mtime when it copies it into the inbox.
 
     Returns:
         :class:`~labelloop.formats.records.ReviewFile`: ``format`` (the tool: ``label-studio``,
-        ``cvat``, ``coco``), ``records`` and ``default_source``
+        ``cvat``, ``coco``, ``yolo``), ``records`` and ``default_source``
         (:func:`labelloop.formats.records.default_source`).
 
     Raises:

@@ -1,7 +1,7 @@
 """Gold sets (honeypots): images with trusted reference labels, mixed into review batches.
 
 As CVAT's ground-truth jobs / honeypots: a gold set is registered from any review file labelloop
-imports (Label Studio JSON / JSON-MIN, CVAT for images 1.1, COCO JSON) whose images are already
+imports (Label Studio JSON / JSON-MIN, CVAT for images 1.1, COCO JSON, a YOLO dataset zip) whose images are already
 ingested in the workspace. Every
 review export then carries up to ``qa.honeypots_per_batch`` gold images among its tasks, chosen
 by a seeded hash of (seed, batch, image_id), looking like any other task (same data fields,
@@ -51,7 +51,7 @@ def gold_label_id(gold_set: str, image_id: str, item: str) -> str:
 
 def read_gold_file(path: str | Path, gold_set: str, images: Sequence[ImageRow], categories: list[str],
                    keypoints: dict[str, list[str]] | None = None, max_bytes: int | None = None) -> dict:
-    """Read a review file (Label Studio JSON / JSON-MIN, CVAT for images 1.1, COCO; through the
+    """Read a review file (Label Studio JSON / JSON-MIN, CVAT for images 1.1, COCO, YOLO; through the
     same readers as review import, :func:`labelloop.review.files.read_review_file`) into gold rows
     matched to workspace images.
 
@@ -70,10 +70,10 @@ def read_gold_file(path: str | Path, gold_set: str, images: Sequence[ImageRow], 
     The value returned:
 
         ``{"labels": [GOLD_LABELS rows], "images": [GOLD_IMAGES rows], "rejects": [{"item",
-        "reason"}], "format": "label-studio" | "cvat" | "coco"}``; boxes in pixels of our image (xyxy).
+        "reason"}], "format": "label-studio" | "cvat" | "coco" | "yolo"}``; boxes in pixels of our image (xyxy).
 
     Raises:
-        GoldError: unreadable file, or not a review file of any of the three formats.
+        GoldError: unreadable file, or not a review file of any of the four formats.
     """
     path = Path(path)
     try:
@@ -100,7 +100,7 @@ def read_gold_file(path: str | Path, gold_set: str, images: Sequence[ImageRow], 
         rec = latest[tid]
         item = record_item(rec)
         try:
-            ours = index.match(rec.get("image_ref"), rec.get("data_image_id"))
+            ours = index.match(rec.get("image_ref"), rec.get("data_image_id"), by_stem=bool(rec.get("match_stem")))
             regions = regions_px(rec, ours, set(categories), keypoints)
         except MatchReject as exc:
             rejects.append({"item": item, "reason": str(exc)})

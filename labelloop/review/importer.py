@@ -1,5 +1,5 @@
-"""Review import: a review file (Label Studio, CVAT, COCO) into REVIEWS / HUMAN_LABELS / REJECTS rows
-of the review store (:func:`import_file`, :func:`import_inbox`: the ``human_labels`` asset).
+"""Review import: a review file (Label Studio, CVAT, COCO, a YOLO dataset zip) into REVIEWS /
+HUMAN_LABELS / REJECTS rows of the review store (:func:`import_file`, :func:`import_inbox`: the ``human_labels`` asset).
 
 Identity: an annotation *version* is ``(source, task_id, tool_annotation_id, updated_at)`` (the
 review key); :func:`review_id` hashes it. Importing is idempotent on that key, never on file
@@ -9,7 +9,8 @@ annotation (later ``updated_at``) becomes a new version of the same labels
 
 Every record is validated alone; a bad one is rejected (REJECTS row: file, ``"task T annotation
 A"``, reason) and nothing of it is stored, while the others import. Boxes are converted from
-Label Studio percent to pixels of *our* image (its EXIF-corrected ``width x height``).
+Label Studio percent (and YOLO's normalized coordinates) to pixels of *our* image (its
+EXIF-corrected ``width x height``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Sequence, cast
 
 import labelloop
 from labelloop import tables
-from labelloop.formats.labelstudio import REGION_TYPE, TOOL, ExportFormatError
+from labelloop.formats.labelstudio import REGION_TYPE, TOOL, ExportFormatError, mapped_controls
 from labelloop.formats.records import ReviewRecord, default_source, record_item
 from labelloop.geometry.boxes import box_problem, clip, greedy_match, iou, ls_to_xyxy
 from labelloop.geometry.masks import mask_iou
@@ -82,7 +83,8 @@ def _seen_predictions(rec: ReviewRecord, image: ImageRow, exported: list[Exporte
     """EXPORTED_PREDICTIONS-like rows the reviewer saw for this image.
 
     The exported rows of the image; when they come from several exports (sources), those of the
-    export sharing the most region ids with the annotation (all of them when none or a tie).
+    export sharing the most region ids with the annotation (all of them when none or a tie, one
+    row per prediction_id).
     Without exported rows, the annotation's parent prediction regions (JSON export), with
     ``prediction_id = "ls-<source>:<parent_prediction_id>:<region_id>"``.
     """
@@ -96,7 +98,12 @@ def _seen_predictions(rec: ReviewRecord, image: ImageRow, exported: list[Exporte
                              reverse=True)
             if overlap[0][0] > 0 and overlap[0][0] > overlap[1][0]:
                 return by_src[overlap[0][1]]
-        return list(exported)
+        # one row per prediction: a prediction shown in two exports (a review export and the
+        # label-suspects export) was seen once, so it is accepted or deleted once
+        once: dict[object, ExportedPredictionRow] = {}
+        for k, row in enumerate(exported):
+            once.setdefault(row["prediction_id"] or k, row)
+        return list(once.values())
     out: list[ExportedPredictionRow] = []
     assert image["width"] is not None and image["height"] is not None  # an ok row: its size is known
     w, h = int(image["width"]), int(image["height"])
@@ -156,7 +163,8 @@ def _import_record(rec: ReviewRecord, key: tuple[str, str, str, str], *, index: 
                    budget: MaskBudget | None = None) -> tuple[ReviewRow, list[HumanLabelRow]]:
     source, task_id, ann_id, updated_at = key
     tool = rec.get("tool") or TOOL
-    image = index.match(rec.get("image_ref"), rec.get("data_image_id"), allow_name=rec.get("allow_name", True))
+    image = index.match(rec.get("image_ref"), rec.get("data_image_id"), allow_name=rec.get("allow_name", True),
+                        by_stem=bool(rec.get("match_stem")))
     assert image["image_id"] is not None  # a matched image is an ok row: it has its sha256
     rid = review_id(*key)
     common = {"review_id": rid, "image_id": image["image_id"], "annotator": rec["annotator"], "tool": tool,
@@ -236,7 +244,7 @@ def import_review(
     """Import review records (:class:`~labelloop.formats.records.ReviewRecord`, from any reader).
 
     Args:
-        records: the records of one file (Label Studio JSON or JSON-MIN, CVAT, COCO), a list or
+        records: the records of one file (Label Studio JSON or JSON-MIN, CVAT, COCO, YOLO), a list or
             an iterator read once (a streamed Label Studio export). ``tool``
             defaults to ``label-studio`` and ``allow_name`` (match an image by a unique bare file
             name as a last resort) to True when a record lacks them.
@@ -273,9 +281,11 @@ def import_review(
         exported_by_image[row["image_id"]].append(row)
     seen = set(known_review_keys)
     budget = MaskBudget()  # the file's allowance for decoding CVAT masks (regions.MAX_MASK_PIXELS_PER_FILE)
-    out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0}
+    out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0, "mapped_controls": []}
+    mapped: set[str] = set()
     for rec in records:
         item = record_item(rec)
+        mapped.update(mapped_controls(rec))
         if rec.get("error"):
             out["rejects"].append({"file": file_name, "item": item, "reason": rec["error"]})
             continue
@@ -295,6 +305,7 @@ def import_review(
         seen.add(key)
         out["reviews"].append(review)
         out["human_labels"].extend(labels)
+    out["mapped_controls"] = sorted(mapped)
     return out
 
 
@@ -326,9 +337,7 @@ def register_import_tasks(
         data = task["data"] if isinstance(task.get("data"), dict) else task
         try:
             image = index.match(data.get("image"), data.get("image_id"))
-            # an ok row: its sha256 and size are known
-            assert image["image_id"] is not None and image["width"] is not None and image["height"] is not None
-            w, h = int(image["width"]), int(image["height"])
+            assert image["image_id"] is not None  # an ok row: its sha256 is known
             task_rows: list[ExportedPredictionRow] = []
             if not isinstance(task.get("predictions") or [], list):
                 raise MatchReject("'predictions' is not a list")
@@ -405,7 +414,7 @@ def _noting_projects(records: Iterable[ReviewRecord], projects: set[str]) -> Ite
 def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: bool = False,
                 run_id: str | None = None, *, sha256: str | None = None) -> dict:
     """Import one review file into the review store: Label Studio JSON / JSON-MIN, CVAT for images
-    1.1 XML or COCO JSON (:func:`labelloop.review.files.read_review_file`, format read from the
+    1.1 XML, COCO JSON or a YOLO dataset zip (:func:`labelloop.review.files.read_review_file`, format read from the
     content; files over ``review.max_export_mb`` are refused whole). The file is always read (an
     explicit ``labelloop import-review FILE``); :func:`import_inbox` skips unchanged inbox files.
 
@@ -417,7 +426,7 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
     task, so memory holds one task, the rows being imported and the store's known review keys.
     ``dry_run`` computes the same summary without storing anything. The source is ``source``,
     else the one named when the file was copied in, else the format's default source
-    (``label-studio/project-N``, ``cvat/task-N``, ``coco/<stem>``,
+    (``label-studio/project-N``, ``cvat/task-N``, ``coco/<stem>``, ``yolo/<zip stem>``,
     :func:`labelloop.formats.records.default_source`), except that a file whose reviews were imported
     before keeps the source they were imported under. ``run_id``: the Dagster run
     importing it, stored on every new REVIEWS / HUMAN_LABELS row as ``import_run_id``.
@@ -499,8 +508,10 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
             "labels": len(result["human_labels"]),
             "rejects": len(result["rejects"]), "skipped": result["skipped"],
             "reject_reasons": [f"{r['item']}: {r['reason']}" for r in result["rejects"]],
-            "warnings": _source_warnings(store, parsed["format"], bool(projects), result, src) if source is None
-            else [], "import_id": import_id}
+            "warnings": (_source_warnings(store, parsed["format"], bool(projects), result, src) if source is None
+                         else []) + [f"Label Studio control {m} (mapped by region type: the export's labeling "
+                                     "config names its controls otherwise)" for m in result["mapped_controls"]],
+            "import_id": import_id}
 
 
 def _source_warnings(store, fmt: str, names_project: bool, result: dict, src: str) -> list[str]:
@@ -538,6 +549,57 @@ def _images_key(ws: Workspace) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
+class _LedgerCheck:
+    """Whether a review-inbox ledger entry still holds for a file (see :func:`import_inbox`); the
+    workspace's images key and the store's commits are read once, and only when needed."""
+
+    def __init__(self, ws: Workspace):
+        self.ws, self.ledger, self.settings = ws, read_ledger(ws), _settings_key(ws)
+        self._images: str | None = None
+        self._ids: set[str] | None = None
+
+    def images_key(self) -> str:
+        if self._images is None:
+            self._images = _images_key(self.ws)
+        return self._images
+
+    def committed(self) -> set[str]:
+        if self._ids is None:
+            self._ids = set(review_store(self.ws).import_ids())
+        return self._ids
+
+    def key(self, path: Path, digest: str) -> dict:
+        return {"sha256": digest, "source": source_for(self.ws, path), "settings": self.settings}
+
+    def current(self, rel: str, key: dict) -> bool:
+        entry = self.ledger.get(rel)
+        return (entry is not None and entry.get("key") == key
+                and (entry.get("images") is None or entry["images"] == self.images_key())
+                and (entry.get("import_id") is None or entry["import_id"] in self.committed()))
+
+
+def pending_inbox_files(ws: Workspace, candidates: set[str] | None = None) -> list[str]:
+    """Workspace-relative paths of the review-inbox files :func:`import_inbox` would read now
+    (new, changed, or read under other settings; the ledger rule of :func:`import_inbox`),
+    among ``candidates`` when given. Reads each candidate's bytes (sha256), nothing else: a
+    sensor asks this before launching a run, so files the CLI already imported start no run.
+    A file that cannot be read counts as pending (the import reports it)."""
+    check = _LedgerCheck(ws)
+    out = []
+    for p in list_inbox(ws).files:
+        rel = ws.relative(p)
+        if candidates is not None and rel not in candidates:
+            continue
+        try:
+            key = check.key(p, sha256_file(p))
+        except OSError:
+            out.append(rel)
+            continue
+        if not check.current(rel, key):
+            out.append(rel)
+    return out
+
+
 def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:
     """Import every file of the review inbox that changed since it was last read (``human_labels``;
     ``run_id``: the Dagster run doing it, see :func:`import_file`).
@@ -564,20 +626,8 @@ def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:
         whole, read now or unchanged, and per refused link]}``.
     """
     listing = list_inbox(ws)
-    ledger = read_ledger(ws)
-    settings = _settings_key(ws)
+    check = _LedgerCheck(ws)
     present = {ws.relative(p) for p in listing.files}
-    lazy: dict[str, Any] = {}
-
-    def images_key() -> str:
-        if "images" not in lazy:
-            lazy["images"] = _images_key(ws)
-        return lazy["images"]
-
-    def committed() -> set[str]:
-        if "ids" not in lazy:
-            lazy["ids"] = set(review_store(ws).import_ids())
-        return lazy["ids"]
 
     files: list[dict] = []
     unchanged: list[str] = []
@@ -590,11 +640,10 @@ def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:
             files.append(_failed(p, f"{p}: cannot be read ({exc}); it is read again next time", read_again=True))
             errors.append(f"{files[-1]['file']}: {files[-1]['error']}")
             continue
-        key = {"sha256": digest, "source": source_for(ws, p), "settings": settings}
-        entry = ledger.get(rel)
-        if (entry is not None and entry.get("key") == key
-                and (entry.get("images") is None or entry["images"] == images_key())
-                and (entry.get("import_id") is None or entry["import_id"] in committed())):
+        key = check.key(p, digest)
+        entry = check.ledger.get(rel)
+        if check.current(rel, key):
+            assert entry is not None
             unchanged.append(rel)
             last: dict = entry["summary"] if isinstance(entry.get("summary"), dict) else {}
             files.append({"file": str(p), "unchanged": True, "source": last.get("source"), "format": last.get("format"),
@@ -614,7 +663,7 @@ def import_inbox(ws: Workspace, run_id: str | None = None) -> dict:
         if summary.get("error"):
             errors.append(f"{summary['file']}: {summary['error']}")
         remembered = None if summary.get("read_again") else {
-            "key": key, "images": images_key() if summary["rejects"] else None,
+            "key": key, "images": check.images_key() if summary["rejects"] else None,
             "import_id": summary.get("import_id"), "error": summary.get("error"),
             "summary": {k: summary.get(k) for k in ("source", "format", "reviews", "labels", "rejects", "skipped")}}
         try:

@@ -1,6 +1,6 @@
 """Reviewed regions of one annotation -> validated pixel geometry on *our* image.
 
-Importers (Label Studio, CVAT, COCO) hand over the regions of one annotation in one of two
+Importers (Label Studio, CVAT, COCO, YOLO) hand over the regions of one annotation in one of three
 forms, and get back one pixel region per object:
 
 - Label Studio (percent of the displayed image, :func:`labelloop.formats.labelstudio.reader.parse_export`):
@@ -10,7 +10,12 @@ forms, and get back one pixel region per object:
   "polygons" (flat COCO polygons or None), "mask" (COCO RLE JSON or None), "cvat_mask" (a CVAT
   mask not decoded yet, :class:`labelloop.formats.records.CvatMask`, or None), "keypoints" (flat COCO
   x, y, v or None), "attributes" (dict), "occluded" (bool), "iscrowd" (bool, optional: a crowd
-  region), "original_width", "original_height"}``.
+  region), "original_width", "original_height"}``;
+- normalized regions (YOLO, :class:`labelloop.formats.records.NormRegion`): ``{"kind": "norm",
+  "region_id", "category", "box" ([cx, cy, w, h] or None), "polygon" (flat x, y or None),
+  "keypoints" (flat x, y, v or None)}``, x values in units of the image width and y values of
+  its height; converted to a pixel region of our image first
+  (:func:`labelloop.formats.yolo.reader.norm_to_px`: box edges clipped to the image).
 
 Output rows: ``{"index", "region_id", "category", "bbox" [x0, y0, x1, y1] px (clipped to the
 image), "mask" (RLE JSON or None), "keypoints" (flat x, y, v or None), "attributes" (dict),
@@ -23,6 +28,10 @@ becomes its mask with the mask's bounding box; a rotated rectangle the enclosing
 rotated box (pixels, pivot as the tool defines it) kept in ``attributes``. Keypoints are grouped
 into their instance (:func:`labelloop.geometry.keypoints.group_keypoints`).
 
+A pixel region that gives both a box and a mask (or polygons) must agree with itself: the mask's
+extent may reach at most :data:`MASK_BOX_TOLERANCE` px past the box, else the region is rejected
+(the box is not recomputed from the mask: which of the two is wrong cannot be told).
+
 Any problem raises :class:`RegionError` naming the region: the whole annotation is rejected,
 nothing of it is stored.
 """
@@ -31,11 +40,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 from labelloop.formats.cvat.reader import cvat_mask_rle
 from labelloop.formats.labelstudio.brush import brush_rle_to_mask
-from labelloop.formats.records import Region
+from labelloop.formats.records import NormRegion, Region
+from labelloop.formats.yolo.reader import norm_to_px
 from labelloop.geometry.boxes import box_problem, clip, ls_rotation, ls_to_xyxy
 from labelloop.geometry.keypoints import KeypointError, check_triples, group_keypoints, ls_visibility, triples
 from labelloop.geometry.masks import polygons_to_rle, rle_area, rle_bbox_xyxy
@@ -142,6 +152,22 @@ def _ls_object(reg: Mapping[str, Any], name: str, w: int, h: int) -> dict:
     return {"bbox": _box(bbox, name, w, h), "mask": mask, "attributes": attributes, "occluded": False}
 
 
+#: How many pixels a mask's extent may reach past its annotation's own box (exporters round).
+MASK_BOX_TOLERANCE = 1.0
+
+
+def _check_fits(extent: Sequence[float], bbox: Sequence[float], name: str) -> None:
+    """Raise RegionError when a mask's (or polygon's) extent reaches more than
+    :data:`MASK_BOX_TOLERANCE` px past the annotation's box (both xyxy pixels)."""
+    t = MASK_BOX_TOLERANCE
+    if (extent[0] < bbox[0] - t or extent[1] < bbox[1] - t or extent[2] > bbox[2] + t or extent[3] > bbox[3] + t):
+        ext = ", ".join(f"{float(v):.1f}" for v in extent)
+        box = ", ".join(f"{float(v):.1f}" for v in bbox)
+        raise RegionError(f"{name}: the mask [{ext}] reaches outside its bbox [{box}] (xyxy px, more than "
+                          f"{t:g} px): the geometry contradicts itself (an RLE with row-major counts, or a "
+                          "polygon in other coordinates?)")
+
+
 def _px_object(reg: Mapping[str, Any], name: str, w: int, h: int, budget: MaskBudget) -> dict:
     mask = reg.get("mask")
     try:
@@ -174,6 +200,8 @@ def _px_object(reg: Mapping[str, Any], name: str, w: int, h: int, budget: MaskBu
         if mask is None:
             raise RegionError(f"{name}: no box, polygon or mask")
         bbox = extent if reg.get("polygons") else rle_bbox_xyxy(mask)
+    elif mask is not None:
+        _check_fits(extent if reg.get("polygons") else rle_bbox_xyxy(mask), bbox, name)
     return {"bbox": _box(bbox, name, w, h), "mask": mask, "attributes": dict(reg.get("attributes") or {}),
             "occluded": bool(reg.get("occluded"))}
 
@@ -183,7 +211,7 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
     """Validate an annotation's regions and convert them to pixel regions of ``image``.
 
     Args:
-        regions: the annotation's regions (either form of the module docstring).
+        regions: the annotation's regions (any form of the module docstring).
         image: our IMAGES row (``width``, ``height`` after EXIF transpose, ``source_path``).
         categories: the project's category names.
         keypoint_schema: ``{category: [keypoint names]}`` for categories with keypoints.
@@ -213,6 +241,11 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
     for i, reg in enumerate(either):
         name = _name(reg, i)
         kind = reg.get("kind", "rectangle")
+        if kind == "norm":  # YOLO: normalized by the image size, now known to be ours
+            try:
+                reg, kind = norm_to_px(cast(NormRegion, reg), w, h), "px"
+            except (TypeError, ValueError) as exc:
+                raise RegionError(f"{name}: bad normalized geometry: {exc}") from None
         rid = reg.get("region_id")
         if kind == "visibility":
             visibility[rid] = reg["value"].get("choices")

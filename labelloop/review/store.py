@@ -186,8 +186,13 @@ class ReviewStore:
         return cast(list[HumanLabelRow], self._read("human_labels"))
 
     def rejects(self) -> list[RejectRow]:
-        """Every REJECTS row recorded at import."""
-        return cast(list[RejectRow], self._read("rejects"))
+        """The REJECTS rows recorded at import, one per (file, item, reason): a file imported again
+        under another import (another run, another source) that rejects the same item again does
+        not count it twice."""
+        seen: dict[tuple[str, str, str], RejectRow] = {}
+        for r in cast(list[RejectRow], self._read("rejects")):
+            seen.setdefault((r["file"], r["item"], r["reason"]), r)
+        return list(seen.values())
 
     def source_of_file(self, file: str) -> str | None:
         """The source the reviews of ``file`` (as REVIEWS rows name it) were imported under, or None:

@@ -117,8 +117,11 @@ def format_release_lineage(d: dict) -> str:
                      f"{im.get('reviewed_at')})")
     else:
         lines.append(f"  auto-accepted from model {im.get('model_id')}")
-    lines.append(f"  route {im.get('route')}: {im.get('route_reason')} [{im.get('policy_id')}]"
+    lines.append((f"  route {im.get('route')}: {im.get('route_reason') or '-'} [{im.get('policy_id') or '-'}]"
+                  if im.get("route") else "  route: none recorded")
                  + ("; in the QA sample" if im.get("qa_sample") else ""))
+    if d["labels"]:
+        lines.append("  boxes: [x0, y0, x1, y1] in pixels of the released image (xyxy)")
     for lab in d["labels"]:
         box = ", ".join(f"{v:.1f}" for v in lab["bbox_xyxy"])
         if lab.get("origin") == "human":

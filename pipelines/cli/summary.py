@@ -35,12 +35,24 @@ def format_status(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _route_line(im: dict) -> str:
+    """How the image was routed, or why it was not (a near duplicate, nothing routed yet)."""
+    if im.get("route"):
+        return f"  route {im['route']}: {im.get('route_reason') or '-'} [{im.get('policy_id') or '-'}]"
+    if im.get("near_duplicate_of"):
+        return (f"  not routed: a near duplicate of image {im['near_duplicate_of'][:12]} "
+                f"(`labelloop lineage {im['near_duplicate_of'][:12]}`)")
+    return "  not routed yet: `labelloop run` pre-labels and routes it"
+
+
 def format_lineage(d: dict) -> str:
     im = d["image"]
     lines = [f"image {im['image_id']} ({im['width']}x{im['height']} {im['format']}, EXIF orientation "
              f"{im['exif_orientation']}, status {im['status']})"]
     lines += [f"  file {f['source_path']} (batch {f['batch']}, from {f['origin_path']})" for f in im["files"]]
-    lines.append(f"  route {im['route']}: {im['route_reason']} [{im['policy_id']}]")
+    lines.append(_route_line(im))
+    if d["labels"]:
+        lines.append("  boxes: [x0, y0, x1, y1] in pixels of the EXIF-applied image (xyxy)")
     for lab in d["labels"]:
         who = f"model {lab['model_id']} score {lab['score']:.2f}" if lab["origin"] == "model" else \
             f"reviewer {lab['annotator']} at {lab['reviewed_at']} (import run {(lab.get('import_run_id') or '-')[:8]})"
@@ -76,7 +88,7 @@ def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
             lines.append(f"release           BLOCKED: {r['reason']}")
         lines += [f"                  warning: {w}" for w in r.get("warnings", [])]
     lines += [
-        f"COCO / YOLO       {ws.release_dir / 'coco'}  {ws.release_dir / 'data.yaml'}",
+        f"COCO / YOLO       {ws.release_dir / 'annotations'}  {ws.release_dir / 'data.yaml'}",
         f"QA report         {hpath}  ({jpath.name})",
         f"Dagster UI        {_labelloop_exe()} --workspace {ws.root} ui",
     ]

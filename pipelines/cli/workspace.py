@@ -43,7 +43,9 @@ def ingest(ctx: click.Context, path: str, batch: str | None) -> None:
     if res.batch in ws.batches():
         get_instance(ws).add_dynamic_partitions(BATCHES, [res.batch])
     click.echo(f"batch {res.batch}: {len(res.copied)} copied, {len(res.already_ingested)} already ingested, "
-               f"{len(res.skipped)} skipped")
+               f"{len(res.skipped) + len(res.not_images)} skipped")
+    if res.not_images:  # e.g. "skipped 3 files that are not images: .txt (2), .xml (1)"
+        click.echo(f"  {res.not_images_line()}")
     for p, why in res.skipped:
         click.echo(f"  skipped {p}: {why}")
 
@@ -86,6 +88,10 @@ def ui(ctx: click.Context, port: int) -> None:
     """Open the Dagster UI (dagster dev) on this workspace's instance (stop it with Ctrl-C)."""
     ws = workspace_of(ctx)
     env = dict(os.environ, DAGSTER_HOME=str(ws.dagster_home), LABELLOOP_WORKSPACE=str(ws.root))
+    # dagster 1.13's `dagster dev` warns that `dg dev` (dagster-dg, not installed) supersedes it:
+    # start quietly (the user's own PYTHONWARNINGS come first and still apply)
+    quiet = "ignore:Function `dev_command` is superseded"
+    env["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)
     click.echo(f"Dagster UI on http://127.0.0.1:{port} for {ws.root} (DAGSTER_HOME={ws.dagster_home})")
     args = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
     # An ignored SIGINT survives exec (a background job started without job control has one), and

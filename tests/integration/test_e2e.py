@@ -18,6 +18,7 @@ from labelloop.workspace import versioning
 from labelloop.workspace.layout import Workspace
 from labelloop.workspace.repo import read_labels
 from support.helpers import cli
+from support.readers_venv import read_with_readers
 
 pytestmark = pytest.mark.e2e
 
@@ -75,12 +76,13 @@ def test_coco_loads_with_pycocotools_and_matches_the_labels(released):
     ws = released
     labels = {r["label_id"]: r for r in tables.read_rows(ws.release_dir / "labels.parquet", LABELS)}
     seen = 0
-    for f in sorted((ws.release_dir / "coco").glob("instances_*.json")):
+    for f in sorted((ws.release_dir / "annotations").glob("instances_*.json")):
+        split = f.stem.split("_", 1)[1]
         coco = COCO(str(f))
         cats = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
         assert list(cats.values()) == ["person", "face", "cat"]
         for img in coco.loadImgs(coco.getImgIds()):
-            assert (ws.release_dir / img["file_name"]).is_file()
+            assert (ws.release_dir / "images" / split / img["file_name"]).is_file()
             for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]])):
                 lab = labels[ann["label_id"]]
                 assert lab["image_id"] == img["sha256"] and cats[ann["category_id"]] == lab["category"]
@@ -89,6 +91,22 @@ def test_coco_loads_with_pycocotools_and_matches_the_labels(released):
     assert seen == len(labels) == 7
     data = yaml.safe_load((ws.release_dir / "data.yaml").read_text())
     assert data["nc"] == 3 and "path" not in data
+
+
+def test_the_demo_release_loads_in_datumaro_and_supervision(released):
+    """The demo's release in other tools' readers (tests/support/release_readers.py in
+    .venv-readers): every image found, the same objects per split as the COCO files hold."""
+    rel = released.release_dir
+    got = read_with_readers(rel)
+    for f in sorted((rel / "annotations").glob("instances_*.json")):
+        split = f.stem.split("_", 1)[1]
+        coco = json.loads(f.read_text())
+        n_img, n_obj = len(coco["images"]), len(coco["annotations"])
+        dm, sv = got["datumaro"]["coco_instances"][split], got["supervision"][split]
+        assert (dm["images"], dm["missing_media"], dm["objects"].get("Bbox", 0)) == (n_img, 0, n_obj)
+        assert (sv["images"], sv["missing_media"], sv["objects"]) == (n_img, 0, n_obj)
+        dy = got["datumaro"]["yolo"][split]
+        assert (dy["images"], dy["missing_media"], dy["objects"].get("Bbox", 0)) == (n_img, 0, n_obj)
 
 
 def test_release_is_byte_deterministic_and_twice_makes_no_new_tag(released):
@@ -170,6 +188,12 @@ def test_status_and_lineage_json(released):
             "route_reason", "release"} <= person.keys()
     auto = json.loads(cli(ws.root, "lineage", "grace_hopper.jpg", "--json").output)
     assert auto["image"]["route"] == "qa_sample"
+    # text: a near duplicate says why it has no route (was "route None: None [None]"); boxes named xyxy
+    near = next(i for i in batch["images"] if i["near_duplicate_of"])
+    text = cli(ws.root, "lineage", near["image_id"][:12]).output
+    assert f"not routed: a near duplicate of image {near['near_duplicate_of'][:12]}" in text and "None" not in text
+    text = cli(ws.root, "lineage", "astronaut.png").output
+    assert "boxes: [x0, y0, x1, y1] in pixels" in text and "route human_review" in text
 
 
 def test_release_with_nothing_resolved_exits_3_with_one_reason(tmp_path):
@@ -182,3 +206,18 @@ def test_release_with_nothing_resolved_exits_3_with_one_reason(tmp_path):
     assert r.exit_code == 3
     line = [ln for ln in r.output.splitlines() if "release blocked" in ln]
     assert len(line) == 1 and line[0].count("release blocked") == 1 and "nothing to release" in line[0], r.output
+
+
+def test_the_review_inbox_sensor_starts_no_run_for_files_already_imported(released):
+    """The demo imported its review file through the CLI: the sensor's first tick (no cursor yet)
+    sees the file as new by size and mtime, and the review-inbox ledger says it is imported, so
+    no run starts (a run would read nothing and mark the QA report stale)."""
+    import dagster as dg
+
+    from pipelines.sensors import review_inbox_sensor
+    from resources.storage import WorkspaceResource
+
+    storage = WorkspaceResource(root=str(released.root))
+    with dg.build_sensor_context(resources={"storage": storage}, instance=dg.DagsterInstance.ephemeral()) as ctx:
+        result = review_inbox_sensor(ctx)
+    assert isinstance(result, dg.SkipReason) and "already imported (review-inbox ledger)" in result.skip_message

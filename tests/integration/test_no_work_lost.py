@@ -173,6 +173,8 @@ def test_a_hostile_export_rejects_each_bad_task_by_name_and_imports_the_rest(tmp
     def region(c):
         return c["annotations"][0]["result"][0]
 
+    # another control of the same type beside labelloop's own 'label' (the task's second region):
+    # which is ours is ambiguous
     clone(11, lambda c: region(c).update(from_name="tag"))
     clone(12, lambda c: region(c).update(to_name="img"))
     clone(13, lambda c: region(c)["value"].update(rectanglelabels=["unicorn"]))
@@ -184,7 +186,7 @@ def test_a_hostile_export_rejects_each_bad_task_by_name_and_imports_the_rest(tmp
     res = commit(store, good + bad, name="hostile.json")
     reasons = {r["item"]: r["reason"] for r in res["rejects"]}
     assert set(reasons) == {f"task {i} annotation {500 + i}" for i in range(11, 18)}
-    assert "from_name 'tag' is not a control" in reasons["task 11 annotation 511"]
+    assert "controls ['label', 'tag'] all make rectanglelabels regions" in reasons["task 11 annotation 511"]
     assert "to_name 'img' is not the image object" in reasons["task 12 annotation 512"]
     assert "unknown category 'unicorn'" in reasons["task 13 annotation 513"]
     assert "outside the 512x512 image" in reasons["task 14 annotation 514"]

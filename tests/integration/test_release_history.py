@@ -187,8 +187,8 @@ def test_read_an_old_release_with_dvc_api_without_checkout(history, tmp_path, mo
     _run(clone, sys.executable, "-m", "dvc", "remote", "modify", "--local", "storage", "endpointurl",
          history["s3"]["url"])
     assert not (clone / ".dvc" / "cache").exists() and not (clone / "release").exists()  # nothing pulled
-    data = dvc.api.read("release/coco/instances_train.json", repo=str(clone), rev="dataset-v1", mode="rb")
-    assert data == history["v1"]["coco/instances_train.json"]
+    data = dvc.api.read("release/annotations/instances_train.json", repo=str(clone), rev="dataset-v1", mode="rb")
+    assert data == history["v1"]["annotations/instances_train.json"]
     coco = json.loads(data)
     assert len(coco["annotations"]) == 1 and coco["categories"][1]["name"] == "face"
     # rollback in this clone: the cache is empty, so the release is fetched from S3

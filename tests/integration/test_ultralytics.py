@@ -2,7 +2,8 @@
 ``YOLODataset`` verifies every image / label pair (``verify_image_label``) and builds its label
 cache, for the detect, segment and pose layouts. The counts (images, instances, empty label files,
 corrupt pairs) and the boxes must match what labelloop wrote; a crowd region (COCO iscrowd 1) is
-in the COCO file and in no YOLO layout.
+in the COCO file and in no YOLO layout, and an image whose only object is a crowd region is left
+out of the YOLO view (data.yaml names an image list) instead of becoming a negative.
 
 Ultralytics is installed by scripts/test-services.sh with ``--no-deps`` (its opencv-python would
 overwrite the cv2 of opencv-python-headless); YOLO_OFFLINE and YOLO_AUTOINSTALL keep it from
@@ -20,7 +21,7 @@ import pytest
 from labelloop import tables
 from labelloop.geometry.boxes import xyxy_to_xywh
 from labelloop.tables.schemas import LABELS, RELEASE_IMAGES
-from support.release_fixtures import CATS, build_files, photos, release_inputs  # noqa: F401 (photos is a fixture)
+from support.release_fixtures import CATS, build_files, photos, with_crowd  # noqa: F401 (photos is a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +46,11 @@ def ultra(tmp_path_factory):
     Image.open = pil_open
 
 
-def _with_crowd(images, task):
-    """The release inputs of test_release_build plus a crowd region on coffee (its only label)."""
-    inputs = release_inputs(images, task)
-    coffee = next(r for r in images if r["source_path"] == "coffee.png")
-    inputs.labels.append({"label_id": "lb-crowd", "image_id": coffee["image_id"], "category": "person",
-                          "bbox": [10.0, 20.0, 300.0, 200.0], "iscrowd": True, "origin": "human",
-                          "annotator": "ls-user-3", "action": "added", "review_id": "rv-1", "annotation_id": "hl-9",
-                          "reviewed_at": "2026-11-20T10:00:01Z", "route": "human_review", "route_reason": "r",
-                          "policy_id": "policy-x"})
+def _inputs(images, task):
+    """:func:`with_crowd` with two splits (train and val share the 4 images, so the crowd-only
+    image's split keeps other images in its YOLO view)."""
+    inputs = with_crowd(images, task)
+    inputs.ratios = {"train": 0.5, "val": 0.5, "test": 0.0}
     return inputs
 
 
@@ -61,7 +58,7 @@ def _with_crowd(images, task):
 def test_ultralytics_reads_our_release(photos, tmp_path, ultra, task):  # noqa: F811
     root, images = photos
     out = tmp_path / "rel"
-    manifest = build_files(root, out, _with_crowd(images, task), tmp_path / "reg")
+    manifest = build_files(root, out, _inputs(images, task), tmp_path / "reg")
     assert manifest["counts"]["labels"] == 3
     data = ultra["check"](str(out / "data.yaml"), autodownload=False)
     assert data["nc"] == len(CATS) and data["names"] == dict(enumerate(CATS))
@@ -73,10 +70,12 @@ def test_ultralytics_reads_our_release(photos, tmp_path, ultra, task):  # noqa: 
     coco_crowd = 0
     seen_images = seen_instances = 0
     for split in ("train", "val", "test"):
-        ours = [r for r in rel_images if r["split"] == split]
+        # the YOLO view: coffee.png, whose only object is a crowd region, stays out of it (an
+        # empty label file would make it a negative)
+        ours = [r for r in rel_images if r["split"] == split and r["source_path"] != "coffee.png"]
         if not ours:
             continue
-        coco = json.loads((out / "coco" / f"instances_{split}.json").read_text())
+        coco = json.loads((out / "annotations" / f"instances_{split}.json").read_text())
         coco_crowd += sum(a["iscrowd"] for a in coco["annotations"])
         cfg = ultra["cfg"](overrides={"task": task, "imgsz": 64, "cache": False})
         ds = ultra["dataset"](img_path=data[split], data=data, task=task, imgsz=64, augment=False, hyp=cfg,
@@ -104,6 +103,7 @@ def test_ultralytics_reads_our_release(photos, tmp_path, ultra, task):  # noqa: 
         seen_images += len(ds.labels)
         assert ne == sum(1 for r in ours if not any(x["image_id"] == r["image_id"] and not x.get("iscrowd")
                                                      for x in released.values()))
-    assert seen_images == manifest["counts"]["images"] == 4
+    assert seen_images == 3 and manifest["counts"]["images"] == 4 and manifest["counts"]["yolo_excluded_images"] == 1
     assert seen_instances == 2 and coco_crowd == 1  # the crowd region is in COCO only
+    assert any("hold only crowd regions" in w for w in manifest["warnings"])
 

@@ -134,7 +134,7 @@ def test_s3_run_equals_the_local_run(runs):
     # the release: COCO, YOLO, image files and labels byte for byte the same; the image and
     # lineage tables differ only by the images' URIs (workspace-relative vs s3://)
     rel_l, rel_r = _files(loc.release_dir), _files(rem.release_dir)
-    assert any(k.startswith("coco/") for k in rel_l) and any(k.startswith("images/") for k in rel_l)
+    assert any(k.startswith("annotations/") for k in rel_l) and any(k.startswith("images/") for k in rel_l)
     assert rel_l.keys() == rel_r.keys()
     with_uris = {"images.parquet": "uri", "lineage.parquet": "source_uri"}
     assert {k for k in rel_l if rel_l[k] != rel_r[k]} == {*with_uris, "manifest.json"}

@@ -77,3 +77,17 @@ def build_files(root: Path, out: Path, inputs: ReleaseInputs, reg: Path) -> dict
     plan.ids.save()
     save_assignments(reg / "splits.parquet", plan.split_rows)
     return manifest
+
+
+def with_crowd(images: list[dict], task: str = "detect") -> ReleaseInputs:
+    """:func:`release_inputs` plus a crowd region that is coffee.png's only object (so coffee is in
+    the COCO files and out of the YOLO view), with ``cat`` as the mask category."""
+    inputs = release_inputs(images, task)
+    coffee = next(r for r in images if r["source_path"] == "coffee.png")
+    inputs.labels.append({"label_id": "lb-crowd", "image_id": coffee["image_id"], "category": "person",
+                          "bbox": [10.0, 20.0, 300.0, 200.0], "iscrowd": True, "origin": "human",
+                          "annotator": "ls-user-3", "action": "added", "review_id": "rv-1", "annotation_id": "hl-9",
+                          "reviewed_at": "2026-11-20T10:00:01Z", "route": "human_review", "route_reason": "r",
+                          "policy_id": "policy-x"})
+    inputs.mask_categories = ["cat"]
+    return inputs

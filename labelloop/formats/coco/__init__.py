@@ -10,7 +10,16 @@ from labelloop.formats.coco.reader import (
                                            parse_coco_review,
                                            read_coco_annotations,
 )
-from labelloop.formats.coco.writer import INFO, build_coco, dumps_coco, uncompressed_rle
+from labelloop.formats.coco.writer import (
+                                           INFO,
+                                           build_coco,
+                                           dumps_coco,
+                                           instances_view,
+                                           keypoints_view,
+                                           segmentation_view,
+                                           uncompressed_rle,
+)
 
-__all__ = ["INFO", "TOOL", "CocoFormatError", "build_coco", "dumps_coco", "looks_like", "parse", "parse_coco_review",
-           "read_coco_annotations", "uncompressed_rle"]
+__all__ = ["INFO", "TOOL", "CocoFormatError", "build_coco", "dumps_coco", "instances_view", "keypoints_view",
+           "looks_like", "parse", "parse_coco_review", "read_coco_annotations", "segmentation_view",
+           "uncompressed_rle"]

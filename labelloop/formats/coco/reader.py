@@ -14,8 +14,15 @@ One record per COCO image (an image listed without annotations is a reviewed neg
   ``YYYY/MM/DD``), else the time the caller passes (the file's modification time), so the same
   file imported twice adds nothing and a later file supersedes;
 - image matching: the entry's ``sha256`` (labelloop releases write it), else ``file_name`` as a
-  full path (our ``uri`` or ``source_path``, or a release file named ``<image_id[:16]>.ext``),
-  never by position or bare file name;
+  path (our ``uri`` or ``source_path``, or a release file named ``<image_id[:16]>.ext``), else a
+  bare ``file_name`` when exactly one image of the workspace has that name
+  (:class:`labelloop.review.matching.ImageIndex`), never by position;
+- image entries that share a ``file_name`` (label-studio-sdk's COCO converter writes one entry
+  per Label Studio annotation) are one image: their annotations merge into one record, an object
+  stated identically under two entries kept once (entries whose sizes disagree reject that image);
+- an entry's ``width`` / ``height`` may be null (Label Studio's COCO export writes null for a
+  reviewed image without objects): the size is then labelloop's record of the matched image, and
+  polygons are rasterized at that size when the file is imported;
 - annotator: ``coco-user-`` + 12 hex of sha256 of ``info.contributor`` (``coco-user-unknown``).
 
 A whole-file problem (not a JSON object, missing or ill-typed top-level lists, duplicate image or
@@ -26,7 +33,13 @@ Crowd regions: an ``iscrowd: 1`` annotation (COCO's mark for a region covering m
 its class, segmentation usually an uncompressed RLE) imports as one region with ``iscrowd`` true,
 kept through ``human_labels`` and ``labels`` to the release: COCO writes it back with
 ``iscrowd: 1`` and RLE, YOLO leaves it out (:mod:`labelloop.formats.yolo.writer`). ``iscrowd`` must be 0 or 1
-(``true`` / ``false`` too); a crowd region's keypoints must all be unlabeled (v = 0).
+(``true`` / ``false`` too, as JSON booleans or the strings ``"0"``, ``"1"``, ``"true"``,
+``"false"``); a crowd region's keypoints must all be unlabeled (v = 0).
+
+A mask that does not fit its annotation's ``bbox`` (its extent reaching more than a pixel past
+the box: an RLE whose counts run row-major, a polygon in other coordinates) rejects the image,
+naming the annotation (:mod:`labelloop.review.regions`): the box and the mask contradict each
+other, and neither can be trusted over the other.
 """
 
 from __future__ import annotations
@@ -83,15 +96,37 @@ def _int_id(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_CROWD = {0: False, 1: True, None: False, "0": False, "1": True, "false": False, "true": True}
+
+
+def _crowd(value: Any, name: str) -> bool:
+    """COCO ``iscrowd`` as a bool: 0 / 1, true / false, or those as strings (any case)."""
+    key = value.strip().lower() if isinstance(value, str) else value
+    try:
+        return _CROWD[key]  # True / False hash as 1 / 0
+    except (KeyError, TypeError):
+        raise ValueError(f"{name}: iscrowd {value!r} (want 0 or 1)") from None
+
+
+def _polygons(seg: list, name: str) -> list[list[float]]:
+    """COCO polygons ``[[x1, y1, x2, y2, ...], ...]`` checked: numbers, an even count, 3 points or more."""
+    out = []
+    for poly in seg:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in poly):
+            raise ValueError(f"{name}: bad segmentation: a polygon must be 3 or more x, y pairs of numbers, "
+                             f"got {str(poly)[:80]}")
+        out.append([float(v) for v in poly])
+    return out
+
+
 def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[str, list[str]]) -> dict:
     aid = ann.get("id")
     name = f"annotation {aid}"
     if not _int_id(ann.get("category_id")) or ann["category_id"] not in cats:
         raise ValueError(f"{name}: unknown category id {ann.get('category_id')!r}")
     cat = cats[ann["category_id"]]
-    crowd = ann.get("iscrowd", 0)
-    if crowd not in (0, 1, None):  # True / False compare equal to 1 / 0
-        raise ValueError(f"{name}: iscrowd {crowd!r} (want 0 or 1)")
+    crowd = _crowd(ann.get("iscrowd", 0), name)
     box = ann.get("bbox")
     if not isinstance(box, list) or len(box) != 4 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
@@ -103,10 +138,15 @@ def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[s
     if w <= 0 or h <= 0:
         raise ValueError(f"{name}: bbox {box!r} has zero or negative size")
     seg = ann.get("segmentation")
-    if seg:
+    if seg and isinstance(seg, list) and image["width"] is None:
+        region["polygons"] = _polygons(seg, name)  # rasterized at the matched image's size
+    elif seg:
+        h, w = image["height"], image["width"]
+        if w is None and isinstance(seg, dict) and isinstance(seg.get("size"), list) and len(seg["size"]) == 2:
+            h, w = seg["size"]  # an RLE carries its size; it must be the matched image's (checked on import)
         try:
-            region["mask"] = segmentation_to_rle(seg, image["height"], image["width"])
-        except ValueError as exc:
+            region["mask"] = segmentation_to_rle(seg, h, w)
+        except (ValueError, TypeError) as exc:
             raise ValueError(f"{name}: bad segmentation: {exc}") from None
     kp = ann.get("keypoints")
     if kp:
@@ -144,7 +184,7 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
 
     Returns:
         Records shaped as :func:`labelloop.formats.labelstudio.reader.parse_export`'s, with ``tool = "coco"``,
-        ``allow_name = False``, ``data_image_id`` = the entry's ``sha256`` and pixel ``regions``.
+        ``allow_name = True`` (a unique bare file name matches), ``data_image_id`` = the entry's ``sha256`` and pixel ``regions``.
 
     Raises:
         CocoFormatError: not an object with ``images`` / ``annotations`` / ``categories`` lists,
@@ -172,6 +212,7 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
     updated = _iso(info.get("date_created")) or fallback_time
     annotator = annotator_pseudonym(TOOL, str(info.get("contributor") or "").strip() or None)
     images: dict[Any, dict] = {}
+    by_name: dict[str, dict] = {}
     records: list[ReviewRecord] = []
     for i, im in enumerate(obj["images"]):
         iid = im.get("id") if isinstance(im, dict) else None
@@ -180,21 +221,35 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
         if iid is not None and iid in images:
             raise CocoFormatError(f"{where}: image id {iid!r} is used twice")
         fname = im.get("file_name") if isinstance(im, dict) else None
+        w, h = (im.get("width"), im.get("height")) if isinstance(im, dict) else (None, None)
+        same = by_name.get(fname) if isinstance(fname, str) and fname else None
+        if same is not None and iid is not None:  # another entry of an image already listed
+            if (w, h) != (None, None) and (same["width"], same["height"]) != (None, None) \
+                    and (w, h) != (same["width"], same["height"]):
+                same["rec"]["error"] = same["rec"]["error"] or (
+                    f"image entries {same['ids'][0]!r} and {iid!r} share the file_name with sizes "
+                    f"{same['width']}x{same['height']} and {w}x{h}")
+            elif same["width"] is None and _int_id(w) and _int_id(h) and w > 0 and h > 0:
+                same["width"], same["height"] = w, h
+            same["ids"].append(iid)
+            images[iid] = same
+            continue
         task = str(fname or f"image {iid if iid is not None else i}")
-        rec = new_record(TOOL, task, "coco", allow_name=False, tool_annotation_id="coco-image", updated_at=updated,
+        rec = new_record(TOOL, task, "coco", allow_name=True, tool_annotation_id="coco-image", updated_at=updated,
                          annotator=annotator, image_ref=fname if isinstance(fname, str) and fname else None,
                          data_image_id=im.get("sha256") if isinstance(im, dict) and isinstance(im.get("sha256"), str)
                          else None, item=f"image {task}")
-        w, h = (im.get("width"), im.get("height")) if isinstance(im, dict) else (None, None)
         if iid is None:
             rec["error"] = f"image entry #{i} has no 'id'"
         elif not rec["image_ref"]:
             rec["error"] = "image entry has no 'file_name'"
-        elif not all(_int_id(v) and v > 0 for v in (w, h)):
+        elif (w, h) != (None, None) and not all(_int_id(v) and v > 0 for v in (w, h)):
             rec["error"] = f"image has bad size {w!r}x{h!r}"
         records.append(rec)
         if iid is not None:
-            images[iid] = {"rec": rec, "width": w, "height": h}
+            images[iid] = {"rec": rec, "width": w, "height": h, "ids": [iid]}
+            if rec["image_ref"]:
+                by_name[rec["image_ref"]] = images[iid]
     for ann in obj["annotations"]:
         if not isinstance(ann, dict):
             records.append(new_record(TOOL, "?", "coco", allow_name=False, tool_annotation_id="annotation",
@@ -210,10 +265,22 @@ def parse_coco_review(obj: Any, *, where: str, fallback_time: str,
         if rec["error"]:
             continue
         try:
-            rec["regions"].append(_region(ann, target, cats, cat_kps, keypoints or {}))
+            region = _region(ann, target, cats, cat_kps, keypoints or {})
         except ValueError as exc:
             rec["error"] = str(exc)
+            continue
+        if len(target["ids"]) > 1 and any(_same_object(region, r) for r in rec["regions"]):
+            continue  # the same object written under two entries of one image
+        rec["regions"].append(region)
     return records
+
+
+def _same_object(a: dict, b: Any) -> bool:
+    """Two regions that state the same object: category, box (to 0.01 px), mask, polygons, keypoints."""
+    return (a["category"] == b.get("category") and a.get("iscrowd") == b.get("iscrowd")
+            and [round(v, 2) for v in a["bbox"]] == [round(v, 2) for v in b.get("bbox") or []]
+            and a.get("mask") == b.get("mask") and a.get("polygons") == b.get("polygons")
+            and a.get("keypoints") == b.get("keypoints"))
 
 
 _READ_BOX_TOL = 0.01  # px; other exporters round coordinates

@@ -213,6 +213,67 @@ def build_coco(images: list[dict], labels: Sequence[LabelRow], categories: list[
     }
 
 
+def instances_view(coco: dict) -> dict:
+    """The ``instances_<split>.json`` view of a :func:`build_coco` dict: every image and object,
+    without keypoint fields (``keypoints`` / ``num_keypoints`` on objects, ``keypoints`` /
+    ``skeleton`` on categories), as COCO's own ``instances_*.json`` files hold them; the
+    keypoints go to :func:`keypoints_view`. Returns a new dict; ``coco`` is not changed."""
+    drop_ann, drop_cat = ("keypoints", "num_keypoints"), ("keypoints", "skeleton")
+    return {**coco,
+            "categories": [{k: v for k, v in c.items() if k not in drop_cat} for c in coco["categories"]],
+            "annotations": [{k: v for k, v in a.items() if k not in drop_ann} for a in coco["annotations"]]}
+
+
+def keypoints_view(coco: dict) -> dict | None:
+    """The ``person_keypoints_<split>.json`` view of a :func:`build_coco` dict: the categories
+    that define ``keypoints`` (their ids kept) and every object of them, each with ``keypoints``
+    (``3 * K`` numbers) and ``num_keypoints``, every image. This is the file pycocotools'
+    ``COCOeval(..., "keypoints")`` and datumaro's ``coco_person_keypoints`` read; objects of other
+    categories are left out (COCO's ``person_keypoints`` files hold only ``person``). None when
+    no category has keypoints."""
+    cats = [c for c in coco["categories"] if c.get("keypoints")]
+    if not cats:
+        return None
+    ids = {c["id"] for c in cats}
+    return {**coco, "categories": cats, "annotations": [a for a in coco["annotations"] if a["category_id"] in ids]}
+
+
+def segmentation_view(coco: dict, mask_categories: Sequence[str]) -> dict | None:
+    """The segmentation view of a :func:`build_coco` dict, the file for ``COCOeval(..., "segm")``.
+
+    pycocotools rasterizes every ground-truth object of the evaluated categories, and an object
+    written with ``"segmentation": []`` (a box without a mask, as COCO tools write boxes) makes
+    it raise ``IndexError``. The rule, keyed on each category's annotation level:
+
+    - objects of ``mask_categories`` (the classes labeled with masks) keep their segmentation;
+      one of them without a mask (a reviewer drew only its box) becomes an ignore region:
+      ``iscrowd: 1`` with its box rasterized as uncompressed RLE, so a predicted mask there
+      counts neither as a true nor as a false positive;
+    - objects of the other (box-level) categories are left out. Their categories keep their ids
+      (detections made for the instances file evaluate against this one unchanged) and have no
+      ground truth, so pycocotools leaves them out of the mean (their AP is -1).
+
+    Keypoint fields are dropped as in :func:`instances_view`. None when ``mask_categories`` is
+    empty. Returns a new dict.
+    """
+    if not mask_categories:
+        return None
+    base = instances_view(coco)
+    ids = {c["id"] for c in base["categories"] if c["name"] in set(mask_categories)}
+    sizes = {im["id"]: (int(im["width"]), int(im["height"])) for im in base["images"]}
+    anns = []
+    for a in base["annotations"]:
+        if a["category_id"] not in ids:
+            continue
+        if not a.get("segmentation"):
+            w, h = sizes[a["image_id"]]
+            x, y, bw, bh = a["bbox"]
+            mask = _box_mask([x, y, x + bw, y + bh], w, h)
+            a = {**a, "iscrowd": 1, "segmentation": uncompressed_rle(mask), "area": float(mask.sum())}
+        anns.append(a)
+    return {**base, "annotations": anns}
+
+
 def _category(name: str, cid: int, kp: dict | None) -> dict:
     out = {"id": cid, "name": name, "supercategory": "object"}
     if kp and kp.get("keypoints"):

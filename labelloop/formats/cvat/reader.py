@@ -22,7 +22,8 @@ of mask-box pixels per file: :func:`cvat_mask_rle`, :mod:`labelloop.review.regio
 ``<skeleton>`` (keypoints: ``outside="1"`` -> v = 0, ``occluded="1"`` -> v = 1, else v = 2;
 attached to the ``<box>`` of the same label and ``group_id``, else its own instance with the box
 of its labeled points). Shapes of one label that share a ``group_id`` are one object (CVAT groups
-them; labelloop's export does). ``<attribute>`` values are kept in attributes, except
+them; labelloop's export does). ``<attribute>`` values are kept in attributes as text (``"0003"`` stays text), as numbers only when
+``<meta>`` declares the attribute's ``input_type`` as ``number``, except
 ``is_crowd``: CVAT has no crowd shape, but its COCO format reads and writes an ``is_crowd``
 attribute (a checkbox, or an integer 0 / 1) to mark a region of many objects (COCO
 ``iscrowd: 1``); labelloop reads that attribute the same way (``true`` / ``1`` -> a crowd region,
@@ -43,7 +44,7 @@ from defusedxml import ElementTree as DET
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from labelloop.formats.cvat.writer import TOOL, CvatFormatError
+from labelloop.formats.cvat.writer import TOOL, CvatFormatError, check_crop
 from labelloop.formats.records import (
     CvatMask,
     ParsedFile,
@@ -120,14 +121,26 @@ def _points(el, name: str) -> list[float]:
     return out
 
 
-def _attributes(el) -> dict:
+def _numeric_attributes(root) -> frozenset[str]:
+    """Names of the attributes ``<meta>`` declares with ``<input_type>number</input_type>``."""
+    meta = root.find("meta")
+    if meta is None:
+        return frozenset()
+    return frozenset(_text(a, "name") or "" for a in meta.iter("attribute")
+                     if (_text(a, "input_type") or "").strip().lower() == "number")
+
+
+def _attributes(el, numeric: frozenset[str] = frozenset()) -> dict:
+    """A shape's ``<attribute>`` values: text as written (``"0003"`` stays ``"0003"``), a number
+    only for the attributes ``<meta>`` declares as numbers (``numeric``) whose text parses as one."""
     out: dict[str, float | str] = {}
     for a in el.findall("attribute"):
         value = (a.text or "").strip()
+        key = a.attrib.get("name", "")
         try:
-            out[a.attrib.get("name", "")] = float(value)
+            out[key] = float(value) if key in numeric else value
         except ValueError:
-            out[a.attrib.get("name", "")] = value
+            out[key] = value
     return out
 
 
@@ -177,12 +190,7 @@ def _mask_runs(rle: str, left: int, top: int, width: int, height: int, image_wid
         counts = [int(c) for c in rle.split(",")]
     except ValueError:
         raise ValueError("rle, left, top, width and height must be integers") from None
-    if width <= 0 or height <= 0 or left < 0 or top < 0:
-        raise ValueError(f"mask crop must have left, top >= 0 and positive size; got left={left} top={top} "
-                         f"width={width} height={height}")
-    if left + width > image_width or top + height > image_height:
-        raise ValueError(f"mask crop {width}x{height} at ({left}, {top}) lies outside the "
-                         f"{image_width}x{image_height} image")
+    check_crop(left, top, width, height, image_width, image_height)
     if not counts or any(c < 0 for c in counts):
         raise ValueError("mask rle must be a non-empty list of non-negative run lengths")
     if any(c > width * height for c in counts):
@@ -233,7 +241,8 @@ def cvat_mask_rle(mask: CvatMask, image_width: int, image_height: int) -> str:
     return json.dumps({"size": [image_height, image_width], "counts": rle["counts"].decode("ascii")})
 
 
-def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]) -> list[Region]:
+def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]],
+                   numeric: frozenset[str] = frozenset()) -> list[Region]:
     """Regions of one ``<image>`` in the pixel form of :mod:`labelloop.review.regions`; ValueError on a problem."""
     objects: dict[tuple, dict] = {}
     skeletons = []
@@ -259,7 +268,7 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
                                   "_order": order}
             order += 1
         obj["occluded"] = obj["occluded"] or el.attrib.get("occluded") == "1"
-        attrs = _attributes(el)
+        attrs = _attributes(el, numeric)
         if "is_crowd" in attrs:
             obj["iscrowd"] = _crowd_flag(attrs.pop("is_crowd"), name) or obj.get("iscrowd", False)
         obj["attributes"].update(attrs)
@@ -324,7 +333,7 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
 
     Returns:
         ``(records, meta)``: :class:`~labelloop.formats.records.ReviewRecord` s with ``tool = "cvat"``,
-        ``allow_name = False``, ``image_ref`` the image ``name``, pixel ``regions``; ``meta`` holds
+        ``allow_name = True`` (a unique bare file name matches), ``image_ref`` the image ``name``, pixel ``regions``; ``meta`` holds
         the ``kind`` (task, job, project) and ``id`` of the container, ``updated`` and ``annotator``.
 
     Raises:
@@ -348,12 +357,13 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
     if root.find("track") is not None:
         raise CvatFormatError(f"{where}: has <track> elements (CVAT for video 1.1); export 'CVAT for images 1.1'")
     meta = _meta(root, where, updated_at)
+    numeric = _numeric_attributes(root)
     records = []
     for el in root.findall("image"):
         name = el.attrib.get("name") or ""
         frame = el.attrib.get("id", "")
         task_prefix = f"{el.attrib['task_id']}/" if el.attrib.get("task_id") else ""
-        rec = new_record(TOOL, task_prefix + name, "cvat-1.1", allow_name=False, tool_annotation_id=f"frame-{frame}",
+        rec = new_record(TOOL, task_prefix + name, "cvat-1.1", allow_name=True, tool_annotation_id=f"frame-{frame}",
                          updated_at=meta["updated"], annotator=meta["annotator"], image_ref=name or None,
                          project=meta["id"], item=f"image {task_prefix + name} (frame {frame})")
         try:
@@ -369,7 +379,7 @@ def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | Non
                 # refused here, before any region of it is looked at
                 raise ValueError(f"<image> size {width}x{height} is not positive or larger than any image labelloop "
                                  f"accepts ({Image.MAX_IMAGE_PIXELS} pixels, Pillow's decompression-bomb limit)")
-            rec["regions"] = _image_regions(el, width, height, keypoints or {})
+            rec["regions"] = _image_regions(el, width, height, keypoints or {}, numeric)
         except ValueError as exc:
             rec["error"] = str(exc)
         records.append(rec)

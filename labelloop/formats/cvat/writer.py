@@ -29,7 +29,8 @@ run of background (0) pixels; it is *not* COCO's column-major RLE (:func:`mask_t
 Image names are our workspace-relative ``uri`` (``inbox/<batch>/<source_path>``), so a CVAT task
 made from the workspace (CVAT's shared storage mounted at the workspace root, or files uploaded
 with their folders) matches the annotations by full path; imports (:mod:`labelloop.formats.cvat.reader`)
-match by full path or image_id, never by position or bare file name.
+match by full path or image_id, else by a bare file name that is unique in the workspace, never by
+position.
 """
 
 from __future__ import annotations
@@ -82,6 +83,16 @@ def mask_to_cvat_rle(mask_rle_json: str) -> tuple[list[int], int, int, int, int]
     return [int(r) for r in runs], left, top, right - left + 1, bottom - top + 1
 
 
+def check_crop(left: int, top: int, width: int, height: int, image_width: int, image_height: int) -> None:
+    """Raise ValueError unless a CVAT mask crop (pixels) has a positive size and lies inside the image."""
+    if width <= 0 or height <= 0 or left < 0 or top < 0:
+        raise ValueError(f"mask crop must have left, top >= 0 and positive size; got left={left} top={top} "
+                         f"width={width} height={height}")
+    if left + width > image_width or top + height > image_height:
+        raise ValueError(f"mask crop {width}x{height} at ({left}, {top}) lies outside the "
+                         f"{image_width}x{image_height} image")
+
+
 def cvat_rle_to_mask(counts: Sequence[int], left: int, top: int, width: int, height: int,
                      image_width: int, image_height: int) -> str:
     """CVAT mask (row-major runs over the crop, starting with background) -> COCO RLE JSON of
@@ -91,12 +102,7 @@ def cvat_rle_to_mask(counts: Sequence[int], left: int, top: int, width: int, hei
         ValueError: a negative run or size, a run longer than the crop, runs that do not add up
             to ``width * height``, or a crop that does not lie inside the image.
     """
-    if width <= 0 or height <= 0 or left < 0 or top < 0:
-        raise ValueError(f"mask crop must have left, top >= 0 and positive size; got left={left} top={top} "
-                         f"width={width} height={height}")
-    if left + width > image_width or top + height > image_height:
-        raise ValueError(f"mask crop {width}x{height} at ({left}, {top}) lies outside the "
-                         f"{image_width}x{image_height} image")
+    check_crop(left, top, width, height, image_width, image_height)
     counts = list(counts)
     if not counts or any(c < 0 for c in counts):
         raise ValueError("mask rle must be a non-empty list of non-negative run lengths")

@@ -16,6 +16,7 @@ from labelloop.formats.labelstudio.reader import (
                                                   read_export,
                                                   region_bbox,
 )
+from labelloop.formats.labelstudio.regions import mapped_controls
 from labelloop.formats.labelstudio.tasks import (
                                                   BRUSH_CONTROL,
                                                   CONTROL_NAME,
@@ -34,5 +35,5 @@ from labelloop.formats.labelstudio.tasks import (
 __all__ = ["BRUSH_CONTROL", "CONTROLS", "CONTROL_NAME", "DEFAULT_MAX_EXPORT_BYTES", "KEYPOINT_CONTROL",
            "LOCAL_FILES_PREFIX", "OBJECT_NAME", "POLYGON_CONTROL", "REGION_TYPE", "TOOL", "ExportFormatError",
            "ExportTooLarge", "brush_rle_to_mask", "build_import_tasks", "check_size", "image_ref_path",
-           "image_reference", "label_config_xml", "looks_like", "mask_to_brush_rle", "parse", "parse_export",
+           "image_reference", "label_config_xml", "looks_like", "mapped_controls", "mask_to_brush_rle", "parse", "parse_export",
            "read_export", "region_bbox"]

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import ijson
 
-from labelloop.formats.labelstudio.regions import RecordError, parent_regions, parse_region
+from labelloop.formats.labelstudio.regions import RecordError, check_mapping, parent_regions, parse_region
 from labelloop.formats.labelstudio.tasks import CONTROLS, TOOL
 from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudonym, new_record
 from labelloop.geometry.boxes import ls_to_xyxy
@@ -149,6 +149,7 @@ def _json_task_records(task: dict, i: int) -> list[ReviewRecord]:
             if not isinstance(result, list):
                 raise RecordError("annotation 'result' is not a list")
             rec["regions"] = [parse_region(r, k, min_format=False) for k, r in enumerate(result)]
+            check_mapping(rec["regions"])
             raw_pred = ann.get("prediction")
             pred = raw_pred if isinstance(raw_pred, dict) else {}
             rec["parent_regions"] = parent_regions(pred)
@@ -187,6 +188,7 @@ def _min_record(obj: dict, i: int) -> ReviewRecord:
         _fill(rec, obj, "annotation_id", "annotator")
         rec["regions"] = [parse_region(r, k, min_format=True, control=c)
                           for k, (c, r) in enumerate(_min_region_lists(obj))]
+        check_mapping(rec["regions"])
     except RecordError as exc:
         rec["error"] = str(exc)
     return rec

@@ -5,12 +5,21 @@ Accepted: results of labelloop's labeling config (:data:`labelloop.formats.label
 ``polygon``, ``brushlabels`` (``format`` ``rle``) from ``brush``, ``keypointlabels`` from ``keypoint`` and per-region ``choices`` from
 ``keypoint_visibility``, all with ``to_name`` ``image``. Anything else is a problem of the one
 annotation that holds it (``RecordError``), never of the whole file.
+
+A project with its own labeling config names its controls otherwise (``<RectangleLabels
+name="bbox" toName="img">``). Such a region maps to labelloop's control of the same region type
+(``rectanglelabels`` -> ``label``, ``polygonlabels`` -> ``polygon``, ``brushlabels`` -> ``brush``,
+``keypointlabels`` -> ``keypoint``; JSON-MIN, which has no type, by the label key of the value),
+and its ``to_name`` may name any image object, when that is unambiguous: one foreign control per
+type and one image object in the annotation (:func:`check_mapping`). The region keeps the name
+it came with in ``mapped_from``, and the import reports the mapping. ``choices`` are never
+mapped (another project's choices classify images; labelloop's are keypoint visibility).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any, Mapping, Sequence, cast
 
 from labelloop.formats.labelstudio.tasks import CONTROLS, OBJECT_NAME
 from labelloop.formats.records import LsRegion, ParentRegion
@@ -20,6 +29,10 @@ from labelloop.geometry.boxes import ls_to_xyxy
 _KINDS = {"rectanglelabels": ("rectangle", "rectanglelabels"), "polygonlabels": ("polygon", "polygonlabels"),
           "brushlabels": ("brush", "brushlabels"),
           "keypointlabels": ("keypoint", "keypointlabels"), "choices": ("visibility", "choices")}
+
+
+#: For each region type but ``choices``, the labelloop control that makes it.
+CONTROL_OF_TYPE = {rtype: control for control, rtype in CONTROLS.items() if rtype != "choices"}
 
 
 class RecordError(Exception):
@@ -70,16 +83,24 @@ def parse_region(item: Any, index: int, *, min_format: bool, control: str | None
         value = {k: v for k, v in item.items() if k not in ("original_width", "original_height", "image_rotation")}
         rid, from_name, to_name = None, control, OBJECT_NAME
         rtype = CONTROLS.get(control or "")
+        if rtype is None:  # another project's control: its type from the value's label key
+            keys = [t for t in CONTROL_OF_TYPE if t in value]
+            rtype = keys[0] if len(keys) == 1 else None
         name = f"region #{index}"
     else:
         value, rid, rtype = item.get("value"), _str_or_none(item.get("id")), item.get("type")
         from_name, to_name = item.get("from_name"), item.get("to_name")
         name = f"region {rid}" if rid is not None else f"region #{index}"
+    mapped_from = None
     if not isinstance(from_name, str) or from_name not in CONTROLS:
-        raise RecordError(f"{name}: from_name {from_name!r} is not a control of the labelloop labeling config "
-                           f"(expected one of {', '.join(CONTROLS)})")
+        ours = CONTROL_OF_TYPE.get(str(rtype).lower()) if isinstance(from_name, str) and from_name else None
+        if ours is None:
+            raise RecordError(f"{name}: from_name {from_name!r} is not a control of the labelloop labeling config "
+                              f"(expected one of {', '.join(CONTROLS)}) and its type {rtype!r} maps to none of them")
+        mapped_from, from_name = from_name, ours
     if to_name != OBJECT_NAME:
-        raise RecordError(f"{name}: to_name {to_name!r} is not the image object {OBJECT_NAME!r} of the labeling config")
+        if mapped_from is None or not isinstance(to_name, str) or not to_name:
+            raise RecordError(f"{name}: to_name {to_name!r} is not the image object {OBJECT_NAME!r} of the labeling config")
     rtype = str(rtype).lower()
     if rtype != CONTROLS[from_name]:
         raise RecordError(f"{name}: unsupported result type {rtype!r} for control {from_name!r} "
@@ -97,9 +118,40 @@ def parse_region(item: Any, index: int, *, min_format: bool, control: str | None
             raise RecordError(f"{name}: needs exactly one label, got {labels!r}")
         category = labels[0]
         _check_value(kind, value, name)
-    return {"region_id": rid, "kind": kind, "category": category, "value": value,
-            "original_width": item.get("original_width"), "original_height": item.get("original_height"),
-            "type": rtype}
+    out: LsRegion = {"region_id": rid, "kind": kind, "category": category, "value": value,
+                     "original_width": item.get("original_width"), "original_height": item.get("original_height"),
+                     "type": rtype}
+    if mapped_from is not None:
+        out["mapped_from"] = mapped_from
+        out["object_name"] = str(to_name)
+    return out
+
+
+def mapped_controls(record: Mapping[str, Any]) -> list[str]:
+    """``"'<theirs>' -> '<ours>'"`` for each foreign control a record's regions were mapped from."""
+    return sorted({f"{r['mapped_from']!r} -> {CONTROL_OF_TYPE[r['type']]!r}"
+                   for r in record.get("regions") or [] if isinstance(r, Mapping) and r.get("mapped_from")})
+
+
+def check_mapping(regions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The control mappings of one annotation's regions, as ``"<theirs> -> <ours>"`` (sorted), or
+    RecordError when they are ambiguous: two controls (ours included) making one region type, or
+    mapped regions on more than one image object."""
+    sources: dict[str, set[str]] = {}
+    for r in regions:
+        ours = CONTROL_OF_TYPE.get(str(r.get("type")))
+        if ours is not None:
+            sources.setdefault(ours, set()).add(str(r.get("mapped_from") or ours))
+    if not any(r.get("mapped_from") for r in regions):
+        return []
+    for ours, names in sorted(sources.items()):
+        if len(names) > 1:
+            raise RecordError(f"controls {sorted(names)} all make {CONTROLS[ours]} regions: which one is "
+                              f"labelloop's {ours!r} is ambiguous (rename them in the labeling config)")
+    objects = {r.get("object_name") for r in regions if r.get("mapped_from")}
+    if len(objects) > 1:
+        raise RecordError(f"regions on several image objects {sorted(str(o) for o in objects)}: ambiguous")
+    return sorted(f"{next(iter(n))} -> {o}" for o, n in sources.items() if next(iter(n)) != o)
 
 
 def parent_regions(prediction: Any) -> list[ParentRegion]:

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from labelloop.geometry.boxes import box_problem, xyxy_to_yolo, yolo_to_xyxy
+from labelloop.geometry.boxes import box_problem, yolo_to_xyxy
 from labelloop.geometry.masks import decode_rle, mask_to_polygons
 from labelloop.tables.schemas import LabelRow
 
@@ -49,6 +49,28 @@ def _check_label(lab: LabelRow, where: str, index: dict, categories, width: int,
         raise ValueError(f"{where}: {problem}")
 
 
+def box_fields(bbox: Sequence[float], width: int, height: int) -> list[str]:
+    """YOLO ``cx cy w h`` text of an xyxy pixel box whose implied edges stay inside [0, 1].
+
+    Rounding ``cx`` and ``w`` separately can put ``cx + w / 2`` at 1.0000005 for a box touching
+    the right edge (and ``cx - w / 2`` below 0 on the left), which Ultralytics' loader clips or
+    refuses. Here the edges are normalized, clipped to [0, 1] and rounded to 6 decimals first
+    (integers ``a <= b`` in millionths); ``w = b - a`` is written with 6 decimals and
+    ``cx = (a + b) / 2`` with 7 (a half millionth is exact there), so ``cx - w / 2`` and
+    ``cx + w / 2`` are exactly the rounded edges, in decimal arithmetic.
+
+    Returns ``[cx, cy, w, h]`` as strings.
+    """
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    out_c, out_s = [], []
+    for lo, hi, size in ((x0, x1, width), (y0, y1, height)):
+        a, b = (int(round(min(max(v / size, 0.0), 1.0) * 1_000_000)) for v in (lo, hi))
+        a, b = min(a, b), max(a, b)
+        out_c.append(f"{(a + b) / 2_000_000:.7f}")
+        out_s.append(f"{(b - a) / 1_000_000:.6f}")
+    return [out_c[0], out_c[1], out_s[0], out_s[1]]
+
+
 def yolo_lines(labels: Sequence[LabelRow], width: int, height: int, categories: Sequence[str]) -> str:
     """Label text of one image: ``"<class> <cx> <cy> <w> <h>\\n"`` per label.
 
@@ -59,8 +81,8 @@ def yolo_lines(labels: Sequence[LabelRow], width: int, height: int, categories: 
         categories: names; the class index is the 0-based position in this list.
 
     Returns:
-        Lines sorted by ``label_id`` with values normalized to [0, 1] at 6 decimals, each
-        ending in a newline; ``""`` when there are no labels (write the empty file anyway).
+        Lines sorted by ``label_id`` with values normalized to [0, 1] (:func:`box_fields`: centres
+        at 7 decimals, sizes at 6, edges inside [0, 1]), each ending in a newline; ``""`` when there are no labels (write the empty file anyway).
 
     Raises:
         ValueError: a category not in ``categories`` or a box that is not valid inside the
@@ -71,17 +93,18 @@ def yolo_lines(labels: Sequence[LabelRow], width: int, height: int, categories: 
     for lab in sorted(labels, key=lambda d: (str(d.get("label_id")), list(d.get("bbox") or []))):
         where = f"label {lab.get('label_id')!r}"
         _check_label(lab, where, index, categories, width, height)
-        vals = np.clip(xyxy_to_yolo(lab["bbox"], width, height), 0.0, 1.0)
-        lines.append(f"{index[lab['category']]} " + " ".join(f"{v:.6f}" for v in vals) + "\n")
+        lines.append(f"{index[lab['category']]} " + " ".join(box_fields(lab["bbox"], width, height)) + "\n")
     return "".join(lines)
 
 
 def data_yaml(categories: Sequence[str], splits: Sequence[str], kpt_shape: Sequence[int] | None = None,
-              flip_idx: Sequence[int] | None = None) -> str:
+              flip_idx: Sequence[int] | None = None, listed: Sequence[str] = ()) -> str:
     """Ultralytics dataset YAML for a release laid out as ``images/<split>``, ``labels/<split>``.
 
     Keys, in this order: ``train``/``val``/``test`` (only the splits given, always in that
-    order) as ``images/<split>``, for pose datasets ``kpt_shape`` (``[K, 3]``) and ``flip_idx``
+    order) as ``images/<split>``, or ``<split>.txt`` for the splits in ``listed`` (an image list,
+    one ``./images/<split>/<file>`` per line, which Ultralytics resolves against the list's
+    folder: used when some image of the split must stay out of the YOLO view), for pose datasets ``kpt_shape`` (``[K, 3]``) and ``flip_idx``
     (when given), ``nc``, and ``names`` as an index -> name mapping, the form Ultralytics
     writes. There is no ``path`` key, so Ultralytics resolves the split folders relative to the
     YAML file's own folder. Deterministic text.
@@ -94,7 +117,7 @@ def data_yaml(categories: Sequence[str], splits: Sequence[str], kpt_shape: Seque
     bad = [s for s in splits if s not in SPLITS]
     if bad or len(set(splits)) != len(splits):
         raise ValueError(f"splits must be distinct names among {SPLITS}, got {list(splits)!r}")
-    doc: dict = {s: f"images/{s}" for s in SPLITS if s in splits}
+    doc: dict = {s: f"{s}.txt" if s in listed else f"images/{s}" for s in SPLITS if s in splits}
     if kpt_shape is not None:
         doc["kpt_shape"] = [int(kpt_shape[0]), int(kpt_shape[1])]
         if flip_idx is not None:
@@ -211,8 +234,10 @@ def label_text(task: str, labels: Sequence[LabelRow], width: int, height: int, c
 
     ``labels``: LABELS-shaped dicts of one image (``bbox`` xyxy pixels, ``mask`` RLE JSON,
     ``keypoints`` flat x, y, v pixels, ``iscrowd``); crowd regions are left out. ``kpt_count``:
-    K of the pose layout. Lines are sorted by label_id, values at 6 decimals, each ending in a
-    newline; ``""`` for an image without objects.
+    K of the pose layout. Lines are sorted by label_id; boxes as :func:`box_fields` writes them,
+    other values at 6 decimals; each line ends in a newline; ``""`` for an image without objects
+    (a crowd-only image gets ``""`` too: :func:`yolo_view_excludes` says which images must then
+    stay out of the YOLO view).
 
     Raises:
         ValueError: an unknown task or category, an invalid box, a malformed mask, or keypoints
@@ -233,8 +258,10 @@ def label_text(task: str, labels: Sequence[LabelRow], width: int, height: int, c
                 vals = _norm(object_polygon(lab), width, height)
             except ValueError as exc:
                 raise ValueError(f"{where}: bad mask: {exc}") from None
+            fields = [f"{v:.6f}" for v in vals]
         else:
-            vals = np.clip(xyxy_to_yolo(lab["bbox"], width, height), 0.0, 1.0).tolist()
+            fields = box_fields(lab["bbox"], width, height)
+            vals = []
             kp = list(lab.get("keypoints") or [0.0] * (3 * kpt_count))
             if len(kp) != 3 * kpt_count:
                 raise ValueError(f"{where} has {len(kp)} keypoint numbers, the pose layout needs {3 * kpt_count}")
@@ -243,8 +270,16 @@ def label_text(task: str, labels: Sequence[LabelRow], width: int, height: int, c
                 if v not in (0.0, 1.0, 2.0):
                     raise ValueError(f"{where}: keypoint {i} has visibility {v}, want 0, 1 or 2")
                 vals += [0.0, 0.0, 0.0] if v == 0 else [*_norm([x, y], width, height), v]
-        lines.append(f"{index[lab['category']]} " + " ".join(f"{v:.6f}" for v in vals) + "\n")
+            fields += [f"{v:.6f}" for v in vals]
+        lines.append(f"{index[lab['category']]} " + " ".join(fields) + "\n")
     return "".join(lines)
+
+
+def yolo_view_excludes(labels: Sequence[LabelRow]) -> bool:
+    """True when an image's labels are all crowd regions (at least one): YOLO cannot hold them
+    (they are left out, as Ultralytics' COCO converter leaves them out), and an empty label file
+    would claim the image has no objects, so the image must stay out of the YOLO view."""
+    return bool(labels) and all(lab.get("iscrowd") for lab in labels)
 
 
 def check_label_text(text: str, task: str, nc: int, kpt_count: int = 0) -> list[str]:

@@ -179,19 +179,21 @@ def test_reviewer_actions_link_to_the_exported_predictions(images, predictions):
     assert by["pr-horse"]["action"] == "accepted" and by["pr-cat"]["action"] == "accepted"
 
 
-def test_images_match_by_full_path_or_image_id_never_bare_name_or_position(images, predictions):
+def test_images_match_by_path_image_id_or_unique_bare_name_never_position(images, predictions):
     xml = build_cvat_xml(images, predictions, CATS, task_name="t", now="2026-11-29T10:00:00+00:00").decode()
     astro = images[0]
-    renamed = (xml.replace('name="inbox/b1/photos/horse.png"', 'name="horse.png"')  # bare name: refused
+    renamed = (xml.replace('name="inbox/b1/photos/horse.png"', 'name="horse.png"')  # bare, unique: matches
                .replace('name="inbox/b1/photos/chelsea.png"', 'name="/mnt/share/inbox/b1/photos/chelsea.png"')
                .replace('name="inbox/b1/photos/astronaut.png"', f'name="images/train/{astro["image_id"][:16]}.png"')
                .replace('id="0"', 'id="9"'))  # frame numbers do not matter
     res = do_import(renamed.encode(), images)
-    matched = {r["image_id"] for r in res["reviews"]}
-    assert matched == {astro["image_id"], images[2]["image_id"]}
+    assert {r["image_id"] for r in res["reviews"]} == {i["image_id"] for i in images} and res["rejects"] == []
+    # a bare name two images share is ambiguous: that image is rejected, naming both
+    other = dict(images[1], image_id="f" * 64, uri="inbox/b2/photos/horse.png", source_path="elsewhere/horse.png")
+    res = do_import(renamed.encode(), [*images, other])
     (rej,) = res["rejects"]
     assert rej["item"] == "image horse.png (frame 2)"  # as every CVAT record names itself
-    assert "unknown image 'horse.png'" in rej["reason"] and "bare file names are not matched" in rej["reason"]
+    assert "ambiguous image reference 'horse.png': matches 2 images" in rej["reason"]
     dotdot = xml.replace('name="inbox/b1/photos/horse.png"', 'name="inbox/b1/../../etc/horse.png"')
     reasons = [r["reason"] for r in do_import(dotdot.encode(), images)["rejects"]]
     assert len(reasons) == 1 and "'..' path component" in reasons[0]

@@ -234,7 +234,7 @@ def test_yolo_lines_round_trip():
     lines = text.splitlines()
     assert text.endswith("\n") and len(lines) == 2
     assert lines[0].startswith("0 ") and lines[1].startswith("1 ")  # l1 (coin) before l2 (scratch)
-    assert lines[0] == "0 0.376563 0.418750 0.253125 0.337500"
+    assert lines[0] == "0 0.3765625 0.4187500 0.253125 0.337500"  # centre at 7 decimals: cx - w/2 is the edge exactly
     back = parse_yolo_lines(text, 320, 240, CATS)
     for got, want in zip(back, sorted(a_labels, key=lambda d: d["label_id"])):
         assert got["category"] == want["category"]
@@ -263,3 +263,23 @@ def test_data_yaml():
     assert yaml.safe_load(data_yaml(["yes", "a: b"], ["train", "val", "test"]))["names"] == {0: "yes", 1: "a: b"}
     with pytest.raises(ValueError):
         data_yaml(CATS, ["training"])
+
+
+@pytest.mark.parametrize("box,size", [
+    ([333.3333, 10.0, 640.0, 479.99], (640, 480)),   # touching the right edge
+    ([0.0, 0.0, 212.7, 99.9], (641, 333)),             # touching the left and top edges
+    ([1.0 / 3, 2.0 / 3, 1279.9999, 719.5], (1280, 720)),
+])
+def test_yolo_box_edges_stay_inside_the_image_exactly(box, size):
+    # cx - w/2 and cx + w/2, in decimal arithmetic, are exactly the box's normalized edges
+    # rounded to millionths, never below 0 or above 1 (Ultralytics clips or refuses those)
+    from decimal import Decimal
+
+    w, h = size
+    line = yolo_lines([{"label_id": "a", "category": CATS[0], "bbox": box}], w, h, CATS).split()
+    cx, cy, bw, bh = (Decimal(v) for v in line[1:])
+    for c, s, lo, hi, n in ((cx, bw, box[0], box[2], w), (cy, bh, box[1], box[3], h)):
+        left, right = c - s / 2, c + s / 2
+        assert Decimal(0) <= left and right <= Decimal(1)
+        assert left == Decimal(round(lo / n * 1_000_000)) / 1_000_000
+        assert right == Decimal(round(hi / n * 1_000_000)) / 1_000_000

@@ -238,7 +238,10 @@ def _region_of(tasks, t=0, r=0):
     "mutate, match",
     [
         (lambda reg: reg["value"].update(rotation="thirty"), "region p1: rectangle rotation must be a number"),
-        (lambda reg: reg.update(from_name="tag"), "region p1: from_name 'tag' is not a control"),
+        # another control making rectangles beside labelloop's own 'label': which is ours is ambiguous
+        (lambda reg: reg.update(from_name="tag"), "controls ['label', 'tag'] all make rectanglelabels regions"),
+        (lambda reg: reg.update(from_name="tag", type="ellipselabels"),
+         "region p1: from_name 'tag' is not a control of the labelloop labeling config"),
         (lambda reg: reg.update(to_name="img"), "region p1: to_name 'img' is not the image object"),
         (lambda reg: reg.pop("value"), "region p1: missing value"),
         (lambda reg: reg["value"].update(rectanglelabels=["face", "cat"]), "exactly one label"),
@@ -263,9 +266,16 @@ def test_json_min_problems_are_carried():
     assert "numeric x, y, width, height" in recs[0]["error"]
     assert "updated_at" in recs[1]["error"]
     assert recs[2]["error"] is None and recs[2]["regions"] == []
-    # a region list under a key that is not one of our controls (a wrong from_name) rejects the record
+    # regions under another project's control name map to ours by their label key, unless that is
+    # ambiguous (two controls of one type)
     items = load("export_json_min.json")
     items[0]["tag"] = items[0].pop("label")
+    rec = parse_export(items)[0]
+    assert rec["error"] is None and {r["mapped_from"] for r in rec["regions"]} == {"tag"}
+    items[0]["label"] = [dict(items[0]["tag"][0])]
+    assert "controls ['label', 'tag'] all make rectanglelabels regions" in parse_export(items)[0]["error"]
+    items = load("export_json_min.json")
+    items[0]["tag"] = [{"x": 1, "y": 2, "width": 3, "height": 4, "ellipselabels": ["cat"]}]
     assert "from_name 'tag' is not a control" in parse_export(items)[0]["error"]
     # a rotated rectangle is kept (read as its enclosing box at import)
     items = load("export_json_min.json")

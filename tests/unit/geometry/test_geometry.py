@@ -52,6 +52,10 @@ def test_box_problem_and_clip():
     assert box_problem([0, 0, 10, 10], 10, 10) is None
     assert "zero or negative area" in box_problem([5, 5, 5, 9], 10, 10)
     assert "outside the 10x10 image" in box_problem([0, 0, 11, 10], 10, 10)
+    # plain numbers, named as xyxy pixels: never numpy 2's "np.float64(713.7)"
+    import numpy as np
+    assert box_problem(np.array([700.0, 5.0, 713.7, 9.0]), 700, 10) == \
+        "bbox [700.0, 5.0, 713.7, 9.0] (xyxy px) outside the 700x10 image"
     assert "non-finite" in box_problem([0, float("nan"), 1, 1], 10, 10)
     assert clip([-3, -1, 12, 5], 10, 10) == [0.0, 0.0, 10.0, 5.0]
 

@@ -15,7 +15,7 @@ from labelloop import tables
 from labelloop.release.build import build_release, plan_release
 from labelloop.release.check import ReleaseInvalid, check_release, validate_release
 from labelloop.tables.schemas import LABELS, RELEASE_IMAGES, RELEASE_LINEAGE, SPLIT_ASSIGNMENTS
-from support.release_fixtures import CATS, build_files, photos, release_inputs  # noqa: F401 (photos is a fixture)
+from support.release_fixtures import CATS, KP, build_files, photos, release_inputs  # noqa: F401 (photos is a fixture)
 
 
 @pytest.mark.parametrize("task", ["detect", "segment", "pose"])
@@ -52,9 +52,13 @@ def test_provenance_tables_and_exif(photos, tmp_path):
     h = lin["lb-1"]
     assert (h["review_source"], h["review_task_id"], h["tool_annotation_id"], h["import_sha256"], h["prompt"],
             h["exif_transposed"]) == ("label-studio/project-7", "101", "9", "d" * 64, None, False)
-    coco = json.loads((out / "coco" / f"instances_{h['split']}.json").read_text())
+    coco = json.loads((out / "annotations" / f"instances_{h['split']}.json").read_text())
     ann = next(a for a in coco["annotations"] if a["label_id"] == "lb-1")
+    assert ann["id"] == h["coco_annotation_id"] and "keypoints" not in ann  # keypoints: person_keypoints_<split>
+    kp = json.loads((out / "annotations" / f"person_keypoints_{h['split']}.json").read_text())
+    ann = next(a for a in kp["annotations"] if a["label_id"] == "lb-1")
     assert ann["id"] == h["coco_annotation_id"] and ann["num_keypoints"] == 3
+    assert [c["name"] for c in kp["categories"]] == ["person"] and kp["categories"][0]["keypoints"] == KP["person"]["keypoints"]
     labels = tables.read_rows(out / "labels.parquet", LABELS)
     assert [r["keypoints"] for r in labels if r["label_id"] == "lb-1"] == [[200, 100, 2, 180, 90, 2, 230, 90, 1]]
 
@@ -80,7 +84,7 @@ def test_same_inputs_same_bytes_and_stable_ids_and_splits(photos, tmp_path):
 
 
 def _damage_bbox(out):
-    f = next((out / "coco").glob("*.json"))
+    f = next((out / "annotations").glob("instances_*.json"))
     obj = json.loads(f.read_text())
     ann = obj["annotations"][0]
     img = next(i for i in obj["images"] if i["id"] == ann["image_id"])
@@ -114,7 +118,7 @@ def _damage_manifest(out):
 
 
 def _damage_json(out):
-    f = next((out / "coco").glob("*.json"))
+    f = next((out / "annotations").glob("instances_*.json"))
     f.write_bytes(f.read_bytes()[:100])
     return f"{f.relative_to(out).as_posix()}: pycocotools cannot load it"
 
@@ -241,7 +245,8 @@ def test_sharded_release_holds_the_same_images_and_reuses_shards(photos, tmp_pat
                             for r in read_index(tmp_path / "v1" / "shards" / split)})
     want = {k: v for k, v in flat["files"].items() if k.startswith("images/")}
     assert {k: hashlib.sha256(v).hexdigest() for k, v in members.items()} == want
-    coco_names = {im["file_name"] for p in (tmp_path / "v1" / "coco").glob("*.json") for im in json.loads(p.read_text())["images"]}
+    coco_names = {f"images/{p.stem.split('_', 1)[1]}/{im['file_name']}" for p in (tmp_path / "v1" / "annotations").glob("instances_*.json")
+                  for im in json.loads(p.read_text())["images"]}
     assert coco_names == set(members)
     again = build_release(tmp_path / "v2", root, inputs, plan, previous=tmp_path / "v1")
     assert again["content_sha256"] == sharded["content_sha256"]
@@ -277,3 +282,41 @@ def test_a_damaged_shard_index_or_shard_is_reported_by_validation(photos, tmp_pa
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), folder / "index.parquet")
     problems = check_release(tmp_path / "v1", CATS, "detect", 0)
     assert any(want in p for p in problems), problems
+
+
+def test_a_crowd_only_image_is_out_of_the_yolo_view_and_checked(photos, tmp_path):
+    from support.release_fixtures import with_crowd
+
+    root, images = photos
+    out = tmp_path / "rel"
+    inputs = with_crowd(images)
+    inputs.ratios = {"train": 0.5, "val": 0.5, "test": 0.0}  # coffee shares train with astronaut
+    m = build_files(root, out, inputs, tmp_path / "reg")
+    coffee = next(r for r in tables.read_rows(out / "images.parquet", RELEASE_IMAGES) if r["source_path"] == "coffee.png")
+    split, stem = coffee["split"], coffee["file_name"].rsplit("/", 1)[1].rsplit(".", 1)[0]
+    assert m["counts"]["yolo_excluded_images"] == 1 and not (out / "labels" / split / f"{stem}.txt").exists()
+    listed = (out / f"{split}.txt").read_text().splitlines()
+    assert f"./{coffee['file_name']}" not in listed and len(listed) == m["counts"]["per_split"][split] - 1
+    assert yaml.safe_load((out / "data.yaml").read_text())[split] == f"{split}.txt"
+    assert check_release(out, CATS) == []
+    (out / "labels" / split / f"{stem}.txt").write_text("")  # an empty label file would call it a negative
+    assert any(p.startswith(f"labels/{split}/{stem}.txt: the image holds only crowd regions") for p in check_release(out, CATS))
+
+
+def test_an_image_ultralytics_drops_is_flagged(photos, tmp_path):
+    from labelloop.images.files import inspect_image
+    from support.helpers import skimage_data
+
+    root, images = photos
+    tiny = root / "inbox" / "b1" / "tiny.png"
+    with Image.open(skimage_data() / "astronaut.png") as im:
+        im.crop((200, 200, 209, 240)).save(tiny)  # a real 9 x 40 crop: Ultralytics asserts both sides > 9
+    row = {**inspect_image(tiny, 50_000_000), "uri": tiny.relative_to(root).as_posix(), "batch": "b1",
+           "source_path": "tiny.png", "origin_path": str(tiny), "ingest_seq": 9, "duplicate_of": None,
+           "near_duplicate_of": None}
+    try:
+        m = build_files(root, tmp_path / "rel", release_inputs([*images, row]), tmp_path / "reg")
+    finally:
+        tiny.unlink()
+    assert m["counts"]["tiny_images"] == 1
+    assert "1 images have a side under 10 px: Ultralytics' loader drops them" in m["warnings"]

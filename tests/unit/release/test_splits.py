@@ -11,9 +11,11 @@ import pytest
 from labelloop.release.splits import (
     assign_splits,
     balance_report,
+    empty_splits,
     format_balance,
     group_of,
     load_assignments,
+    min_groups,
     save_assignments,
 )
 
@@ -133,3 +135,31 @@ def test_assignments_round_trip_through_parquet(tmp_path):
     save_assignments(path, rows)
     assert load_assignments(path) == rows
     assert load_assignments(tmp_path / "missing.parquet") == {}
+
+
+@pytest.mark.parametrize("seed", [10, 14, 64])
+def test_every_split_gets_a_group_once_there_are_enough(seed):
+    # 10 groups whose stratification alone leaves one split empty: the smallest new group of the
+    # fullest split moves there, recorded as non_empty
+    groups = _groups(10, seed)
+    split_of, rows = assign_splits(groups, {}, RATIOS)
+    assert min_groups(RATIOS) == 10
+    assert Counter(split_of.values()) == {"train": 8, "val": 1, "test": 1}
+    assert [r["reason"] for r in rows.values()].count("non_empty") == 1
+    assert empty_splits(split_of, RATIOS) == []
+
+
+def test_an_empty_split_is_reported_with_what_settles_it():
+    split_of = {f"{i:064x}": "train" for i in range(4)}
+    assert empty_splits(split_of, RATIOS) == [
+        "split val is empty: 4 near-duplicate groups are fewer than the 10 a 0.1 share needs; "
+        "Ultralytics needs val images to train",
+        "split test is empty: 4 near-duplicate groups are fewer than the 10 a 0.1 share needs"]
+    # stored groups never move: all 10 stored in train, nothing new to move
+    stored = {g: {"group_id": g, "split": "train", "seq": i, "reason": "balanced"}
+              for i, g in enumerate(_groups(10, 1))}
+    split_of, _ = assign_splits(_groups(10, 1), stored, RATIOS)
+    assert set(split_of.values()) == {"train"}
+    assert empty_splits(split_of, RATIOS)[0] == ("split val is empty: every group already has a stored split "
+                                                 "(release --resplit assigns them anew); Ultralytics needs val images to train")
+    assert empty_splits(split_of, {"train": 0.9, "val": 0.1, "test": 0.0})[1:] == []  # test has no share: not reported
