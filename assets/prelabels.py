@@ -42,7 +42,7 @@ def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
         context.log.warning(f"not pre-labeled: {f}")
     halving = getattr(model, "halving", None)
     extra = {}
-    if cfg.prelabeler.backend == "foundation":
+    if cfg.prelabeler.backend in ("foundation", "sam3"):
         extra = {"batch_size": halving.batch_size if halving else cfg.prelabeler.batch_size,
                  "oom_halvings": len(halving.events) if halving else 0,
                  "compute_dtype": getattr(model, "compute_dtype", "float32")}

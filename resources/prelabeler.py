@@ -25,6 +25,14 @@ def _build(config_json: str, root: str | None) -> PreLabeler:
         except ModuleNotFoundError as exc:
             raise RuntimeError(f"prelabeler.backend foundation needs torch, torchvision, transformers and "
                                f"segment-anything ({exc}): pip install 'labelloop[gpu]'") from None
+    if cfg.prelabeler.backend == "sam3":
+        try:
+            from labelloop.prelabel.backends.sam3 import Sam3PreLabeler  # imports torch: the gpu extra
+
+            return Sam3PreLabeler(cfg, root)
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(f"prelabeler.backend sam3 needs torch, torchvision and transformers ({exc}): "
+                               "pip install 'labelloop[gpu]'") from None
     raise ValueError(f"unknown pre-labeler backend {cfg.prelabeler.backend!r}")
 
 
@@ -33,7 +41,8 @@ class PreLabelerResource(dg.ConfigurableResource):
 
     ``backend: opencv`` (default) is OpenCV's classical detectors on CPU (weights inside the
     installed wheel). ``backend: foundation`` is Grounding DINO + SAM from local checkpoints
-    (labelloop.prelabel.backends.foundation); its weights load on first use, so asking for ``model_id``
+    (labelloop.prelabel.backends.foundation), ``backend: sam3`` SAM 3 from a local checkpoint
+    (labelloop.prelabel.backends.sam3); their weights load on first use, so asking for ``model_id``
     (review, labels, QA, the CLI) never loads them. ``device`` overrides the config (``cpu``,
     ``cuda``, ``cuda:N``, ``auto``).
     """

@@ -271,6 +271,8 @@ def open_review_file(path: str | os.PathLike, *, max_bytes: int | None = labelst
             raise ExportFormatError(f"{where}: not UTF-8 text ({exc})") from None
         except json.JSONDecodeError as exc:
             raise ExportFormatError(f"{where}: not valid JSON (nor XML) ({exc})") from None
+        except RecursionError:
+            raise ExportFormatError(f"{where}: JSON nested too deeply to be a review export") from None
     for reader in (cvat, coco, labelstudio):
         if reader.looks_like(content):
             try:

@@ -670,3 +670,57 @@ class CocoIdRow(TypedDict):
     kind: str
     key: str
     coco_id: int
+
+# ---- models -------------------------------------------------------------------------------------
+#: ``tables/models/models.parquet``: every model checkpoint the workspace knows, pulled or trained,
+#: one row per model name (:class:`ModelRow`; read and written by :mod:`labelloop.models.registry`).
+MODELS = pa.schema(
+    [
+        ("name", pa.string()),  # unique: the catalog name (grounding-dino-tiny) or a candidate's name
+        ("family", pa.string()),  # grounding-dino | owlv2 | florence-2 | sam | sam-hq | sam2 | sam3 | ...
+        ("role", pa.string()),  # the labelloop.yaml slot it fills: detector | segmenter | sam3
+        ("kind", pa.string()),  # pretrained | candidate
+        ("path", pa.string()),  # checkpoint file or save_pretrained directory (absolute, or workspace-relative)
+        ("sha256", pa.string()),  # labelloop.models.hashing.sha256_path of path: what labelloop.yaml names
+        ("source", pa.string()),  # hub repo id (facebook/sam3), a URL, or the run that trained it
+        ("revision", pa.string()),  # hub commit the files came from; null for a plain URL or a local model
+        ("licence", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("upstream_sha256_json", pa.string()),  # {file: sha256 the source declared (hub LFS) or pinned}
+        ("added_at", pa.string()),  # ISO 8601 UTC
+        ("status", pa.string()),  # available | current | candidate | retired
+        # fine-tuned candidates (labelloop.training); null for pretrained models
+        ("trained_on_release", pa.string()),  # dataset-vN tag
+        ("labels_sha256", pa.string()),  # labelloop.workspace.repo.labels_sha256 of the training labels
+        ("metrics_json", pa.string()),
+        ("card_path", pa.string()),
+        ("promoted_by", pa.string()),
+        ("promoted_reason", pa.string()),
+        ("promoted_at", pa.string()),
+    ]
+)
+
+
+class ModelRow(TypedDict):
+    """One MODELS row: a checkpoint the workspace knows (``tables/models/models.parquet``)."""
+
+    name: str
+    family: str
+    role: str
+    kind: str
+    path: str
+    sha256: str
+    source: str | None
+    revision: str | None
+    licence: str | None
+    size_bytes: int | None
+    upstream_sha256_json: str | None
+    added_at: str
+    status: str
+    trained_on_release: str | None
+    labels_sha256: str | None
+    metrics_json: str | None
+    card_path: str | None
+    promoted_by: str | None
+    promoted_reason: str | None
+    promoted_at: str | None

@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from labelloop.workspace.model_specs import DetectorSpec, SegmenterSpec
+from labelloop.workspace.model_specs import DetectorSpec, ModelSpec, SegmenterSpec
 
 CONFIG_FILE = "labelloop.yaml"
 
@@ -174,18 +174,41 @@ class Release(_Strict):
         return self
 
 
-class PreLabeler(_Strict):
-    """``backend: opencv`` (embedded CPU default) or ``foundation`` (Grounding DINO or OWLv2, then
-    SAM, SAM-HQ or SAM 2, from local checkpoints; needs ``pip install 'labelloop[gpu]'``). See
-    labelloop.workspace.model_specs."""
+class Sam3Spec(ModelSpec):
+    """``prelabeler.sam3``: SAM 3 ("Segment Anything with Concepts", arXiv:2511.16719) as one
+    text-prompted detector + segmenter (:mod:`labelloop.prelabel.backends.sam3`).
 
-    backend: Literal["opencv", "foundation"] = "opencv"
+    ``path``: a ``save_pretrained`` directory of ``transformers.Sam3Model`` + ``Sam3Processor``
+    (e.g. the gated ``facebook/sam3``, saved once elsewhere); ``sha256``: its
+    :func:`~labelloop.prelabel.backends.loading.sha256_path`. Thresholds are probabilities in [0, 1]:
+    an instance is kept when ``sigmoid(logit) * sigmoid(presence logit)`` is > ``score_threshold``
+    (strictly, as ``Sam3Processor.post_process_instance_segmentation``), a pixel is foreground when
+    its upsampled mask probability is > ``mask_threshold``; ``nms_iou``: the IoU above which a
+    lower-scored box of the same category is suppressed (1.0 = no NMS); ``max_detections``: the best
+    this many per image, all categories together.
+    """
+
+    score_threshold: float = Field(0.5, ge=0.0, le=1.0, description="keep an instance whose score is > this")
+    mask_threshold: float = Field(0.5, ge=0.0, le=1.0, description="a pixel is foreground when its mask probability is > this")
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="per-category non-maximum suppression IoU (1.0 = none)")
+    max_detections: int = Field(100, gt=0, description="at most this many instances per image, best first")
+
+
+class PreLabeler(_Strict):
+    """``backend: opencv`` (embedded CPU default), ``foundation`` (Grounding DINO or OWLv2, then
+    SAM, SAM-HQ or SAM 2, from local checkpoints; needs ``pip install 'labelloop[gpu]'``; see
+    labelloop.workspace.model_specs) or ``sam3`` (SAM 3 alone: text prompt -> boxes and masks,
+    ``prelabeler.sam3``, :class:`Sam3Spec`)."""
+
+    backend: Literal["opencv", "foundation", "sam3"] = "opencv"
     device: str = "cpu"
     max_side: int = Field(800, gt=0, description="images are downscaled to this longest side for detection")
     grabcut_iterations: int = Field(3, ge=1)
     # foundation backend (labelloop.prelabel.backends.foundation)
     detector: DetectorSpec | None = None
     segmenter: SegmenterSpec | None = None
+    # sam3 backend (labelloop.prelabel.backends.sam3); batch_size, num_workers, dtype and chunk_size apply too
+    sam3: Sam3Spec | None = None
     batch_size: int = Field(8, gt=0, description="images per forward pass (halved on CUDA out-of-memory)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes decoding and resizing images")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
@@ -196,6 +219,8 @@ class PreLabeler(_Strict):
     def _foundation(self):
         if self.backend == "foundation" and self.detector is None:
             raise ValueError("backend foundation needs prelabeler.detector (path, sha256)")
+        if self.backend == "sam3" and self.sam3 is None:
+            raise ValueError("backend sam3 needs prelabeler.sam3 (path, sha256)")
         return self
 
 

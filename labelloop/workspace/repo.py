@@ -18,6 +18,7 @@ path                                  schema                      written by
 ``qa/qa_report.json``                 (JSON)                      :func:`labelloop.qa.run.run_qa`
 ``gold/<set>/{labels,images}``        ``GOLD_LABELS``, ...        :func:`labelloop.review.gold.register_gold`
 ``release/{splits,coco_ids}``         ``SPLIT_ASSIGNMENTS``, ...  :func:`labelloop.release.cut.cut_checked`
+``models/models.parquet``             ``MODELS``                  :mod:`labelloop.models.registry`
 ====================================  ==========================  =================================
 
 A missing table reads as no rows (:func:`labelloop.tables.parquet.read_table`).
@@ -38,6 +39,7 @@ from labelloop.tables.schemas import (
     GOLD_LABELS,
     IMAGES,
     LABELS,
+    MODELS,
     PREDICTIONS,
     RESOLVED_IMAGES,
     REVIEW_QUEUE,
@@ -46,6 +48,7 @@ from labelloop.tables.schemas import (
     GoldLabelRow,
     ImageRow,
     LabelRow,
+    ModelRow,
     PredictionRow,
     ResolvedImageRow,
     ReviewQueueRow,
@@ -308,3 +311,24 @@ def previous_release(ws: Workspace) -> tuple[str, dict] | None:
         return None
     body = json.loads(best[1].read_text(encoding="utf-8"))
     return body["tag"], dict(body.get("counts", {}).get("per_class", {}))
+
+
+# ---- models ----------------------------------------------------------------------------------
+def models_path(ws: Workspace) -> Path:
+    """``tables/models/models.parquet``: the models table (MODELS rows, :mod:`labelloop.models.registry`)."""
+    return ws.table("models", "models.parquet")
+
+
+def models_lock_path(ws: Workspace) -> Path:
+    """``.labelloop/models.lock``: held while the models table is read, changed and written."""
+    return ws.state / "models.lock"
+
+
+def read_model_rows(ws: Workspace) -> list[ModelRow]:
+    """MODELS rows of the workspace (none before the first model is pulled or trained)."""
+    return cast(list[ModelRow], tables.read_rows(models_path(ws), MODELS))
+
+
+def write_model_rows(ws: Workspace, rows: Sequence[ModelRow]) -> None:
+    """Replace the models table (atomically)."""
+    tables.write_rows(rows, MODELS, models_path(ws))

@@ -3,7 +3,7 @@ instance, so CLI runs, sensors and ``dagster dev`` share one history.
 
 The group lives here and only here; its commands are in one module per concern
 (:mod:`~pipelines.cli.workspace`, :mod:`~pipelines.cli.review`, :mod:`~pipelines.cli.qa`,
-:mod:`~pipelines.cli.release`, :mod:`~pipelines.cli.demo`), which share the helpers of
+:mod:`~pipelines.cli.release`, :mod:`~pipelines.cli.demo`, :mod:`~pipelines.cli.models`), which share the helpers of
 :mod:`~pipelines.cli.common` and never import this module.
 
 Exit codes: 0 ok; 1 error (one-line reason as the last line of stderr); 2 usage error;
@@ -20,7 +20,7 @@ import click
 
 from labelloop.workspace import ConfigError, VersioningError, WorkspaceError
 from labelloop.workspace.layout import ENV_WORKSPACE
-from pipelines.cli import demo, qa, release, review, workspace
+from pipelines.cli import demo, models, qa, release, review, workspace
 from pipelines.cli.common import CliError, full_disk_hint
 from pipelines.runner import quiet
 
@@ -60,7 +60,7 @@ def cli(ctx: click.Context, workspace: str | None, verbose: bool) -> None:
 for _command in (workspace.init, workspace.ingest, workspace.run, review.import_review, review.register_export,
                  release.release, release.rollback, workspace.status, workspace.ui, demo.demo, qa.register_gold,
                  qa.calibrate, review.push_review, review.pull_review, review.serve_webhook, release.lineage,
-                 release.push, release.diff, release.remote):
+                 release.push, release.diff, release.remote, models.models):
     cli.add_command(_command)
 
 

@@ -248,3 +248,35 @@ def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> st
     Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": s, "width": s})).save_pretrained(dest)
     Sam2Model(config).eval().save_pretrained(dest)
     return sha256_path(dest)
+
+
+def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
+    """Save a tiny random-weight SAM 3 (ViT of 2 layers, 32 wide, 112-pixel input; CLIP text of one
+    layer; DETR encoder / decoder of one layer, 20 queries) and its processor; returns the sha256."""
+    from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab, merges = write_clip_bpe(dest, prompts)
+    tok = CLIPTokenizer(vocab=str(vocab), merges=str(merges))
+    vocab.unlink()
+    merges.unlink()
+    torch.manual_seed(seed)
+    small = {"num_attention_heads": 2, "intermediate_size": 32}
+    config = Sam3Config(
+        vision_config={"backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
+                                           "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
+                                           "patch_size": 14, "window_size": 4, "global_attn_indexes": [1],
+                                           "pretrain_image_size": 56},
+                       "fpn_hidden_size": 16, "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]},
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 37, "projection_dim": 32,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
+                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id},
+        geometry_encoder_config={"hidden_size": 16, "num_layers": 1, "roi_size": 2, **small},
+        detr_encoder_config={"hidden_size": 16, "num_layers": 1, **small},
+        detr_decoder_config={"hidden_size": 16, "num_layers": 1, "num_queries": 20, **small},
+        mask_decoder_config={"hidden_size": 16, "num_attention_heads": 2})
+    Sam3Model(config).eval().save_pretrained(dest)
+    Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 112, "width": 112}), tokenizer=tok).save_pretrained(dest)
+    return sha256_path(dest)

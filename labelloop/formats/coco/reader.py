@@ -48,6 +48,7 @@ import datetime as dt
 import json
 import math
 import os
+import reprlib
 from typing import Any, TypeGuard
 
 from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudonym, new_record
@@ -69,10 +70,10 @@ def _iso(value: Any) -> str | None:
                   lambda s: dt.datetime.strptime(s, "%Y/%m/%d"), lambda s: dt.datetime.strptime(s, "%Y/%m/%d %H:%M:%S")):
         try:
             t = parse(v)
-        except ValueError:
+            t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+            return t.astimezone(dt.timezone.utc).isoformat()
+        except (ValueError, OverflowError):  # OverflowError: year 9999 / 1 shifted past the range by its offset
             continue
-        t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-        return t.astimezone(dt.timezone.utc).isoformat()
     return None
 
 
@@ -166,8 +167,11 @@ def _region(ann: dict, image: dict, cats: dict, cat_kps: dict, keypoints: dict[s
         for n in ours:
             flat += [float(v) for v in kp[3 * pos[n]:3 * pos[n] + 3]] if n in pos else [0.0, 0.0, 0.0]
         region["keypoints"] = flat
-    if ann.get("score") is not None:
-        region["attributes"]["score"] = ann["score"]
+    score = ann.get("score")
+    if score is not None:
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
+            raise ValueError(f"{name}: score {reprlib.repr(score)} is not a finite number")
+        region["attributes"]["score"] = float(score)
     return region
 
 

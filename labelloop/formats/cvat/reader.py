@@ -132,15 +132,25 @@ def _numeric_attributes(root) -> frozenset[str]:
 
 def _attributes(el, numeric: frozenset[str] = frozenset()) -> dict:
     """A shape's ``<attribute>`` values: text as written (``"0003"`` stays ``"0003"``), a number
-    only for the attributes ``<meta>`` declares as numbers (``numeric``) whose text parses as one."""
+    for the attributes ``<meta>`` declares as numbers (``numeric``).
+
+    Raises:
+        ValueError: a declared number whose text is not a finite number (``"abc"``, ``"nan"``).
+    """
     out: dict[str, float | str] = {}
     for a in el.findall("attribute"):
         value = (a.text or "").strip()
         key = a.attrib.get("name", "")
-        try:
-            out[key] = float(value) if key in numeric else value
-        except ValueError:
+        if key not in numeric:
             out[key] = value
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"attribute {key!r}: {value[:40]!r} is not a finite number (<meta> declares it a number)")
+        out[key] = number
     return out
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -267,6 +268,53 @@ class _Prefixed:
         return self.fh.read(n)
 
 
+#: The deepest JSON nesting a streamed export may have. A Label Studio task nests about 8 deep
+#: (task > annotations > result > value > points > point); ijson keeps a prefix string per level,
+#: so memory grows with the square of the depth (a 200 KB file of 100,000 brackets took more
+#: than 2 GiB) unless the depth is bounded before ijson sees it.
+MAX_JSON_DEPTH = 64
+
+
+class _DepthGuard:
+    """A binary stream that counts JSON nesting (``[`` / ``{`` outside strings, string escapes
+    followed across reads) in what passes through it and raises :class:`ExportFormatError`
+    naming the file past :data:`MAX_JSON_DEPTH`. Only the structural bytes are looked at (one
+    regular-expression scan per read)."""
+
+    _TOKENS = re.compile(rb'[\\"\[\]{}]')
+
+    def __init__(self, fh: Any, where: str, limit: int = MAX_JSON_DEPTH):
+        self.fh, self.where, self.limit = fh, where, limit
+        self.depth, self.in_string, self.skip_first = 0, False, False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        skip_to = 1 if self.skip_first and data else 0
+        self.skip_first = False
+        for m in self._TOKENS.finditer(data, skip_to):
+            pos = m.start()
+            if pos < skip_to:
+                continue
+            c = data[pos]
+            if self.in_string:
+                if c == 0x5C:  # backslash: the next byte is escaped
+                    skip_to = pos + 2
+                    if skip_to > len(data):
+                        self.skip_first = True
+                elif c == 0x22:
+                    self.in_string = False
+            elif c == 0x22:
+                self.in_string = True
+            elif c in (0x5B, 0x7B):
+                self.depth += 1
+                if self.depth > self.limit:
+                    raise ExportFormatError(f"{self.where}: JSON nested more than {self.limit} deep: not a Label "
+                                            "Studio export")
+            elif c in (0x5D, 0x7D):
+                self.depth -= 1
+        return data
+
+
 def _one_line(exc: BaseException) -> str:
     msg = exc.args[0] if exc.args else ""
     text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
@@ -390,7 +438,7 @@ def stream_export(fh: BinaryIO, *, where: str) -> ExportStream:
         got = {b"{": "an object", b"": "nothing"}.get(first, "no JSON list")
         raise ExportFormatError(f"{where}: expected a JSON list of tasks (Label Studio JSON export) or of "
                                 f"annotations (JSON-MIN), got {got}")
-    items = ijson.items(_Prefixed(head, fh), "item", use_float=True)
+    items = ijson.items(_DepthGuard(_Prefixed(head, fh), where), "item", use_float=True)
     return ExportStream(items, where)
 
 

@@ -136,7 +136,7 @@ def mapped_controls(record: Mapping[str, Any]) -> list[str]:
 def check_mapping(regions: Sequence[Mapping[str, Any]]) -> list[str]:
     """The control mappings of one annotation's regions, as ``"<theirs> -> <ours>"`` (sorted), or
     RecordError when they are ambiguous: two controls (ours included) making one region type, or
-    mapped regions on more than one image object."""
+    regions on more than one image object (labelloop's own controls are on ``image``)."""
     sources: dict[str, set[str]] = {}
     for r in regions:
         ours = CONTROL_OF_TYPE.get(str(r.get("type")))
@@ -148,7 +148,8 @@ def check_mapping(regions: Sequence[Mapping[str, Any]]) -> list[str]:
         if len(names) > 1:
             raise RecordError(f"controls {sorted(names)} all make {CONTROLS[ours]} regions: which one is "
                               f"labelloop's {ours!r} is ambiguous (rename them in the labeling config)")
-    objects = {r.get("object_name") for r in regions if r.get("mapped_from")}
+    # the image objects the regions are on: a mapped region's own, labelloop's for the others
+    objects = {r.get("object_name") if r.get("mapped_from") else OBJECT_NAME for r in regions}
     if len(objects) > 1:
         raise RecordError(f"regions on several image objects {sorted(str(o) for o in objects)}: ambiguous")
     return sorted(f"{next(iter(n))} -> {o}" for o, n in sources.items() if next(iter(n)) != o)

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import reprlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -177,20 +178,40 @@ def _text(data: bytes, what: str, where: str) -> str:
         raise YoloFormatError(f"{where}: {what} is not UTF-8 text ({exc})") from None
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: a few hundred bytes of nested aliases ("billion
+    laughs") expand to 10**9 nodes as soon as anything walks them; data.yaml never needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not read here",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def _index(k: Any) -> int | None:
+    """A class index as data.yaml writes it: an int, or a string of ASCII digits; None otherwise."""
+    if isinstance(k, int) and not isinstance(k, bool):
+        return k
+    if isinstance(k, str) and k.strip().isascii() and k.strip().isdigit():
+        return int(k)
+    return None
+
+
 def _names_of(value: Any, where: str) -> dict[int, str]:
     if isinstance(value, list) and all(isinstance(n, str) for n in value):
         return dict(enumerate(value))
     if isinstance(value, dict):
         out: dict[int, str] = {}
         for k, v in value.items():
-            idx = k if isinstance(k, int) and not isinstance(k, bool) else int(k) if isinstance(k, str) and \
-                k.strip().isdigit() else None
+            idx = _index(k)
             if idx is None or idx < 0 or not isinstance(v, str):
-                raise YoloFormatError(f"{where}: data.yaml 'names' entry {k!r}: {v!r} is not 'index: name'")
+                raise YoloFormatError(f"{where}: data.yaml 'names' entry {reprlib.repr(k)}: {reprlib.repr(v)} is "
+                                      "not 'index: name'")
             out[idx] = v
         return out
     raise YoloFormatError(f"{where}: data.yaml 'names' must be a list of names or an index -> name mapping, "
-                          f"got {str(value)[:80]}")
+                          f"got {reprlib.repr(value)}")
 
 
 @dataclass
@@ -205,7 +226,7 @@ def _dataset(archive: YoloArchive, where: str) -> _Dataset:
     yaml_name, classes_name = archive.root + DATA_YAML, archive.root + CLASSES_TXT
     if yaml_name in archive.texts:
         try:
-            doc = yaml.safe_load(_text(archive.texts[yaml_name], DATA_YAML, where))
+            doc = yaml.load(_text(archive.texts[yaml_name], DATA_YAML, where), Loader=_NoAliasLoader)  # noqa: S506
         except yaml.YAMLError as exc:
             raise YoloFormatError(f"{where}: {yaml_name} is not YAML ({' '.join(str(exc).split())})") from None
         if not isinstance(doc, dict):
@@ -215,17 +236,19 @@ def _dataset(archive: YoloArchive, where: str) -> _Dataset:
         ds = _Dataset(_names_of(doc["names"], where), source=DATA_YAML)
         shape = doc.get("kpt_shape")
         if shape is not None:
-            if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(v, int) for v in shape)
+            if (not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
                     or shape[0] < 1 or shape[1] not in (2, 3)):
-                raise YoloFormatError(f"{where}: {yaml_name} kpt_shape must be [K, 2] or [K, 3], got {shape!r}")
+                raise YoloFormatError(f"{where}: {yaml_name} kpt_shape must be [K, 2] or [K, 3], "
+                                      f"got {reprlib.repr(shape)}")
             ds.kpt_shape = (shape[0], shape[1])
             kn = doc.get("kpt_names")
             if kn is not None:
-                if not isinstance(kn, dict) or not all(isinstance(v, list) and len(v) == shape[0]
-                                                        and all(isinstance(n, str) for n in v) for v in kn.values()):
+                if not isinstance(kn, dict) or not all(
+                        _index(k) is not None and isinstance(v, list) and len(v) == shape[0]
+                        and all(isinstance(n, str) for n in v) for k, v in kn.items()):
                     raise YoloFormatError(f"{where}: {yaml_name} kpt_names must map a class index to {shape[0]} "
-                                          f"keypoint names, got {str(kn)[:80]}")
-                ds.kpt_names = {int(k): list(v) for k, v in kn.items()}
+                                          f"keypoint names, got {reprlib.repr(kn)}")
+                ds.kpt_names = {cast(int, _index(k)): list(v) for k, v in kn.items()}
         return ds
     if classes_name in archive.texts:
         lines = [ln.strip() for ln in _text(archive.texts[classes_name], CLASSES_TXT, where).splitlines()]

@@ -4,55 +4,27 @@ Weights are never fetched at run time. A model spec names a file or directory an
 :func:`verify_checkpoint` refuses a missing path or a different hash with a
 :class:`CheckpointError` naming the expected path and hash (and the hash found).
 
-Hash of a file: sha256 of its bytes (as ``sha256sum``). Hash of a directory (a Hugging Face
-``save_pretrained`` folder): sha256 of the UTF-8 text made of one line per regular file under it,
-sorted by POSIX relative path, ``"<relative path>\\0<sha256 of the file>\\n"``; hidden files and
-folders (name starting with ``.``) are left out, so a ``.cache`` or ``.git`` does not change it.
+The hash of a file or of a ``save_pretrained`` directory is
+:func:`labelloop.models.hashing.sha256_path` (its module docstring defines it; re-exported here).
 ``python -m labelloop.prelabel.backends.loading PATH`` prints the hash to put in ``labelloop.yaml``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
 import sys
 from pathlib import Path
 
-from labelloop.images.files import sha256_file
+from labelloop.models.hashing import sha256_path
+
+__all__ = ["CheckpointError", "load_state_dict", "main", "resolve_path", "sha256_path", "verify_checkpoint"]
 
 
 class CheckpointError(FileNotFoundError):
     """A configured checkpoint is missing, unreadable, of the wrong kind, or not the file
     whose sha256 the config names. The message names the expected path and hash."""
-
-
-def _dir_files(root: Path) -> list[Path]:
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
-    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
-
-
-def sha256_path(path: str | os.PathLike) -> str:
-    """sha256 (64 lowercase hex) of a checkpoint file, or of a checkpoint directory as the
-    module docstring defines it.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        OSError: a file cannot be read.
-    """
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such file or directory")
-    listing = hashlib.sha256()
-    for f in _dir_files(path):
-        listing.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
-    return listing.hexdigest()
 
 
 def resolve_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:

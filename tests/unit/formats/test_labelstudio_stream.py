@@ -102,3 +102,24 @@ def test_a_50_mb_export_imports_with_a_fraction_of_the_whole_file_parse_memory(t
           f"streamed re-import peak {streamed / 2**20:.1f} MiB")
     assert streamed < whole / 3, (streamed, whole)
     assert len(review_store(ws).reviews()) == n + 1
+
+
+def test_json_nested_past_the_depth_bound_is_refused_before_ijson_pays_for_it(tmp_path):
+    """100,000 brackets (200 KB) took more than 2 GiB in ijson's per-level prefixes and the
+    process was killed; brackets and escaped quotes inside strings do not count as nesting."""
+    import resource
+
+    from labelloop.formats.labelstudio.reader import MAX_JSON_DEPTH
+    from support.helpers import FIXTURES
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ExportFormatError, match=f"deep.json: JSON nested more than {MAX_JSON_DEPTH} deep"):
+        list(read_review_file(deep)["records"])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no blow-up
+    tasks = json.loads((FIXTURES / "label-studio-1.23.2" / "export_json.json").read_text())
+    tasks[0]["data"]["note"] = 'a "quoted" \\\\ [[[[ {{{{ string \\" ]]'
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps(tasks))
+    assert [r["error"] for r in read_review_file(ok)["records"]] == [None, None, None]

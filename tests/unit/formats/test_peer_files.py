@@ -214,3 +214,38 @@ def test_an_item_rejected_again_by_a_later_import_is_one_reject(tmp_path, images
         store.commit_import(import_id, res)
     (rej,) = store.rejects()
     assert "iscrowd 'maybe'" in rej["reason"]
+
+
+def test_inputs_found_by_trying_to_break_the_readers(tmp_path, images):
+    """Each crashed or was taken silently before: a date at the edge of the calendar, JSON nested
+    100,000 deep, a NaN score, a declared number that is text, and a foreign control on another
+    image object beside labelloop's own."""
+    from labelloop.formats.labelstudio import ExportFormatError, parse_export
+    from labelloop.review.files import read_review_file
+
+    astro = images[0]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 100, 200], "iscrowd": 0}]
+    obj = _coco([astro], [astro["uri"]], anns)
+    obj["info"]["date_created"] = "9999-12-31T23:59:59-23:59"  # OverflowError before: now the fallback time
+    recs = parse_coco_review(obj, where="r.json", fallback_time="2026-01-01T00:00:00+00:00")
+    assert recs[0]["updated_at"] == "2026-01-01T00:00:00+00:00" and recs[0]["error"] is None
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"images": [], "annotations": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ExportFormatError, match="deep.json: JSON nested too deeply"):
+        read_review_file(deep)
+    anns[0]["score"] = float("nan")
+    (rej,) = do_import(_coco([astro], [astro["uri"]], anns), images)["rejects"]
+    assert "annotation 1: score nan is not a finite number" in rej["reason"]
+    xml = f"""<annotations><version>1.1</version><meta><task><id>7</id><updated>2026-11-29T10:00:00+00:00</updated>
+<labels><label><name>person</name><attributes><attribute><name>age</name><input_type>number</input_type>
+</attribute></attributes></label></labels></task></meta>
+<image id="0" name="{astro['uri']}" width="512" height="512">
+<box label="person" occluded="0" xtl="10" ytl="20" xbr="110" ybr="220"><attribute name="age">abc</attribute></box>
+</image></annotations>""".encode()
+    recs, _ = parse_cvat(xml, where="annotations.xml")
+    assert "attribute 'age': 'abc' is not a finite number" in recs[0]["error"]
+    task = json.loads((LS / "export_json.json").read_text())[:1]
+    extra = dict(task[0]["annotations"][0]["result"][0], id="q1", from_name="poly", to_name="image2",
+                 type="polygonlabels", value={"points": [[1, 1], [5, 1], [5, 5]], "polygonlabels": ["cat"]})
+    task[0]["annotations"][0]["result"].append(extra)
+    assert "regions on several image objects ['image', 'image2']" in parse_export(task)[0]["error"]

@@ -346,3 +346,23 @@ def test_gold_registration_reads_yolo(ws, tmp_path):
     assert gold["format"] == "yolo" and gold["rejects"] == []
     assert [(r["category"], r["bbox"]) for r in gold["labels"]] == [("face", [150.0, 100.0, 450.0, 300.0])]
     assert hashlib.sha256(photo("coffee.png")).hexdigest() == gold["images"][0]["image_id"]
+
+
+def test_hostile_data_yaml_is_refused_quickly_and_by_name(tmp_path):
+    """Found by trying to break it: nested YAML aliases ("billion laughs", a 1 KB zip) took minutes
+    of CPU in an error message; a null or non-ASCII-digit class index crashed with TypeError."""
+    import time
+
+    from labelloop.formats.labelstudio import ExportFormatError
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    bomb = zip_bytes({"data.yaml": "\n".join(levels) + "\nnames: *i\n", "labels/a.txt": ""})
+    t0 = time.perf_counter()
+    with pytest.raises(ExportFormatError, match=r"bomb\.zip: .*data\.yaml is not YAML .*aliases"):
+        read_review_file(write(tmp_path / "bomb.zip", bomb))
+    assert time.perf_counter() - t0 < 5
+    for kpt_names, names in (("{null: [nose]}", "{0: person}"), ("{0: [nose]}", "{'²': person}")):
+        doc = f"names: {names}\nkpt_shape: [1, 3]\nkpt_names: {kpt_names}\n"
+        with pytest.raises(ExportFormatError, match=r"odd\.zip: .*(kpt_names must map|'names' entry)"):
+            read_review_file(write(tmp_path / "odd.zip", zip_bytes({"data.yaml": doc, "labels/a.txt": ""})))

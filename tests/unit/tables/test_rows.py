@@ -20,7 +20,8 @@ SCHEMA_OF = {"Image": "IMAGES", "Prediction": "PREDICTIONS", "ReviewQueue": "REV
              "Label": "LABELS", "ResolvedImage": "RESOLVED_IMAGES", "Reject": "REJECTS", "GoldLabel": "GOLD_LABELS",
              "GoldImage": "GOLD_IMAGES", "LabelSuspect": "LABEL_SUSPECTS", "CalibrationOutcome": "CALIBRATION_OUTCOMES",
              "ReleaseImage": "RELEASE_IMAGES", "ReleaseLineage": "RELEASE_LINEAGE", "Lineage": "LINEAGE",
-             "SplitAssignment": "SPLIT_ASSIGNMENTS", "CocoId": "COCO_IDS"}
+             "SplitAssignment": "SPLIT_ASSIGNMENTS", "CocoId": "COCO_IDS",
+             "Model": "MODELS"}
 
 
 def python_type(arrow: pa.DataType):

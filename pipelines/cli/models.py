@@ -1,0 +1,91 @@
+"""``labelloop models``: the catalog of pre-labeler models and the ones the workspace holds
+(``list``), and one-command downloads (``pull``), added to the group in :mod:`pipelines.cli`.
+The work is :mod:`labelloop.models` (catalog, pull, registry); this module parses and prints."""
+
+from __future__ import annotations
+
+import click
+
+from labelloop.models import catalog, registry
+from labelloop.models.pull import PullError, pull
+from pipelines.cli.common import CliError, emit, options, workspace_of
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+@click.group("models")
+def models() -> None:
+    """Pre-labeler models: the catalog, what this workspace holds, and downloads from the hub."""
+
+
+@models.command("list")
+@options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def list_models(ctx: click.Context, as_json: bool) -> None:
+    """The catalog (name, hub repo, role, licence, approximate size) and the models installed in
+    the workspace's models table (path, sha256, size, status)."""
+
+    ws = workspace_of(ctx)
+    installed = registry.read_models(ws)
+    data = {"catalog": [e.as_dict() for e in catalog.CATALOG.values()], "installed": installed,
+            "models_dir": str(registry.models_dir(ws))}
+
+    def fmt(d: dict) -> str:
+        have = {r["name"]: r for r in d["installed"]}
+        lines = ["catalog (labelloop models pull NAME):"]
+        for e in d["catalog"]:
+            mark = "installed" if e["name"] in have else ""
+            lines.append(f"  {e['name']:<20} {e['repo_id']:<36} {e['role']:<9} {e['licence']:<11} "
+                         f"~{_size(e['size_bytes']):<8} {mark}".rstrip())
+            if e["gated"] or e["spec_kind"] is None:
+                lines.append(f"  {'':<20} {e['note']}")
+        lines.append(f"installed in {d['models_dir']}:" if d["installed"] else "installed: none")
+        for r in d["installed"]:
+            lines.append(f"  {r['name']:<20} {r['role']:<9} {r['status']:<9} {_size(r['size_bytes']):<8} "
+                         f"sha256 {r['sha256']}  {r['path']}")
+        return "\n".join(lines)
+
+    emit(data, as_json, fmt)
+
+
+@models.command("pull")
+@options
+@click.argument("name")
+@click.option("--revision", metavar="R", help="branch, tag or commit (default: the catalog's, main)")
+@click.option("--role", type=click.Choice(registry.ROLES), help="for a repo id outside the catalog: its labelloop.yaml slot")
+@click.option("--kind", "spec_kind", metavar="KIND",
+              help="for a repo id outside the catalog: the spec kind that loads it (grounding-dino, owlv2, sam2, sam-hq)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def pull_model(ctx: click.Context, name: str, revision: str | None, role: str | None, spec_kind: str | None,
+               as_json: bool) -> None:
+    """Download NAME (a catalog name, or a hub repo id org/name) from the Hugging Face Hub
+    ($HF_ENDPOINT; token from `hf auth login` or HF_TOKEN) into models/NAME, verify every file
+    against the hashes the hub declares, record it in the models table, and print the
+    labelloop.yaml lines that use it."""
+
+    ws = workspace_of(ctx)
+    try:
+        res = pull(ws, name, revision, role=role, spec_kind=spec_kind)
+    except PullError as exc:
+        raise CliError(str(exc)) from None
+    data = {"name": res.row["name"], "path": str(res.path), "sha256": res.row["sha256"],
+            "revision": res.row["revision"], "size_bytes": res.row["size_bytes"], "already": res.already,
+            "snippet": res.snippet, "row": res.row}
+
+    def fmt(d: dict) -> str:
+        head = (f"{d['name']}: already installed" if d["already"] else f"{d['name']}: pulled") + \
+               f" at {d['path']} (revision {d['revision']}, {_size(d['size_bytes'])}, sha256 {d['sha256']})"
+        if d["snippet"] is None:
+            return head + "\nno labelloop backend loads this model yet: it is recorded in the models table only"
+        return head + "\nput in labelloop.yaml:\n" + d["snippet"].rstrip("\n")
+
+    emit(data, as_json, fmt)
