@@ -273,7 +273,8 @@ def import_review(
         :func:`labelloop.review.regions.to_pixels` gives them. A crowd region is never linked to a
         prediction (it is ``added``; a prediction it covers gets a deletion marker).
         ``import_run_id``: the Dagster run storing the import, written on every REVIEWS and
-        HUMAN_LABELS row (None outside a run).
+        HUMAN_LABELS row (None outside a run). Two label files of one YOLO dataset that match
+        the same image contradict each other: both are rejected, naming each other.
     """
     index = ImageIndex(images)
     exported_by_image: dict[str, list[ExportedPredictionRow]] = defaultdict(list)
@@ -283,6 +284,8 @@ def import_review(
     budget = MaskBudget()  # the file's allowance for decoding CVAT masks (regions.MAX_MASK_PIXELS_PER_FILE)
     out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0, "mapped_controls": []}
     mapped: set[str] = set()
+    yolo_images: dict[str, tuple[str, str]] = {}  # image_id -> (item, review_id) of its YOLO label file
+    dropped: set[str] = set()
     for rec in records:
         item = record_item(rec)
         mapped.update(mapped_controls(rec))
@@ -302,6 +305,17 @@ def import_review(
         except MatchReject as exc:
             out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})
             continue
+        if rec.get("tool") == "yolo":  # a dataset labels an image once: two label files of it contradict
+            first = yolo_images.setdefault(review["image_id"], (item, review["review_id"]))
+            if first[1] != review["review_id"]:
+                why = (f"{first[0]} and {item} are both labels of image {review['image_id'][:12]} "
+                       f"({review.get('task_id')}): which one holds is ambiguous")
+                out["rejects"] += [{"file": file_name, "item": it, "reason": why} for it in (first[0], item)
+                                   if it not in dropped]
+                dropped.update((first[0], item))
+                out["reviews"] = [r for r in out["reviews"] if r["review_id"] != first[1]]
+                out["human_labels"] = [h for h in out["human_labels"] if h["review_id"] != first[1]]
+                continue
         seen.add(key)
         out["reviews"].append(review)
         out["human_labels"].extend(labels)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any, Mapping, Sequence, cast
 
 from labelloop.formats.cvat.reader import cvat_mask_rle
@@ -223,7 +224,8 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
         instance's ``keypoints``).
 
     Raises:
-        RegionError: a duplicate region id, no or an unknown label, a size mismatch with our
+        RegionError: a duplicate region id, no or an unknown label (a label that differs from a
+            category only by Unicode normalisation, NFC vs NFD, is that category), a size mismatch with our
             image (> 1 px), geometry outside the image or of zero area, a malformed mask or
             polygon, keypoints that cannot be attached (see :mod:`labelloop.geometry.keypoints`), or
             a mask over the file's budget of decoded mask pixels.
@@ -231,6 +233,7 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
     assert image["width"] is not None and image["height"] is not None  # an ok row: its size is known
     w, h = int(image["width"]), int(image["height"])
     budget = budget if budget is not None else MaskBudget()
+    by_nfc = {unicodedata.normalize("NFC", c): c for c in categories}
     schema = keypoint_schema or {}
     kp_names = {n for names in schema.values() for n in names}
     out: list[dict] = []
@@ -272,6 +275,8 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
                 raise RegionError(f"{name}: keypoint {cat} ({x:.2f}, {y:.2f}) outside the {w}x{h} image")
             points.append({"region_id": rid, "name": cat, "x": x, "y": y, "value": reg["value"]})
             continue
+        if cat not in categories and isinstance(cat, str):  # the same name in another Unicode form
+            cat = by_nfc.get(unicodedata.normalize("NFC", cat), cat)
         if cat not in categories:
             raise RegionError(f"{name}: unknown category {cat!r} (known: {', '.join(sorted(categories))})")
         if kind == "px":

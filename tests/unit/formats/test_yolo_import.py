@@ -366,3 +366,26 @@ def test_hostile_data_yaml_is_refused_quickly_and_by_name(tmp_path):
         doc = f"names: {names}\nkpt_shape: [1, 3]\nkpt_names: {kpt_names}\n"
         with pytest.raises(ExportFormatError, match=r"odd\.zip: .*(kpt_names must map|'names' entry)"):
             read_review_file(write(tmp_path / "odd.zip", zip_bytes({"data.yaml": doc, "labels/a.txt": ""})))
+
+
+def test_one_image_labelled_in_two_splits_is_rejected_both_times(tmp_path):
+    """Found by trying to break it: labels/train/astronaut.txt and labels/val/astronaut.txt gave
+    two reviews of one image with the same time, so which held was chance. Both are rejected,
+    naming each other; the other images import."""
+    data = ultralytics_zip({"train/astronaut": "0 0.5 0.5 0.2 0.2\n", "val/astronaut": "1 0.5 0.5 0.4 0.4\n",
+                            "train/coffee": "2 0.5 0.5 0.5 0.5\n"})
+    res = imported(write(tmp_path / "twice.zip", data))
+    assert sorted(by_image(res)) == ["coffee.png"] and len(res["reviews"]) == 1
+    reasons = sorted(r["reason"] for r in res["rejects"])
+    assert len(reasons) == 2 and all("are both labels of image" in r and "ambiguous" in r for r in reasons)
+
+
+def test_a_class_name_in_another_unicode_form_is_the_category(tmp_path):
+    import unicodedata
+
+    cats = ["pérson", "face", "cat"]  # NFC in labelloop.yaml
+    nfd = unicodedata.normalize("NFD", "pérson")
+    assert nfd != cats[0]
+    data = ultralytics_zip({"train/astronaut": "0 0.5 0.5 0.2 0.2\n"}, names={0: nfd, 1: "face", 2: "cat"})
+    res = imported(write(tmp_path / "nfd.zip", data), categories=cats)
+    assert res["rejects"] == [] and [h["category"] for h in res["human_labels"]] == ["pérson"]
