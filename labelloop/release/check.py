@@ -69,7 +69,9 @@ def _instances_rel(folder: Path, split: str) -> str | None:
 
 
 def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
-                members: dict[str, dict] | None = None, rel: str | None = None) -> tuple[list[str], int, int]:
+                members: dict[str, dict] | None = None, rel: str | None = None) -> tuple[list[str], COCO | None]:
+    """Problems of a split's instances file, and the file as pycocotools loaded it (None when it
+    cannot be loaded; the caller reads the split's views and crowd-only images from it)."""
 
     rel = rel or layout.instances_file(split)
     legacy = rel == layout.legacy_instances_file(split)
@@ -77,7 +79,7 @@ def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
     try:
         gt = _load(path)
     except Exception as exc:  # noqa: BLE001 - pycocotools raises bare assertions and KeyErrors
-        return [f"{rel}: pycocotools cannot load it: {type(exc).__name__}: {exc}"], 0, 0
+        return [f"{rel}: pycocotools cannot load it: {type(exc).__name__}: {exc}"], None
     problems = []
     cats = {c["id"]: c for c in gt.dataset.get("categories", [])}
     if [cats[k]["name"] for k in sorted(cats)] != list(categories):
@@ -143,7 +145,7 @@ def _check_coco(folder: Path, split: str, categories: list[str], seen: dict,
             if len(kp) != 3 * len(names) or ann.get("num_keypoints") != sum(1 for v in kp[2::3] if v > 0):
                 problems.append(f"{where}: {len(kp)} keypoint numbers / num_keypoints {ann.get('num_keypoints')} "
                                 f"do not fit {len(names)} keypoints")
-    return problems, len(gt.dataset.get("images", [])), len(gt.dataset.get("annotations", []))
+    return problems, gt
 
 
 def _check_view(folder: Path, rel: str, kind: str, instances: dict[int, int]) -> list[str]:
@@ -221,13 +223,12 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
             if split in data:
                 problems.append(f"data.yaml: lists {split} but images/{split}/ is empty")
             continue
-        got, ni, na = _check_coco(folder, split, categories, seen, members, rel)
+        got, gt = _check_coco(folder, split, categories, seen, members, rel)
         problems += got
-        n_images, n_anns = n_images + ni, n_anns + na
-        loaded = rel is not None and not any(p.startswith(f"{rel}: pycocotools") for p in got)
         crowd_only: set[str] = set()
-        if loaded and rel is not None:
-            gt = _load(folder / rel)
+        if gt is not None:
+            n_images += len(gt.dataset.get("images", []))
+            n_anns += len(gt.dataset.get("annotations", []))
             crowd_only = {Path(im["file_name"]).stem for im in gt.dataset.get("images", [])
                           if (own := gt.imgToAnns.get(im["id"])) and all(a.get("iscrowd") for a in own)}
             if rel == layout.instances_file(split):

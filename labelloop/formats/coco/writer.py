@@ -259,7 +259,8 @@ def segmentation_view(coco: dict, mask_categories: Sequence[str]) -> dict | None
     if not mask_categories:
         return None
     base = instances_view(coco)
-    ids = {c["id"] for c in base["categories"] if c["name"] in set(mask_categories)}
+    wanted = set(mask_categories)
+    ids = {c["id"] for c in base["categories"] if c["name"] in wanted}
     sizes = {im["id"]: (int(im["width"]), int(im["height"])) for im in base["images"]}
     anns = []
     for a in base["annotations"]:
