@@ -31,8 +31,9 @@ class Gate:
 GATES: tuple[Gate, ...] = (
     Gate("schema_valid", True, None,
          "every label lies inside its image with a positive area and names a known category"),
-    Gate("audited_error_rate", True, "qa.audit_error_target",
-         "the audited error rate of the auto-accepted pre-labels (QA sample, Wilson 95% interval) is below the target"),
+    Gate("release_error_rate", True, "qa.audit_error_target",
+         "the share of the release's images with wrong labels (auto-accepted by model audit, reviewed by "
+         "reviewer-vs-gold errors; stratified, MOVER-Wilson 95% interval) is below the target"),
     Gate("gold_mean_iou", True, "qa.gold_mean_iou",
          "each reviewer's mean IoU against the gold set (bootstrap 95% interval) reaches the threshold"),
     Gate("gold_class_accuracy", True, "qa.gold_class_accuracy",

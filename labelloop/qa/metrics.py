@@ -6,19 +6,21 @@ Sources of the formulas:
 - Detection matching: COCO evaluation (pycocotools ``COCOeval.evaluateImg``) visits detections
   by descending score; each takes the unmatched ground truth of its class with the highest
   IoU at or above the threshold (:func:`labelloop.geometry.boxes.greedy_match`).
-- Gate rule: the audited error rate passes when the whole interval lies below the target, fails
-  (blocking) when the whole interval lies above it, and warns otherwise (not enough evidence).
+- The audited error rate of the pre-labeler (per model, :func:`audits_by_model`) is a figure of the
+  report, not a gate: the release's own error rate (:mod:`labelloop.qa.release_error`) decides
+  the release.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 from labelloop.geometry.boxes import box_problem, greedy_match, iou
 from labelloop.qa.gates import gate_result
 from labelloop.qa.intervals import sample_size_needed, wilson_interval
+from labelloop.qa.release_error import image_models, release_error_gate, release_error_rate
 from labelloop.tables.schemas import HumanLabelRow, LabelRow, PredictionRow, ResolvedImageRow, ReviewQueueRow, ReviewRow
 
 ROUTES = ("auto_accept", "qa_sample", "human_review")
@@ -203,6 +205,41 @@ def audit(
             "sample_size_needed": needed, "images_in_error": sorted(details), "errors": details}
 
 
+def model_of_prediction(p: Mapping[str, Any]) -> str | None:
+    """The model that made an auto label: ``model_id`` (PREDICTIONS / LABELS rows) or
+    ``model_version`` (EXPORTED_PREDICTIONS rows), None when neither is set."""
+    m = p.get("model_id") or p.get("model_version")
+    return None if m is None else str(m)
+
+
+def audits_by_model(
+    review_queue: Sequence[ReviewQueueRow], reviews: Sequence[ReviewRow], human_labels: Sequence[HumanLabelRow],
+    auto_labels: Sequence[Mapping[str, Any]], default_model: str | None, move_iou: float = 0.75,
+    target: float = 0.02, confidence: float = 0.95,
+) -> dict[str, dict]:
+    """:func:`audit` per model: each QA-sample image is audited against the auto labels it was
+    routed with (``auto_labels`` rows carry ``model_id`` or ``model_version``), so a new model does
+    not turn past audits into errors. An image whose auto labels name no model (or that has none)
+    counts for ``default_model``. Returns ``{model_id: audit dict}`` for every model with a
+    QA-sample image."""
+    model_of: dict[str, str] = {}
+    for a in auto_labels:
+        m = model_of_prediction(a)
+        if m is not None:
+            model_of.setdefault(a["image_id"], m)
+    qa_rows = [r for r in review_queue if r.get("route") == "qa_sample"]
+    groups: dict[str, set[str]] = defaultdict(set)
+    for r in qa_rows:
+        groups[model_of.get(r["image_id"]) or str(default_model)].add(r["image_id"])
+    out = {}
+    for model, ids in sorted(groups.items()):
+        out[model] = audit([r for r in review_queue if r["image_id"] in ids], reviews, human_labels,
+                           cast(list[PredictionRow], [a for a in auto_labels if a["image_id"] in ids
+                                                      and model_of_prediction(a) in (model, None)]),
+                           move_iou=move_iou, target=target, confidence=confidence)
+    return out
+
+
 def schema_check(labels: Sequence[LabelRow], images: dict[str, tuple[int, int]], categories: Sequence[str]) -> dict:
     """Every label: known image, known category, box inside its ``(width, height)`` image with
     positive area (:func:`labelloop.geometry.boxes.box_problem`). The first 50 problems are listed."""
@@ -272,7 +309,8 @@ def build_qa_report(
     images: dict[str, tuple[int, int]], categories: Sequence[str],
     auto_labels: Sequence[PredictionRow] | Sequence[LabelRow] | None = None,
     resolved_images: Sequence[ResolvedImageRow] | None = None, move_iou: float = 0.75, target: float = 0.02,
-    confidence: float = 0.95, iou_thresholds: Sequence[float] = (0.5, 0.75),
+    confidence: float = 0.95, iou_thresholds: Sequence[float] = (0.5, 0.75), model_id: str | None = None,
+    reviewer_gold: tuple[int, int] | None = None,
 ) -> dict:
     """Assemble the JSON-serializable QA report (floats rounded to 6 decimals, no NaN).
 
@@ -287,7 +325,15 @@ def build_qa_report(
         auto_labels: auto-accepted predictions of QA-sample images (image_id, category, bbox,
             prediction_id). Default: ``labels`` rows with action ``auto_accepted``.
         resolved_images: RESOLVED_IMAGES rows for the count (default: images with a label).
+            Rows carry ``model_id`` / ``model_version``: each audited image is compared with the
+            predictions it was routed with (:func:`audits_by_model`).
         move_iou, target, confidence: QA settings (``ProjectConfig.qa``).
+        model_id: the current pre-labeler's model_id (audits of images whose auto labels name none).
+        reviewer_gold: ``(k_R, n_R)`` reviewer-vs-gold image-level errors
+            (:func:`labelloop.qa.release_error.reviewer_gold_errors`); None: not measured.
+
+    Gates: ``schema_valid`` and ``release_error_rate`` (:mod:`labelloop.qa.release_error`); the
+    pre-labeler's audited error rate is reported (``audit``, ``audit_by_model``) and blocks nothing.
     """
     latest = latest_reviews(reviews)
     reviewed = set(latest)
@@ -298,18 +344,30 @@ def build_qa_report(
         auto_labels = [lab for lab in labels if lab.get("action") == "auto_accepted"]
     aud = audit(review_queue, reviews, human_labels, auto_labels, move_iou=move_iou, target=target,
                 confidence=confidence)
+    by_model = audits_by_model(review_queue, reviews, human_labels, auto_labels, model_id, move_iou=move_iou,
+                               target=target, confidence=confidence)
     schema = schema_check(labels, images, categories)
-    resolved = (len({r["image_id"] for r in resolved_images}) if resolved_images is not None
-                else len({lab["image_id"] for lab in labels}))
+    if resolved_images is None:
+        auto_ids = {lab["image_id"] for lab in labels if lab.get("action") == "auto_accepted"}
+        resolved_images = [{"image_id": i, "resolution": "auto_accepted" if i in auto_ids else "reviewed",
+                            "n_labels": 0, "review_id": None, "route": None} for i in {lab["image_id"] for lab in labels}]
+    resolved = len({r["image_id"] for r in resolved_images})
+    per_model, n_reviewed, n_images = image_models(labels, resolved_images, model_id)
+    if not per_model and aud["n_audited"] == 0:
+        aud["reason"] = "no auto-accepted image in this label set: nothing of the pre-labeler's is released unreviewed"
+    release_error = release_error_rate(per_model, n_reviewed, n_images,
+                                       {m: (a["n_errors"], a["n_audited"]) for m, a in by_model.items()},
+                                       reviewer_gold, target, confidence)
     gates = [
         gate_result("schema_valid", schema["status"], schema["n_invalid"], 0,
                     f"{schema['n_invalid']} of {schema['n_labels']} labels invalid" if schema["n_invalid"]
                     else f"all {schema['n_labels']} labels valid", schema["images"]),
-        gate_result("audited_error_rate", aud["status"], aud["error_rate"], target, aud["reason"],
-                    aud["images_in_error"]),
+        release_error_gate(release_error, sorted({i for m, a in by_model.items() if m in per_model
+                                                  for i in a["images_in_error"]})),
     ]
     counts = {"routes": route_counts(review_queue), "classes": class_counts(labels), "labels": len(labels),
               "images": len(images), "images_resolved": resolved, "images_reviewed": len(reviewed)}
     return json_safe({"labels_sha256": labels_sha256, "policy_id": policy_id, "counts": counts,
                    "prelabel_vs_human": detection_metrics(preds, truths, iou_thresholds), "audit": aud,
+                   "audit_by_model": by_model, "release_error": release_error,
                    "schema": schema, "gates": gates})

@@ -34,6 +34,7 @@ from labelloop.qa.cost import estimate_cost
 from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
 from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
 from labelloop.qa.model_eval import model_vs_human
+from labelloop.qa.release_error import reviewer_gold_errors
 from labelloop.qa.report.html import render_html
 from labelloop.qa.statistics import box_sizes, class_drift, objects_per_image
 from labelloop.review.store import review_store
@@ -98,17 +99,20 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     cfg = d["cfg"]
     q = cfg.qa
     qa_ids = {r["image_id"] for r in d["queue"] if r["route"] == QA_SAMPLE}
+    annotations = current_annotations(d["reviews"], d["all_human_labels"])
+    gold_ids = sorted({r["image_id"] for r in d["gold_images"]})
+    rev_gold = reviewer_gold_errors(d["gold_labels"], gold_ids, annotations, q.audit_move_iou)
     report = build_qa_report(
         labels=d["labels"], labels_sha256=d["labels_sha256"], policy_id=cfg.policy_id(), review_queue=d["queue"],
         reviews=d["reviews"], human_labels=d["human_labels"], predictions=d["kept"], images=d["sizes"],
-        categories=cfg.category_names, auto_labels=[p for p in d["kept"] if p["image_id"] in qa_ids],
+        categories=cfg.category_names, auto_labels=cast(list[PredictionRow], routed_auto_labels(d, qa_ids)),
         resolved_images=d["resolved"], move_iou=q.audit_move_iou, target=q.audit_error_target,
-        confidence=q.confidence)
+        confidence=q.confidence, model_id=d["model_id"],
+        reviewer_gold=(rev_gold["k"], rev_gold["n"]) if rev_gold["n"] else None)
     report["scope"] = scope
     report["model_id"] = d["model_id"]
-    annotations = current_annotations(d["reviews"], d["all_human_labels"])
+    report["release_error"]["reviewer_gold_errors"] = rev_gold["errors"]
     iou_thr = q.gold_mean_iou_strict if q.strict else q.gold_mean_iou
-    gold_ids = sorted({r["image_id"] for r in d["gold_images"]})
     gold = reviewer_vs_gold(d["gold_labels"], gold_ids, annotations, iou_thr, q.confidence, q.bootstrap_resamples)
     gold["sets"] = sorted({r["gold_set"] for r in d["gold_images"]})
     agreement = pairwise_agreement(annotations, 0.5, q.confidence, q.bootstrap_resamples)
@@ -139,6 +143,37 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     gallery = gallery_entries(gold, agreement, annotations, d["gold_labels"], mvh_worst, d["kept"], truths)
     report["gallery"] = [{k: v for k, v in g.items() if k not in ("set_a", "set_b")} for g in gallery]
     return json_safe(report), gallery
+
+
+def routed_auto_labels(d: dict, qa_ids: set[str]) -> list[dict]:
+    """The auto labels each QA-sample image was routed with: the predictions its batch's review
+    export sent (EXPORTED_PREDICTIONS of a ``labelloop/<batch>`` export, with ``model_version``
+    the model_id), so the audit compares the review with that model's predictions and not with a
+    later model's. An image exported under several models takes the model whose predictions its
+    reviews link to (``source_prediction_id``), else the current model; an image never exported
+    falls back on the current model's kept predictions."""
+    sent: dict[str, list[dict]] = defaultdict(list)
+    for e in d["exported"]:
+        src = str(e.get("source") or "")
+        if e["image_id"] in qa_ids and src.startswith("labelloop/") and src != "labelloop/label-suspects" \
+                and e.get("model_version"):
+            sent[e["image_id"]].append(dict(e, model_id=e["model_version"]))
+    linked = {h.get("source_prediction_id") for h in d["all_human_labels"] if h["image_id"] in qa_ids}
+    out: list[dict] = []
+    for image_id in sorted(qa_ids):
+        rows = sent.get(image_id)
+        if not rows:
+            out += [dict(p) for p in d["kept"] if p["image_id"] == image_id]
+            continue
+        models = sorted({r["model_id"] for r in rows})
+        chosen = next((r["model_id"] for r in rows if r.get("prediction_id") in linked), None) \
+            or (d["model_id"] if d["model_id"] in models else models[-1])
+        seen: set = set()
+        for r in rows:
+            if r["model_id"] == chosen and r.get("prediction_id") not in seen:
+                seen.add(r.get("prediction_id"))
+                out.append(r)
+    return out
 
 
 def _model_confusion(kept: Sequence[PredictionRow], truths: Sequence[HumanLabelRow], latest: dict[str, ReviewRow]

@@ -29,7 +29,7 @@ def test_definitions_load_with_the_asset_graph(tmp_path):
     defs = build_definitions(str(tmp_path))
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
-    assert {c.name for c in graph.asset_check_keys} == {"schema_valid", "audited_error_rate", "gold_mean_iou",
+    assert {c.name for c in graph.asset_check_keys} == {"schema_valid", "release_error_rate", "gold_mean_iou",
                                                        "gold_class_accuracy", "inter_annotator_kappa",
                                                        "guidelines_agreement", "labels_traced"}
     for job in ("batch_job", "resolve_job", "release_job", "rollback_job", "push_job"):

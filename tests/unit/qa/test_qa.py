@@ -242,7 +242,7 @@ def test_build_qa_report_is_strict_json():
     r = _report()
     text = json.dumps(r, allow_nan=False)
     assert json.loads(text) == r
-    assert [g["name"] for g in r["gates"]] == ["schema_valid", "audited_error_rate"]
+    assert [g["name"] for g in r["gates"]] == ["schema_valid", "release_error_rate"]
     assert r["gates"][0]["status"] == "pass"
     assert r["gates"][1]["status"] == "fail" and r["gates"][1]["images"] == ["i2", "i3"]
     assert r["audit"]["error_rate"] == 0.666667
@@ -263,7 +263,7 @@ def test_render_html_self_contained_and_deterministic():
     assert html1 == html2
     assert html1.count("<img") >= 2 and html1.count("data:image/png;base64,") >= 2
     assert "http://" not in html1 and "https://" not in html1
-    for text in ("schema_valid", "audited_error_rate", "FAIL", "iou@0.75", "qa_sample", "person"):
+    for text in ("schema_valid", "release_error_rate", "FAIL", "iou@0.75", "qa_sample", "person"):
         assert text in html1
     assert render_html(r, None).count("<img") == 1
 
