@@ -2,8 +2,12 @@
 
 scikit-image's data folder (astronaut, camera, chelsea, coffee, coins, rocket, motorcycle
 left/right, hubble deep field), matplotlib's grace_hopper.jpg, scikit-learn's china.jpg and
-flower.jpg. ``demo_review.json`` (package data) holds hand-drawn boxes for all of them as a
-Label Studio JSON export (project 7, reviewer 3), referencing ``photos/<file name>``.
+flower.jpg. Package data, Label Studio 1.23 JSON exports referencing ``photos/<file name>``
+(who drew what and how: ``labelloop/data/README.md``): ``demo_review.json`` holds hand-drawn
+boxes for all of them (project 7, reviewer 3), ``demo_review_second.json`` a second reviewer's
+boxes for four of them (project 7, reviewer 5: a double review), ``demo_gold.json`` the gold set
+(project 8: camera, chelsea, coins, grace_hopper; 5 objects) and ``demo_review_careless.json`` a
+careless re-review of the gold photos (project 7, reviewer 9: boxes on the wrong things).
 """
 
 from __future__ import annotations
@@ -45,7 +49,32 @@ def stage_photos(dest: Path) -> Path:
     return out
 
 
+def _data(name: str) -> Path:
+    return Path(str(resources.files("labelloop.data").joinpath(name)))
+
+
 def demo_review_path() -> Path:
     """The hand-made Label Studio JSON export of the bundled photos (package data)."""
 
-    return Path(str(resources.files("labelloop.data").joinpath("demo_review.json")))
+    return _data("demo_review.json")
+
+
+def demo_second_review_path() -> Path:
+    """A second reviewer's hand-made Label Studio JSON export of four bundled photos (astronaut,
+    chelsea, coffee, motorcycle_left): with :func:`demo_review_path`, a double review."""
+
+    return _data("demo_review_second.json")
+
+
+def demo_gold_path() -> Path:
+    """The demo's gold set, a Label Studio JSON export drawn by hand: camera, chelsea,
+    grace_hopper (5 objects) and coins (a trusted negative)."""
+
+    return _data("demo_gold.json")
+
+
+def demo_careless_review_path() -> Path:
+    """A careless re-review of the gold photos (Label Studio JSON export, visibly wrong boxes):
+    the demo imports it last, and the reviewer-vs-gold gate blocks its release."""
+
+    return _data("demo_review_careless.json")

@@ -1,9 +1,11 @@
 """``labelloop demo``: the whole loop on the bundled photos in a fresh workspace.
 
 init -> ingest the bundled photos -> run (raw_images, prelabels, review_queue, review_export,
-human_labels, labels) -> release (dataset-v1 from the labels resolved so far) -> import the
-hand-made review (Label Studio JSON export) -> run -> release again (dataset-v2, or a release
-blocked by a QA gate, an expected outcome) -> summary.
+human_labels, labels) -> register the hand-drawn gold set -> release (dataset-v1 from the
+labels resolved so far) -> import the hand-made review of all 12 photos and a second reviewer's
+review of four (a double review) -> run -> release dataset-v2 (every blocking gate measured) ->
+import a careless re-review of the gold photos -> run -> release, blocked by the reviewer-vs-gold
+gate (the expected outcome: dataset-v2 stays the current release) -> summary.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import click
 from labelloop.images import samples
 from labelloop.ingest.files import ingest
 from labelloop.release.audit import status
+from labelloop.review.gold import register_gold
+from labelloop.workspace import repo
 from labelloop.workspace.init import init_workspace
 from labelloop.workspace.layout import Workspace
 from pipelines.cli.common import CliError, copy_to_inbox, do_release, options, run_batches
@@ -42,25 +46,36 @@ def fresh_demo_workspace(path: str | None) -> Workspace:
 def run_demo(ctx: click.Context) -> None:
 
     ws = fresh_demo_workspace(ctx.obj["workspace"])
-    click.echo(f"[1/6] workspace {ws.root}")
+    click.echo(f"[1/7] workspace {ws.root}")
     init_workspace(ws)
     (ws.root / MARKER).write_text("created by `labelloop demo`; `labelloop demo` may replace this folder\n")
     instance = get_instance(ws)
     photos = samples.stage_photos(ws.state / "demo-photos")
     res = ingest(ws, photos, "photos")
     instance.add_dynamic_partitions(BATCHES, [res.batch])
-    click.echo(f"[2/6] ingested {len(res.copied)} bundled photos as batch {res.batch}")
+    click.echo(f"[2/7] ingested {len(res.copied)} bundled photos as batch {res.batch}")
     run_batches(ctx, ws, None)
-    click.echo("[3/6] pre-labeled, routed and exported for review")
+    with ws.lock():  # gold images must be ingested (raw_images) before they can be registered
+        cfg = ws.config()
+        gold = register_gold(ws, samples.demo_gold_path(), "demo-gold", repo.all_images(ws), cfg.category_names)
+    click.echo(f"[3/7] pre-labeled, routed and exported for review; gold set {gold['gold_set']} registered "
+               f"({gold['images']} images, {gold['labels']} objects, drawn by hand)")
     first = do_release(ctx, ws)
-    click.echo(f"[4/6] release: {first.get('tag') or first['status']}")
-    dest = copy_to_inbox(ws, samples.demo_review_path(), None)
+    click.echo(f"[4/7] release: {first.get('tag') or first['status']}")
+    dests = [copy_to_inbox(ws, samples.demo_review_path(), None),
+             copy_to_inbox(ws, samples.demo_second_review_path(), None)]
     run_batches(ctx, ws, None)
-    click.echo(f"[5/6] imported the hand-made review {ws.relative(dest)}")
+    click.echo(f"[5/7] imported the hand-made reviews {', '.join(str(ws.relative(d)) for d in dests)}")
     second = do_release(ctx, ws)
-    click.echo(f"[6/6] release: {second.get('tag') or second['status']}")
+    click.echo(f"[6/7] release: {second.get('tag') or second['status']}")
+    careless = copy_to_inbox(ws, samples.demo_careless_review_path(), None)
+    run_batches(ctx, ws, None)
+    third = do_release(ctx, ws)
+    click.echo(f"[7/7] imported the careless re-review {ws.relative(careless)}; release: "
+               f"{third.get('tag') or third['status']}")
     click.echo("")
-    click.echo(demo_summary(ws, status(ws), [first, second]))
+    click.echo(demo_summary(ws, status(ws), [first, second, third],
+                            expected_block="the careless re-review of the gold photos"))
 
 
 @click.command()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
+from labelloop.qa.intervals import wilson_interval
+from labelloop.release.audit import lineage
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 from resources.prelabeler import PreLabelerResource
@@ -64,7 +67,13 @@ def format_lineage(d: dict) -> str:
     return "\n".join(lines)
 
 
-def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
+def demo_summary(ws: Workspace, st: dict, releases: list[dict], expected_block: str | None = None) -> str:
+    """The demo's closing summary: images, predictions, routes, each release (made, unchanged or
+    blocked), per QA gate of the last release and of a blocked attempt its value, 95% interval,
+    threshold and verdict, the pre-labeler's precision / recall against the reviewers, the labeling
+    cost with and without pre-labels (:mod:`labelloop.qa.cost`), one ``lineage`` line of a
+    released label, and where the files are. ``expected_block`` (the demo's careless re-review)
+    says that a blocked release is the expected outcome."""
     imgs = [i for b in st["batches"] for i in b["images"]]
     routes = Counter(i["route"] for i in imgs if i["route"])
     preds = sum(len(repo.current_predictions(ws, m)) for m in _model_ids(ws))
@@ -78,6 +87,9 @@ def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
         "routing           " + ", ".join(f"{k} {v}" for k, v in sorted(routes.items())),
         f"reviewed images   {sum(1 for i in imgs if i['reviewed'])}",
     ]
+    released = [r["tag"] for r in releases if r["status"] == "released"]
+    current = next((t["tag"] for t in st["releases"] if t["checked_out"]), None)
+    blocked = False
     for r in releases:
         if r["status"] == "released":
             lines.append(f"release           {r['tag']} ({r['metadata'].get('images')} images, "
@@ -85,14 +97,110 @@ def demo_summary(ws: Workspace, st: dict, releases: list[dict]) -> str:
         elif r["status"] == "unchanged":
             lines.append(f"release           unchanged since {r['tag']}")
         else:
+            blocked = True
             lines.append(f"release           BLOCKED: {r['reason']}")
-        lines += [f"                  warning: {w}" for w in r.get("warnings", [])]
+            if expected_block:
+                names = [c["name"] for c in r.get("checks", [])]
+                gold = [n for n in names if n.startswith("gold_")]
+                others = [n for n in names if n not in gold]
+                what = (f"is caught by the reviewer-vs-gold gate ({', '.join(gold)})" if gold
+                        else f"fails {', '.join(names) or 'a blocking gate'}")
+                if gold and others:
+                    what += f"; also failed: {', '.join(others)}"
+                lines.append(f"                  the expected outcome: {expected_block} {what}; "
+                             f"{current or 'the last release'} stays the current release, nothing of it changed")
+    last = released[-1] if released else None
+    if last:
+        lines += _gate_table(f"QA gates of {last}", _archived_report(ws, last))
+    if blocked:
+        lines += _gate_table("QA gates of the blocked labels", repo.read_qa(ws))
+    rep = _archived_report(ws, last) if last else repo.read_qa(ws)
+    if rep:
+        lines += _model_and_cost_lines(rep)
+    if last:
+        lines += _lineage_line(ws, last)
     lines += [
         f"COCO / YOLO       {ws.release_dir / 'annotations'}  {ws.release_dir / 'data.yaml'}",
         f"QA report         {hpath}  ({jpath.name})",
         f"Dagster UI        {_labelloop_exe()} --workspace {ws.root} ui",
     ]
     return "\n".join(lines)
+
+
+def _archived_report(ws: Workspace, tag: str) -> dict | None:
+    path = repo.qa_dir(ws) / "releases" / tag / "qa_report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def gate_interval(report: dict, gate: dict) -> tuple[float, float] | None:
+    """The 95% interval behind a gate's value in a QA report: the gate's own ``interval``
+    (``release_error_rate``), the deciding reviewer's mean-IoU bootstrap interval or class-accuracy
+    Wilson interval (gold gates), the deciding pair's kappa interval; None when there is none."""
+    if gate.get("interval"):
+        return tuple(gate["interval"])  # type: ignore[return-value]
+    value = gate.get("value")
+    if value is None:
+        return None
+    if gate["name"] in ("gold_mean_iou", "gold_class_accuracy"):
+        who = next((r for r, v in (gate.get("reviewers") or {}).items() if v.get("value") == value), None)
+        f = (report.get("gold") or {}).get("reviewers", {}).get(who) if who else None
+        if not f:
+            return None
+        if gate["name"] == "gold_mean_iou":
+            return tuple(f["mean_iou_ci"]) if f.get("mean_iou_ci") else None  # type: ignore[return-value]
+        return wilson_interval(f["class_correct"], f["class_pairs"]) if f.get("class_pairs") else None
+    if gate["name"] in ("inter_annotator_kappa", "guidelines_agreement"):
+        agr = report.get("agreement") or {}
+        for pair in list(agr.get("pairs") or []) + [agr.get("pooled") or {}]:
+            if pair.get("kappa") == value and pair.get("ci_low") is not None:
+                return (pair["ci_low"], pair["ci_high"])
+    return None
+
+
+def _gate_table(title: str, report: dict | None) -> list[str]:
+    if not report:
+        return []
+    out = [f"{title} (value, 95% interval, threshold, verdict):"]
+    for g in report["gates"]:
+        iv = gate_interval(report, g)
+        value = "-" if g["value"] is None else f"{g['value']:.3f}" if isinstance(g["value"], float) else str(g["value"])
+        interval = f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "-"
+        op = "<" if g["name"] == "release_error_rate" else "=" if g["name"] == "schema_valid" else ">="
+        verdict = {"fail": "FAIL", "not_measured": "not measured"}.get(g["status"], g["status"])
+        out.append(f"  {g['name']:<22} {value:>7} {interval:<16} {op:>2} {g['threshold']:<5g} "
+                   f"{verdict}{'' if g['blocking'] else ' (not blocking)'}")
+    return out
+
+
+def _model_and_cost_lines(rep: dict) -> list[str]:
+    o = rep["prelabel_vs_human"]["overall"]["iou@0.5"]
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    a = rep["audit"]
+    c = rep["cost"]
+    cur = c["currency"]
+    lines = [f"pre-labeler       precision {fmt(o['precision'])}, recall {fmt(o['recall'])} against the reviewers "
+             f"(IoU >= 0.5: {o['tp']} matched, {o['fp']} false, {o['fn']} missed)",
+             f"pre-label audit   {a['n_errors']} of {a['n_audited']} audited auto-accepted images in error "
+             f"(measures the model, drives calibration; not a gate)",
+             f"labeling cost     without pre-labels {cur} {c['by_hand']['total']:.2f} "
+             f"({c['by_hand']['images']} images, {c['by_hand']['boxes']} boxes by hand); with pre-labels "
+             f"{cur} {c['review_done']['total']:.2f} (the review done); saving {cur} {c['saving']:.2f}"]
+    return lines
+
+
+def _lineage_line(ws: Workspace, tag: str) -> list[str]:
+    """One ``labelloop lineage`` line of a label that ``tag`` holds (the first by label_id)."""
+    labels, _ = repo.read_labels(ws)
+    for lab in sorted(labels, key=lambda r: r["label_id"]):
+        try:
+            d = lineage(ws, lab["label_id"])
+        except KeyError:
+            continue
+        hit = [x for x in d["labels"] if x["label_id"] == lab["label_id"] and tag in x["release"]]
+        if hit:
+            text = [ln for ln in format_lineage(d).splitlines() if ln.startswith(f"  label {lab['label_id']} ")]
+            return [f"lineage           {text[0].strip()}"] if text else []
+    return []
 
 
 def _labelloop_exe() -> str:
