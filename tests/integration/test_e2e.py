@@ -30,19 +30,35 @@ def demo(tmp_path_factory):
     return Workspace.at(root), out.output
 
 
-def test_demo_prints_the_summary_and_blocks_v2_on_the_audit(demo):
+def test_demo_releases_v2_with_every_gate_measured_and_blocks_the_careless_re_review(demo):
     ws, out = demo
     assert "images ingested   12 (12 ok, 0 rejected" in out
+    assert "gold set demo-gold registered (4 images, 5 objects, drawn by hand)" in out
     assert "release           dataset-v1 (1 images, 1 labels)" in out
-    assert "BLOCKED: blocking check audited_error_rate failed: 95% interval [0.207, 1.000]" in out
+    assert "release           dataset-v2 (12 images, 7 labels)" in out
+    assert "[7/7] imported the careless re-review review_inbox/demo_review_careless.json; release: blocked" in out
+    assert "the expected outcome: the careless re-review of the gold photos is caught by the reviewer-vs-gold " \
+           "gate (gold_mean_iou)" in out
+    assert "dataset-v2 stays the current release, nothing of it changed" in out
+    v2 = out[out.index("QA gates of dataset-v2"):out.index("QA gates of the blocked labels")]
+    assert "not measured" not in v2 and "FAIL" not in v2
+    # all 12 images reviewed, 5 reviewer annotations of gold images without error: Wilson 0/5 = [0, 0.434]
+    assert "release_error_rate       0.000 [0.000, 0.434]    < 0.02  warn" in v2
+    assert "gold_mean_iou            0.925 [0.850, 0.993]   >= 0.5   warn" in v2
+    blocked = out[out.index("QA gates of the blocked labels"):]
+    assert "gold_mean_iou            0.058 [0.006, 0.131]   >= 0.5   FAIL" in blocked
+    assert "pre-labeler       precision 0.333, recall 0.286 against the reviewers" in out
+    assert "labeling cost     without pre-labels USD 1.20" in out and "with pre-labels USD 1.44" in out
+    assert "lineage           label lb-" in out and "releases: dataset-v2" in out
     assert f"labelloop --workspace {ws.root} ui" in out
-    assert [t["tag"] for t in versioning.release_tags(ws.root)] == ["dataset-v1"]
+    assert [t["tag"] for t in versioning.release_tags(ws.root)] == ["dataset-v1", "dataset-v2"]
+    assert "release dataset-v2 (in release/): 12 images, 7 labels" in cli(ws.root, "status").output
 
 
 def test_demo_runs_twice_in_a_row(demo):
     ws, _ = demo
     out = cli(ws.root, "demo")
-    assert "[6/6] release: blocked" in out.output
+    assert "[6/7] release: dataset-v2" in out.output and "release: blocked" in out.output
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
@@ -54,13 +70,11 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    """A workspace whose audit target is lenient (0.5) so both releases go through."""
+    """A workspace at the default QA settings: both releases go through (the second holds only
+    reviewed images, so the pre-labeler's failed audit does not block it)."""
     base = tmp_path_factory.mktemp("rel")
     root = base / "ws"
     cli(root, "init")
-    cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
-    cfg["qa"]["audit_error_target"] = 0.5
-    (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     photos = samples.stage_photos(base)
     cli(root, "ingest", str(photos), "--batch", "photos")
     cli(root, "run")

