@@ -174,18 +174,20 @@ def _gate_table(title: str, report: dict | None) -> list[str]:
 
 def _model_and_cost_lines(rep: dict) -> list[str]:
     o = rep["prelabel_vs_human"]["overall"]["iou@0.5"]
-    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
     a = rep["audit"]
     c = rep["cost"]
     cur = c["currency"]
-    lines = [f"pre-labeler       precision {fmt(o['precision'])}, recall {fmt(o['recall'])} against the reviewers "
-             f"(IoU >= 0.5: {o['tp']} matched, {o['fp']} false, {o['fn']} missed)",
-             f"pre-label audit   {a['n_errors']} of {a['n_audited']} audited auto-accepted images in error "
-             f"(measures the model, drives calibration; not a gate)",
-             f"labeling cost     without pre-labels {cur} {c['by_hand']['total']:.2f} "
-             f"({c['by_hand']['images']} images, {c['by_hand']['boxes']} boxes by hand); with pre-labels "
-             f"{cur} {c['review_done']['total']:.2f} (the review done); saving {cur} {c['saving']:.2f}"]
-    return lines
+    pr = (f"pre-labeler       precision {fmt(o['precision'])}, recall {fmt(o['recall'])} against the reviewers "
+          f"(IoU >= 0.5: {o['tp']} matched, {o['fp']} false, {o['fn']} missed)")
+    audit = (f"pre-label audit   {a['n_errors']} of {a['n_audited']} audited auto-accepted images in error "
+             "(measures the model, drives calibration; not a gate)")
+    cost = (f"labeling cost     without pre-labels {cur} {c['by_hand']['total']:.2f} "
+            f"({c['by_hand']['images']} images, {c['by_hand']['boxes']} boxes by hand); with pre-labels "
+            f"{cur} {c['review_done']['total']:.2f} (the review done); saving {cur} {c['saving']:.2f}")
+    return [pr, audit, cost]
 
 
 def _lineage_line(ws: Workspace, tag: str) -> list[str]:

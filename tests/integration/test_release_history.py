@@ -29,7 +29,7 @@ from labelloop import tables
 from labelloop.images import samples
 from labelloop.release.lineage import lineage_dir, trace_problems
 from labelloop.tables.schemas import LABELS, LINEAGE, RELEASE_IMAGES, SPLIT_ASSIGNMENTS
-from labelloop.workspace import repo, versioning
+from labelloop.workspace import versioning
 from labelloop.workspace.layout import Workspace
 from pipelines.runner import get_instance
 from support.helpers import cli
