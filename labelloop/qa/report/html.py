@@ -163,6 +163,21 @@ def _metrics_html(metrics: dict) -> str:
     return _table(["class", "IoU", "TP", "FP", "FN", "precision", "recall", "mean IoU"], rows)
 
 
+def _release_error_html(r: dict) -> str:
+    """The ``release_error_rate`` strata (:mod:`labelloop.qa.release_error`) as a table."""
+    if not r:
+        return '<p class="muted">not computed</p>'
+    rows = [[escape(str(x["stratum"])), _fmt(x["weight"], 4), str(x["images"]), f"{x['k']}/{x['n']}",
+             _fmt(x["rate"], 4), f"[{_fmt(x['ci_low'], 4)}, {_fmt(x['ci_high'], 4)}]", _fmt(x.get("needed"))]
+            for x in r.get("strata", [])]
+    return (f"<p>{_status(r.get('status', ''))} {escape(str(r.get('reason', '')))}</p>"
+            '<p class="muted">estimate = sum of w p over the strata; MOVER-Wilson interval (Zou &amp; Donner '
+            "2008) from each stratum's Wilson interval; auto-accepted strata by their model's audit, the reviewed "
+            "stratum by the reviewers' image-level error on gold images.</p>"
+            + _table(["stratum", "weight w", "images", "errors k/n", "rate p", "Wilson interval", "n to settle"],
+                     rows))
+
+
 def _audit_html(a: dict) -> str:
     lo, hi, target = a.get("ci_low") or 0.0, a.get("ci_high") or 0.0, a.get("target") or 0.0
     bar = (f'<div class="bar" title="interval and target on a 0-1 scale">'
@@ -282,7 +297,9 @@ def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None,
         "<h2>Gates</h2>", _gates_html(report.get("gates", [])),
         "<h2>Counts</h2>", _counts_html(counts),
         f'<img alt="images per route and labels per class" src="{_png_data_uri(_counts_plot(counts))}">',
-        "<h2>Audit of auto-accepted labels (QA sample)</h2>", _audit_html(report.get("audit", {})),
+        "<h2>Release error rate</h2>", _release_error_html(report.get("release_error") or {}),
+        "<h2>Audit of auto-accepted labels (QA sample; the pre-labeler's figure, not a gate)</h2>",
+        _audit_html(report.get("audit", {})),
         "<h2>Pre-labels vs human labels (reviewed images)</h2>",
         '<p class="muted">COCO-style greedy matching per image and class, predictions by descending '
         "score; &mdash; = undefined.</p>",
