@@ -144,3 +144,22 @@ def test_report_of_reviewed_release_is_not_blocked_by_the_pre_labelers_audit():
     gate = r["gates"][1]
     assert gate["name"] == "release_error_rate" and gate["status"] == "warn" and gate["value"] == 0.0
     assert "QA-sample" not in gate["reason"]
+
+
+def test_routed_auto_labels_are_the_predictions_the_review_export_sent():
+    from labelloop.qa.run import routed_auto_labels
+
+    def sent(image, pid, model, source="labelloop/b1"):
+        return {"source": source, "image_id": image, "region_id": None, "prediction_id": pid, "category": "cat",
+                "bbox": [0.0, 0.0, 10.0, 10.0], "score": 0.9, "model_version": model, "mask": None}
+
+    d = {"model_id": "new",
+         "exported": [sent("q1", "o1", "old"), sent("q1", "n1", "new"),            # exported under two models
+                      sent("q2", "n2", "new"), sent("q2", "n2", "new"),            # sent twice: counted once
+                      sent("q2", "lb-x", "labelloop-current-labels", "labelloop/label-suspects")],
+         "all_human_labels": [{"image_id": "q1", "source_prediction_id": "o1"}],   # q1's review saw "old"
+         "kept": [{"image_id": "q3", "prediction_id": "k3", "category": "cat", "bbox": [0, 0, 5, 5],
+                   "model_id": "new"}]}
+    rows = routed_auto_labels(d, {"q1", "q2", "q3"})
+    assert [(r["image_id"], r["prediction_id"], r["model_id"]) for r in rows] == [
+        ("q1", "o1", "old"), ("q2", "n2", "new"), ("q3", "k3", "new")]  # q3 never exported: current model
