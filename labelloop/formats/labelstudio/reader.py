@@ -37,7 +37,7 @@ from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudo
 from labelloop.geometry.boxes import ls_to_xyxy
 
 # Top-level keys of a JSON-MIN record that are not data fields or region lists.
-#: A guidelines version in task data: a sha256 (64 lowercase hex digits) or "none" (no guidelines file).
+#: The guidelines versions accepted in task data, a sha256 (64 lowercase hex digits) or "none" (no guidelines file).
 GUIDELINES_SHA = re.compile(r"[0-9a-f]{64}|none")
 _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
 _REGION_HINTS = ("rectanglelabels", "x", "points", "polygonlabels", "keypointlabels", "brushlabels", "labels")
