@@ -301,6 +301,10 @@ def test_the_pull_went_through_the_file_import_path(live, reviewed):
     assert {(r["task_id"], r["tool_annotation_id"]) for r in records} >= {
         (str(live.tasks[n]["id"]), str(live.notes[k]["annotation"]))
         for n, k in (("astronaut.png", "astronaut"), ("coins.png", "coins"), ("grace_hopper.jpg", "grace"))}
+    # the guidelines the reviewer worked under: Label Studio exports back the task data we sent
+    sha = json.loads((live.ws.review_out / BATCH / "export.json").read_text())["guidelines_sha256"]
+    assert {r.get("data_guidelines_sha256") for r in records} == {sha}
+    assert {h["guidelines_sha256"] for h in review_store(live.ws).human_labels() if h["source"] == live.source} == {sha}
 
 
 @pytest.mark.labelstudio
