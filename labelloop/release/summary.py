@@ -91,7 +91,7 @@ def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], prev
     body = []
     for r in ordered[:MAX_LABEL_ROWS]:
         by = (f"{r.get('annotator')} ({r.get('review_source')} task {r.get('review_task_id')}, "
-              f"import run {(r.get('import_run_id') or '-')[:8]}, guidelines {short(r.get('guidelines_sha256'))})") \
+              f"guidelines {short(r.get('guidelines_sha256'))}, import run {(r.get('import_run_id') or '-')[:8]})") \
             if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}"
         when = r.get("reviewed_at") if r.get("origin") == "human" else \
             (f"score {r['score']:.2f}" if r.get("score") is not None else "")

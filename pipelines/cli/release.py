@@ -128,8 +128,8 @@ def format_release_lineage(d: dict) -> str:
         box = ", ".join(f"{v:.1f}" for v in lab["bbox_xyxy"])
         if lab.get("origin") == "human":
             who = (f"reviewer {lab.get('annotator')} ({lab.get('review_source')} task {lab.get('review_task_id')}, "
-                   f"{lab.get('reviewed_at')}, import run {(lab.get('import_run_id') or '-')[:8]}, "
-                   f"guidelines {short(lab.get('guidelines_sha256'))})")
+                   f"{lab.get('reviewed_at')}, guidelines {short(lab.get('guidelines_sha256'))}, "
+                   f"import run {(lab.get('import_run_id') or '-')[:8]})")
         else:
             who = (f"model {lab.get('model_id')} (checkpoint {(lab.get('checkpoint_sha256') or '')[:12]}, prompt "
                    f"{lab.get('prompt')!r}, score {lab.get('score'):.2f}, run {(lab.get('label_run_id') or '-')[:8]})")

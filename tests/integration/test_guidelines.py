@@ -99,8 +99,8 @@ def test_the_release_manifest_note_and_lineage_name_the_version(flow):
     assert {r["guidelines_sha256"] for r in lin if r["origin"] == "human"} == {g1}
     assert {r["guidelines_sha256"] for r in lin if r["origin"] == "model"} <= {None}
     out = cli(ws.root, "lineage", "grace_hopper.jpg", "--release", "dataset-v2").output
-    assert f"guidelines sha256 {g2}" in out and f"guidelines {g1[:12]})" in out
-    assert f"guidelines {g1[:12]})" in cli(ws.root, "lineage", "grace_hopper.jpg").output
+    assert f"guidelines sha256 {g2}" in out and f"guidelines {g1[:12]}, import run " in out
+    assert f") under guidelines {g1[:12]};" in cli(ws.root, "lineage", "grace_hopper.jpg").output
     summary = (ws.tables / "lineage" / "dataset-v2" / "summary.md").read_text()
     assert f"| guidelines sha256 | {g2} |" in summary
 
