@@ -105,6 +105,14 @@ def test_the_release_manifest_note_and_lineage_name_the_version(flow):
     assert f"| guidelines sha256 | {g2} |" in summary
 
 
+def test_the_qa_report_shows_the_version_and_the_human_labels_made_under_each(flow):
+    ws, g1, g2 = flow
+    made = [h for h in review_store(ws).current_human_labels() if h["action"] != "deleted"]
+    assert repo.read_qa(ws)["guidelines"] == {"sha256": g2, "human_labels_by_version": {g1: len(made)}}
+    html = repo.qa_paths(ws)[1].read_text(encoding="utf-8")
+    assert f"guidelines sha256 <code>{g2}</code>" in html and f"<code>{g1[:12]}</code> {len(made)}" in html
+
+
 def test_diff_says_the_guidelines_changed(flow):
     ws, g1, g2 = flow
     out = cli(ws.root, "diff", "dataset-v1", "dataset-v2").output
