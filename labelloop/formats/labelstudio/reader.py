@@ -223,7 +223,8 @@ def parse_export(obj: Any) -> list[ReviewRecord]:
          "parent_regions": [{"region_id", "category", "value", "original_width",
                              "original_height", "score"}],   # JSON only: annotation.prediction
          "parent_prediction_id": str|None,
-         "error": str|None}
+         "error": str|None,
+         "data_guidelines_sha256": str}  # only when the task data carry a valid guidelines_sha256
 
     A problem confined to one annotation (a ``from_name`` / ``to_name`` / type that is not one of
     labelloop's controls, missing value or label, no ``updated_at``, no image reference...) does
