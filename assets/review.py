@@ -52,6 +52,7 @@ def review_export(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     return dg.MaterializeResult(metadata={
         "tool": review_tool.tool, "tasks": s["tasks"], "predictions_sent": s["predictions_sent"],
         "already_reviewed": s["already_reviewed"], "file": dg.MetadataValue.path(str(ws.root / per[0]["file"])),
+        "guidelines_sha256": per[-1]["guidelines_sha256"],  # of guidelines.md ("none" without it)
         **push_metadata(pushed),
         **({"batches": len(keys)} if len(keys) > 1 else {}),
     })

@@ -99,7 +99,9 @@ def push_metadata(summary: dict | None) -> dict:
             "label_studio/tasks_existing": summary["tasks_existing"],
             "label_studio/predictions_added": summary["predictions_added"],
             "label_studio/double_review_tasks": summary.get("double_review_tasks", 0),
-            "label_studio/model_version": summary["model_version"] or ""}
+            "label_studio/model_version": summary["model_version"] or "",
+            # the labeling guidelines set as the project's instructions ("" when the export had none)
+            "label_studio/guidelines_sha256": summary.get("guidelines_sha256") or ""}
 
 
 def pull_metadata(summary: dict | None, log=None) -> dict:

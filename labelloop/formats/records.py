@@ -131,7 +131,9 @@ class ReviewRecord(TypedDict):
     file's flavour (``json``, ``json-min``, ``cvat-1.1``, ``coco``, ``yolo-detect``,
     ``yolo-segment``, ``yolo-pose``); ``tool``: ``label-studio``, ``cvat``, ``coco`` or ``yolo``;
     ``item``: how REJECTS rows name the record; ``error``: why the record cannot be imported, or
-    None."""
+    None; ``data_guidelines_sha256`` (optional): the guidelines version the task was exported
+    under, when the file carries it (the ``guidelines_sha256`` data field of Label Studio tasks
+    labelloop sent: 64 hex digits or ``"none"``; any other value is left out)."""
 
     task_id: str
     tool_annotation_id: str | None
@@ -151,6 +153,7 @@ class ReviewRecord(TypedDict):
     parent_prediction_id: str | None
     item: str
     error: str | None
+    data_guidelines_sha256: NotRequired[str]
 
 
 class ParsedFile(TypedDict):

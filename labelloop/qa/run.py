@@ -53,9 +53,21 @@ from labelloop.tables.schemas import (
     ReviewRow,
 )
 from labelloop.workspace import repo
+from labelloop.workspace.guidelines import guidelines_sha256
 from labelloop.workspace.layout import Workspace
 
 GALLERY_MAX = 6
+
+
+def guidelines_summary(sha256: str | None, human_labels: Sequence[Mapping[str, Any]]) -> dict:
+    """The QA report's ``guidelines``: ``{"sha256": sha256 (the current guidelines.md's, or
+    "none"), "human_labels_by_version": {sha256 or "none" or "not recorded": count of current
+    human labels (deletion markers left out) made under it}}``."""
+    counts: dict[str, int] = defaultdict(int)
+    for h in human_labels:
+        if h.get("action") != "deleted":
+            counts[h.get("guidelines_sha256") or "not recorded"] += 1
+    return {"sha256": sha256, "human_labels_by_version": dict(sorted(counts.items()))}
 
 
 def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedImageRow], labels_sha256: str) -> dict:
@@ -67,6 +79,7 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
     return {"cfg": cfg, "labels": labels, "resolved": resolved, "labels_sha256": labels_sha256, "images": images,
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
             "queue": repo.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
+            "guidelines_sha256": guidelines_sha256(ws.root, warn=False),
             "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
             "gold_labels": repo.read_gold_labels(ws), "gold_images": repo.read_gold_images(ws),
             "exported": repo.all_exported(ws), "model_id": model_id, "previous_release": repo.previous_release(ws),
@@ -112,6 +125,7 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     report["scope"] = scope
     report["model_id"] = d["model_id"]
     report["release_error"]["reviewer_gold_errors"] = rev_gold["errors"]
+    report["guidelines"] = guidelines_summary(d.get("guidelines_sha256"), d["human_labels"])
     iou_thr = q.gold_mean_iou_strict if q.strict else q.gold_mean_iou
     gold = reviewer_vs_gold(d["gold_labels"], gold_ids, annotations, iou_thr, q.confidence, q.bootstrap_resamples)
     gold["sets"] = sorted({r["gold_set"] for r in d["gold_images"]})

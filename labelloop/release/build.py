@@ -92,6 +92,7 @@ class ReleaseInputs:
     policy_id: str | None = None
     shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
     mask_categories: list[str] = field(default_factory=list)  # categories labeled with masks (segm view)
+    guidelines_sha256: str | None = None  # of the workspace's guidelines.md ("none": no file), in the manifest
 
 
 @dataclass
@@ -255,6 +256,7 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     every file).
 
     Returns the manifest dict (``files``, ``counts``, ``split_balance``, ``yolo_task``,
+    ``guidelines_sha256`` (``inputs.guidelines_sha256``; not part of the content hash),
     ``content_sha256``). Registers new COCO ids in ``plan.ids`` (not saved here).
 
     Raises:
@@ -350,6 +352,7 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
     }
     content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     manifest = {"files": files, "counts": counts, "split_balance": plan.balance, "yolo_task": inputs.yolo_task,
+                "guidelines_sha256": inputs.guidelines_sha256,
                 "content_sha256": content, "warnings": dataset_warnings(counts, empty_splits(plan.split_of, inputs.ratios))}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return manifest

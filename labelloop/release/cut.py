@@ -31,6 +31,7 @@ from labelloop.tables.schemas import (
 from labelloop.workspace import recovery, repo
 from labelloop.workspace import remotes as R
 from labelloop.workspace import versioning as V
+from labelloop.workspace.guidelines import NO_GUIDELINES, guidelines_sha256
 from labelloop.workspace.layout import Workspace
 
 
@@ -85,6 +86,7 @@ def gather_inputs(ws: Workspace, labels: list[LabelRow], resolved: list[Resolved
         queue={q["image_id"]: q for q in repo.all_queue(ws)},
         thresholds={c: (cfg.thresholds(c).low, cfg.thresholds(c).high) for c in cfg.category_names},
         policy_id=cfg.policy_id(),
+        guidelines_sha256=guidelines_sha256(ws.root),  # "none" (with a warning) when guidelines.md is missing
     )
 
 
@@ -115,7 +117,8 @@ def seed_registries(ws: Workspace) -> None:
 
 def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags: list[dict],
                  diff: dict | None, run_id: str | None) -> str:
-    """The tag message: counts, classes, splits, policy and model, QA gates and warnings, the
+    """The tag message: counts, classes, splits, policy and model, QA gates, the labeling
+    guidelines' sha256 (``guidelines: sha256 <hex>``, ``none`` without guidelines.md), warnings, the
     previous tag, then the split balance with drift and
     what changed since the previous release with who caused it."""
     c = manifest["counts"]
@@ -123,7 +126,8 @@ def release_note(tag: str, manifest: dict, report: dict, warn: list[dict], tags:
              "per class: " + ", ".join(f"{k} {v}" for k, v in c["per_class"].items()),
              "splits: " + ", ".join(f"{k} {v}" for k, v in c["per_split"].items()),
              f"policy: {report.get('policy_id')}; model: {report.get('model_id')}",
-             "QA: " + "; ".join(f"{g['name']} {g['status']}" for g in report["gates"])]
+             "QA: " + "; ".join(f"{g['name']} {g['status']}" for g in report["gates"]),
+             f"guidelines: sha256 {manifest.get('guidelines_sha256') or NO_GUIDELINES}"]
     lines += [f"warning: {g['name']}: {g['reason']}" for g in warn]
     lines += [f"warning: {w}" for w in manifest.get("warnings", [])]
     if tags:

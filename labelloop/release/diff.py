@@ -161,7 +161,10 @@ def diff_releases(a: ReleaseView, b: ReleaseView) -> dict:
         ``{"from", "to", "images": {"added": [...], "removed": [...]}, "labels": {"added",
         "removed", "moved", "relabeled", "confirmed": [...]}, "unchanged": int, "per_class":
         {category: {"added", "removed", "moved", "relabeled", "confirmed"}}, "by_cause":
-        {who: {"images": n, "labels": n}}}``. Image entries are ``{"image_id", "file_name",
+        {who: {"images": n, "labels": n}}, "guidelines": {"from", "to", "changed"}}``. ``guidelines``:
+        the sha256 of the labeling guidelines each release was cut under (its manifest's
+        ``guidelines_sha256``: 64 hex digits, ``"none"`` without guidelines.md, None for a release made
+        before it was recorded); ``changed`` is True only when both are recorded and differ. Image entries are ``{"image_id", "file_name",
         "cause"}``; label entries ``{"label_id", "image_id", "category", "bbox", "cause", ...}``
         (moved/relabeled/confirmed add ``"from_label_id"``, ``"from_bbox"``, ``"from_category"``).
     """
@@ -228,7 +231,24 @@ def diff_releases(a: ReleaseView, b: ReleaseView) -> dict:
     kinds = ("added", "removed", "moved", "relabeled", "confirmed")
     out["per_class"] = {c: {k: per_class[c][k] for k in kinds} for c in sorted(per_class)}
     out["by_cause"] = {w: {"images": c["images"], "labels": c["labels"]} for w, c in sorted(by_cause.items())}
+    old_g, new_g = a.manifest.get("guidelines_sha256"), b.manifest.get("guidelines_sha256")
+    out["guidelines"] = {"from": old_g, "to": new_g, "changed": bool(old_g and new_g and old_g != new_g)}
     return out
+
+
+def guidelines_line(d: dict) -> str | None:
+    """The diff's guidelines line: ``guidelines changed: <old sha256> -> <new sha256>``,
+    ``guidelines unchanged: <sha256>``, or that a release did not record them; None for a diff made
+    without the ``guidelines`` entry."""
+    g = d.get("guidelines")
+    if g is None:
+        return None
+    if g["changed"]:
+        return f"guidelines changed: {g['from']} -> {g['to']}"
+    if g["from"] and g["from"] == g["to"]:
+        return f"guidelines unchanged: {g['to']}"
+    return (f"guidelines: {d['from']} {g['from'] or 'not recorded'}, "
+            f"{d['to']} {g['to'] or 'not recorded'}")
 
 
 def summary_lines(d: dict) -> list[str]:
@@ -242,7 +262,8 @@ def summary_lines(d: dict) -> list[str]:
         lines.append(f"  {c}: " + ", ".join(parts))
     for who, n in d["by_cause"].items():
         lines.append(f"  by {who}: {n['images']} images, {n['labels']} labels")
-    return lines
+    g = guidelines_line(d)
+    return lines + ([g] if g else [])
 
 
 def format_diff(d: dict) -> str:

@@ -3,7 +3,8 @@
 Each row (:data:`labelloop.tables.schemas.RELEASE_LINEAGE`) answers: which image bytes (image_id =
 sha256 of the file, its source uri and path, the EXIF orientation applied to the released copy),
 which model and checkpoint with which prompt and score and in which Dagster run (model labels),
-which reviewer, review tool task, action and time, and the Dagster run of the review import that
+which reviewer, review tool task, action and time, the labeling guidelines the reviewer worked
+under (``guidelines_sha256``) and the Dagster run of the review import that
 stored it (human labels), which routing decision, reason
 and thresholds (policy id and the low / high scores of the label's class), whether the image was
 in the QA sample, and where the label sits in the release (split, file, COCO ids).
@@ -76,6 +77,7 @@ def release_lineage_rows(labels: Sequence[LabelRow], images: Mapping[str, Mappin
             "import_sha256": human.get("import_sha256"), "import_run_id": human.get("import_run_id"),
             "route": lab.get("route"), "route_reason": lab.get("route_reason"),
             "qa_sample": lab.get("route") == "qa_sample", "iscrowd": bool(lab.get("iscrowd")),
+            "guidelines_sha256": human.get("guidelines_sha256") if not model else None,
         })
     return out
 
@@ -204,7 +206,9 @@ def find_in_release(view, ident: str) -> tuple[dict, list[dict]]:
 
 
 def lineage_at_release(root: Path, ident: str, tag: str, release_dir: Path | None = None) -> dict:
-    """``labelloop lineage ID --release TAG``: ``{"release": {...}, "image": {...}, "labels": [...]}``.
+    """``labelloop lineage ID --release TAG``: ``{"release": {...}, "image": {...}, "labels": [...]}``;
+    ``release`` holds ``tag``, ``git_sha``, ``run_id``, ``content_sha256`` and ``guidelines_sha256``
+    (the guidelines the release was cut under, None for a release made before it was recorded).
 
     Raises:
         KeyError: unknown tag or nothing / several images matching ``ident``.
@@ -212,7 +216,7 @@ def lineage_at_release(root: Path, ident: str, tag: str, release_dir: Path | Non
     view, info = release_view(root, tag, release_dir)
     image, rows = find_in_release(view, ident)
     release = {"tag": tag, "git_sha": info["git_sha"], "run_id": info.get("run_id"),
-               "content_sha256": info["content_sha256"]}
+               "content_sha256": info["content_sha256"], "guidelines_sha256": view.manifest.get("guidelines_sha256")}
     return {"release": release, "image": image,
             "labels": [{**r, "release_tag": tag, "git_sha": info["git_sha"], "release_run_id": info.get("run_id")}
                        for r in rows]}

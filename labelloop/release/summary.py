@@ -2,7 +2,7 @@
 CommonMark plus GFM tables, raw HTML disabled so no label text can inject markup).
 
 For people who do not read Parquet: the release's identity (tag, git commit, content hash,
-Dagster run), its release note, who made the labels (reviewers and models with checkpoints),
+Dagster run, the labeling guidelines' sha256), its release note, who made the labels (reviewers and models with checkpoints),
 routing thresholds and QA sample, split balance with drift, what changed since the previous
 release with the causes, and one table row per label.
 """
@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 from labelloop.release.diff import summary_lines
 from labelloop.release.splits import SPLITS
 from labelloop.tables.schemas import LineageRow
+from labelloop.workspace.guidelines import short
 
 MAX_LABEL_ROWS = 2000  # per-label rows in the summary (all of them are in lineage.parquet)
 
@@ -51,6 +52,7 @@ def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], prev
         ["Dagster run", info.get("run_id") or "not cut by a Dagster run"],
         ["images", f"{len(view.images)} ({counts.get('negatives', '?')} without labels)"],
         ["labels", len(view.labels)], ["YOLO layout", view.manifest.get("yolo_task", "detect")],
+        ["guidelines sha256", view.manifest.get("guidelines_sha256") or "not recorded"],
     ])
     lines += ["## Release note", "", "```", note.strip(), "```", ""]
     who: dict[tuple, Counter] = defaultdict(Counter)
@@ -89,7 +91,8 @@ def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], prev
     body = []
     for r in ordered[:MAX_LABEL_ROWS]:
         by = (f"{r.get('annotator')} ({r.get('review_source')} task {r.get('review_task_id')}, "
-              f"import run {(r.get('import_run_id') or '-')[:8]})") if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}"
+              f"guidelines {short(r.get('guidelines_sha256'))}, import run {(r.get('import_run_id') or '-')[:8]})") \
+            if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}"
         when = r.get("reviewed_at") if r.get("origin") == "human" else \
             (f"score {r['score']:.2f}" if r.get("score") is not None else "")
         body.append([r["label_id"], r.get("coco_annotation_id"), r.get("file_name"), r.get("category"), r.get("origin"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Sequence, cast
 
@@ -159,8 +159,8 @@ def _link(regions: list[dict], preds: list[ExportedPredictionRow]) -> dict[int, 
 def _import_record(rec: ReviewRecord, key: tuple[str, str, str, str], *, index: ImageIndex,
                    exported_by_image: dict[str, list[ExportedPredictionRow]], categories: set[str], accept_iou: float,
                    import_sha256: str, file_name: str, keypoint_schema: dict[str, list[str]] | None = None,
-                   import_run_id: str | None = None,
-                   budget: MaskBudget | None = None) -> tuple[ReviewRow, list[HumanLabelRow]]:
+                   import_run_id: str | None = None, budget: MaskBudget | None = None,
+                   guidelines_by_image: Mapping[str, str] | None = None) -> tuple[ReviewRow, list[HumanLabelRow]]:
     source, task_id, ann_id, updated_at = key
     tool = rec.get("tool") or TOOL
     image = index.match(rec.get("image_ref"), rec.get("data_image_id"), allow_name=rec.get("allow_name", True),
@@ -169,7 +169,10 @@ def _import_record(rec: ReviewRecord, key: tuple[str, str, str, str], *, index: 
     rid = review_id(*key)
     common = {"review_id": rid, "image_id": image["image_id"], "annotator": rec["annotator"], "tool": tool,
               "source": source, "reviewed_at": updated_at, "import_sha256": import_sha256,
-              "import_run_id": import_run_id}
+              "import_run_id": import_run_id,
+              # the guidelines the reviewer worked under: those of the export the task came from
+              "guidelines_sha256": rec.get("data_guidelines_sha256")
+              or (guidelines_by_image or {}).get(image["image_id"])}
     review: ReviewRow = {"review_id": rid, "source": source, "tool": tool, "task_id": task_id,
                          "tool_annotation_id": ann_id, "updated_at": updated_at, "image_id": image["image_id"],
                          "annotator": rec["annotator"], "was_cancelled": bool(rec.get("was_cancelled")), "n_regions": 0,
@@ -240,6 +243,7 @@ def import_review(
     accept_iou: float = 0.95,
     keypoint_schema: dict[str, list[str]] | None = None,
     import_run_id: str | None = None,
+    guidelines_by_image: Mapping[str, str] | None = None,
 ) -> dict:
     """Import review records (:class:`~labelloop.formats.records.ReviewRecord`, from any reader).
 
@@ -273,7 +277,10 @@ def import_review(
         :func:`labelloop.review.regions.to_pixels` gives them. A crowd region is never linked to a
         prediction (it is ``added``; a prediction it covers gets a deletion marker).
         ``import_run_id``: the Dagster run storing the import, written on every REVIEWS and
-        HUMAN_LABELS row (None outside a run). Two label files of one YOLO dataset that match
+        HUMAN_LABELS row (None outside a run). ``guidelines_sha256`` on every HUMAN_LABELS row:
+        the guidelines version the record's task was exported under when the file carries it
+        (Label Studio task data), else ``guidelines_by_image[image_id]`` (the image's latest review
+        export, :func:`labelloop.workspace.repo.exported_guidelines`), else None. Two label files of one YOLO dataset that match
         the same image contradict each other: both are rejected, naming each other.
     """
     index = ImageIndex(images)
@@ -301,6 +308,7 @@ def import_review(
                 rec, key, index=index, exported_by_image=exported_by_image, categories=set(categories),
                 accept_iou=accept_iou, import_sha256=import_sha256, file_name=file_name,
                 keypoint_schema=keypoint_schema, import_run_id=import_run_id, budget=budget,
+                guidelines_by_image=guidelines_by_image,
             )
         except MatchReject as exc:
             out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})
@@ -492,6 +500,7 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
                     source=src, images=repo.all_images(ws), exported=repo.all_exported(ws),
                     known_review_keys=store.known_review_keys(), categories=cfg.category_names,
                     accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(), import_run_id=run_id,
+                    guidelines_by_image=repo.exported_guidelines(ws),
                 )
             except (ExportFormatError, UnicodeDecodeError) as exc:  # a streamed file, malformed part-way
                 return _failed(path, str(exc))

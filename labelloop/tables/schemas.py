@@ -11,7 +11,7 @@ arrays. Timestamps are ISO 8601 strings in UTC, as review tools write them.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pyarrow as pa
 
@@ -123,6 +123,8 @@ REVIEW_QUEUE = pa.schema(
         ("al_reason", pa.string()),
         ("reviewers_required", pa.int32()),  # 2 = double review (both annotations kept)
         ("al_policy_id", pa.string()),  # hash of the active-learning settings that decided
+        # sha256 of guidelines.md when the image was exported ("none": no file; null: not exported / older)
+        ("guidelines_sha256", pa.string()),
     ]
 )
 
@@ -153,6 +155,7 @@ class ReviewQueueRow(TypedDict):
     al_reason: str | None
     reviewers_required: int | None
     al_policy_id: str | None
+    guidelines_sha256: NotRequired[str | None]  # set by review_export (labelloop.workspace.guidelines)
 
 #: ``tables/review_export/...``: predictions as sent to review (:class:`ExportedPredictionRow`).
 EXPORTED_PREDICTIONS = pa.schema(
@@ -243,6 +246,9 @@ HUMAN_LABELS = pa.schema(
         ("attributes", pa.string()),  # JSON object, e.g. {"rotation": 30.0, ...}, or null
         ("iscrowd", pa.bool_()),  # a crowd region (COCO iscrowd 1, CVAT is_crowd); null/false = one object
         ("import_run_id", pa.string()),  # Dagster run of the import that stored it (null: outside a run / older)
+        # sha256 of the guidelines.md the reviewer worked under (that of the export the review answers);
+        # "none": exported from a workspace without the file; null: no export of the image known / older
+        ("guidelines_sha256", pa.string()),
     ]
 )
 
@@ -270,6 +276,7 @@ class HumanLabelRow(TypedDict):
     attributes: str | None
     iscrowd: bool | None
     import_run_id: str | None
+    guidelines_sha256: NotRequired[str | None]
 
 #: ``tables/labels/labels.parquet``: the resolved labels (:class:`LabelRow`).
 LABELS = pa.schema(
@@ -569,6 +576,7 @@ RELEASE_LINEAGE = pa.schema(
         ("route_reason", pa.string()),
         ("qa_sample", pa.bool_()),
         ("iscrowd", pa.bool_()),  # a crowd region (COCO iscrowd 1)
+        ("guidelines_sha256", pa.string()),  # human labels: the guidelines the reviewer worked under
     ]
 )
 
@@ -612,6 +620,7 @@ class ReleaseLineageRow(TypedDict):
     route_reason: str | None
     qa_sample: bool | None
     iscrowd: bool | None
+    guidelines_sha256: NotRequired[str | None]
 
 #: ``tables/lineage/<tag>/lineage.parquet``: the lineage asset, RELEASE_LINEAGE plus the release
 #: (:class:`LineageRow`).

@@ -8,6 +8,7 @@ from importlib import resources
 
 from labelloop.workspace import versioning
 from labelloop.workspace.config import load_config
+from labelloop.workspace.guidelines import write_template
 from labelloop.workspace.layout import Workspace
 
 GITIGNORE = ["/inbox/", "/tables/", "/review_inbox/", "/review_out/", "/.dagster/", "/.labelloop/", "/.release-old-*"]
@@ -51,7 +52,8 @@ def package_text(name: str) -> str:
 
 def init_workspace(ws: Workspace, config_text: str | None = None) -> Workspace:
     """Create (or complete) the workspace at ``ws.root``; idempotent, never overwrites an
-    existing labelloop.yaml or dvc.yaml.
+    existing labelloop.yaml, guidelines.md (the labeling guidelines template,
+    :func:`labelloop.workspace.guidelines.template`) or dvc.yaml.
 
     Raises:
         labelloop.workspace.config.ConfigError: an existing labelloop.yaml is invalid.
@@ -61,7 +63,7 @@ def init_workspace(ws: Workspace, config_text: str | None = None) -> Workspace:
     if not ws.config_path.exists():
         text = config_text or package_text("labelloop.yaml").replace("project: demo", f"project: {json.dumps(ws.root.name)}", 1)
         ws.config_path.write_text(text, encoding="utf-8")
-    load_config(ws.config_path)
+    write_template(ws.root, load_config(ws.config_path))  # guidelines.md, never overwritten
     for d in (ws.inbox, ws.review_inbox, ws.review_out, ws.tables, ws.state, ws.dagster_home):
         d.mkdir(parents=True, exist_ok=True)
     dy = ws.dagster_home / "dagster.yaml"

@@ -140,6 +140,13 @@ def all_queue(ws: Workspace) -> list[ReviewQueueRow]:
     return cast(list[ReviewQueueRow], tables.read_rows(ws.table("review_queue"), REVIEW_QUEUE))
 
 
+def exported_guidelines(ws: Workspace) -> dict[str, str]:
+    """``image_id -> guidelines_sha256`` of each image's latest review export (REVIEW_QUEUE
+    ``guidelines_sha256``: sha256 hex of guidelines.md, or ``"none"``); images never exported,
+    or exported before the column existed, are absent."""
+    return {q["image_id"]: g for q in all_queue(ws) if (g := q.get("guidelines_sha256"))}
+
+
 def exported_path(ws: Workspace, batch: str) -> Path:
     """``tables/review_export/<batch>.parquet``: what a batch's review export sent."""
     return ws.table("review_export", f"{batch}.parquet")

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from labelloop.store import failure_point
+from labelloop.workspace.guidelines import GUIDELINES_FILE
 
 TAG_PREFIX = "dataset-v"
 TAG_RE = re.compile(r"^dataset-v(\d+)$")
@@ -154,7 +155,8 @@ def release_out_md5(root: Path) -> str | None:
 
 def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: Path, push: bool = True,
                    run_id: str | None = None) -> dict:
-    """Record ``release/`` in dvc.lock, push it to the default remote, commit and tag it.
+    """Record ``release/`` in dvc.lock, push it to the default remote, commit and tag it; the
+    commit also holds labelloop.yaml and guidelines.md as they are (the labeling guidelines).
 
     ``run_id``: the Dagster run cutting the release, written in the tag message
     (``dagster-run: <id>``). Returns ``{"tag", "git_sha", "dvc_md5"}``. Raises VersioningError.
@@ -166,7 +168,10 @@ def commit_release(root: Path, n: int, note: str, content_sha256: str, counter: 
     if push:
         dvc(root, "push")  # no -q: quiet mode drops the ERROR line a failure message needs
     failure_point("release:git-add", root=root)
-    git(root, "add", "-A", "--", "dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml", ".dvc/config")
+    versioned = ["dvc.lock", "dvc.yaml", ".gitignore", "labelloop.yaml", ".dvc/config"]
+    if (root / GUIDELINES_FILE).exists() or git(root, "ls-files", "--", GUIDELINES_FILE):
+        versioned.append(GUIDELINES_FILE)  # the labeling guidelines, versioned with the labels (or their deletion)
+    git(root, "add", "-A", "--", *versioned)
     git(root, "commit", "-q", "--allow-empty", "-m", f"release {tag}\n\n{note}")
     failure_point("release:after-commit", root=root)
     run = f"dagster-run: {run_id}\n" if run_id else ""

@@ -13,6 +13,7 @@ from labelloop.release.audit import lineage as get_lineage
 from labelloop.release.diff import diff_releases, format_diff, view_of_rev
 from labelloop.workspace import remotes as R
 from labelloop.workspace import versioning as V
+from labelloop.workspace.guidelines import short
 from pipelines.cli.common import BLOCKED, CliError, do_release, emit, options, workspace_of
 from pipelines.cli.summary import format_lineage
 from pipelines.runner import execute, get_instance
@@ -108,6 +109,7 @@ def diff(ctx: click.Context, old: str, new: str | None, as_json: bool) -> None:
 def format_release_lineage(d: dict) -> str:
     r, im = d["release"], d["image"]
     lines = [f"release {r['tag']} (git {r['git_sha'][:12]}, Dagster run {r['run_id'] or '-'})",
+             f"  guidelines sha256 {r.get('guidelines_sha256') or 'not recorded'}",
              f"image {im['image_id']} {im.get('file_name')} ({im.get('width')}x{im.get('height')}, split "
              f"{im.get('split')}, COCO id {im.get('coco_image_id')})",
              f"  source {im.get('source_path')} (batch {im.get('batch')}, {im.get('uri')}), EXIF orientation "
@@ -126,7 +128,8 @@ def format_release_lineage(d: dict) -> str:
         box = ", ".join(f"{v:.1f}" for v in lab["bbox_xyxy"])
         if lab.get("origin") == "human":
             who = (f"reviewer {lab.get('annotator')} ({lab.get('review_source')} task {lab.get('review_task_id')}, "
-                   f"{lab.get('reviewed_at')}, import run {(lab.get('import_run_id') or '-')[:8]})")
+                   f"{lab.get('reviewed_at')}, guidelines {short(lab.get('guidelines_sha256'))}, "
+                   f"import run {(lab.get('import_run_id') or '-')[:8]})")
         else:
             who = (f"model {lab.get('model_id')} (checkpoint {(lab.get('checkpoint_sha256') or '')[:12]}, prompt "
                    f"{lab.get('prompt')!r}, score {lab.get('score'):.2f}, run {(lab.get('label_run_id') or '-')[:8]})")

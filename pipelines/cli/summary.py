@@ -11,6 +11,7 @@ from pathlib import Path
 from labelloop.qa.intervals import wilson_interval
 from labelloop.release.audit import lineage
 from labelloop.workspace import repo
+from labelloop.workspace.guidelines import short
 from labelloop.workspace.layout import Workspace
 from resources.prelabeler import PreLabelerResource
 
@@ -58,7 +59,8 @@ def format_lineage(d: dict) -> str:
         lines.append("  boxes: [x0, y0, x1, y1] in pixels of the EXIF-applied image (xyxy)")
     for lab in d["labels"]:
         who = f"model {lab['model_id']} score {lab['score']:.2f}" if lab["origin"] == "model" else \
-            f"reviewer {lab['annotator']} at {lab['reviewed_at']} (import run {(lab.get('import_run_id') or '-')[:8]})"
+            f"reviewer {lab['annotator']} at {lab['reviewed_at']} (import run {(lab.get('import_run_id') or '-')[:8]}) " \
+            f"under guidelines {short(lab.get('guidelines_sha256'))}"
         box = ", ".join(f"{v:.1f}" for v in lab["bbox_xyxy"])
         lines.append(f"  label {lab['label_id']} {lab['category']} [{box}] {lab['action']} by {who}; "
                      f"releases: {', '.join(lab['release']) or 'none'}")

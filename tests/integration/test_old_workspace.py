@@ -16,7 +16,7 @@ import tarfile
 import pytest
 import yaml
 
-from labelloop.workspace import repo
+from labelloop.workspace import repo, versioning
 from labelloop.workspace.layout import Workspace
 from support.helpers import REPO_ROOT, cli
 
@@ -80,6 +80,10 @@ def test_the_new_code_runs_releases_traces_and_rolls_back_an_old_workspace(old_w
     assert "released dataset-v2" in out.output
     v2 = json.loads((ws.release_dir / "manifest.json").read_text())
     assert v2["counts"]["images"] == 12 and repo.read_release_index(ws, "dataset-v2")["counts"] == v2["counts"]
+    # no guidelines.md in a workspace of that version: recorded as "none", and old human labels have no version
+    assert not (ws.root / "guidelines.md").exists() and v2["guidelines_sha256"] == "none"
+    assert "guidelines: sha256 none" in versioning.tag_message(ws.root, "dataset-v2")
+    assert "guidelines: dataset-v1 not recorded, dataset-v2 none" in cli(ws.root, "diff", "dataset-v2").output
 
     cli(ws.root, "rollback", "dataset-v1")
     assert json.loads((ws.release_dir / "manifest.json").read_text())["counts"]["images"] == 1

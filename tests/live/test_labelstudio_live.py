@@ -11,6 +11,7 @@ with its pre-annotations.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -94,6 +95,19 @@ def test_push_creates_the_project_with_our_config_and_tasks_with_predictions(liv
     assert project.model_version in model_versions
     n_preds = sum(len(t["predictions"][0]["result"]) for t in live.tasks.values())
     assert n_preds == len(live.exported) >= 6
+
+
+@pytest.mark.labelstudio
+def test_the_project_instructions_are_the_guidelines_of_the_export(live):
+    """push-review sets the export's guidelines.md as the project's expert_instruction (read back
+    through label-studio-sdk), and every task's data carries their sha256."""
+    sha = hashlib.sha256((live.ws.review_out / BATCH / "guidelines.md").read_bytes()).hexdigest()
+    assert sha == hashlib.sha256((live.ws.root / "guidelines.md").read_bytes()).hexdigest()
+    project = live.ls.client().projects.get(live.project_id)
+    assert project.show_instruction is True
+    assert "<h1>Labeling guidelines: " in project.expert_instruction
+    assert project.expert_instruction.rstrip().endswith(f"labelloop guidelines sha256 {sha}</small></p>")
+    assert {t["data"]["guidelines_sha256"] for t in live.tasks.values()} == {sha}
 
 
 @pytest.mark.labelstudio
@@ -287,6 +301,10 @@ def test_the_pull_went_through_the_file_import_path(live, reviewed):
     assert {(r["task_id"], r["tool_annotation_id"]) for r in records} >= {
         (str(live.tasks[n]["id"]), str(live.notes[k]["annotation"]))
         for n, k in (("astronaut.png", "astronaut"), ("coins.png", "coins"), ("grace_hopper.jpg", "grace"))}
+    # the guidelines the reviewer worked under: Label Studio exports back the task data we sent
+    sha = json.loads((live.ws.review_out / BATCH / "export.json").read_text())["guidelines_sha256"]
+    assert {r.get("data_guidelines_sha256") for r in records} == {sha}
+    assert {h["guidelines_sha256"] for h in review_store(live.ws).human_labels() if h["source"] == live.source} == {sha}
 
 
 @pytest.mark.labelstudio

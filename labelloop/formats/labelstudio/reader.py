@@ -37,6 +37,8 @@ from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudo
 from labelloop.geometry.boxes import ls_to_xyxy
 
 # Top-level keys of a JSON-MIN record that are not data fields or region lists.
+#: The guidelines versions accepted in task data, a sha256 (64 lowercase hex digits) or "none" (no guidelines file).
+GUIDELINES_SHA = re.compile(r"[0-9a-f]{64}|none")
 _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
 _REGION_HINTS = ("rectanglelabels", "x", "points", "polygonlabels", "keypointlabels", "brushlabels", "labels")
 DEFAULT_MAX_EXPORT_BYTES = 200 * 2**20  # review.max_export_mb default
@@ -95,9 +97,13 @@ def _str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def _base(task_id: str, fmt: str, image_ref: Any, data_image_id: Any, project: Any) -> ReviewRecord:
-    return new_record(TOOL, task_id, fmt, allow_name=True, image_ref=image_ref if isinstance(image_ref, str) else None,
-                      data_image_id=_str_or_none(data_image_id), project=_str_or_none(project))
+def _base(task_id: str, fmt: str, image_ref: Any, data_image_id: Any, project: Any,
+          guidelines: Any = None) -> ReviewRecord:
+    rec = new_record(TOOL, task_id, fmt, allow_name=True, image_ref=image_ref if isinstance(image_ref, str) else None,
+                     data_image_id=_str_or_none(data_image_id), project=_str_or_none(project))
+    if isinstance(guidelines, str) and GUIDELINES_SHA.fullmatch(guidelines):
+        rec["data_guidelines_sha256"] = guidelines  # the version labelloop exported the task under
+    return rec
 
 
 def _fill(rec: ReviewRecord, ann: dict, ann_id_key: str, user_key: str) -> None:
@@ -135,11 +141,13 @@ def _json_task_records(task: dict, i: int) -> list[ReviewRecord]:
     data = raw_data if isinstance(raw_data, dict) else {}
     anns = task.get("annotations", task.get("completions"))
     if not isinstance(anns, list):
-        rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
+        rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"),
+                    data.get("guidelines_sha256"))
         rec["error"] = f"'annotations' is {type(anns).__name__}, not a list"
         return [rec]
     for j, ann in enumerate(anns):
-        rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"))
+        rec = _base(tid, "json", data.get("image"), data.get("image_id"), task.get("project"),
+                    data.get("guidelines_sha256"))
         try:
             if not isinstance(ann, dict):
                 raise RecordError(f"annotation at index {j} is not an object")
@@ -184,7 +192,7 @@ def _min_records(items: list[dict]) -> list[ReviewRecord]:
 def _min_record(obj: dict, i: int) -> ReviewRecord:
     """The record of one JSON-MIN annotation (``i``: its index in the file)."""
     tid = _task_id(obj, i)
-    rec = _base(tid, "json-min", obj.get("image"), obj.get("image_id"), None)
+    rec = _base(tid, "json-min", obj.get("image"), obj.get("image_id"), None, obj.get("guidelines_sha256"))
     try:
         _fill(rec, obj, "annotation_id", "annotator")
         rec["regions"] = [parse_region(r, k, min_format=True, control=c)
@@ -215,7 +223,8 @@ def parse_export(obj: Any) -> list[ReviewRecord]:
          "parent_regions": [{"region_id", "category", "value", "original_width",
                              "original_height", "score"}],   # JSON only: annotation.prediction
          "parent_prediction_id": str|None,
-         "error": str|None}
+         "error": str|None,
+         "data_guidelines_sha256": str}  # only when the task data carry a valid guidelines_sha256
 
     A problem confined to one annotation (a ``from_name`` / ``to_name`` / type that is not one of
     labelloop's controls, missing value or label, no ``updated_at``, no image reference...) does

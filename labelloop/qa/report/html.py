@@ -271,6 +271,15 @@ def _extra_sections(report: dict, gallery) -> list[str]:
     ]
 
 
+def _guidelines_html(g: dict | None) -> str:
+    """The labeling guidelines' version (sha256 of guidelines.md) and the human labels per version."""
+    if not g:
+        return ""
+    by = ", ".join(f"<code>{escape(k[:12])}</code> {v}" for k, v in g.get("human_labels_by_version", {}).items())
+    return (f"<p>guidelines sha256 <code>{escape(str(g.get('sha256')))}</code>"
+            + (f" &middot; human labels by guidelines version: {by}" if by else "") + "</p>")
+
+
 def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None,
                 gallery: Sequence[tuple[Image.Image, dict]] | None = None) -> str:
     """The QA report as one self-contained, byte-deterministic HTML page.
@@ -294,6 +303,7 @@ def render_html(report: dict, example: tuple[Image.Image, list[dict]] | None,
         f"policy <code>{escape(str(report.get('policy_id')))}</code>"
         + (f" &middot; model <code>{escape(str(report['model_id']))}</code>" if report.get("model_id") else "")
         + "</p>",
+        _guidelines_html(report.get("guidelines")),
         "<h2>Gates</h2>", _gates_html(report.get("gates", [])),
         "<h2>Counts</h2>", _counts_html(counts),
         f'<img alt="images per route and labels per class" src="{_png_data_uri(_counts_plot(counts))}">',

@@ -159,14 +159,16 @@ class LabelStudioServer:
 
     def find_project(self, title: str) -> dict | None:
         """The project titled exactly ``title`` (the lowest id if several), as
-        ``{"id", "title", "label_config", "model_version", "maximum_annotations"}``; None when there is none."""
+        ``{"id", "title", "label_config", "model_version", "maximum_annotations", "expert_instruction"}``;
+        None when there is none."""
         found = [p for p in self.call(f"list projects titled {title!r}", lambda: list(self.client.projects.list(
             title=title, page_size=100))) if p.title == title]
         if not found:
             return None
         p = min(found, key=lambda p: p.id)
         return {"id": p.id, "title": p.title, "label_config": p.label_config, "model_version": p.model_version,
-                "maximum_annotations": p.maximum_annotations or 1}
+                "maximum_annotations": p.maximum_annotations or 1,
+                "expert_instruction": getattr(p, "expert_instruction", None)}
 
     def ensure_project(self, title: str, label_config: str, description: str = "") -> dict:
         """Find the project titled ``title`` or create it with ``label_config``.
@@ -186,7 +188,8 @@ class LabelStudioServer:
             p = self.call(f"create project {title!r}", self.client.projects.create, title=title,
                           label_config=label_config, description=description, show_collab_predictions=True)
             return {"id": p.id, "title": p.title, "label_config": p.label_config, "model_version": p.model_version,
-                    "maximum_annotations": p.maximum_annotations or 1, "created": True, "config_updated": False}
+                    "maximum_annotations": p.maximum_annotations or 1,
+                    "expert_instruction": getattr(p, "expert_instruction", None), "created": True, "config_updated": False}
         updated = not same_label_config(project["label_config"] or "", label_config)
         dropped = sorted(config_labels(project["label_config"] or "") - config_labels(label_config))
         if updated and dropped:
@@ -199,6 +202,13 @@ class LabelStudioServer:
                       project["id"], label_config=label_config)
             project["label_config"] = label_config
         return project | {"created": False, "config_updated": updated}
+
+    def set_instructions(self, project_id: int, html: str) -> None:
+        """Make ``html`` the project's instructions (``expert_instruction``, shown to annotators
+        before they label: ``show_instruction`` on); labelloop sets the labeling guidelines there
+        (:func:`labelloop.workspace.guidelines.guidelines_html`)."""
+        self.call(f"set the instructions of project {project_id}", self.client.projects.update, project_id,
+                  expert_instruction=html, show_instruction=True)
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version`` the project's model version: the predictions Label Studio shows

@@ -42,6 +42,7 @@ from labelloop.formats import labelstudio
 from labelloop.review.importer import import_file
 from labelloop.review.live.server import LabelStudioServer, LabelStudioServerError, format_ts
 from labelloop.store import write_bytes_atomic, write_text_atomic
+from labelloop.workspace.guidelines import GUIDELINES_FILE, guidelines_html
 from labelloop.workspace.layout import Workspace, WorkspaceError
 
 DEFAULT_OVERLAP_S = 60.0
@@ -163,8 +164,13 @@ def push_batch(ws: Workspace, server: LabelStudioServer, batch: str, *, title: s
 
     Returns ``{"project_id", "project_url", "source", "created_project", "config_updated",
     "tasks_created", "tasks_existing", "predictions_added", "model_version",
-    "double_review_tasks" (tasks of the project taking two annotators), "task_ids":
-    {image_id: task id}}``.
+    "double_review_tasks" (tasks of the project taking two annotators), "guidelines_sha256",
+    "instructions_updated", "task_ids": {image_id: task id}}``.
+
+    Guidelines: the export's copy of the labeling guidelines (``review_out/<batch>/guidelines.md``,
+    :func:`export_instructions`) becomes the project's instructions (Label Studio's
+    ``expert_instruction``, shown before labeling) when they differ from the project's; an export
+    without the copy leaves the instructions as they are (``guidelines_sha256`` None).
 
     Raises:
         WorkspaceError: the batch has no review export yet, or its tasks.json is not a JSON list
@@ -188,14 +194,32 @@ def push_batch(ws: Workspace, server: LabelStudioServer, batch: str, *, title: s
     tasks = server_tasks(tasks, prefix)
     lock = sync_root(ws) / ".push.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
+    instructions = export_instructions(out)
     with FileLock(str(lock)):  # two pushes at once would both import the tasks they find missing
-        return _push(ws, server, batch, tasks, config, dirs, title)
+        return _push(ws, server, batch, tasks, config, dirs, title, instructions)
+
+
+def export_instructions(out: Path) -> tuple[str, str] | None:
+    """``(html, guidelines_sha256)`` of the guidelines a review export folder ``out``
+    (``review_out/<batch>/``) was made under: its ``guidelines.md`` copy rendered by
+    :func:`labelloop.workspace.guidelines.guidelines_html`, and the sha256 of that copy's bytes
+    (what the export recorded); None when the export has no copy (a workspace without
+    guidelines.md, or an export made before they were copied)."""
+    copy = out / GUIDELINES_FILE
+    if not copy.is_file():
+        return None
+    data = copy.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    return guidelines_html(data.decode("utf-8", errors="replace"), sha), sha
 
 
 def _push(ws: Workspace, server: LabelStudioServer, batch: str, tasks: list[dict], config: str, dirs: list[str],
-          title: str) -> dict:
+          title: str, instructions: tuple[str, str] | None = None) -> dict:
     project = server.ensure_project(title, config, description=f"labelloop workspace {ws.root.name}")
     pid = project["id"]
+    set_instructions = instructions is not None and project.get("expert_instruction") != instructions[0]
+    if instructions is not None and set_instructions:
+        server.set_instructions(pid, instructions[0])  # the guidelines the export was made under
     for d in dirs:
         server.ensure_local_storage(pid, d)
     reviewers = max((int(t["data"].get("reviewers_required") or 1) for t in tasks), default=1)
@@ -225,6 +249,7 @@ def _push(ws: Workspace, server: LabelStudioServer, batch: str, tasks: list[dict
                "created_project": project["created"], "config_updated": project["config_updated"],
                "tasks_created": len(ids), "tasks_existing": len(again), "predictions_added": added,
                "model_version": model_version, "double_review_tasks": sum(1 for n in overlaps.values() if n > 1),
+               "guidelines_sha256": instructions[1] if instructions else None, "instructions_updated": set_instructions,
                "task_ids": task_ids}
     log = state_dir(ws, src) / "pushes.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,7 @@ def test_init_workspace_creates_git_dvc_config_and_a_local_identity(template, tm
     assert git(root, "log", "--format=%s|%an|%ae") == "labelloop init|labelloop|labelloop@localhost"
     assert git(root, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert git(root, "ls-files").splitlines() == [
-        ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", "dvc.yaml", "labelloop.yaml"]
+        ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", "dvc.yaml", "guidelines.md", "labelloop.yaml"]
     assert git(root, "status", "--porcelain") == ""
     assert (root / ".gitignore").read_text().splitlines() == GITIGNORE
     # DVC (its INI config, as `dvc config` wrote it): analytics off, the local default remote
