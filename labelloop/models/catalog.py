@@ -9,8 +9,8 @@ name                 hub repo                            role       spec kind   
 grounding-dino-tiny  IDEA-Research/grounding-dino-tiny   detector   grounding-dino  Apache-2.0
 owlv2-base           google/owlv2-base-patch16-ensemble  detector   owlv2           Apache-2.0
 florence-2-base      microsoft/Florence-2-base           detector   (none yet)      MIT
-sam-vit-base         facebook/sam-vit-base               segmenter  (none yet)      Apache-2.0
-sam-vit-huge         facebook/sam-vit-huge               segmenter  (none yet)      Apache-2.0
+sam-vit-base         facebook/sam-vit-base               segmenter  sam-hf          Apache-2.0
+sam-vit-huge         facebook/sam-vit-huge               segmenter  sam-hf          Apache-2.0
 sam2.1-hiera-tiny    facebook/sam2.1-hiera-tiny          segmenter  sam2            Apache-2.0
 sam3                 facebook/sam3 (gated)               sam3       sam3            SAM License
 ===================  ==================================  =========  ==============  ===========
@@ -21,8 +21,8 @@ sam3                 facebook/sam3 (gated)               sam3       sam3        
 (a ``save_pretrained`` directory, :func:`labelloop.prelabel.backends.detection.load_pretrained`);
 ``None`` where no labelloop backend loads that model yet: the pull still downloads, verifies and
 records it in the models table, and prints no ``labelloop.yaml`` snippet. The hub's
-``facebook/sam-vit-*`` repositories hold ``transformers.SamModel`` directories, not the
-``segment-anything`` ``.pth`` files that segmenter kind ``sam`` loads.
+``facebook/sam-vit-*`` repositories hold ``transformers.SamModel`` directories (segmenter kind
+``sam-hf``), not the ``segment-anything`` ``.pth`` files that segmenter kind ``sam`` loads.
 
 ``revision`` is ``"main"`` for every entry: the pull resolves it to the commit the hub serves
 and records that commit (models table ``revision``), so a later pull of the same commit is
@@ -97,10 +97,10 @@ CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
                  "Apache-2.0", 620_000_000, note="open-vocabulary boxes, fixed 960 px square input"),
     CatalogEntry("florence-2-base", "microsoft/Florence-2-base", "main", "detector", "florence-2", None, "MIT",
                  464_000_000, note=f"caption/grounding model; {_NO_BACKEND}"),
-    CatalogEntry("sam-vit-base", "facebook/sam-vit-base", "main", "segmenter", "sam", None, "Apache-2.0",
-                 375_000_000, note=f"transformers SamModel; {_NO_BACKEND} (kind sam loads the segment-anything .pth)"),
-    CatalogEntry("sam-vit-huge", "facebook/sam-vit-huge", "main", "segmenter", "sam", None, "Apache-2.0",
-                 2_560_000_000, note=f"transformers SamModel; {_NO_BACKEND} (kind sam loads the segment-anything .pth)"),
+    CatalogEntry("sam-vit-base", "facebook/sam-vit-base", "main", "segmenter", "sam", "sam-hf", "Apache-2.0",
+                 375_000_000, note="transformers SamModel (segmenter kind sam-hf)"),
+    CatalogEntry("sam-vit-huge", "facebook/sam-vit-huge", "main", "segmenter", "sam", "sam-hf", "Apache-2.0",
+                 2_560_000_000, note="transformers SamModel (segmenter kind sam-hf)"),
     CatalogEntry("sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny", "main", "segmenter", "sam2", "sam2",
                  "Apache-2.0", 156_000_000, note="SAM 2.1, image mode"),
     CatalogEntry("sam3", "facebook/sam3", "main", "sam3", "sam3", "sam3", "SAM License", 3_450_000_000, gated=True,

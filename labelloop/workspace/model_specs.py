@@ -81,8 +81,12 @@ class SegmenterSpec(ModelSpec):
       in the directory ``path`` (e.g. syscv-community/sam-hq-vit-h downloaded once, elsewhere).
     - ``sam2`` = ``transformers.Sam2Model`` + ``Sam2Processor`` the same way (e.g.
       facebook/sam2.1-hiera-large), image mode.
+    - ``sam3-tracker`` = ``transformers.Sam3TrackerModel`` + ``Sam3TrackerProcessor`` the same
+      way (SAM 3's box-prompted segmenter, the SAM 2 API; e.g. from ``facebook/sam3``).
+    - ``sam-hf`` = ``transformers.SamModel`` + ``SamProcessor`` the same way (e.g.
+      facebook/sam-vit-base or facebook/sam-vit-huge as the hub serves them).
 
-    For ``sam-hq`` and ``sam2`` the architecture comes from the directory's ``config.json``:
+    For the transformers kinds (all but ``sam``) the architecture comes from the directory's ``config.json``:
     setting ``arch`` is an error. See :mod:`labelloop.prelabel.backends.sam_hf` for their pre- and
     post-processing. ``mask_threshold``: logit above which a pixel is foreground (0.0, the
     default of all three).
@@ -112,7 +116,7 @@ class SegmenterSpec(ModelSpec):
     compiler at run time on the CPU (Triton on CUDA).
     """
 
-    kind: Literal["sam", "sam-hq", "sam2"] = "sam"
+    kind: Literal["sam", "sam-hq", "sam2", "sam3-tracker", "sam-hf"] = "sam"
     arch: Literal["vit_b", "vit_l", "vit_h"] | SamArch = "vit_h"
     mask_threshold: float = 0.0
     attention: Literal["sdpa", "eager"] = Field(

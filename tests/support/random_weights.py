@@ -280,3 +280,56 @@ def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
     Sam3Model(config).eval().save_pretrained(dest)
     Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 112, "width": 112}), tokenizer=tok).save_pretrained(dest)
     return sha256_path(dest)
+
+
+def write_sam3_tracker(dest: str | os.PathLike, seed: int = 0) -> str:
+    """Save a tiny random-weight ``Sam3TrackerModel`` (the SAM 3 ViT of :func:`write_sam3`: 2
+    layers, 32 wide, patch 14, 112-pixel input; FPN 32 wide at 32, 16 and 8 square; prompt
+    encoder / mask decoder 32 wide) and its ``Sam3TrackerProcessor`` (``Sam2ImageProcessor``,
+    112 x 112) to directory ``dest``; returns its sha256."""
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerProcessor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    config = Sam3TrackerConfig(
+        vision_config={"backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
+                                           "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
+                                           "patch_size": 14, "window_size": 4, "global_attn_indexes": [1],
+                                           "pretrain_image_size": 56},
+                       "fpn_hidden_size": 32, "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]},
+        prompt_encoder_config={"hidden_size": 32, "image_size": 112, "patch_size": 14},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    Sam3TrackerProcessor(image_processor=Sam2ImageProcessor(size={"height": 112, "width": 112})).save_pretrained(dest)
+    Sam3TrackerModel(config).eval().save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_sam_transformers(dest: str | os.PathLike, seed: int = 0) -> str:
+    """Save a tiny random-weight ``transformers.SamModel`` (ViT of 2 layers, 32 wide, 256-pixel
+    input, one global-attention block; prompt encoder / mask decoder 32 wide) and its
+    ``SamProcessor`` to directory ``dest``; returns its sha256."""
+    from transformers import SamConfig, SamModel, SamProcessor
+    from transformers.models.sam.image_processing_sam import SamImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config={"hidden_size": 32, "output_channels": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "mlp_dim": 64, "image_size": 256, "patch_size": 16, "window_size": 4,
+                       "global_attn_indexes": [1], "num_pos_feats": 16},
+        prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16, "image_embedding_size": 16},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
+    s = 256
+    processor = SamProcessor(image_processor=SamImageProcessor(
+        size={"longest_edge": s}, pad_size={"height": s, "width": s},
+        mask_size={"longest_edge": s // 4}, mask_pad_size={"height": s // 4, "width": s // 4}))
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    processor.save_pretrained(dest)
+    SamModel(config).eval().save_pretrained(dest)
+    return sha256_path(dest)
