@@ -3,17 +3,22 @@
 Each :class:`CatalogEntry` names a Hugging Face Hub model repository and the ``labelloop.yaml``
 slot the model fills once pulled into ``<workspace>/models/<name>/``:
 
-===================  ==================================  =========  ==============  ===========
-name                 hub repo                            role       spec kind       licence
-===================  ==================================  =========  ==============  ===========
-grounding-dino-tiny  IDEA-Research/grounding-dino-tiny   detector   grounding-dino  Apache-2.0
-owlv2-base           google/owlv2-base-patch16-ensemble  detector   owlv2           Apache-2.0
-florence-2-base      microsoft/Florence-2-base           detector   (none yet)      MIT
-sam-vit-base         facebook/sam-vit-base               segmenter  sam-hf          Apache-2.0
-sam-vit-huge         facebook/sam-vit-huge               segmenter  sam-hf          Apache-2.0
-sam2.1-hiera-tiny    facebook/sam2.1-hiera-tiny          segmenter  sam2            Apache-2.0
-sam3                 facebook/sam3 (gated)               sam3       sam3            SAM License
-===================  ==================================  =========  ==============  ===========
+===================  ====================================  =========  ==============  ===========
+name                 hub repo                              role       spec kind       licence
+===================  ====================================  =========  ==============  ===========
+grounding-dino-tiny  IDEA-Research/grounding-dino-tiny     detector   grounding-dino  Apache-2.0
+owlv2-base           google/owlv2-base-patch16-ensemble    detector   owlv2           Apache-2.0
+florence-2-base      florence-community/Florence-2-base    detector   florence-2      MIT
+florence-2-large     florence-community/Florence-2-large   detector   florence-2      MIT
+sam-vit-base         facebook/sam-vit-base                 segmenter  sam-hf          Apache-2.0
+sam-vit-huge         facebook/sam-vit-huge                 segmenter  sam-hf          Apache-2.0
+sam2.1-hiera-tiny    facebook/sam2.1-hiera-tiny            segmenter  sam2            Apache-2.0
+sam3                 facebook/sam3 (gated)                 sam3       sam3            SAM License
+===================  ====================================  =========  ==============  ===========
+
+The Florence-2 entries name the ``florence-community`` repositories, the checkpoints the
+``transformers`` Florence-2 documentation loads with ``Florence2ForConditionalGeneration``
+(``microsoft/Florence-2-*`` hold the remote-code version, which labelloop never runs).
 
 ``spec_kind`` is the ``kind`` of :class:`labelloop.workspace.model_specs.DetectorSpec` /
 :class:`~labelloop.workspace.model_specs.SegmenterSpec` (``sam3``: the ``prelabeler.sam3`` slot of
@@ -95,8 +100,12 @@ CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
                  "grounding-dino", "Apache-2.0", 689_000_000, note="open-vocabulary boxes from text prompts"),
     CatalogEntry("owlv2-base", "google/owlv2-base-patch16-ensemble", "main", "detector", "owlv2", "owlv2",
                  "Apache-2.0", 620_000_000, note="open-vocabulary boxes, fixed 960 px square input"),
-    CatalogEntry("florence-2-base", "microsoft/Florence-2-base", "main", "detector", "florence-2", None, "MIT",
-                 464_000_000, note=f"caption/grounding model; {_NO_BACKEND}"),
+    CatalogEntry("florence-2-base", "florence-community/Florence-2-base", "main", "detector", "florence-2",
+                 "florence-2", "MIT", 464_000_000,
+                 note="<OPEN_VOCABULARY_DETECTION> per category; transformers-native port of microsoft/Florence-2-base"),
+    CatalogEntry("florence-2-large", "florence-community/Florence-2-large", "main", "detector", "florence-2",
+                 "florence-2", "MIT", 1_540_000_000,
+                 note="<OPEN_VOCABULARY_DETECTION> per category; transformers-native port of microsoft/Florence-2-large"),
     CatalogEntry("sam-vit-base", "facebook/sam-vit-base", "main", "segmenter", "sam", "sam-hf", "Apache-2.0",
                  375_000_000, note="transformers SamModel (segmenter kind sam-hf)"),
     CatalogEntry("sam-vit-huge", "facebook/sam-vit-huge", "main", "segmenter", "sam", "sam-hf", "Apache-2.0",

@@ -34,13 +34,17 @@ class DetectorSpec(ModelSpec):
     processor, saved with ``save_pretrained`` in ``path`` (e.g. IDEA-Research/grounding-dino-tiny
     downloaded once, elsewhere); ``owlv2`` = ``transformers.Owlv2ForObjectDetection`` + processor
     the same way (e.g. google/owlv2-base-patch16-ensemble; fixed square input, ``text_threshold``
-    and the edge sizes do not apply). Thresholds are probabilities in [0, 1] (sigmoid of the
+    and the edge sizes do not apply); ``florence-2`` = ``transformers.Florence2ForConditionalGeneration``
+    + ``Florence2Processor`` the same way (e.g. florence-community/Florence-2-base; the
+    ``<OPEN_VOCABULARY_DETECTION>`` task per category, a box's score is the mean probability of
+    its 4 generated location tokens, :mod:`labelloop.prelabel.backends.florence2`; fixed square
+    input, ``text_threshold`` and the edge sizes do not apply). Thresholds are probabilities in [0, 1] (sigmoid of the
     token logits); ``nms_iou`` is the IoU above which a lower-scored box of the same category
     is suppressed; the image is resized so its shorter side is ``shortest_edge`` and its longer
     side at most ``longest_edge`` pixels (the processor's defaults: 800 / 1333).
     """
 
-    kind: Literal["grounding-dino", "owlv2"] = "grounding-dino"
+    kind: Literal["grounding-dino", "owlv2", "florence-2"] = "grounding-dino"
     box_threshold: float = Field(0.35, ge=0.0, le=1.0, description="keep a box whose best prompt-token probability is >= this")
     text_threshold: float = Field(0.25, ge=0.0, le=1.0, description="a box's category must have a token probability >= this")
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="per-category non-maximum suppression IoU")

@@ -333,3 +333,69 @@ def write_sam_transformers(dest: str | os.PathLike, seed: int = 0) -> str:
     processor.save_pretrained(dest)
     SamModel(config).eval().save_pretrained(dest)
     return sha256_path(dest)
+
+
+def write_florence2(dest: str | os.PathLike, prompts: Sequence[str], seed: int = 0, loc_tokens: bool = True) -> str:
+    """Save a tiny random-weight ``Florence2ForConditionalGeneration`` and its ``Florence2Processor``
+    to directory ``dest``; returns its sha256.
+
+    Tokenizer: a byte-level BPE ``BartTokenizer`` built here (nothing downloaded) whose vocabulary
+    spells the words of the task prompt ``"Locate ... in the image."`` and of ``prompts``, with
+    Florence-2's added tokens (``<loc_0>`` .. ``<loc_999>``, ``<od>``...) and ``<image>``. Model:
+    DaViT of 2 stages (16 / 32 wide, strides 4 and 2), 64-pixel input (8 x 8 patches + 1 pooled =
+    65 image tokens, the processor's ``image_seq_length``); BART of 1 + 1 layers, 32 wide. The
+    output head is untied and zero except its location-token rows (random, times 10), so the
+    random model generates location tokens, as the real one does after a phrase. ``loc_tokens=False``:
+    the tokenizer lacks the location tokens (a broken checkpoint)."""
+    from transformers import (
+        BartTokenizer,
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    words = sorted({w for p in [*prompts, "Locate in the image."] for w in p.replace(".", " .").split()})
+    chars = sorted({c for w in words for c in w} | {"\u0120"})
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *chars]
+    merges: list[tuple[str, str]] = []
+    for w in [*words, *("\u0120" + w for w in words)]:
+        acc = w[0]
+        for c in w[1:]:
+            if (acc, c) not in merges:
+                merges.append((acc, c))
+            acc += c
+            if acc not in vocab:
+                vocab.append(acc)
+    vocab.append("<mask>")
+    tok = BartTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges,
+                        extra_special_tokens={"image_token": "<image>"})
+    tok.add_tokens([f"<loc_{i}>" for i in range(1000 if loc_tokens else 0)] + ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>"])
+    torch.manual_seed(seed)
+    config = Florence2Config(
+        vision_config={"depths": [1, 1], "patch_size": [7, 3], "patch_stride": [4, 2], "patch_padding": [3, 1],
+                       "patch_prenorm": [False, True], "embed_dim": [16, 32], "num_heads": [2, 2], "num_groups": [2, 2],
+                       "window_size": 2, "projection_dim": 32, "drop_path_rate": 0.0},
+        text_config={"model_type": "bart", "vocab_size": len(tok), "d_model": 32, "encoder_layers": 1,
+                     "decoder_layers": 1, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                     "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 1024,
+                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                     "pad_token_id": tok.pad_token_id, "decoder_start_token_id": tok.eos_token_id},
+        image_token_id=tok.image_token_id, tie_word_embeddings=False)
+    model = Florence2ForConditionalGeneration(config).eval()
+    loc = torch.tensor(tok.convert_tokens_to_ids([f"<loc_{i}>" for i in range(1000)]) if loc_tokens else [],
+                       dtype=torch.int64)
+    with torch.no_grad():
+        w = model.lm_head.weight
+        rows = w[loc].clone()
+        w.zero_()
+        w[loc] = rows * 10
+    image_processor = CLIPImageProcessor(size={"height": 64, "width": 64}, do_center_crop=False, image_seq_length=65)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    Florence2Processor(image_processor=image_processor, tokenizer=tok,
+                       post_processor_config={"description_with_bboxes_or_polygons": {}}).save_pretrained(dest)
+    model.save_pretrained(dest)
+    return sha256_path(dest)
