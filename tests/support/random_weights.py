@@ -250,9 +250,12 @@ def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> st
     return sha256_path(dest)
 
 
-def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
-    """Save a tiny random-weight SAM 3 (ViT of 2 layers, 32 wide, 112-pixel input; CLIP text of one
-    layer; DETR encoder / decoder of one layer, 20 queries) and its processor; returns the sha256."""
+def write_sam3(dest: Path, prompts, seed: int = 0, size: str = "test") -> str:
+    """Save a random-weight SAM 3 and its processor (a CLIP BPE tokenizer spelling ``prompts``);
+    returns the sha256. ``size="test"``: tiny (ViT of 2 layers, 32 wide, 112-pixel input; CLIP
+    text of one layer; DETR encoder / decoder of one layer, 20 queries); ``"full"``: ``Sam3Config()``
+    defaults, facebook/sam3's architecture (about 848M parameters, 1008-pixel input), for the
+    benchmark."""
     from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
     from transformers.utils import logging as hf_logging
 
@@ -264,6 +267,18 @@ def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
     merges.unlink()
     torch.manual_seed(seed)
     small = {"num_attention_heads": 2, "intermediate_size": 32}
+    if size == "full":
+        full = Sam3Config()
+        text = {**full.text_config.to_dict(), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id}
+        config = Sam3Config(text_config=text)
+        side = config.vision_config.backbone_config.image_size
+        Sam3Model(config).eval().save_pretrained(dest)
+        Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": side, "width": side}),
+                      tokenizer=tok).save_pretrained(dest)
+        return sha256_path(dest)
+    if size != "test":
+        raise ValueError(f"size must be 'test' or 'full', not {size!r}")
     config = Sam3Config(
         vision_config={"backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
                                            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
