@@ -387,7 +387,8 @@ def write_florence2(dest: str | os.PathLike, prompts: Sequence[str], seed: int =
     vocab.append("<mask>")
     tok = BartTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges,
                         extra_special_tokens={"image_token": "<image>"})
-    tok.add_tokens([f"<loc_{i}>" for i in range(1000 if loc_tokens else 0)] + ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>"])
+    extra = ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>"]
+    tok.add_tokens([f"<loc_{i}>" for i in range(1000 if loc_tokens else 0)] + extra)
     torch.manual_seed(seed)
     config = Florence2Config(
         vision_config={"depths": [1, 1], "patch_size": [7, 3], "patch_stride": [4, 2], "patch_padding": [3, 1],

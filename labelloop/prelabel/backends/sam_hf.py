@@ -1,4 +1,5 @@
-"""SAM-HQ, SAM 2, SAM 3's tracker and the transformers port of SAM as box-prompted segmenters through ``transformers``, from local
+"""SAM-HQ, SAM 2, SAM 3's tracker and the transformers port of SAM as box-prompted segmenters
+through ``transformers``, from local
 ``save_pretrained`` directories (model + processor), behind the same interface as
 :class:`labelloop.prelabel.backends.sam.SamSegmenter` (``preparer`` / ``collater`` / ``encode`` / ``masks``).
 

@@ -73,7 +73,8 @@ def test_florence_score_is_mean_location_token_probability_and_greedy_beats_alte
         assert len(gen.scores) >= 1 and ((gen.scores > 0) & (gen.scores <= 1)).all()
         probs = logits[i].float().softmax(-1)
         first = [t for t in range(tokens.shape[1]) if det.loc_of[tokens[i, t]] >= 0][:4]
-        assert gen.scores[0] == pytest.approx(float(torch.stack([probs[t, tokens[i, t]] for t in first]).mean()), rel=1e-6)
+        want = float(torch.stack([probs[t, tokens[i, t]] for t in first]).mean())
+        assert gen.scores[0] == pytest.approx(want, rel=1e-6)
         torch.testing.assert_close(forced[i].scores, gen.scores, atol=1e-5, rtol=1e-4)
         assert torch.equal(forced[i].bins, gen.bins)
         altered = tokens[i].clone()
@@ -88,7 +89,8 @@ def test_florence_predict_files_boxes_in_the_exif_corrected_frame(labeler, tmp_p
     assert labeler.backend == "florence-2+sam2"
     assert labeler.model_id.startswith(f"florence-2+sam2@{labeler.checkpoint_sha256[:12]}-")
     exif_rotated_pair(tmp_path)
-    results = dict(labeler.predict_files([tmp_path / "orient6.jpg", skimage_data() / "coffee.png", tmp_path / "shown.png"]))
+    paths = [tmp_path / "orient6.jpg", skimage_data() / "coffee.png", tmp_path / "shown.png"]
+    results = dict(labeler.predict_files(paths))
     for i, (h, w) in zip(range(3), [(451, 300), (400, 600), (451, 300)]):
         assert results[i] and len(results[i]) <= 3
         check_frame(results[i], h, w)  # xyxy inside (H, W), scores in [0, 1], masks (H, W) + RLE round trip

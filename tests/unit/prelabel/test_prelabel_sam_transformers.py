@@ -37,7 +37,8 @@ def test_sam_hf_masks_equal_the_transformers_pipeline(tmp_path):
     inputs = seg.processor(images=[rgbs[0]], input_boxes=[b.tolist()], return_tensors="pt")
     with torch.inference_mode():
         out = seg.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=False)
-    ref = seg.processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])[0][:, 0]
+    ref = seg.processor.post_process_masks(out.pred_masks, inputs["original_sizes"],
+                                           inputs["reshaped_input_sizes"])[0][:, 0]
     assert ours.shape == (2, 400, 600) and torch.equal(ours, ref)
     rle = encode_rle(ours[1].numpy())
     assert (decode_rle(rle) == ours[1].numpy()).all()
