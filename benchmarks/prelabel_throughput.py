@@ -29,6 +29,14 @@ On a CPU it also prints the CPU seconds (this process and its joined DataLoader 
 the stage and of the raw passes, and their ratio: the work done, which a shared machine's
 scheduling does not distort as it does wall time.
 
+``--backend sam3``: SAM 3 alone (``prelabeler.backend: sam3``), facebook/sam3's full-size
+architecture (``Sam3Config()`` defaults, about 848M parameters, 1008-pixel input) with random
+weights, the same three figures: stage = ``Sam3PreLabeler.predict_files`` + rows; raw = the
+model passes on the same batched tensors (``get_vision_features`` once per batch, then the
+DETR encoder / decoder and mask decoder once per category); naive = per image and per prompt,
+float32, the vision features recomputed for every prompt, masks upsampled per instance.
+(``--arch``, ``--segmenter``, ``--attention`` and ``--compile`` do not apply.)
+
 Ends with ``stage/raw X.XX  stage/naive Y.YY  stage_img_per_s Z.Z``.
 """
 
@@ -54,9 +62,10 @@ from labelloop.prelabel.backends.foundation import FoundationPreLabeler  # noqa:
 from labelloop.prelabel.backends.loading import sha256_path  # noqa: E402
 from labelloop.prelabel.backends.pipeline import batch_of_images, image_row  # noqa: E402
 from labelloop.prelabel.backends.runtime import autocast_dtype, resolve_device  # noqa: E402
+from labelloop.prelabel.backends.sam3 import Sam3PreLabeler  # noqa: E402
 from labelloop.tables.schemas import PREDICTIONS  # noqa: E402
 from labelloop.workspace.config import ProjectConfig  # noqa: E402
-from support.random_weights import write_grounding_dino, write_sam, write_sam2, write_sam_hq  # noqa: E402
+from support.random_weights import write_grounding_dino, write_sam, write_sam2, write_sam3, write_sam_hq  # noqa: E402
 
 CATEGORIES = [("person", "a person", True), ("cat", "a cat", True), ("face", "a human face", False)]
 
@@ -169,9 +178,107 @@ def naive(m: FoundationPreLabeler, paths: list[Path]) -> float:
             seg.amp = amp[1]
 
 
+def sam3_checkpoint(work: Path, size: str = "full") -> tuple[Path, str]:
+    path = work / f"sam3-{size}-random"
+    if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
+        shutil.rmtree(path, ignore_errors=True)
+        write_sam3(path, [p for _, p, _ in CATEGORIES], size=size)
+    return path, sha256_path(path)
+
+
+def sam3_raw(m: Sam3PreLabeler, paths: list[Path], batch_size: int) -> tuple[float, float]:
+    """The SAM 3 forward passes alone on already-batched device tensors: vision once per batch,
+    the prompt passes once per category."""
+    model, _ = m.load()
+    dev = model.device
+    images = [load_rgb(p) for p in paths]
+    batches = [batch_of_images(images[i:i + batch_size], m.prepare()).to(dev, non_blocking=False)
+               for i in range(0, len(images), batch_size)]
+    sync(dev)
+    t, c = time.perf_counter(), cpu_seconds()
+    for b in batches:
+        vision = model.vision(b.det["pixel_values"])
+        for cat in range(len(m.categories)):
+            model.prompt(vision, cat, len(b))
+    sync(dev)
+    return time.perf_counter() - t, cpu_seconds() - c
+
+
+def sam3_naive(m: Sam3PreLabeler, paths: list[Path]) -> float:
+    """Per image, per prompt: decode, float32, vision features recomputed, prompt pass,
+    post-processing, one mask upsampled at a time."""
+    model, _ = m.load()
+    dev, amp = model.device, model.amp
+    model.amp = None
+    prepare = m.prepare()
+    try:
+        sync(dev)
+        t = time.perf_counter()
+        for p in paths:
+            b = batch_of_images([load_rgb(p)], prepare).to(dev, non_blocking=False)
+            for cat, (_, _, masks) in enumerate(m.categories):
+                vision = model.vision(b.det["pixel_values"])
+                inst = model.postprocess(model.prompt(vision, cat, 1), cat, b.sizes)[0]
+                if masks:
+                    for k in range(len(inst.mask_logits)):
+                        model.masks(inst.mask_logits[k:k + 1], b.sizes[0])
+        sync(dev)
+        return time.perf_counter() - t
+    finally:
+        model.amp = amp
+
+
+def main_sam3(a: argparse.Namespace, dev: torch.device) -> int:
+    t = time.perf_counter()
+    path, sha = sam3_checkpoint(a.work_dir, a.sam3_size)
+    print(f"checkpoint ready in {time.perf_counter() - t:.1f}s: {path} ({sha[:12]})")
+    cfg = ProjectConfig.model_validate({
+        "categories": [{"name": n, "detector": "sam3", "prompt": p, "masks": mk} for n, p, mk in CATEGORIES],
+        "prelabeler": {"backend": "sam3", "device": str(dev), "dtype": a.dtype, "batch_size": a.batch_size,
+                       "num_workers": a.num_workers,
+                       "sam3": {"path": str(path), "sha256": sha, "max_detections": a.max_detections,
+                                "score_threshold": 0.0}}})
+    m = Sam3PreLabeler(cfg)
+    t = time.perf_counter()
+    m.load()
+    print(f"loaded in {time.perf_counter() - t:.1f}s on {dev} "
+          f"(autocast {autocast_dtype(dev, a.dtype)}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    pool = photos()
+    paths = [pool[i % len(pool)] for i in range(a.num_images)]
+    warmup = a.batch_size if a.warmup is None else a.warmup
+    if warmup:
+        stage(m, [pool[i % len(pool)] for i in range(warmup)])
+    c0 = cpu_seconds()
+    s_time, results = stage(m, paths)
+    s_cpu = cpu_seconds() - c0
+    n_boxes = sum(len(r) for _, r in results if isinstance(r, list))
+    n_masks = sum(d.mask is not None for _, r in results if isinstance(r, list) for d in r)
+    r_time, r_cpu = sam3_raw(m, paths, m.halving.batch_size)
+    n = len(paths)
+    print(f"images {n}  boxes {n_boxes}  masks {n_masks}  batch_size {m.halving.batch_size}  "
+          f"oom_halvings {len(m.halving.events)}")
+    print(f"stage  {n / s_time:8.3f} img/s  ({s_time:.2f} s)")
+    print(f"raw    {n / r_time:8.3f} img/s  ({r_time:.2f} s)")
+    if dev.type == "cpu":
+        print(f"cpu seconds: stage {s_cpu:.1f}  raw {r_cpu:.1f}  cpu stage/raw {r_cpu / s_cpu:.2f} "
+              "(work done, whatever share of the cores the scheduler gave)")
+    if a.skip_naive:
+        nv_time = float("nan")
+        print("naive  skipped")
+    else:
+        nv_time = sam3_naive(m, paths)
+        print(f"naive  {n / nv_time:8.3f} img/s  ({nv_time:.2f} s; {nv_time / n:.2f} s per image)")
+    ips = n / s_time
+    ips_text = f"{ips:.1f}" if ips >= 1 else f"{ips:.4f}"
+    print(f"stage/raw {r_time / s_time:.2f}  stage/naive {nv_time / s_time:.2f}  stage_img_per_s {ips_text}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    ap.add_argument("--backend", default="foundation", choices=["foundation", "sam3"],
+                    help="foundation (Grounding DINO + a segmenter) or sam3 (SAM 3 alone, full size)")
     ap.add_argument("--num-images", type=int, default=8)
     ap.add_argument("--arch", default="vit_h", choices=["vit_b", "vit_l", "vit_h"], help="SAM / SAM-HQ architecture")
     ap.add_argument("--segmenter", default="sam", choices=["sam", "sam-hq", "sam2"],
@@ -190,12 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=None,
                     help="images run through the stage before timing (default: one full batch, so the timed "
                          "run meets no new batch shape the raw pass, run after it, would find warmed up)")
+    ap.add_argument("--sam3-size", default="full", choices=["full", "test"],
+                    help="--backend sam3: full (facebook/sam3's architecture) or test (the tiny smoke-test model)")
     ap.add_argument("--skip-naive", action="store_true", help="leave out the naive loop (slow on a CPU)")
     a = ap.parse_args(argv)
     if (a.attention or a.compile) and a.segmenter != "sam":
         ap.error("--attention and --compile apply to --segmenter sam only")
     dev = resolve_device(a.device)
     a.work_dir.mkdir(parents=True, exist_ok=True)
+    if a.backend == "sam3":
+        return main_sam3(a, dev)
     t = time.perf_counter()
     gd, gd_sha, sam, sam_sha = checkpoints(a.work_dir, a.arch, a.segmenter)
     print(f"checkpoints ready in {time.perf_counter() - t:.1f}s: {gd} ({gd_sha[:12]}), {sam} ({sam_sha[:12]})")

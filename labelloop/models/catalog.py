@@ -3,17 +3,22 @@
 Each :class:`CatalogEntry` names a Hugging Face Hub model repository and the ``labelloop.yaml``
 slot the model fills once pulled into ``<workspace>/models/<name>/``:
 
-===================  ==================================  =========  ==============  ===========
-name                 hub repo                            role       spec kind       licence
-===================  ==================================  =========  ==============  ===========
-grounding-dino-tiny  IDEA-Research/grounding-dino-tiny   detector   grounding-dino  Apache-2.0
-owlv2-base           google/owlv2-base-patch16-ensemble  detector   owlv2           Apache-2.0
-florence-2-base      microsoft/Florence-2-base           detector   (none yet)      MIT
-sam-vit-base         facebook/sam-vit-base               segmenter  (none yet)      Apache-2.0
-sam-vit-huge         facebook/sam-vit-huge               segmenter  (none yet)      Apache-2.0
-sam2.1-hiera-tiny    facebook/sam2.1-hiera-tiny          segmenter  sam2            Apache-2.0
-sam3                 facebook/sam3 (gated)               sam3       sam3            SAM License
-===================  ==================================  =========  ==============  ===========
+===================  ====================================  =========  ==============  ===========
+name                 hub repo                              role       spec kind       licence
+===================  ====================================  =========  ==============  ===========
+grounding-dino-tiny  IDEA-Research/grounding-dino-tiny     detector   grounding-dino  Apache-2.0
+owlv2-base           google/owlv2-base-patch16-ensemble    detector   owlv2           Apache-2.0
+florence-2-base      florence-community/Florence-2-base    detector   florence-2      MIT
+florence-2-large     florence-community/Florence-2-large   detector   florence-2      MIT
+sam-vit-base         facebook/sam-vit-base                 segmenter  sam-hf          Apache-2.0
+sam-vit-huge         facebook/sam-vit-huge                 segmenter  sam-hf          Apache-2.0
+sam2.1-hiera-tiny    facebook/sam2.1-hiera-tiny            segmenter  sam2            Apache-2.0
+sam3                 facebook/sam3 (gated)                 sam3       sam3            SAM License
+===================  ====================================  =========  ==============  ===========
+
+The Florence-2 entries name the ``florence-community`` repositories, the checkpoints the
+``transformers`` Florence-2 documentation loads with ``Florence2ForConditionalGeneration``
+(``microsoft/Florence-2-*`` hold the remote-code version, which labelloop never runs).
 
 ``spec_kind`` is the ``kind`` of :class:`labelloop.workspace.model_specs.DetectorSpec` /
 :class:`~labelloop.workspace.model_specs.SegmenterSpec` (``sam3``: the ``prelabeler.sam3`` slot of
@@ -21,8 +26,8 @@ sam3                 facebook/sam3 (gated)               sam3       sam3        
 (a ``save_pretrained`` directory, :func:`labelloop.prelabel.backends.detection.load_pretrained`);
 ``None`` where no labelloop backend loads that model yet: the pull still downloads, verifies and
 records it in the models table, and prints no ``labelloop.yaml`` snippet. The hub's
-``facebook/sam-vit-*`` repositories hold ``transformers.SamModel`` directories, not the
-``segment-anything`` ``.pth`` files that segmenter kind ``sam`` loads.
+``facebook/sam-vit-*`` repositories hold ``transformers.SamModel`` directories (segmenter kind
+``sam-hf``), not the ``segment-anything`` ``.pth`` files that segmenter kind ``sam`` loads.
 
 ``revision`` is ``"main"`` for every entry: the pull resolves it to the commit the hub serves
 and records that commit (models table ``revision``), so a later pull of the same commit is
@@ -95,12 +100,16 @@ CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
                  "grounding-dino", "Apache-2.0", 689_000_000, note="open-vocabulary boxes from text prompts"),
     CatalogEntry("owlv2-base", "google/owlv2-base-patch16-ensemble", "main", "detector", "owlv2", "owlv2",
                  "Apache-2.0", 620_000_000, note="open-vocabulary boxes, fixed 960 px square input"),
-    CatalogEntry("florence-2-base", "microsoft/Florence-2-base", "main", "detector", "florence-2", None, "MIT",
-                 464_000_000, note=f"caption/grounding model; {_NO_BACKEND}"),
-    CatalogEntry("sam-vit-base", "facebook/sam-vit-base", "main", "segmenter", "sam", None, "Apache-2.0",
-                 375_000_000, note=f"transformers SamModel; {_NO_BACKEND} (kind sam loads the segment-anything .pth)"),
-    CatalogEntry("sam-vit-huge", "facebook/sam-vit-huge", "main", "segmenter", "sam", None, "Apache-2.0",
-                 2_560_000_000, note=f"transformers SamModel; {_NO_BACKEND} (kind sam loads the segment-anything .pth)"),
+    CatalogEntry("florence-2-base", "florence-community/Florence-2-base", "main", "detector", "florence-2",
+                 "florence-2", "MIT", 464_000_000,
+                 note="<OPEN_VOCABULARY_DETECTION> per category; transformers-native port of microsoft/Florence-2-base"),
+    CatalogEntry("florence-2-large", "florence-community/Florence-2-large", "main", "detector", "florence-2",
+                 "florence-2", "MIT", 1_540_000_000,
+                 note="<OPEN_VOCABULARY_DETECTION> per category; transformers-native port of microsoft/Florence-2-large"),
+    CatalogEntry("sam-vit-base", "facebook/sam-vit-base", "main", "segmenter", "sam", "sam-hf", "Apache-2.0",
+                 375_000_000, note="transformers SamModel (segmenter kind sam-hf)"),
+    CatalogEntry("sam-vit-huge", "facebook/sam-vit-huge", "main", "segmenter", "sam", "sam-hf", "Apache-2.0",
+                 2_560_000_000, note="transformers SamModel (segmenter kind sam-hf)"),
     CatalogEntry("sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny", "main", "segmenter", "sam2", "sam2",
                  "Apache-2.0", 156_000_000, note="SAM 2.1, image mode"),
     CatalogEntry("sam3", "facebook/sam3", "main", "sam3", "sam3", "sam3", "SAM License", 3_450_000_000, gated=True,

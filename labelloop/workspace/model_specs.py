@@ -34,13 +34,17 @@ class DetectorSpec(ModelSpec):
     processor, saved with ``save_pretrained`` in ``path`` (e.g. IDEA-Research/grounding-dino-tiny
     downloaded once, elsewhere); ``owlv2`` = ``transformers.Owlv2ForObjectDetection`` + processor
     the same way (e.g. google/owlv2-base-patch16-ensemble; fixed square input, ``text_threshold``
-    and the edge sizes do not apply). Thresholds are probabilities in [0, 1] (sigmoid of the
+    and the edge sizes do not apply); ``florence-2`` = ``transformers.Florence2ForConditionalGeneration``
+    + ``Florence2Processor`` the same way (e.g. florence-community/Florence-2-base; the
+    ``<OPEN_VOCABULARY_DETECTION>`` task per category, a box's score is the mean probability of
+    its 4 generated location tokens, :mod:`labelloop.prelabel.backends.florence2`; fixed square
+    input, ``text_threshold`` and the edge sizes do not apply). Thresholds are probabilities in [0, 1] (sigmoid of the
     token logits); ``nms_iou`` is the IoU above which a lower-scored box of the same category
     is suppressed; the image is resized so its shorter side is ``shortest_edge`` and its longer
     side at most ``longest_edge`` pixels (the processor's defaults: 800 / 1333).
     """
 
-    kind: Literal["grounding-dino", "owlv2"] = "grounding-dino"
+    kind: Literal["grounding-dino", "owlv2", "florence-2"] = "grounding-dino"
     box_threshold: float = Field(0.35, ge=0.0, le=1.0, description="keep a box whose best prompt-token probability is >= this")
     text_threshold: float = Field(0.25, ge=0.0, le=1.0, description="a box's category must have a token probability >= this")
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="per-category non-maximum suppression IoU")
@@ -81,8 +85,12 @@ class SegmenterSpec(ModelSpec):
       in the directory ``path`` (e.g. syscv-community/sam-hq-vit-h downloaded once, elsewhere).
     - ``sam2`` = ``transformers.Sam2Model`` + ``Sam2Processor`` the same way (e.g.
       facebook/sam2.1-hiera-large), image mode.
+    - ``sam3-tracker`` = ``transformers.Sam3TrackerModel`` + ``Sam3TrackerProcessor`` the same
+      way (SAM 3's box-prompted segmenter, the SAM 2 API; e.g. from ``facebook/sam3``).
+    - ``sam-hf`` = ``transformers.SamModel`` + ``SamProcessor`` the same way (e.g.
+      facebook/sam-vit-base or facebook/sam-vit-huge as the hub serves them).
 
-    For ``sam-hq`` and ``sam2`` the architecture comes from the directory's ``config.json``:
+    For the transformers kinds (all but ``sam``) the architecture comes from the directory's ``config.json``:
     setting ``arch`` is an error. See :mod:`labelloop.prelabel.backends.sam_hf` for their pre- and
     post-processing. ``mask_threshold``: logit above which a pixel is foreground (0.0, the
     default of all three).
@@ -112,7 +120,7 @@ class SegmenterSpec(ModelSpec):
     compiler at run time on the CPU (Triton on CUDA).
     """
 
-    kind: Literal["sam", "sam-hq", "sam2"] = "sam"
+    kind: Literal["sam", "sam-hq", "sam2", "sam3-tracker", "sam-hf"] = "sam"
     arch: Literal["vit_b", "vit_l", "vit_h"] | SamArch = "vit_h"
     mask_threshold: float = 0.0
     attention: Literal["sdpa", "eager"] = Field(

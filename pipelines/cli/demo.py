@@ -10,13 +10,17 @@ gate (the expected outcome: dataset-v2 stays the current release) -> summary.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 
 from labelloop.images import samples
 from labelloop.ingest.files import ingest
+from labelloop.models.registry import ENV_MODELS
+from labelloop.models.use import UseError, pulled_prelabeler, write_prelabeler
 from labelloop.release.audit import status
 from labelloop.review.gold import register_gold
 from labelloop.workspace import repo
@@ -43,11 +47,30 @@ def fresh_demo_workspace(path: str | None) -> Workspace:
     return Workspace.at(root)
 
 
-def run_demo(ctx: click.Context) -> None:
+def demo_models(prelabeler: str) -> tuple[dict[str, Any], str] | None:
+    """The ``prelabeler`` settings and categories' detector kind for ``--prelabeler`` (None for
+    the default ``opencv``): models pulled into ``$LABELLOOP_MODELS``
+    (:func:`labelloop.models.use.pulled_prelabeler`), resolved before the workspace is made; a
+    missing model is one line naming the ``labelloop models pull`` command."""
+    if prelabeler == "opencv":
+        return None
+    shared = os.environ.get(ENV_MODELS)
+    try:
+        return pulled_prelabeler(Path(shared).expanduser().resolve() if shared else None, prelabeler)
+    except UseError as exc:
+        raise CliError(str(exc)) from None
 
+
+def run_demo(ctx: click.Context, prelabeler: str = "opencv") -> None:
+
+    models = demo_models(prelabeler)
     ws = fresh_demo_workspace(ctx.obj["workspace"])
     click.echo(f"[1/7] workspace {ws.root}")
     init_workspace(ws)
+    if models is not None:
+        write_prelabeler(ws, *models)
+        click.echo(f"      pre-labeler {prelabeler}: " + ", ".join(
+            f"{role} {spec['path']}" for role, spec in models[0].items() if isinstance(spec, dict)))
     (ws.root / MARKER).write_text("created by `labelloop demo`; `labelloop demo` may replace this folder\n")
     instance = get_instance(ws)
     photos = samples.stage_photos(ws.state / "demo-photos")
@@ -80,9 +103,11 @@ def run_demo(ctx: click.Context) -> None:
 
 @click.command()
 @options
+@click.option("--prelabeler", type=click.Choice(["opencv", "sam3", "foundation"]), default="opencv", show_default=True,
+              help="sam3 / foundation: the models pulled into $LABELLOOP_MODELS (labelloop models pull)")
 @click.pass_context
-def demo(ctx: click.Context) -> None:
+def demo(ctx: click.Context, prelabeler: str) -> None:
     """The main job on the bundled photos in a fresh workspace: --workspace, else
     $LABELLOOP_WORKSPACE, else ./labelloop-demo (not the current directory)."""
 
-    run_demo(ctx)
+    run_demo(ctx, prelabeler)

@@ -8,6 +8,7 @@ import click
 
 from labelloop.models import catalog, registry
 from labelloop.models.pull import PullError, pull
+from labelloop.models.use import UseError, UseResult, use_model
 from pipelines.cli.common import CliError, emit, options, workspace_of
 
 
@@ -63,10 +64,12 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
 @click.option("--role", type=click.Choice(registry.ROLES), help="for a repo id outside the catalog: its labelloop.yaml slot")
 @click.option("--kind", "spec_kind", metavar="KIND",
               help="for a repo id outside the catalog: the spec kind that loads it (grounding-dino, owlv2, sam2, sam-hq)")
+@click.option("--use", "use", is_flag=True,
+              help="then write its path and sha256 into labelloop.yaml and make it current (labelloop models use)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def pull_model(ctx: click.Context, name: str, revision: str | None, role: str | None, spec_kind: str | None,
-               as_json: bool) -> None:
+               use: bool, as_json: bool) -> None:
     """Download NAME (a catalog name, or a hub repo id org/name) from the Hugging Face Hub
     ($HF_ENDPOINT; token from `hf auth login` or HF_TOKEN) into models/NAME, verify every file
     against the hashes the hub declares, record it in the models table, and print the
@@ -80,12 +83,48 @@ def pull_model(ctx: click.Context, name: str, revision: str | None, role: str | 
     data = {"name": res.row["name"], "path": str(res.path), "sha256": res.row["sha256"],
             "revision": res.row["revision"], "size_bytes": res.row["size_bytes"], "already": res.already,
             "snippet": res.snippet, "row": res.row}
+    if use:
+        data["used"] = _use(ws, res.row["name"])
 
     def fmt(d: dict) -> str:
         head = (f"{d['name']}: already installed" if d["already"] else f"{d['name']}: pulled") + \
                f" at {d['path']} (revision {d['revision']}, {_size(d['size_bytes'])}, sha256 {d['sha256']})"
+        if d.get("used"):
+            return head + "\n" + _used_text(d["used"])
         if d["snippet"] is None:
             return head + "\nno labelloop backend loads this model yet: it is recorded in the models table only"
         return head + "\nput in labelloop.yaml:\n" + d["snippet"].rstrip("\n")
 
     emit(data, as_json, fmt)
+
+
+def _use(ws, name: str) -> dict:
+    try:
+        res: UseResult = use_model(ws, name)
+    except UseError as exc:
+        raise CliError(str(exc)) from None
+    return {"name": name, "role": res.row["role"], "config": str(res.config_path), "prelabeler": res.prelabeler,
+            "categories_changed": res.categories_changed, "sha256": res.row["sha256"], "path": res.row["path"]}
+
+
+def _used_text(d: dict) -> str:
+    head = (f"{d['name']} is now the current {d['role']}: {d['config']} prelabeler.backend "
+            f"{d['prelabeler'].get('backend')}, path {d['path']}, sha256 {d['sha256']}")
+    lines = [head]
+    if d["categories_changed"]:
+        lines.append(f"categories now detected by it: {', '.join(d['categories_changed'])}")
+    return "\n".join(lines)
+
+
+@models.command("use")
+@options
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def use_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Make the pulled model NAME the pre-labeler's: check its folder's sha256, write its path
+    and sha256 into labelloop.yaml (the detector, segmenter or sam3 slot of its role; comments
+    in the file are not kept) and mark it current in the models table."""
+
+    ws = workspace_of(ctx)
+    emit(_use(ws, name), as_json, _used_text)

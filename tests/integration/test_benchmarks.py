@@ -41,3 +41,14 @@ def test_phash_quality_runs(tmp_path, capsys):
     assert legacy["same"] == 1.0 and legacy["drift_max"] == 0 and legacy["others"] == 66
     assert all(r["recall"] == 1.0 for r in out.values())  # 97% recompressions stay within 4 bits
     assert "near-duplicate pairs" in capsys.readouterr().out
+
+
+def test_sam3_prelabel_throughput_smoke(tmp_path, capsys):
+    """``prelabel_throughput.py --backend sam3`` end to end with the tiny SAM 3 (the full-size run
+    never happens in the test suite); its last line is the benchmark's usual one."""
+    rc = _load("prelabel_throughput").main(["--backend", "sam3", "--sam3-size", "test", "--device", "cpu",
+                                            "--num-images", "2", "--batch-size", "2", "--num-workers", "0",
+                                            "--work-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and lines[-1].startswith("stage/raw ") and " stage/naive " in lines[-1]
+    assert "stage_img_per_s" in lines[-1] and any(ln.startswith("naive ") for ln in lines)

@@ -28,6 +28,7 @@ import yaml
 from labelloop.models import registry
 from labelloop.models.hashing import sha256_path
 from labelloop.prelabel.backends.loading import resolve_path, verify_checkpoint
+from labelloop.workspace.config import load_config
 from labelloop.workspace.layout import Workspace
 from labelloop.workspace.model_specs import DetectorSpec
 from support.helpers import cli, free_port
@@ -196,6 +197,15 @@ def test_pull_installs_verifies_records_and_prints_the_snippet(hub, ws_root):
     assert [(r["name"], r["sha256"]) for r in listing["installed"]] == [("grounding-dino-tiny", sha)]
     text = cli(ws_root, "models", "list").output
     assert f"sha256 {sha}" in text and "hf auth login" in text
+
+    # --use: the installed model goes into labelloop.yaml and becomes current (nothing asked of the hub)
+    hub.requests.clear()
+    used = cli(ws_root, "models", "pull", "grounding-dino-tiny", "--use").output
+    assert "grounding-dino-tiny is now the current detector" in used and hub.requests == []
+    cfg = load_config(ws_root / "labelloop.yaml")
+    assert (cfg.prelabeler.backend, cfg.prelabeler.detector.path, cfg.prelabeler.detector.sha256) == \
+        ("foundation", "models/grounding-dino-tiny", sha)
+    assert registry.get_model(Workspace.at(ws_root), "grounding-dino-tiny")["status"] == "current"
 
 
 def test_a_tampered_file_is_refused_and_nothing_is_installed(hub, ws_root, tmp_path):

@@ -250,9 +250,12 @@ def write_sam2(dest: str | os.PathLike, size: str = "test", seed: int = 0) -> st
     return sha256_path(dest)
 
 
-def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
-    """Save a tiny random-weight SAM 3 (ViT of 2 layers, 32 wide, 112-pixel input; CLIP text of one
-    layer; DETR encoder / decoder of one layer, 20 queries) and its processor; returns the sha256."""
+def write_sam3(dest: Path, prompts, seed: int = 0, size: str = "test") -> str:
+    """Save a random-weight SAM 3 and its processor (a CLIP BPE tokenizer spelling ``prompts``);
+    returns the sha256. ``size="test"``: tiny (ViT of 2 layers, 32 wide, 112-pixel input; CLIP
+    text of one layer; DETR encoder / decoder of one layer, 20 queries); ``"full"``: ``Sam3Config()``
+    defaults, facebook/sam3's architecture (about 848M parameters, 1008-pixel input), for the
+    benchmark."""
     from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
     from transformers.utils import logging as hf_logging
 
@@ -264,6 +267,18 @@ def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
     merges.unlink()
     torch.manual_seed(seed)
     small = {"num_attention_heads": 2, "intermediate_size": 32}
+    if size == "full":
+        full = Sam3Config()
+        text = {**full.text_config.to_dict(), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id}
+        config = Sam3Config(text_config=text)
+        side = config.vision_config.backbone_config.image_size
+        Sam3Model(config).eval().save_pretrained(dest)
+        Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": side, "width": side}),
+                      tokenizer=tok).save_pretrained(dest)
+        return sha256_path(dest)
+    if size != "test":
+        raise ValueError(f"size must be 'test' or 'full', not {size!r}")
     config = Sam3Config(
         vision_config={"backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
                                            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
@@ -279,4 +294,124 @@ def write_sam3(dest: Path, prompts, seed: int = 0) -> str:
         mask_decoder_config={"hidden_size": 16, "num_attention_heads": 2})
     Sam3Model(config).eval().save_pretrained(dest)
     Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 112, "width": 112}), tokenizer=tok).save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_sam3_tracker(dest: str | os.PathLike, seed: int = 0) -> str:
+    """Save a tiny random-weight ``Sam3TrackerModel`` (the SAM 3 ViT of :func:`write_sam3`: 2
+    layers, 32 wide, patch 14, 112-pixel input; FPN 32 wide at 32, 16 and 8 square; prompt
+    encoder / mask decoder 32 wide) and its ``Sam3TrackerProcessor`` (``Sam2ImageProcessor``,
+    112 x 112) to directory ``dest``; returns its sha256."""
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerProcessor
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    config = Sam3TrackerConfig(
+        vision_config={"backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
+                                           "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
+                                           "patch_size": 14, "window_size": 4, "global_attn_indexes": [1],
+                                           "pretrain_image_size": 56},
+                       "fpn_hidden_size": 32, "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]},
+        prompt_encoder_config={"hidden_size": 32, "image_size": 112, "patch_size": 14},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    Sam3TrackerProcessor(image_processor=Sam2ImageProcessor(size={"height": 112, "width": 112})).save_pretrained(dest)
+    Sam3TrackerModel(config).eval().save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_sam_transformers(dest: str | os.PathLike, seed: int = 0) -> str:
+    """Save a tiny random-weight ``transformers.SamModel`` (ViT of 2 layers, 32 wide, 256-pixel
+    input, one global-attention block; prompt encoder / mask decoder 32 wide) and its
+    ``SamProcessor`` to directory ``dest``; returns its sha256."""
+    from transformers import SamConfig, SamModel, SamProcessor
+    from transformers.models.sam.image_processing_sam import SamImageProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config={"hidden_size": 32, "output_channels": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "mlp_dim": 64, "image_size": 256, "patch_size": 16, "window_size": 4,
+                       "global_attn_indexes": [1], "num_pos_feats": 16},
+        prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16, "image_embedding_size": 16},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32})
+    s = 256
+    processor = SamProcessor(image_processor=SamImageProcessor(
+        size={"longest_edge": s}, pad_size={"height": s, "width": s},
+        mask_size={"longest_edge": s // 4}, mask_pad_size={"height": s // 4, "width": s // 4}))
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    processor.save_pretrained(dest)
+    SamModel(config).eval().save_pretrained(dest)
+    return sha256_path(dest)
+
+
+def write_florence2(dest: str | os.PathLike, prompts: Sequence[str], seed: int = 0, loc_tokens: bool = True) -> str:
+    """Save a tiny random-weight ``Florence2ForConditionalGeneration`` and its ``Florence2Processor``
+    to directory ``dest``; returns its sha256.
+
+    Tokenizer: a byte-level BPE ``BartTokenizer`` built here (nothing downloaded) whose vocabulary
+    spells the words of the task prompt ``"Locate ... in the image."`` and of ``prompts``, with
+    Florence-2's added tokens (``<loc_0>`` .. ``<loc_999>``, ``<od>``...) and ``<image>``. Model:
+    DaViT of 2 stages (16 / 32 wide, strides 4 and 2), 64-pixel input (8 x 8 patches + 1 pooled =
+    65 image tokens, the processor's ``image_seq_length``); BART of 1 + 1 layers, 32 wide. The
+    output head is untied and zero except its location-token rows (random, times 10), so the
+    random model generates location tokens, as the real one does after a phrase. ``loc_tokens=False``:
+    the tokenizer lacks the location tokens (a broken checkpoint)."""
+    from transformers import (
+        BartTokenizer,
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    words = sorted({w for p in [*prompts, "Locate in the image."] for w in p.replace(".", " .").split()})
+    chars = sorted({c for w in words for c in w} | {"\u0120"})
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *chars]
+    merges: list[tuple[str, str]] = []
+    for w in [*words, *("\u0120" + w for w in words)]:
+        acc = w[0]
+        for c in w[1:]:
+            if (acc, c) not in merges:
+                merges.append((acc, c))
+            acc += c
+            if acc not in vocab:
+                vocab.append(acc)
+    vocab.append("<mask>")
+    tok = BartTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges,
+                        extra_special_tokens={"image_token": "<image>"})
+    extra = ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>"]
+    tok.add_tokens([f"<loc_{i}>" for i in range(1000 if loc_tokens else 0)] + extra)
+    torch.manual_seed(seed)
+    config = Florence2Config(
+        vision_config={"depths": [1, 1], "patch_size": [7, 3], "patch_stride": [4, 2], "patch_padding": [3, 1],
+                       "patch_prenorm": [False, True], "embed_dim": [16, 32], "num_heads": [2, 2], "num_groups": [2, 2],
+                       "window_size": 2, "projection_dim": 32, "drop_path_rate": 0.0},
+        text_config={"model_type": "bart", "vocab_size": len(tok), "d_model": 32, "encoder_layers": 1,
+                     "decoder_layers": 1, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                     "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 1024,
+                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                     "pad_token_id": tok.pad_token_id, "decoder_start_token_id": tok.eos_token_id},
+        image_token_id=tok.image_token_id, tie_word_embeddings=False)
+    model = Florence2ForConditionalGeneration(config).eval()
+    loc = torch.tensor(tok.convert_tokens_to_ids([f"<loc_{i}>" for i in range(1000)]) if loc_tokens else [],
+                       dtype=torch.int64)
+    with torch.no_grad():
+        w = model.lm_head.weight
+        rows = w[loc].clone()
+        w.zero_()
+        w[loc] = rows * 10
+    image_processor = CLIPImageProcessor(size={"height": 64, "width": 64}, do_center_crop=False, image_seq_length=65)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    Florence2Processor(image_processor=image_processor, tokenizer=tok,
+                       post_processor_config={"description_with_bboxes_or_polygons": {}}).save_pretrained(dest)
+    model.save_pretrained(dest)
     return sha256_path(dest)

@@ -1,4 +1,5 @@
-"""The foundation-model pre-labeler: Grounding DINO (text prompts -> boxes; or OWLv2) then SAM
+"""The foundation-model pre-labeler: Grounding DINO (text prompts -> boxes; or OWLv2, or Florence-2,
+:mod:`labelloop.prelabel.backends.florence2`) then SAM
 (boxes -> masks, only for categories configured with ``masks: true``; or SAM-HQ / SAM 2 through
 transformers, :mod:`labelloop.prelabel.backends.sam_hf`), batched on the device.
 
@@ -33,6 +34,7 @@ import torch
 from PIL import Image
 
 from labelloop.geometry.masks import encode_rle
+from labelloop.prelabel.backends.florence2 import Florence2Detector
 from labelloop.prelabel.backends.grounding_dino import GroundingDinoDetector
 from labelloop.prelabel.backends.loading import resolve_path
 from labelloop.prelabel.backends.owlv2 import Owlv2Detector
@@ -109,7 +111,8 @@ class FoundationPreLabeler:
             p = self.settings_cfg
             dev = resolve_device(p.device)
             amp = autocast_dtype(dev, p.dtype)
-            Detector = Owlv2Detector if p.detector.kind == "owlv2" else GroundingDinoDetector
+            Detector = {"owlv2": Owlv2Detector, "florence-2": Florence2Detector}.get(p.detector.kind,
+                                                                                    GroundingDinoDetector)
             det = Detector(p.detector, resolve_path(p.detector.path, self.root),
                                         [pr for _, pr, _ in self.categories], dev, amp)
             seg = None

@@ -1,4 +1,5 @@
-"""SAM-HQ and SAM 2 as box-prompted segmenters through ``transformers``, from local
+"""SAM-HQ, SAM 2, SAM 3's tracker and the transformers port of SAM as box-prompted segmenters
+through ``transformers``, from local
 ``save_pretrained`` directories (model + processor), behind the same interface as
 :class:`labelloop.prelabel.backends.sam.SamSegmenter` (``preparer`` / ``collater`` / ``encode`` / ``masks``).
 
@@ -24,7 +25,10 @@
   Masks: ``Sam2ImageProcessor.post_process_masks`` (upsample the (S/4)^2 logits straight to the
   original (H, W), logit > ``mask_threshold``).
 
-Both: the DataLoader worker runs the processor's own resize with rescale / normalize switched off,
+``sam3-tracker`` (:class:`Sam3TrackerSegmenter`) runs the SAM 2 path with SAM 3's tracker;
+``sam-hf`` (:class:`SamTransformersSegmenter`) the SAM-HQ path with the original SAM.
+
+All: the DataLoader worker runs the processor's own resize with rescale / normalize switched off,
 which gives uint8 (3, h, w) (a quarter of the float32 bytes to move); normalization, and SAM-HQ's
 padding, run on the device, as in the processor (agrees with it to float32 rounding). Boxes are
 xyxy pixels of the EXIF-corrected image, scaled to the resized input per axis
@@ -216,7 +220,7 @@ class Sam2Segmenter(HfSamSegmenter):
     (B, C_l, S/4, S/4), (B, C_l, S/8, S/8), (B, C, S/16, S/16)."""
 
     kind, name, pad = "sam2", "a SAM 2", False
-    model_types = ("sam2_video",)  # the official SAM 2.1 directories hold the video model; image mode uses its image part
+    model_types: tuple[str, ...] = ("sam2_video",)  # the official SAM 2.1 directories hold the video model; image mode uses its image part
 
     @staticmethod
     def classes():
@@ -245,5 +249,59 @@ class Sam2Segmenter(HfSamSegmenter):
             [low], [original_size], mask_threshold=self.spec.mask_threshold, binarize=True)[0]
 
 
-SEGMENTERS = {c.kind: c for c in (SamHQSegmenter, Sam2Segmenter)}
+class Sam3TrackerSegmenter(Sam2Segmenter):
+    """SAM 3's box-prompted segmenter (``sam3-tracker``): ``transformers.Sam3TrackerModel`` +
+    ``Sam3TrackerProcessor`` (Carion et al., 2025, "SAM 3: Segment Anything with Concepts",
+    arXiv:2511.16719; https://huggingface.co/docs/transformers/model_doc/sam3_tracker), e.g. the
+    tracker part of ``facebook/sam3`` saved with ``save_pretrained``. It has the SAM 2 API, so the
+    SAM 2 path applies unchanged: the image is resized to S x S (1008 for ``facebook/sam3``,
+    aspect ratio not kept) by the processor's ``Sam2ImageProcessor``, rescaled and normalized, no
+    padding; ``Sam3TrackerModel.get_image_embeddings`` gives three feature maps (the ViT's S/14
+    patch grid upsampled 4x, 2x and 1x by the FPN: 288, 144 and 72 square for S = 1008; the
+    first two projected by the
+    decoder's ``conv_s0`` / ``conv_s1``, the last with the no-memory embedding added); one decoder
+    call per image with all its boxes (``multimask_output=False``); masks by
+    ``Sam2ImageProcessor.post_process_masks`` (logits upsampled to the original (H, W), logit >
+    ``mask_threshold``). ``encode`` returns the three maps (B, C_l, h_l, w_l).
+
+    Accepted ``config.json`` ``model_type``: ``sam3_tracker``, and the SAM 3 directories that hold
+    the tracker among other parts (``sam3_tracker_video``, ``sam3_video``, ``sam3``); every
+    weight of ``Sam3TrackerModel`` must be in the checkpoint either way
+    (:func:`~labelloop.prelabel.backends.detection.load_pretrained`)."""
+
+    kind, name, pad = "sam3-tracker", "a SAM 3 tracker", False
+    model_types: tuple[str, ...] = ("sam3_tracker_video", "sam3_video", "sam3")
+
+    @staticmethod
+    def classes():
+        from transformers import Sam3TrackerModel, Sam3TrackerProcessor  # optional heavy dependency (the gpu extra)
+
+        return Sam3TrackerModel, Sam3TrackerProcessor
+
+
+class SamTransformersSegmenter(SamHQSegmenter):
+    """The original SAM (Kirillov et al., 2023, "Segment Anything", arXiv:2304.02643) through
+    ``transformers`` (``sam-hf``): ``SamModel`` + ``SamProcessor`` saved with ``save_pretrained``,
+    e.g. ``facebook/sam-vit-base`` / ``facebook/sam-vit-huge`` as the hub serves them (segmenter
+    kind ``sam`` loads Meta's ``.pth`` files instead). Pre- and post-processing are SAM-HQ's
+    (both use ``SamImageProcessor``: longer side S = 1024, zero-padded to S x S); the embedding is
+    ``SamModel.get_image_embeddings`` alone, (B, 256, S/16, S/16); one mask per box
+    (``multimask_output=False``)."""
+
+    kind, name, pad = "sam-hf", "a SAM (transformers)", True
+
+    @staticmethod
+    def classes():
+        from transformers import SamModel, SamProcessor  # optional heavy dependency (the gpu extra)
+
+        return SamModel, SamProcessor
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        return (self.model.get_image_embeddings(x),)
+
+    def decoder_inputs(self, embedding: Sequence[torch.Tensor]) -> dict:
+        return {"image_embeddings": embedding[0][None]}
+
+
+SEGMENTERS = {c.kind: c for c in (SamHQSegmenter, Sam2Segmenter, Sam3TrackerSegmenter, SamTransformersSegmenter)}
 """The transformers segmenters by ``SegmenterSpec.kind``."""

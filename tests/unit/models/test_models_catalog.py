@@ -21,7 +21,8 @@ def test_catalog_names_the_required_models_with_a_role_and_a_licence():
     want = {"grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny", "owlv2-base": "google/owlv2-base-patch16-ensemble",
             "sam-vit-base": "facebook/sam-vit-base", "sam-vit-huge": "facebook/sam-vit-huge",
             "sam2.1-hiera-tiny": "facebook/sam2.1-hiera-tiny", "sam3": "facebook/sam3",
-            "florence-2-base": "microsoft/Florence-2-base"}
+            "florence-2-base": "florence-community/Florence-2-base",
+            "florence-2-large": "florence-community/Florence-2-large"}
     assert {n: e.repo_id for n, e in catalog.CATALOG.items() if n in want} == want
     for e in catalog.CATALOG.values():
         assert e.role in catalog.ROLES and e.licence and e.size_bytes > 0 and e.revision
