@@ -224,6 +224,32 @@ class PreLabeler(_Strict):
         return self
 
 
+class Training(_Strict):
+    """``training:``: fine-tuning an RT-DETRv2 detector on a release's train split
+    (:mod:`labelloop.training`, ``labelloop train``)."""
+
+    base_checkpoint: str | None = Field(
+        None, description="RT-DETRv2 save_pretrained directory to start from (workspace-relative or absolute); "
+        "null = random weights of the architecture in architecture")
+    base_sha256: str | None = Field(None, description="sha256 of base_checkpoint (labelloop.models.hashing)")
+    architecture: Literal["tiny", "default"] = Field(
+        "default", description="architecture built when base_checkpoint is null: tiny = test-sized, "
+        "default = transformers' RTDetrV2Config() (ResNet-50-vd backbone)")
+    image_size: int = Field(640, ge=32, description="images are resized to image_size x image_size pixels")
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
+    max_grad_norm: float = Field(0.1, gt=0.0, description="gradient clipping (L2 norm), as RT-DETR's recipe")
+    seed: int = Field(0, description="torch, Python and sampling seed of a training run")
+    device: str = Field("auto", description="auto = cuda when available, else cpu")
+    score_threshold: float = Field(0.05, ge=0.0, le=1.0, description="detections kept for evaluation (COCO AP)")
+    max_detections: int = Field(100, gt=0, description="detections per image, best first")
+    promote_margin: float = Field(0.0, description="AP(candidate) - AP(current) lower 95% bound must exceed this")
+    min_test_images: int = Field(20, ge=1, description="reviewed test images needed to decide a promotion")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="paired bootstrap resamples over images")
+
+
 class ProjectConfig(_Strict):
     """The whole ``labelloop.yaml``."""
 
@@ -238,6 +264,7 @@ class ProjectConfig(_Strict):
     calibration: Calibration = Calibration()
     active_learning: ActiveLearning = ActiveLearning()
     review: Review = Review()
+    training: Training = Training()
     # per-class thresholds of routing.calibrated_policy, filled by load_config
     _calibrated: dict = PrivateAttr(default_factory=dict)
 
