@@ -3,7 +3,9 @@
 (:mod:`~labelloop.training.data`), the seeded, resumable training loop with atomic per-epoch
 checkpoints (:mod:`~labelloop.training.loop`), COCO AP and the paired bootstrap
 (:mod:`~labelloop.training.evaluation`), the model card (:mod:`~labelloop.training.card`) and one
-run on a workspace's release (:mod:`~labelloop.training.run`).
+run on a workspace's release (:mod:`~labelloop.training.run`), the promotion gate and what promotion
+changes (:mod:`~labelloop.training.promotion`) and the pre-labeler backend of a trained model
+(:mod:`~labelloop.training.backend`, ``prelabeler.backend: rtdetrv2``).
 
 The top layer of the library: it reads releases (:mod:`labelloop.release.layout`), the
 ``training:`` settings (:class:`labelloop.workspace.config.Training`) and writes the models table
@@ -11,4 +13,4 @@ The top layer of the library: it reads releases (:mod:`labelloop.release.layout`
 need them (the ``gpu`` extra).
 """
 
-__all__ = ["card", "data", "detector", "evaluation", "loop", "run"]
+__all__ = ["backend", "card", "data", "detector", "evaluation", "loop", "promotion", "run"]

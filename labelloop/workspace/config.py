@@ -200,7 +200,7 @@ class PreLabeler(_Strict):
     labelloop.workspace.model_specs) or ``sam3`` (SAM 3 alone: text prompt -> boxes and masks,
     ``prelabeler.sam3``, :class:`Sam3Spec`)."""
 
-    backend: Literal["opencv", "foundation", "sam3"] = "opencv"
+    backend: Literal["opencv", "foundation", "sam3", "rtdetrv2"] = "opencv"
     device: str = "cpu"
     max_side: int = Field(800, gt=0, description="images are downscaled to this longest side for detection")
     grabcut_iterations: int = Field(3, ge=1)
@@ -209,6 +209,8 @@ class PreLabeler(_Strict):
     segmenter: SegmenterSpec | None = None
     # sam3 backend (labelloop.prelabel.backends.sam3); batch_size, num_workers, dtype and chunk_size apply too
     sam3: Sam3Spec | None = None
+    # rtdetrv2 backend (labelloop.training.backend): a detector fine-tuned on a release (labelloop train)
+    rtdetrv2: ModelSpec | None = None
     batch_size: int = Field(8, gt=0, description="images per forward pass (halved on CUDA out-of-memory)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes decoding and resizing images")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
@@ -221,6 +223,8 @@ class PreLabeler(_Strict):
             raise ValueError("backend foundation needs prelabeler.detector (path, sha256)")
         if self.backend == "sam3" and self.sam3 is None:
             raise ValueError("backend sam3 needs prelabeler.sam3 (path, sha256)")
+        if self.backend == "rtdetrv2" and self.rtdetrv2 is None:
+            raise ValueError("backend rtdetrv2 needs prelabeler.rtdetrv2 (path, sha256)")
         return self
 
 
