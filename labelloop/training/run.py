@@ -19,8 +19,9 @@ from typing import Any, Callable
 from labelloop.models.registry import models_dir, now_utc, stored_path
 from labelloop.training import card as card_mod
 from labelloop.training.data import ReleaseDataError, SplitData, read_split
-from labelloop.training.evaluation import EvaluationError, coco_ap, predict, prelabeler_results
+from labelloop.training.evaluation import Evaluation, EvaluationError, coco_ap, predict, prelabeler_results
 from labelloop.training.loop import Progress, resolve_device, train_detector
+from labelloop.training.promotion import gate
 from labelloop.workspace import versioning
 from labelloop.workspace.layout import Workspace
 
@@ -48,15 +49,19 @@ def release_tag(ws: Workspace, wanted: str | None = None) -> str:
 
 
 def evaluate_splits(release_dir: Path, predict_split: Callable[[SplitData], list[dict]]) -> dict[str, Any]:
-    """``{split: Evaluation.as_dict() | {"skipped": reason}}`` for val and test."""
+    """``{split: Evaluation | {"skipped": reason}}`` for val and test."""
     out: dict[str, Any] = {}
     for split in ("val", "test"):
         try:
             data = read_split(release_dir, split)
-            out[split] = coco_ap(data, predict_split(data)).as_dict()
+            out[split] = coco_ap(data, predict_split(data))
         except (ReleaseDataError, EvaluationError) as e:
             out[split] = {"skipped": str(e)}
     return out
+
+
+def _json(evals: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.as_dict() if isinstance(v, Evaluation) else v for k, v in evals.items()}
 
 
 def train_release(ws: Workspace, release: str | None = None, progress: Callable[[Progress], None] | None = None,
@@ -72,7 +77,10 @@ def train_release(ws: Workspace, release: str | None = None, progress: Callable[
 
     Returns:
         the model card (:mod:`labelloop.training.card`) plus ``"row"`` (the models-table row)
-        and ``"card_path"``.
+        and ``"card_path"``; ``card["metrics"]["gate"]`` is the promotion gate's decision
+        (:func:`labelloop.training.promotion.gate` on the test split: ``promote``, ``reason``
+        with the figures, ``bootstrap``), or a refusal saying why (too few test images, no
+        current pre-labeler). Promotion itself is the caller's step (:func:`labelloop.training.promotion.promote`).
 
     Raises:
         TrainingError, ReleaseDataError, CheckpointError: see the modules named above.
@@ -97,10 +105,23 @@ def train_release(ws: Workspace, release: str | None = None, progress: Callable[
         return predict(result.model_dir, split, settings.image_size, settings.batch_size, device,
                        settings.score_threshold, settings.max_detections)
 
-    metrics: dict[str, Any] = {"candidate": evaluate_splits(ws.release_dir, candidate)}
+    cand = evaluate_splits(ws.release_dir, candidate)
+    metrics: dict[str, Any] = {"candidate": _json(cand)}
+    decision: dict[str, Any] = {"promote": False, "reason": "no current pre-labeler was evaluated"}
     if current is not None:
-        metrics["current"] = evaluate_splits(ws.release_dir, lambda s: prelabeler_results(current, s))
+        cur = evaluate_splits(ws.release_dir, lambda s: prelabeler_results(current, s))
+        metrics["current"] = _json(cur)
         metrics["current_model_id"] = getattr(current, "model_id", None)
+        if isinstance(cand["test"], Evaluation) and isinstance(cur["test"], Evaluation):
+            try:
+                decision = gate(cand["test"], cur["test"], settings).as_dict()
+            except EvaluationError as e:
+                decision = {"promote": False, "reason": f"refused: {e}"}
+        else:
+            why = next(v["skipped"] for v in (cand["test"], cur["test"]) if isinstance(v, dict))
+            decision = {"promote": False, "reason": f"refused: no reviewed test image to evaluate on; a promotion needs "
+                                                    f"at least {settings.min_test_images} (training.min_test_images) ({why})"}
+    metrics["gate"] = decision
     card = card_mod.make_card(
         name=name, release=tag, release_dir=ws.release_dir, hyperparameters=settings.model_dump(),
         model_dir=result.model_dir, checkpoint=stored_path(ws, result.model_dir), categories=train.categories,

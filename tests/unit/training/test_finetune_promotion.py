@@ -66,12 +66,14 @@ def test_finetune_backend_prelabels_through_the_protocol(trained, tmp_path):
     rows = prelabeler_results(model, split)  # the current pre-labeler, measured like a candidate
     assert coco_ap(split, rows).image_ids == [1, 2, 3, 4]
     bad = write_yaml(tmp_path / "bad", backend="rtdetrv2", rtdetrv2={"path": str(model_dir), "sha256": "0" * 64})
+    lazy = RTDetrV2PreLabeler(bad.config(), bad.root)
+    assert lazy.model_id.startswith("rtdetrv2@000000000000-")  # model_id never reads the checkpoint
     with pytest.raises(CheckpointError, match="0000000000"):
-        RTDetrV2PreLabeler(bad.config(), bad.root)
+        lazy.predict(images[:1])
     other = write_yaml(tmp_path / "other", backend="rtdetrv2", rtdetrv2={"path": str(model_dir), "sha256": sha})
     cfg = other.config().model_copy(update={"categories": other.config().categories[:2]})
     with pytest.raises(CheckpointError, match=r"classes \['cup'\] are not categories"):
-        RTDetrV2PreLabeler(cfg, other.root)
+        RTDetrV2PreLabeler(cfg, other.root).predict(images[:1])
 
 
 def test_finetune_gate_both_ways_on_twenty_test_images(tmp_path):
