@@ -14,7 +14,8 @@ exists only once every epoch has finished, so a half-trained model is never eval
 
 The recipe: AdamW (``training.learning_rate``, ``training.weight_decay``), gradient L2-norm
 clipping (``training.max_grad_norm``: RT-DETR's recipe clips at 0.1), a constant learning rate,
-images shuffled per epoch by ``random.Random(seed + epoch)``, no augmentation (the release is
+images shuffled per epoch by ``random.Random(seed + epoch)`` (the next batch decoded in a
+thread while the current one trains), no augmentation (the release is
 small and the candidate must beat the current pre-labeler on the same ontology, not generalise
 across datasets); mixed precision (``torch.autocast`` with bfloat16) only on CUDA; float32 on CPU.
 """
@@ -26,6 +27,7 @@ import os
 import random
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -182,14 +184,19 @@ def train_detector(split: SplitData, settings: Training, out: str | os.PathLike,
     images, t0 = 0, time.perf_counter()
     for epoch in range(first_epoch, settings.epochs + 1):
         epoch_losses = []
-        for i, batch in enumerate(batches(split.examples, settings.batch_size, settings.seed, epoch), start=1):
-            pixels, targets = make_batch(batch, settings.image_size, device)
-            loss = train_step(model, optimizer, pixels, targets, device, settings.max_grad_norm)
-            global_step += 1
-            images += len(batch)
-            epoch_losses.append(loss)
-            if progress is not None:
-                progress(Progress(epoch, settings.epochs, i, steps, global_step, loss))
+        plan = batches(split.examples, settings.batch_size, settings.seed, epoch)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # decodes the next batch while this one trains
+            pending = pool.submit(make_batch, plan[0], settings.image_size, device)
+            for i, batch in enumerate(plan, start=1):
+                pixels, targets = pending.result()
+                if i < len(plan):
+                    pending = pool.submit(make_batch, plan[i], settings.image_size, device)
+                loss = train_step(model, optimizer, pixels, targets, device, settings.max_grad_norm)
+                global_step += 1
+                images += len(batch)
+                epoch_losses.append(loss)
+                if progress is not None:
+                    progress(Progress(epoch, settings.epochs, i, steps, global_step, loss))
         losses.append(sum(epoch_losses) / len(epoch_losses))
         _write_checkpoint(out, epoch, model, optimizer,
                           {"epoch": epoch, "global_step": global_step, "losses": losses}, settings.image_size)
