@@ -20,8 +20,9 @@ reprocessing path re-predicts the unreviewed images. Images go through the model
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 

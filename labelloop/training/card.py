@@ -56,7 +56,7 @@ def code_git_sha() -> str | None:
     or None when it is not a git checkout (an installed wheel) or git is missing."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()
@@ -98,3 +98,16 @@ def register_candidate(ws: Workspace, card: dict, card_path: Path) -> ModelRow:
         metrics_json=json.dumps(card["metrics"], sort_keys=True), card_path=registry.stored_path(ws, card_path),
         added_at=card["trained_at"])
     return registry.upsert_model(ws, row)
+
+
+def trained_on(ws: Workspace, checkpoint_sha256: str | None) -> str | None:
+    """The provenance line of a fine-tuned model's prediction, from the models table:
+    ``"model NAME, trained on dataset-vN (labels sha256 <12 hex>)"``; None when no model of the
+    table with that checkpoint sha256 was trained here (a pulled or embedded model)."""
+    if not checkpoint_sha256:
+        return None
+    for row in registry.read_models(ws):
+        if row["sha256"] == checkpoint_sha256 and row["trained_on_release"]:
+            return (f"model {row['name']}, trained on {row['trained_on_release']} "
+                    f"(labels sha256 {(row['labels_sha256'] or '?')[:12]})")
+    return None

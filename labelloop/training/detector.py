@@ -29,8 +29,9 @@ decoder and box heads keep theirs; ``id2label`` is the release's categories in o
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image

@@ -27,10 +27,11 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from labelloop.training.data import Example, SplitData
 from labelloop.training.detector import build_model, coco_to_target, load_rgb, pixel_values, save_model

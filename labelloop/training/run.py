@@ -13,8 +13,9 @@ ground-truth box is reported as skipped), write the model card and the models-ta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from labelloop.models.registry import models_dir, now_utc, stored_path
 from labelloop.training import card as card_mod

@@ -67,8 +67,8 @@ def train(ctx: click.Context, release_tag: str | None, no_promote: bool, as_json
 
     def fmt(d: dict) -> str:
         m = d["metrics"]
-        lines = [f"candidate {d['name']} trained on {d['release']} (labels sha256 {d['labels_sha256'][:12]}), "
-                 f"checkpoint {d['checkpoint']} sha256 {d['checkpoint_sha256'][:12]}, card {d['card_path']}"]
+        lines = [(f"candidate {d['name']} trained on {d['release']} (labels sha256 {d['labels_sha256'][:12]}), "
+                  f"checkpoint {d['checkpoint']} sha256 {d['checkpoint_sha256'][:12]}, card {d['card_path']}")]
         for who in ("candidate", "current"):
             for split, ev in m.get(who, {}).items():
                 lines.append(f"  {who:<9} {split:<4} " + (f"AP {ev['AP']:.3f} AP50 {ev['AP50']:.3f} on {ev['images']} images"

@@ -15,10 +15,10 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from labelloop.models import registry  # noqa: E402
-from labelloop.workspace.layout import Workspace  # noqa: E402
-from labelloop.workspace.versioning import git  # noqa: E402
-from support.helpers import cli  # noqa: E402
+from labelloop.models import registry
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.versioning import git
+from support.helpers import cli
 
 pytestmark = pytest.mark.e2e
 

@@ -12,25 +12,26 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from labelloop.models import registry  # noqa: E402
-from labelloop.models.hashing import sha256_path  # noqa: E402
-from labelloop.training import card as card_mod  # noqa: E402
-from labelloop.training.data import ReleaseDataError, read_split  # noqa: E402
-from labelloop.prelabel.backends.loading import CheckpointError  # noqa: E402
-from labelloop.training.detector import build_model, check_checkpoint_dir  # noqa: E402
-from labelloop.training.evaluation import (  # noqa: E402
+from labelloop.models import registry
+from labelloop.models.hashing import sha256_path
+from labelloop.prelabel.backends.loading import CheckpointError
+from labelloop.training import card as card_mod
+from labelloop.training.data import ReleaseDataError, read_split
+from labelloop.training.detector import build_model, check_checkpoint_dir
+from labelloop.training.evaluation import (
     EvaluationError,
     coco_ap,
     paired_bootstrap,
     predict,
     resampled_ap,
 )
-from labelloop.training.loop import last_checkpoint, train_detector  # noqa: E402
-from labelloop.workspace.config import Training  # noqa: E402
-from labelloop.workspace.layout import Workspace  # noqa: E402
-from support.training_release import CATEGORIES, write_release  # noqa: E402
+from labelloop.training.loop import last_checkpoint, train_detector
+from labelloop.workspace.config import Training
+from labelloop.workspace.layout import Workspace
+from support.training_release import CATEGORIES, write_release
 
-OVERFIT = dict(architecture="tiny", image_size=128, batch_size=2, learning_rate=2e-3, max_grad_norm=0.1, device="cpu")
+OVERFIT = {"architecture": "tiny", "image_size": 128, "batch_size": 2, "learning_rate": 2e-3, "max_grad_norm": 0.1,
+           "device": "cpu"}
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_finetune_class_head_is_reinitialised_for_the_release_ontology(tmp_path)
     assert model.config.num_labels == 2 and model.config.id2label == {0: "person", 1: "bicycle"}
     assert model.model.decoder.class_embed[0].out_features == 2
     before, after = base.state_dict(), model.state_dict()
-    stem = [k for k in before if "backbone" in k and before[k].dtype.is_floating_point][0]
+    stem = next(k for k in before if "backbone" in k and before[k].dtype.is_floating_point)
     assert torch.equal(before[stem], after[stem])  # the backbone keeps its weights
 
 
@@ -123,6 +124,10 @@ def test_finetune_card_and_models_row(release, tmp_path, one_thread):
     assert stored["labels_sha256"] == card_mod.labels_sha256(release) and len(stored["labels_sha256"]) == 64
     assert stored["hyperparameters"]["epochs"] == 1 and stored["family"] == "rt-detrv2"
     assert registry.get_model(ws, "c1") == row
+    # lineage of a label this model predicted (labelloop lineage ID)
+    assert card_mod.trained_on(ws, row["sha256"]) == \
+        f"model c1, trained on dataset-v1 (labels sha256 {stored['labels_sha256'][:12]})"
+    assert card_mod.trained_on(ws, "f" * 64) is None and card_mod.trained_on(ws, None) is None
 
 
 def test_finetune_bad_input_is_refused_by_name(release, tmp_path):

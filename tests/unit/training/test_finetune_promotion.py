@@ -12,22 +12,22 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from labelloop.models import registry  # noqa: E402
-from labelloop.models.hashing import sha256_path  # noqa: E402
-from labelloop.prelabel.backends.loading import CheckpointError  # noqa: E402
-from labelloop.prelabel.protocol import PreLabeler  # noqa: E402
-from labelloop.training import card as card_mod  # noqa: E402
-from labelloop.training.backend import RTDetrV2PreLabeler  # noqa: E402
-from labelloop.training.data import read_split  # noqa: E402
-from labelloop.training.detector import load_rgb  # noqa: E402
-from labelloop.training.evaluation import EvaluationError, coco_ap, prelabeler_results  # noqa: E402
-from labelloop.training.loop import train_detector  # noqa: E402
-from labelloop.training.promotion import PromotionError, gate, promote  # noqa: E402
-from labelloop.workspace.config import ConfigError, Training, load_config  # noqa: E402
-from labelloop.workspace.layout import Workspace  # noqa: E402
-from support.training_release import CATEGORIES, write_release  # noqa: E402
+from labelloop.models import registry
+from labelloop.models.hashing import sha256_path
+from labelloop.prelabel.backends.loading import CheckpointError
+from labelloop.prelabel.protocol import PreLabeler
+from labelloop.training import card as card_mod
+from labelloop.training.backend import RTDetrV2PreLabeler
+from labelloop.training.data import read_split
+from labelloop.training.detector import load_rgb
+from labelloop.training.evaluation import EvaluationError, coco_ap, prelabeler_results
+from labelloop.training.loop import train_detector
+from labelloop.training.promotion import PromotionError, gate, promote
+from labelloop.workspace.config import ConfigError, Training, load_config
+from labelloop.workspace.layout import Workspace
+from support.training_release import CATEGORIES, write_release
 
-TINY = dict(architecture="tiny", image_size=128, batch_size=2, device="cpu")
+TINY = {"architecture": "tiny", "image_size": 128, "batch_size": 2, "device": "cpu"}
 
 
 def write_yaml(root, **prelabeler):
@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
 
 
 def test_finetune_backend_prelabels_through_the_protocol(trained, tmp_path):
-    rel, split, root, model_dir = trained
+    _rel, split, _root, model_dir = trained
     sha = sha256_path(model_dir)
     ws = write_yaml(tmp_path / "ws", backend="rtdetrv2", batch_size=3,
                     rtdetrv2={"path": str(model_dir), "sha256": sha})
@@ -96,7 +96,7 @@ def test_finetune_gate_both_ways_on_twenty_test_images(tmp_path):
 
 
 def test_finetune_promote_points_the_config_at_the_model_and_clears_calibration(trained, tmp_path):
-    rel, split, root, model_dir = trained
+    rel, _split, _root, model_dir = trained
     ws = write_yaml(tmp_path / "ws")
     (ws.root / "calibration").mkdir()
     raw = yaml.safe_load(ws.config_path.read_text())
