@@ -16,6 +16,7 @@ import assets.prelabels
 import assets.qa
 import assets.release
 import assets.review
+import assets.training
 from labelloop.workspace.layout import ENV_WORKSPACE, Workspace
 from pipelines.environments import executor_for, get_env, review_tool_for
 from pipelines.environments import resources_for as env_resources
@@ -26,7 +27,7 @@ from pipelines.s3_sensors import s3_inbox_sensor
 from pipelines.sensors import inbox_sensor, label_studio_sensor, review_inbox_sensor
 
 ASSET_MODULES = [assets.ingest, assets.prelabels, assets.review, assets.labels, assets.qa, assets.release,
-                 assets.lineage]
+                 assets.lineage, assets.training]
 
 
 def resources_for(root: str | None = None) -> dict:

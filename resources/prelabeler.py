@@ -33,6 +33,14 @@ def _build(config_json: str, root: str | None) -> PreLabeler:
         except ModuleNotFoundError as exc:
             raise RuntimeError(f"prelabeler.backend sam3 needs torch, torchvision and transformers ({exc}): "
                                "pip install 'labelloop[gpu]'") from None
+    if cfg.prelabeler.backend == "rtdetrv2":
+        try:
+            from labelloop.training.backend import RTDetrV2PreLabeler  # imports torch: the gpu extra
+
+            return RTDetrV2PreLabeler(cfg, root)
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(f"prelabeler.backend rtdetrv2 needs torch and transformers ({exc}): "
+                               "pip install 'labelloop[gpu]'") from None
     raise ValueError(f"unknown pre-labeler backend {cfg.prelabeler.backend!r}")
 
 

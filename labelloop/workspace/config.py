@@ -200,7 +200,7 @@ class PreLabeler(_Strict):
     labelloop.workspace.model_specs) or ``sam3`` (SAM 3 alone: text prompt -> boxes and masks,
     ``prelabeler.sam3``, :class:`Sam3Spec`)."""
 
-    backend: Literal["opencv", "foundation", "sam3"] = "opencv"
+    backend: Literal["opencv", "foundation", "sam3", "rtdetrv2"] = "opencv"
     device: str = "cpu"
     max_side: int = Field(800, gt=0, description="images are downscaled to this longest side for detection")
     grabcut_iterations: int = Field(3, ge=1)
@@ -209,6 +209,8 @@ class PreLabeler(_Strict):
     segmenter: SegmenterSpec | None = None
     # sam3 backend (labelloop.prelabel.backends.sam3); batch_size, num_workers, dtype and chunk_size apply too
     sam3: Sam3Spec | None = None
+    # rtdetrv2 backend (labelloop.training.backend): a detector fine-tuned on a release (labelloop train)
+    rtdetrv2: ModelSpec | None = None
     batch_size: int = Field(8, gt=0, description="images per forward pass (halved on CUDA out-of-memory)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes decoding and resizing images")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
@@ -221,7 +223,35 @@ class PreLabeler(_Strict):
             raise ValueError("backend foundation needs prelabeler.detector (path, sha256)")
         if self.backend == "sam3" and self.sam3 is None:
             raise ValueError("backend sam3 needs prelabeler.sam3 (path, sha256)")
+        if self.backend == "rtdetrv2" and self.rtdetrv2 is None:
+            raise ValueError("backend rtdetrv2 needs prelabeler.rtdetrv2 (path, sha256)")
         return self
+
+
+class Training(_Strict):
+    """``training:``: fine-tuning an RT-DETRv2 detector on a release's train split
+    (:mod:`labelloop.training`, ``labelloop train``)."""
+
+    base_checkpoint: str | None = Field(
+        None, description="RT-DETRv2 save_pretrained directory to start from (workspace-relative or absolute); "
+        "null = random weights of the architecture in architecture")
+    base_sha256: str | None = Field(None, description="sha256 of base_checkpoint (labelloop.models.hashing)")
+    architecture: Literal["tiny", "default"] = Field(
+        "default", description="architecture built when base_checkpoint is null: tiny = test-sized, "
+        "default = transformers' RTDetrV2Config() (ResNet-50-vd backbone)")
+    image_size: int = Field(640, ge=32, description="images are resized to image_size x image_size pixels")
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
+    max_grad_norm: float = Field(0.1, gt=0.0, description="gradient clipping (L2 norm), as RT-DETR's recipe")
+    seed: int = Field(0, description="torch, Python and sampling seed of a training run")
+    device: str = Field("auto", description="auto = cuda when available, else cpu")
+    score_threshold: float = Field(0.05, ge=0.0, le=1.0, description="detections kept for evaluation (COCO AP)")
+    max_detections: int = Field(100, gt=0, description="detections per image, best first")
+    promote_margin: float = Field(0.0, description="AP(candidate) - AP(current) lower 95% bound must exceed this")
+    min_test_images: int = Field(20, ge=1, description="reviewed test images needed to decide a promotion")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="paired bootstrap resamples over images")
 
 
 class ProjectConfig(_Strict):
@@ -238,6 +268,7 @@ class ProjectConfig(_Strict):
     calibration: Calibration = Calibration()
     active_learning: ActiveLearning = ActiveLearning()
     review: Review = Review()
+    training: Training = Training()
     # per-class thresholds of routing.calibrated_policy, filled by load_config
     _calibrated: dict = PrivateAttr(default_factory=dict)
 

@@ -20,7 +20,7 @@ import click
 
 from labelloop.workspace import ConfigError, VersioningError, WorkspaceError
 from labelloop.workspace.layout import ENV_WORKSPACE
-from pipelines.cli import demo, models, qa, release, review, workspace
+from pipelines.cli import demo, models, qa, release, review, training, workspace
 from pipelines.cli.common import CliError, full_disk_hint
 from pipelines.runner import quiet
 
@@ -60,7 +60,7 @@ def cli(ctx: click.Context, workspace: str | None, verbose: bool) -> None:
 for _command in (workspace.init, workspace.ingest, workspace.run, review.import_review, review.register_export,
                  release.release, release.rollback, workspace.status, workspace.ui, demo.demo, qa.register_gold,
                  qa.calibrate, review.push_review, review.pull_review, review.serve_webhook, release.lineage,
-                 release.push, release.diff, release.remote, models.models):
+                 release.push, release.diff, release.remote, models.models, training.train):
     cli.add_command(_command)
 
 

@@ -11,6 +11,7 @@ import click
 from labelloop.release import lineage as L
 from labelloop.release.audit import lineage as get_lineage
 from labelloop.release.diff import diff_releases, format_diff, view_of_rev
+from labelloop.training.card import trained_on
 from labelloop.workspace import remotes as R
 from labelloop.workspace import versioning as V
 from labelloop.workspace.guidelines import short
@@ -179,6 +180,10 @@ def lineage(ctx: click.Context, ident: str | None, tag: str | None, html: bool, 
         data = get_lineage(workspace_of(ctx), ident)
     except KeyError as exc:
         raise CliError(exc.args[0]) from None
+
+    for lab in data["labels"]:
+        if lab["origin"] == "model":
+            lab["trained_on"] = trained_on(workspace_of(ctx), lab.get("checkpoint_sha256"))
 
     emit(data, as_json, format_lineage)
 

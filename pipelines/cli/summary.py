@@ -58,7 +58,8 @@ def format_lineage(d: dict) -> str:
     if d["labels"]:
         lines.append("  boxes: [x0, y0, x1, y1] in pixels of the EXIF-applied image (xyxy)")
     for lab in d["labels"]:
-        who = f"model {lab['model_id']} score {lab['score']:.2f}" if lab["origin"] == "model" else \
+        trained = f" ({lab['trained_on']})" if lab.get("trained_on") else ""
+        who = f"model {lab['model_id']} score {lab['score']:.2f}{trained}" if lab["origin"] == "model" else \
             f"reviewer {lab['annotator']} at {lab['reviewed_at']} (import run {(lab.get('import_run_id') or '-')[:8]}) " \
             f"under guidelines {short(lab.get('guidelines_sha256'))}"
         box = ", ".join(f"{v:.1f}" for v in lab["bbox_xyxy"])

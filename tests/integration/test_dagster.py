@@ -21,7 +21,7 @@ from pipelines.runner import get_instance
 from support.helpers import REPO_ROOT, cli, skimage_data
 
 ASSETS = {"raw_images", "prelabels", "review_queue", "review_export", "human_labels", "labels", "qa_report",
-          "dataset_release", "lineage"}
+          "dataset_release", "lineage", "detector_training"}
 REPO = REPO_ROOT
 
 
@@ -31,11 +31,13 @@ def test_definitions_load_with_the_asset_graph(tmp_path):
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
     assert {c.name for c in graph.asset_check_keys} == {"schema_valid", "release_error_rate", "gold_mean_iou",
                                                        "gold_class_accuracy", "inter_annotator_kappa",
-                                                       "guidelines_agreement", "labels_traced"}
+                                                       "guidelines_agreement", "labels_traced",
+                                                       "candidate_beats_current"}
     for job in ("batch_job", "resolve_job", "release_job", "rollback_job", "push_job"):
         defs.resolve_job_def(job)
     prelabels = graph.get(dg.AssetKey("prelabels")).assets_def
     assert prelabels.op.pool == "gpu"
+    assert graph.get(dg.AssetKey("detector_training")).assets_def.op.pool == "gpu"
 
 
 def test_dagster_definitions_validate(tmp_path):

@@ -31,7 +31,7 @@ def module_name(path: Path) -> str:
 
 def test_the_library_is_small_at_the_top_and_in_every_package():
     top = sorted(p.name for p in LIB.iterdir() if p.name != "__pycache__")
-    assert len(top) <= 16, top
+    assert len(top) <= 17, top  # 16 + training (issue #18: the layer above release)
     for pkg in packages():
         modules = [p for p in pkg.iterdir() if p.name != "__pycache__" and p.name != "__init__.py"
                    and (p.suffix == ".py" or p.is_dir())]

@@ -49,6 +49,7 @@ def test_shipped_default_loads():
                                         "shard_mb": None}  # release splits; shard_mb: tar shards
     assert cfg.prelabeler.model_dump() == {"backend": "opencv", "device": "cpu", "max_side": 800,
                                            "grabcut_iterations": 3, "detector": None, "segmenter": None, "sam3": None,
+                                           "rtdetrv2": None,
                                            "batch_size": 8, "num_workers": 2, "dtype": "auto", "chunk_size": 200}
 
 
@@ -79,7 +80,7 @@ INVALID = [
         (ONE_CAT + "routing: {seed: abc}\n",
          "routing.seed: Input should be a valid integer, unable to parse string as an integer"),
         (ONE_CAT + "release: {train: 0.5, val: 0.1, test: 0.1}\n", "release: Value error, train + val + test must be 1"),
-        (ONE_CAT + "prelabeler: {backend: torch}\n", "prelabeler.backend: Input should be 'opencv', 'foundation' or 'sam3'"),
+        (ONE_CAT + "prelabeler: {backend: torch}\n", "prelabeler.backend: Input should be 'opencv', 'foundation', 'sam3' or 'rtdetrv2'"),
         (ONE_CAT + "images: {max_pixels: 0}\n", "images.max_pixels: Input should be greater than 0"),
         # was accepted, then the release died on int(inf * 2**20) (OverflowError)
         (ONE_CAT + "release: {shard_mb: .inf}\n", "release.shard_mb: Input should be a finite number"),

@@ -1,0 +1,70 @@
+"""``labelloop train`` and ``labelloop models promote`` on the demo's release (issue #18's "done
+when", at test size): a tiny RT-DETRv2 candidate is trained on dataset-v1's train split, recorded
+with its card, refused by the gate (the demo's release has no reviewed test image; the message
+says how many are needed), promoted by a person's override, and the next ``labelloop run`` uses
+it. ``pytest -k finetune`` selects it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from labelloop.models import registry
+from labelloop.workspace.layout import Workspace
+from labelloop.workspace.versioning import git
+from support.helpers import cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_finetune_train_and_promote_on_the_demo_release(tmp_path):
+    root = tmp_path / "demo"
+    cli(root, "demo")
+    cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
+    cfg["training"] = {"architecture": "tiny", "image_size": 64, "epochs": 2, "batch_size": 4, "device": "cpu"}
+    (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = json.loads(cli(root, "train", "--json").stdout)
+    name = out["name"]
+    assert name.startswith("rtdetrv2-dataset-v1-") and out["release"] == "dataset-v1" and not out["promoted"]
+    assert "a promotion needs at least 20" in out["metrics"]["gate"]["reason"]
+    card = json.loads(Path(out["card_path"]).read_text())
+    assert card["hyperparameters"]["epochs"] == 2 and len(card["losses"]) == 2 and card["device"] == "cpu"
+    ws = Workspace.at(root)
+    row = registry.get_model(ws, name)
+    assert row is not None and row["status"] == "candidate" and row["trained_on_release"] == "dataset-v1"
+    assert row["labels_sha256"] == card["labels_sha256"] and row["sha256"] == card["checkpoint_sha256"]
+
+    again = json.loads(cli(root, "train", "--json").stdout)  # same release: the finished run is reused
+    assert again["checkpoint_sha256"] == out["checkpoint_sha256"]
+
+    refused = cli(root, "models", "promote", "nope", "--by", "lead", "--why", "x", ok=False)
+    assert refused.exit_code == 1 and "no model 'nope'" in refused.output
+    cli(root, "models", "promote", name, "--by", "lead", "--why", "demo override")
+    promoted = yaml.safe_load((root / "labelloop.yaml").read_text())
+    assert promoted["prelabeler"]["backend"] == "rtdetrv2"
+    assert promoted["prelabeler"]["rtdetrv2"] == {"path": row["path"], "sha256": row["sha256"]}
+    assert promoted["routing"]["calibrated_policy"] is None
+    assert git(root, "log", "-1", "--format=%s").startswith(f"promote {name} to pre-labeler (lead: demo override)")
+    assert registry.current_model(ws, "detector")["promoted_reason"] == "demo override"
+    cli(root, "run")  # the promoted model is the pre-labeler now: the run builds it from labelloop.yaml
+
+    # the Dagster asset: trains (reuses the finished run), evaluates, and its blocking check fails
+    import dagster as dg
+
+    from assets.training import detector_training
+    from resources.prelabeler import PreLabelerResource
+    from resources.storage import WorkspaceResource
+
+    res = dg.materialize([detector_training], resources={"storage": WorkspaceResource(root=str(root)),
+                                                         "prelabeler": PreLabelerResource()}, raise_on_error=False)
+    mat = res.asset_materializations_for_node("detector_training")[0]
+    assert mat.metadata["model"].value == name and mat.metadata["promoted"].value is False
+    (check,) = res.get_asset_check_evaluations()
+    assert check.check_name == "candidate_beats_current" and not check.passed
+    assert "a promotion needs at least 20" in check.metadata["reason"].value
