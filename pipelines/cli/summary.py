@@ -189,7 +189,9 @@ def _model_and_cost_lines(rep: dict) -> list[str]:
              "(measures the model, drives calibration; not a gate)")
     cost = (f"labeling cost     without pre-labels {cur} {c['by_hand']['total']:.2f} "
             f"({c['by_hand']['images']} images, {c['by_hand']['boxes']} boxes by hand); with pre-labels "
-            f"{cur} {c['review_done']['total']:.2f} (the review done); saving {cur} {c['saving']:.2f}")
+            f"{cur} {c['review_done']['total']:.2f} (the review done); "
+            + (f"saving {cur} {c['saving']:.2f}" if c["saving"] >= 0 else
+               f"the pre-labels cost {cur} {-c['saving']:.2f} more than they saved (corrections of wrong pre-labels)"))
     return [pr, audit, cost]
 
 
