@@ -31,6 +31,7 @@ from labelloop.images.files import load_rgb
 from labelloop.qa import label_errors as LE
 from labelloop.qa.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
 from labelloop.qa.cost import estimate_cost
+from labelloop.qa.levels import recommend_levels
 from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
 from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
 from labelloop.qa.model_eval import model_vs_human
@@ -129,6 +130,7 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
                              "drift": class_drift(dict(per_class), prev[1] if prev else None, prev[0] if prev else None)}
     report["cost"] = estimate_cost(d["labels"], d["resolved"], d["human_labels"], cfg.cost)
     report["calibration"] = d.get("calibration")
+    report["levels"] = recommend_levels(cfg, d["labels"], {p["prediction_id"]: p for p in d["predictions"]})
     if suspects is not None:
         ids = set(d["sizes"])
         rows = [s for s in suspects.get("rows", []) if s["image_id"] in ids]

@@ -71,8 +71,8 @@ class FoundationPreLabeler:
         if p.detector is None:
             raise ValueError("prelabeler.backend foundation needs prelabeler.detector (path, sha256)")
         self.settings_cfg, self.root = p, Path(root or ".").resolve()
-        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.categories]
-        for c in config.categories:
+        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.located_categories()]
+        for c in config.located_categories():  # tag categories get no pre-label (no box)
             if c.detector != p.detector.kind:
                 raise ValueError(f"category {c.name!r}: detector {c.detector!r} is not the configured detector "
                                  f"{p.detector.kind!r} (with backend foundation every category uses it)")

@@ -236,12 +236,12 @@ class Sam3PreLabeler(FoundationPreLabeler):
         p = config.prelabeler
         if p.sam3 is None:
             raise ValueError("prelabeler.backend sam3 needs prelabeler.sam3 (path, sha256)")
-        for c in config.categories:
+        for c in config.located_categories():  # tag categories get no pre-label (no box)
             if c.detector != KIND:
                 raise ValueError(f"category {c.name!r}: detector {c.detector!r} is not {KIND!r} "
                                  f"(with backend sam3 every category uses it)")
         self.settings_cfg, self.root, self.spec = p, Path(root or ".").resolve(), p.sam3
-        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.categories]
+        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.located_categories()]
         self.segment = True
         self.backend = KIND
         self.checkpoint_sha256 = p.sam3.sha256

@@ -150,3 +150,18 @@ def calibration_html(cal: dict) -> str:
             for c, f in cal.get("per_class", {}).items()]
     return out + table(["class", "high before", "high now", "reviewed", "errors", "precision", "95% lower",
                         "reason"], rows)
+
+
+def levels_html(levels: list) -> str:
+    """The level recommendation (:mod:`labelloop.qa.levels`): per class, the configured level, the
+    median mask-fill ratio and its masks, the recommended level, the next level's cost and the rule."""
+    if not levels:
+        return ""
+    rows = [[escape(a["category"]), escape(a["level"]), fmt(a["fill_median"]),
+             f"{a['masks']} ({a['fill_sources']['human']} human, {a['fill_sources']['prelabel']} pre-label)",
+             f"<b>{escape(a['recommended'])}</b>", str(a["objects"]),
+             "&mdash;" if a["next_level"] is None else f"{escape(a['next_level'])}: {a['next_level_cost']:.2f} "
+                                                       f"{escape(a['currency'])}",
+             escape(a["reason"])] for a in levels]
+    return (table(["class", "level", "median fill", "masks", "recommended", "objects", "next level cost", "why"], rows)
+            + '<p class="muted">A recommendation only: <code>labelloop.yaml</code> is never changed by it.</p>')
