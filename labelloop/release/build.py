@@ -13,6 +13,8 @@ Layout of ``release/`` (paths relative to it)::
                                            out of the YOLO view
     shards/<split>/<split>-<sha>.tar       instead of images/ when ``release.shard_mb`` is set:
     shards/<split>/index.parquet           the same files as tar members (labelloop.release.shards)
+    image_labels.csv                       image-level tags (``level: tag`` categories), when the
+                                           project has any: image_id, file_name, split, labels
     labels.parquet                         every label with its provenance (LABELS schema)
     images.parquet                         every image: split, group, COCO id, how it was resolved
     lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
@@ -28,7 +30,9 @@ and checked before the release is accepted (:mod:`labelloop.release.check`).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -60,7 +64,7 @@ from labelloop.tables.schemas import (
 #: Ultralytics' ``verify_image_label`` asserts both sides are > 9 px: smaller images are dropped there.
 TINY_SIDE = 10
 
-__all__ = ["SPLITS", "TINY_SIDE", "ReleaseInputs", "ReleasePlan", "build_release", "dataset_warnings", "plan_release", "swap_in"]
+__all__ = ["IMAGE_LABELS_FILE", "SPLITS", "TINY_SIDE", "ReleaseInputs", "ReleasePlan", "build_release", "dataset_warnings", "image_labels_csv", "plan_release", "swap_in"]
 
 
 @dataclass
@@ -92,6 +96,8 @@ class ReleaseInputs:
     policy_id: str | None = None
     shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
     mask_categories: list[str] = field(default_factory=list)  # categories labeled with masks (segm view)
+    tag_categories: list[str] = field(default_factory=list)  # level: tag categories (image_labels.csv)
+    tags: dict[str, list[str]] = field(default_factory=dict)  # image_id -> its reviewer's tags ([] = none)
 
 
 @dataclass
@@ -172,7 +178,28 @@ def _image_row(img: ImageRow, split: str, file_name: str, res: ResolvedImageRow,
         "annotator": review.get("annotator"), "reviewed_at": review.get("updated_at"),
         "route": q.get("route") or res.get("route"), "route_reason": q.get("reason"),
         "qa_sample": (q.get("route") or res.get("route")) == "qa_sample", "policy_id": q.get("policy_id"),
+        "image_labels": ";".join(sorted(inputs.tags[img["image_id"]])) if img["image_id"] in inputs.tags else None,
     }
+
+
+#: The release's image-level labels file (progressive labeling, ``level: tag`` categories).
+IMAGE_LABELS_FILE = "image_labels.csv"
+
+
+def image_labels_csv(image_rows: list[dict], tags: dict[str, list[str]]) -> str:
+    """``image_labels.csv``: header ``image_id,file_name,split,labels``, then one row per released
+    image that has a tag answer (a reviewed image of a project with ``level: tag`` categories),
+    sorted by image_id; ``file_name`` is release-relative (``images/<split>/<file>``), ``labels``
+    the tag categories joined by ``;`` in sorted order (empty: the reviewer gave none, so none of
+    them applies). An image not listed has no tag answer (it was auto-accepted, not reviewed).
+    RFC 4180 CSV (Python's csv module), LF line ends, UTF-8."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_id", "file_name", "split", "labels"])
+    for r in sorted(image_rows, key=lambda r: r["image_id"]):
+        if r["image_id"] in tags:
+            w.writerow([r["image_id"], r["file_name"], r["split"], ";".join(sorted(tags[r["image_id"]]))])
+    return buf.getvalue()
 
 
 def _previous_hashes(previous: Path | None) -> dict[str, str]:
@@ -325,6 +352,8 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                        listed=[s for s in yolo_splits if s in yolo_excluded]), encoding="utf-8")
     if inputs.shard_mb:
         _pack_shards(out_dir, used, inputs.shard_mb, previous)
+    if inputs.tag_categories:
+        (out_dir / IMAGE_LABELS_FILE).write_text(image_labels_csv(image_rows, inputs.tags), encoding="utf-8")
     ordered = sorted(released_labels, key=lambda r: r["label_id"])
     tables.write_rows(ordered, LABELS, out_dir / "labels.parquet")
     tables.write_rows(sorted(image_rows, key=lambda r: r["image_id"]), RELEASE_IMAGES, out_dir / "images.parquet")

@@ -77,6 +77,7 @@ def gather_inputs(ws: Workspace, labels: list[LabelRow], resolved: list[Resolved
         images=repo.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
         ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task, shard_mb=cfg.release.shard_mb,
         mask_categories=[c.name for c in cfg.categories if c.masks],
+        tag_categories=cfg.tag_categories, tags=store.current_tags() if cfg.tag_categories else {},
         keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},

@@ -49,10 +49,12 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     write_text_atomic(out / "label_config.xml",
-                 labelstudio.label_config_xml(cfg.category_names, keypoints=cfg.keypoint_schema() or None,
-                                              masks=mask_cats or None) + "\n")
+                 labelstudio.label_config_xml([c.name for c in cfg.located_categories()],
+                                              keypoints=cfg.keypoint_schema() or None, masks=mask_cats or None,
+                                              tags=cfg.tag_categories or None) + "\n")
     cvat_xml = build_cvat_xml(images, preds, cfg.category_names, task_name=f"{cfg.project}/{batch}",
-                              mask_shape=cfg.review.cvat_mask_shape, keypoints=cfg.keypoint_schema())
+                              mask_shape=cfg.review.cvat_mask_shape, keypoints=cfg.keypoint_schema(),
+                              tag_categories=cfg.tag_categories)
     write_text_atomic(out / "annotations.xml", cvat_xml.decode("utf-8"))
     tables.write_rows(exported, EXPORTED_PREDICTIONS, repo.exported_path(ws, batch))
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -10,8 +10,10 @@ Control names (the ``from_name`` of results; imports reject any other): ``label`
 the categories with ``masks: true``; pre-labels' masks go as brush regions, see
 :mod:`labelloop.formats.labelstudio.brush`), ``keypoint``
 (KeyPointLabels, when a category has keypoints) and ``keypoint_visibility`` (per-region Choices
-``visible`` / ``occluded``; see :mod:`labelloop.geometry.keypoints` for the visibility convention), all
-on the object ``image``.
+``visible`` / ``occluded``; see :mod:`labelloop.geometry.keypoints` for the visibility convention) and
+``tags`` (a multi-label image-level ``Choices``, ``choice="multiple"``, of the ``level: tag``
+categories: progressive labeling; its result is ``{"from_name": "tags", "type": "choices",
+"value": {"choices": [category, ...]}}``), all on the object ``image``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ CONTROL_NAME = "label"  # <RectangleLabels name="label" toName="image">
 POLYGON_CONTROL = "polygon"  # <PolygonLabels name="polygon" toName="image">
 BRUSH_CONTROL = "brush"  # <BrushLabels name="brush" toName="image">
 KEYPOINT_CONTROL = "keypoint"  # <KeyPointLabels name="keypoint" toName="image">
+TAG_CONTROL = "tags"  # <Choices name="tags" toName="image" choice="multiple">: the tag categories
 REGION_TYPE = "rectanglelabels"
 #: Control name -> Label Studio result type of every control in labelloop's labeling config.
 CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", BRUSH_CONTROL: "brushlabels",
-            KEYPOINT_CONTROL: "keypointlabels", VISIBILITY_CONTROL: "choices"}
+            KEYPOINT_CONTROL: "keypointlabels", VISIBILITY_CONTROL: "choices", TAG_CONTROL: "choices"}
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
 
@@ -43,7 +46,7 @@ def _labels(values: list[str]) -> list[str]:
 
 
 def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | None = None,
-                     polygons: bool = False, masks: list[str] | None = None) -> str:
+                     polygons: bool = False, masks: list[str] | None = None, tags: list[str] | None = None) -> str:
     """Labeling config: ``<View>`` with ``<Image name="image" value="$image"/>`` and
     ``<RectangleLabels name="label" toName="image">`` holding one ``<Label value=.../>`` per
     category, in the given order (Label Studio docs, "RectangleLabels tag"). Values are
@@ -52,15 +55,24 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
     name="brush">`` of those categories, in which the pre-labels' masks are shown and edited; with ``keypoints`` (``{category: [keypoint names]}``) a ``<KeyPointLabels
     name="keypoint">`` of every keypoint name and the per-region ``<Choices
     name="keypoint_visibility" perRegion="true">`` (``visible`` / ``occluded``) that carries COCO's
-    visibility flag (:mod:`labelloop.geometry.keypoints`). Without either, the output is the plain
-    rectangle config (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
+    visibility flag (:mod:`labelloop.geometry.keypoints`). With ``tags`` (the ``level: tag``
+    categories, image-level labels) a multi-label ``<Choices name="tags" toName="image"
+    choice="multiple" showInline="true">`` with one ``<Choice value=.../>`` per tag category
+    (Label Studio docs, "Choices tag"); ``categories`` then holds the box categories only and may
+    be empty. Without any of them, the output is the plain rectangle config
+    (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
 
     Raises:
-        ValueError: no categories, a duplicate or empty category name, a keypoint or mask
-            category not in ``categories``, or a keypoint name used by two categories.
+        ValueError: no categories (and no tags), a duplicate or empty category name (tags
+            included), a keypoint or mask category not in ``categories``, or a keypoint name used
+            by two categories.
     """
-    if not categories or len(set(categories)) != len(categories) or any(not c for c in categories):
-        raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {categories}")
+    every = list(categories) + list(tags or [])
+    if not every or len(set(every)) != len(every) or any(not c for c in every):
+        raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {every}")
+    if not categories:
+        lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>', *_tag_choices(tags or [])]
+        return "\n".join(["<View>", *lines, "</View>"])
     lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>',
              f'  <RectangleLabels name="{CONTROL_NAME}" toName="{OBJECT_NAME}">', *_labels(categories),
              "  </RectangleLabels>"]
@@ -87,7 +99,15 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
                   f'  <Choices name="{VISIBILITY_CONTROL}" toName="{OBJECT_NAME}" perRegion="true" '
                   f'visibleWhen="region-selected" whenTagName="{KEYPOINT_CONTROL}" choice="single">',
                   f'    <Choice value="{CHOICE_VISIBLE}"/>', f'    <Choice value="{CHOICE_OCCLUDED}"/>', "  </Choices>"]
+    lines += _tag_choices(tags or [])
     return "\n".join(["<View>", *lines, "</View>"])
+
+
+def _tag_choices(tags: list[str]) -> list[str]:
+    if not tags:
+        return []
+    return ([f'  <Choices name="{TAG_CONTROL}" toName="{OBJECT_NAME}" choice="multiple" showInline="true">']
+            + [f"    <Choice value={quoteattr(t)}/>" for t in tags] + ["  </Choices>"])
 
 
 def image_reference(uri: str) -> str:

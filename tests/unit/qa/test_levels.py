@@ -15,7 +15,7 @@ from labelloop.workspace import repo
 from labelloop.workspace.config import ProjectConfig
 from labelloop.workspace.init import init_workspace
 from labelloop.workspace.layout import Workspace
-from tests.support.helpers import cli
+from support.helpers import cli
 
 H = W = 100
 
