@@ -129,7 +129,7 @@ def recommend_levels(cfg: ProjectConfig, labels: Sequence[LabelRow], predictions
     price = {"box": cfg.cost.box_per_object, "mask": cfg.cost.mask_per_object}
     out: list[LevelAdvice] = []
     for c in cfg.categories:
-        level = c.level or "box"
+        level = c.annotation_level
         src = fills.get(c.name, {"human": [], "prelabel": []})
         values = src["human"] + src["prelabel"]
         objects = (tagged_images or {}).get(c.name, 0) if level == "tag" else counts.get(c.name, 0)

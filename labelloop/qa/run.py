@@ -32,6 +32,7 @@ from labelloop.qa import label_errors as LE
 from labelloop.qa.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
 from labelloop.qa.cost import estimate_cost
 from labelloop.qa.levels import recommend_levels
+from labelloop.qa.tags import predicted_tags, tag_agreement, tag_precision_recall
 from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
 from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
 from labelloop.qa.model_eval import model_vs_human
@@ -70,7 +71,18 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
             "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
             "gold_labels": repo.read_gold_labels(ws), "gold_images": repo.read_gold_images(ws),
             "exported": repo.all_exported(ws), "model_id": model_id, "previous_release": repo.previous_release(ws),
-            "calibration": active_calibration(ws.root, cfg)}
+            "calibration": active_calibration(ws.root, cfg),
+            "human_tags": store.human_tags() if cfg.tag_categories else [],
+            "current_tags": store.current_tags() if cfg.tag_categories else {}}
+
+
+def _tag_counts(tags: dict[str, list[str]]) -> dict[str, int]:
+    """``{tag category: images whose current review gives it}``."""
+    out: dict[str, int] = defaultdict(int)
+    for cats in tags.values():
+        for c in cats:
+            out[c] += 1
+    return dict(out)
 
 
 def active_calibration(root: Path, cfg) -> dict | None:
@@ -130,7 +142,16 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
                              "drift": class_drift(dict(per_class), prev[1] if prev else None, prev[0] if prev else None)}
     report["cost"] = estimate_cost(d["labels"], d["resolved"], d["human_labels"], cfg.cost)
     report["calibration"] = d.get("calibration")
-    report["levels"] = recommend_levels(cfg, d["labels"], {p["prediction_id"]: p for p in d["predictions"]})
+    report["levels"] = recommend_levels(cfg, d["labels"], {p["prediction_id"]: p for p in d["predictions"]},
+                                        tagged_images=_tag_counts(d.get("current_tags") or {}))
+    if cfg.tag_categories:
+        truth = {i: t for i, t in (d.get("current_tags") or {}).items() if i in d["sizes"]}
+        report["tags"] = {
+            "categories": cfg.tag_categories, "reviewed_images": len(truth),
+            "prelabel_vs_human": tag_precision_recall(predicted_tags(d["kept"], cfg.tag_categories), truth,
+                                                      cfg.tag_categories, q.confidence),
+            "agreement": tag_agreement(d["reviews"], [t for t in d.get("human_tags") or [] if t["image_id"] in d["sizes"]],
+                                       cfg.tag_categories, q.confidence, q.bootstrap_resamples)}
     if suspects is not None:
         ids = set(d["sizes"])
         rows = [s for s in suspects.get("rows", []) if s["image_id"] in ids]

@@ -246,6 +246,10 @@ class ReviewStore:
         return [rows[k] for k in sorted(rows)]
 
 
+    def human_tags(self) -> list[HumanTagRow]:
+        """Every HUMAN_TAGS row (all versions of every review)."""
+        return cast(list[HumanTagRow], self._read("human_tags"))
+
     def current_tags(self) -> dict[str, list[str]]:
         """``image_id -> sorted tag categories`` of :meth:`latest_reviews`: every image whose
         latest review is current appears, with ``[]`` when its reviewer gave no tag (a reviewed
@@ -253,7 +257,7 @@ class ReviewStore:
         latest = self.latest_reviews()
         ids = {r["review_id"] for r in latest.values()}
         out: dict[str, set[str]] = {i: set() for i in latest}
-        for t in cast(list[HumanTagRow], self._read("human_tags")):
+        for t in self.human_tags():
             if t["review_id"] in ids:
                 out[t["image_id"]].add(t["category"])
         return {i: sorted(c) for i, c in sorted(out.items())}

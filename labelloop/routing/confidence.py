@@ -7,6 +7,10 @@ none remain (the detector saw nothing it trusts; a human decides whether it is a
 A seeded, reproducible QA sample of the auto-accepted images (``qa_sample_rate``, rounded up,
 at least one when any exist) is also sent to review to audit the auto-accepted labels.
 
+Tag categories (``level: tag``, image-level labels) are routed like boxes from their image-level
+pre-labels; the pre-labelers give none yet, so in a project with tag categories every image goes to
+review (reason "tag categories ... have no pre-label"), where the reviewer gives its tags.
+
 Priority is least confidence first (Settles, "Active Learning Literature Survey", 2009):
 ``priority = 1 - min(kept scores)``, 1.0 for an image with no kept prediction; QA-sample
 images get priority 0 so they are reviewed after the uncertain ones.
@@ -56,8 +60,13 @@ def route_images(images: Sequence[ImageRow], predictions: Sequence[PredictionRow
         row = cast(ReviewQueueRow, {
             "image_id": img["image_id"], "source_path": img["source_path"], "policy_id": policy,
             "n_predictions": len(kept), "min_score": min((p["score"] for p in kept), default=None)})
+        untagged = config.tag_categories and not any(p["category"] in config.tag_categories for p in kept)
         if not kept:
             row.update({"route": REVIEW, "priority": 1.0, "reason": "no prediction at or above its low threshold"})
+        elif untagged:
+            row.update({"route": REVIEW, "priority": round(1.0 - min(p["score"] for p in kept), 6),
+                        "reason": f"tag categories ({', '.join(config.tag_categories)}) have no pre-label: "
+                                  "a reviewer gives the image's tags"})
         else:
             below = [p for p in kept if p["score"] < config.thresholds(p["category"]).high]
             assert row["min_score"] is not None  # kept is not empty

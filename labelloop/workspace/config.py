@@ -55,7 +55,7 @@ class Category(_Strict):
     ``level`` (progressive labeling): ``tag`` = an image-level label (the image shows the class;
     no box; needs no detector), ``box`` = boxes, ``mask`` = boxes and instance masks. ``masks:
     true`` is the older spelling of ``level: mask`` and keeps working; after validation ``masks``
-    is True exactly when ``level`` is ``mask``. Unknown levels, ``masks: true`` with another level
+    is True exactly when the level (:attr:`annotation_level`) is ``mask``. Unknown levels, ``masks: true`` with another level
     and a box or mask category without a detector are errors naming the category.
     """
 
@@ -81,15 +81,18 @@ class Category(_Strict):
 
     @model_validator(mode="after")
     def _level(self):
-        if self.level is None:
-            self.level = "mask" if self.masks else "box"
-        elif self.masks and self.level != "mask":
+        if self.masks and self.level not in (None, "mask"):
             raise ValueError(f"category {self.name!r}: masks: true contradicts level {self.level!r} "
                              "(masks: true means level: mask)")
-        self.masks = self.level == "mask"
-        if self.level != "tag" and not self.detector:
-            raise ValueError(f"category {self.name!r}: level {self.level!r} needs a detector")
+        self.masks = self.annotation_level == "mask"
+        if self.annotation_level != "tag" and not self.detector:
+            raise ValueError(f"category {self.name!r}: level {self.annotation_level!r} needs a detector")
         return self
+
+    @property
+    def annotation_level(self) -> str:
+        """``tag`` | ``box`` | ``mask``: ``level`` when given, else ``mask`` for ``masks: true``, else ``box``."""
+        return self.level or ("mask" if self.masks else "box")
 
     @model_validator(mode="after")
     def _keypoints(self):
@@ -305,11 +308,11 @@ class ProjectConfig(_Strict):
     @property
     def tag_categories(self) -> list[str]:
         """Names of the ``level: tag`` categories (image-level labels, no geometry), in file order."""
-        return [c.name for c in self.categories if c.level == "tag"]
+        return [c.name for c in self.categories if c.annotation_level == "tag"]
 
     def located_categories(self) -> list[Category]:
         """The ``box`` and ``mask`` categories (those a detector pre-labels with boxes), in file order."""
-        return [c for c in self.categories if c.level != "tag"]
+        return [c for c in self.categories if c.annotation_level != "tag"]
 
     def keypoint_schema(self) -> dict[str, list[str]]:
         """``{category: [keypoint names]}`` of the categories with keypoints."""

@@ -29,7 +29,7 @@ def test_levels_and_the_older_masks_spelling(tmp_path):
                                       "  - {name: cat, detector: opencv-haar-frontalcatface, level: mask}\n"
                                       "  - {name: outdoor, level: tag}\n"
                                       "  - {name: dog, detector: opencv-haar-frontalcatface, level: box, masks: false}\n"))
-    assert [(c.name, c.level, c.masks) for c in cfg.categories] == [
+    assert [(c.name, c.annotation_level, c.masks) for c in cfg.categories] == [
         ("person", "mask", True), ("face", "box", False), ("cat", "mask", True), ("outdoor", "tag", False),
         ("dog", "box", False)]
     assert cfg.tag_categories == ["outdoor"]
