@@ -40,6 +40,7 @@ from typing import Mapping, Sequence, TypedDict
 from labelloop.geometry.boxes import area
 from labelloop.geometry.masks import rle_area
 from labelloop.tables.schemas import LabelRow, PredictionRow
+from labelloop.review.store import review_store
 from labelloop.workspace import repo
 from labelloop.workspace.config import ProjectConfig
 from labelloop.workspace.layout import Workspace
@@ -154,9 +155,21 @@ def recommend_levels(cfg: ProjectConfig, labels: Sequence[LabelRow], predictions
 
 
 def workspace_levels(ws: Workspace, model_id: str) -> list[LevelAdvice]:
-    """:func:`recommend_levels` on a workspace: its resolved labels and the PREDICTIONS rows of
-    ``model_id`` (the current pre-labeler) on every batch. Reads only; ``labelloop.yaml`` is never
+    """:func:`recommend_levels` on a workspace: its resolved labels, the PREDICTIONS rows of
+    ``model_id`` (the current pre-labeler) on every batch and the reviewers' current tags. Reads only; ``labelloop.yaml`` is never
     written. Raises :class:`labelloop.workspace.config.ConfigError` for a bad ``labelloop.yaml``."""
     labels, _ = repo.read_labels(ws)
     preds = {p["prediction_id"]: p for p in repo.current_predictions(ws, model_id)}
-    return recommend_levels(ws.config(), labels, preds)
+    cfg = ws.config()
+    tagged = tag_counts(review_store(ws).current_tags()) if cfg.tag_categories else {}
+    return recommend_levels(cfg, labels, preds, tagged_images=tagged)
+
+
+def tag_counts(tags: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """``{tag category: images tagged with it}`` from ``image_id -> tags``
+    (:meth:`labelloop.review.store.ReviewStore.current_tags`)."""
+    out: dict[str, int] = {}
+    for cats in tags.values():
+        for c in set(cats):
+            out[c] = out.get(c, 0) + 1
+    return out

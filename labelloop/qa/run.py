@@ -31,7 +31,7 @@ from labelloop.images.files import load_rgb
 from labelloop.qa import label_errors as LE
 from labelloop.qa.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
 from labelloop.qa.cost import estimate_cost
-from labelloop.qa.levels import recommend_levels
+from labelloop.qa.levels import recommend_levels, tag_counts
 from labelloop.qa.tags import predicted_tags, tag_agreement, tag_precision_recall
 from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
 from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
@@ -74,15 +74,6 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
             "calibration": active_calibration(ws.root, cfg),
             "human_tags": store.human_tags() if cfg.tag_categories else [],
             "current_tags": store.current_tags() if cfg.tag_categories else {}}
-
-
-def _tag_counts(tags: dict[str, list[str]]) -> dict[str, int]:
-    """``{tag category: images whose current review gives it}``."""
-    out: dict[str, int] = defaultdict(int)
-    for cats in tags.values():
-        for c in cats:
-            out[c] += 1
-    return dict(out)
 
 
 def active_calibration(root: Path, cfg) -> dict | None:
@@ -143,7 +134,7 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     report["cost"] = estimate_cost(d["labels"], d["resolved"], d["human_labels"], cfg.cost)
     report["calibration"] = d.get("calibration")
     report["levels"] = recommend_levels(cfg, d["labels"], {p["prediction_id"]: p for p in d["predictions"]},
-                                        tagged_images=_tag_counts(d.get("current_tags") or {}))
+                                        tagged_images=tag_counts(d.get("current_tags") or {}))
     if cfg.tag_categories:
         truth = {i: t for i, t in (d.get("current_tags") or {}).items() if i in d["sizes"]}
         report["tags"] = {
