@@ -215,9 +215,15 @@ def tag_answers(regions: Sequence[Region], categories: set[str], tag_categories:
 
     Raises:
         RegionError: a choice naming no category of the project, or naming a ``box`` / ``mask``
-            category (a Choices result on a box-only category): the whole annotation is rejected
-            with that reason.
+            category (a Choices result on a box-only category), or any tag answer when
+            ``tag_categories`` is None (a caller that reads no tags: gold sets): the whole
+            annotation is rejected with that reason.
     """
+    if tag_categories is None:  # a reader of boxes only (gold sets): a tag answer has no place there
+        for i, reg in enumerate(cast(Sequence[Mapping[str, Any]], regions)):
+            if reg.get("kind") == "tag":
+                raise RegionError(f"{_name(reg, i)}: image-level tags {(reg.get('value') or {}).get('choices')} "
+                                  "are not read here (gold sets hold boxes, masks and keypoints)")
     tags = tag_categories or set()
     by_nfc = {unicodedata.normalize("NFC", c): c for c in categories}
     out: set[str] = set()

@@ -55,8 +55,9 @@ class Category(_Strict):
     ``level`` (progressive labeling): ``tag`` = an image-level label (the image shows the class;
     no box; needs no detector), ``box`` = boxes, ``mask`` = boxes and instance masks. ``masks:
     true`` is the older spelling of ``level: mask`` and keeps working; after validation ``masks``
-    is True exactly when the level (:attr:`annotation_level`) is ``mask``. Unknown levels, ``masks: true`` with another level
-    and a box or mask category without a detector are errors naming the category.
+    is True exactly when the level (:attr:`annotation_level`) is ``mask``. Unknown levels, ``masks: true`` with another level,
+    a box or mask category without a detector and a tag category with keypoints are errors naming
+    the category.
     """
 
     name: str = Field(min_length=1)
@@ -87,6 +88,8 @@ class Category(_Strict):
         self.masks = self.annotation_level == "mask"
         if self.annotation_level != "tag" and not self.detector:
             raise ValueError(f"category {self.name!r}: level {self.annotation_level!r} needs a detector")
+        if self.annotation_level == "tag" and (self.keypoints or self.skeleton):
+            raise ValueError(f"category {self.name!r}: level 'tag' is an image-level label, it cannot have keypoints")
         return self
 
     @property

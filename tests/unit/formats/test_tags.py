@@ -16,6 +16,7 @@ from labelloop.formats.cvat.reader import parse_cvat
 from labelloop.formats.cvat.writer import build_cvat_xml
 from labelloop.formats.labelstudio import label_config_xml, parse_export
 from labelloop.review.importer import import_review, register_import_tasks
+from labelloop.review.regions import RegionError, to_pixels
 from labelloop.review.store import ReviewStore
 from support.helpers import ls_fixtures
 
@@ -164,3 +165,11 @@ def test_tags_are_stored_with_the_review_and_the_latest_review_decides(tmp_path,
     later["annotations"][0]["result"][-1]["value"]["choices"] = ["outdoor"]
     store.commit_import("second", do_import(parse_export([later]), images))
     assert store.current_tags()[astro] == ["outdoor"]
+
+
+def test_a_reader_of_boxes_only_rejects_tag_answers_by_name(images):
+    """Gold registration reads boxes only (no tag categories handed over): a tag answer is named."""
+    region = {"kind": "tag", "region_id": "t1", "category": None, "value": {"choices": ["outdoor"]}}
+    with pytest.raises(RegionError, match=r"region t1: image-level tags \['outdoor'\] are not read here"):
+        to_pixels([region], images[0], set(CATS))
+    assert to_pixels([region], images[0], set(CATS), tag_categories=set(TAGS)) == []

@@ -55,6 +55,8 @@ def test_the_embedded_backend_skips_tag_categories(tmp_path):
     ("  - {name: face, detector: opencv-haar-frontalface_default}\n  - {name: pen, level: mask}\n",
      "categories.1: Value error, category 'pen': level 'mask' needs a detector"),
     ("  - {name: pen}\n", "categories.0: Value error, category 'pen': level 'box' needs a detector"),
+    ("  - {name: outdoor, level: tag, keypoints: [a, b]}\n",
+     "categories.0: Value error, category 'outdoor': level 'tag' is an image-level label, it cannot have keypoints"),
 ])
 def test_bad_level_names_the_file_and_category(tmp_path, body, expected):
     path = write(tmp_path, body)
