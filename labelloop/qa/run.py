@@ -68,7 +68,10 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
     return {"cfg": cfg, "labels": labels, "resolved": resolved, "labels_sha256": labels_sha256, "images": images,
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
             "queue": repo.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
-            "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
+            "all_human_labels": store.human_labels(), "predictions": preds,
+            # box metrics read the kept box predictions; the tag QA the kept image-level tag pre-labels
+            "kept": [p for p in kept_predictions(preds, cfg) if p["category"] not in cfg.tag_categories],
+            "kept_tags": [p for p in kept_predictions(preds, cfg) if p["category"] in cfg.tag_categories],
             "gold_labels": repo.read_gold_labels(ws), "gold_images": repo.read_gold_images(ws),
             "exported": repo.all_exported(ws), "model_id": model_id, "previous_release": repo.previous_release(ws),
             "calibration": active_calibration(ws.root, cfg),
@@ -91,7 +94,7 @@ def _subset(d: dict, ids: set[str]) -> dict:
     keep = lambda rows: [r for r in rows if r["image_id"] in ids]  # noqa: E731
     out = dict(d)
     for k in ("labels", "resolved", "queue", "reviews", "human_labels", "all_human_labels", "predictions", "kept",
-              "gold_labels", "gold_images"):
+              "kept_tags", "gold_labels", "gold_images"):
         out[k] = keep(d[k])
     out["sizes"] = {i: s for i, s in d["sizes"].items() if i in ids}
     return out
@@ -139,7 +142,7 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
         truth = {i: t for i, t in (d.get("current_tags") or {}).items() if i in d["sizes"]}
         report["tags"] = {
             "categories": cfg.tag_categories, "reviewed_images": len(truth),
-            "prelabel_vs_human": tag_precision_recall(predicted_tags(d["kept"], cfg.tag_categories), truth,
+            "prelabel_vs_human": tag_precision_recall(predicted_tags(d["kept_tags"], cfg.tag_categories), truth,
                                                       cfg.tag_categories, q.confidence),
             "agreement": tag_agreement(d["reviews"], [t for t in d.get("human_tags") or [] if t["image_id"] in d["sizes"]],
                                        cfg.tag_categories, q.confidence, q.bootstrap_resamples)}

@@ -3,12 +3,13 @@
 - **Pre-label precision / recall against the reviewers**, per tag category, over the reviewed
   images (the image's latest current review is the truth, as for boxes). An image-level
   pre-label of a tag category is the image's best score among that category's kept predictions
-  (the rule for any backend that pre-labels a tag category from its prompt; at or above the
+  (the backends give one per image and tag category, the best box score of its prompt,
+  :func:`labelloop.prelabel.protocol.image_level_tags`; kept: at or above the
   category's ``low`` threshold, :func:`labelloop.routing.confidence.kept_predictions`). TP: predicted
   and tagged by the reviewer; FP: predicted, not tagged; FN: tagged, not predicted. Precision =
   TP / (TP + FP), recall = TP / (TP + FN), each with its Wilson 95% interval
   (:func:`labelloop.qa.intervals.wilson_interval`); None (undefined) when the denominator is 0,
-  e.g. while the pre-labelers give no tag pre-label.
+  e.g. with the OpenCV backend, which gives no tag pre-label.
 - **Cohen's kappa on double reviews**: on every image that two reviewers annotated (each one's
   most recent current annotation, :func:`labelloop.qa.agreement.current_annotations`), one unit
   per (image, tag category) with the two answers present / absent; kappa per category and pooled

@@ -6,7 +6,8 @@ For every image of the workspace (status ok):
   the human labels of that review, deletion markers left out; an empty review is a labeled
   negative (resolved with no labels);
 - else routed ``auto_accept`` or ``qa_sample``: the current model's predictions kept by routing
-  (score >= the category's low threshold), with action ``auto_accepted``;
+  (score >= the category's low threshold), with action ``auto_accepted``; image-level tag
+  pre-labels (``level: tag`` categories) are not box labels and are left out;
 - else (waiting for review, or never routed): unresolved, left out of releases.
 
 A model re-run therefore never changes, hides or duplicates a reviewed label (invariant 1).
@@ -55,8 +56,10 @@ def resolve_labels(
     model; ``human_labels``: rows of the latest reviews (deletion markers are skipped)."""
     route = {q["image_id"]: q for q in queue}
     preds: dict[str, list[PredictionRow]] = {}
+    tag_categories = set(config.tag_categories)
     for p in kept_predictions(predictions, config):
-        preds.setdefault(p["image_id"], []).append(p)
+        if p["category"] not in tag_categories:  # an image-level tag pre-label is no box label
+            preds.setdefault(p["image_id"], []).append(p)
     humans: dict[str, list[HumanLabelRow]] = {}
     for h in human_labels:
         if h["action"] != "deleted":

@@ -8,8 +8,12 @@ A seeded, reproducible QA sample of the auto-accepted images (``qa_sample_rate``
 at least one when any exist) is also sent to review to audit the auto-accepted labels.
 
 Tag categories (``level: tag``, image-level labels) are routed like boxes from their image-level
-pre-labels; the pre-labelers give none yet, so in a project with tag categories every image goes to
-review (reason "tag categories ... have no pre-label"), where the reviewer gives its tags.
+pre-labels (a PREDICTIONS row of the tag category whose score is the best box score of its prompt,
+:func:`labelloop.prelabel.protocol.image_level_tags`): kept at or above the category's ``low``
+threshold, auto-accepted only when at or above its ``high``. The foundation and sam3 backends give
+them; the embedded classical backend (``opencv``) has no text prompt and gives none, so with it every
+image of a project with tag categories goes to review (reason "tag categories ... have no
+pre-label"), where the reviewer gives its tags.
 
 Priority is least confidence first (Settles, "Active Learning Literature Survey", 2009):
 ``priority = 1 - min(kept scores)``, 1.0 for an image with no kept prediction; QA-sample
@@ -60,7 +64,8 @@ def route_images(images: Sequence[ImageRow], predictions: Sequence[PredictionRow
         row = cast(ReviewQueueRow, {
             "image_id": img["image_id"], "source_path": img["source_path"], "policy_id": policy,
             "n_predictions": len(kept), "min_score": min((p["score"] for p in kept), default=None)})
-        untagged = config.tag_categories and not any(p["category"] in config.tag_categories for p in kept)
+        # the opencv backend gives no tag pre-label: a reviewer gives the tags (module docstring)
+        untagged = bool(config.tag_categories) and config.prelabeler.backend == "opencv"
         if not kept:
             row.update({"route": REVIEW, "priority": 1.0, "reason": "no prediction at or above its low threshold"})
         elif untagged:

@@ -124,7 +124,7 @@ def image_reference(uri: str) -> str:
 def build_import_tasks(
     images: Sequence[ImageRow], predictions: Sequence[PredictionRow], model_version: str, batch: str,
     reviewers: dict[str, int] | None = None, keypoints: dict[str, list[str]] | None = None,
-    masks: list[str] | set[str] | None = None,
+    masks: list[str] | set[str] | None = None, tags: list[str] | set[str] | None = None,
 ) -> tuple[list[dict], list[ExportedPredictionRow]]:
     """Label Studio import tasks with pre-annotations (docs, "Import pre-annotated data").
 
@@ -145,6 +145,13 @@ def build_import_tasks(
             [...], "brushlabels": [category]}, ...}``, :func:`labelloop.formats.labelstudio.brush.mask_to_brush_rle`)
             instead of a rectangle: one region per object; its box on import is the mask's
             bounding box. Its EXPORTED_PREDICTIONS row carries the mask.
+        tags: the ``level: tag`` categories. Their predictions are image-level pre-labels (score:
+            the best box score of the category's prompt, :func:`labelloop.prelabel.protocol.image_level_tags`):
+            all of an image's go as one ``choices`` result on the ``tags`` Choices control
+            (``{"id": "tags-" + 12 hex of the image_id, "from_name": "tags", "to_name": "image",
+            "type": "choices", "value": {"choices": [category, ...]}, "score": lowest tag score}``,
+            categories sorted; Label Studio docs, "Import pre-annotated data", Choices), never as a
+            rectangle, and get no EXPORTED_PREDICTIONS row (that table holds regions).
 
     Returns:
         ``(tasks, exported)``: tasks sorted by source_path, each
@@ -171,7 +178,15 @@ def build_import_tasks(
         w, h = int(img["width"]), int(img["height"])
         preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
         result: list[dict] = []
+        tagged = [p for p in preds if p["category"] in (tags or ())]
+        if tagged:
+            result.append({"id": "tags-" + img["image_id"][:12], "from_name": TAG_CONTROL, "to_name": OBJECT_NAME,
+                           "type": CONTROLS[TAG_CONTROL],
+                           "value": {"choices": sorted({p["category"] for p in tagged})},
+                           "score": min(float(p["score"]) for p in tagged)})
         for p in preds:
+            if p in tagged:
+                continue
             as_mask = bool(masks) and p["category"] in (masks or ()) and bool(p.get("mask"))
             value: dict[str, Any]
             if as_mask:

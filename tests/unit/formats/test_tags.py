@@ -173,3 +173,34 @@ def test_a_reader_of_boxes_only_rejects_tag_answers_by_name(images):
     with pytest.raises(RegionError, match=r"region t1: image-level tags \['outdoor'\] are not read here"):
         to_pixels([region], images[0], set(CATS))
     assert to_pixels([region], images[0], set(CATS), tag_categories=set(TAGS)) == []
+
+
+def test_tag_pre_labels_go_to_label_studio_as_one_choices_prediction(images):
+    """Tag pre-labels (one PREDICTIONS row per tag category, score = best box score of its prompt)
+    become one ``choices`` result on the ``tags`` control, never a rectangle; a reviewer who
+    accepts the prediction (Label Studio copies its result into the annotation) gives those tags."""
+    from labelloop.formats.labelstudio import build_import_tasks
+    astro = images[0]
+    base = {"image_id": astro["image_id"], "mask": None, "model_id": "m", "checkpoint_sha256": "0" * 64,
+            "prompt": None, "run_id": None}
+    preds = [base | {"prediction_id": "p1", "category": "person", "bbox": [20.0, 15.0, 365.0, 512.0], "score": 0.9},
+             base | {"prediction_id": "p2", "category": "outdoor", "bbox": [0.0, 0.0, 100.0, 50.0], "score": 0.7},
+             base | {"prediction_id": "p3", "category": "indoor", "bbox": [5.0, 5.0, 10.0, 10.0], "score": 0.4}]
+    tasks, exported = build_import_tasks([astro], preds, model_version="m", batch="b1", tags=TAGS)
+    result = tasks[0]["predictions"][0]["result"]
+    assert result[0] == {"id": "tags-" + astro["image_id"][:12], "from_name": "tags", "to_name": "image",
+                         "type": "choices", "value": {"choices": ["indoor", "outdoor"]}, "score": 0.4}
+    assert [r["value"].get("rectanglelabels") for r in result[1:]] == [["person"]]
+    assert tasks[0]["predictions"][0]["score"] == 0.4
+    assert [e["prediction_id"] for e in exported] == ["p1"]
+    # the reviewer accepts the pre-label in Label Studio, unticks "indoor": a real export's shape
+    registered, _ = register_import_tasks(json.loads((FX / "import_tasks.json").read_text()), source=SRC,
+                                          images=images)
+    task = copy.deepcopy(json.loads((FX / "export_json.json").read_text(encoding="utf-8"))[0])  # the astronaut
+    accepted = {k: v for k, v in result[0].items() if k != "score"} | {"origin": "prediction",
+                                                                          "value": {"choices": ["outdoor"]}}
+    task["annotations"][0]["result"] = [accepted]
+    res = do_import(parse_export([task]), images, registered)
+    assert res["rejects"] == []
+    assert [(t["image_id"], t["category"]) for t in res["human_tags"]] == [(astro["image_id"], "outdoor")]
+    assert {h["action"] for h in res["human_labels"]} == {"deleted"}  # the pre-sent boxes were removed
