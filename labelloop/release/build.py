@@ -14,7 +14,10 @@ Layout of ``release/`` (paths relative to it)::
     shards/<split>/<split>-<sha>.tar       instead of images/ when ``release.shard_mb`` is set:
     shards/<split>/index.parquet           the same files as tar members (labelloop.release.shards)
     image_labels.csv                       image-level tags (``level: tag`` categories), when the
-                                           project has any: image_id, file_name, split, labels
+                                           project has any: image_id, file_name, split, labels; an
+                                           image reviewed for tags only, without the "no objects"
+                                           answer, is in images/ but out of the COCO and YOLO
+                                           files (labelloop.release.layout.boxes_unchecked)
     labels.parquet                         every label with its provenance (LABELS schema)
     images.parquet                         every image: split, group, COCO id, how it was resolved
     lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
@@ -316,10 +319,13 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                                      labels_by_image.get(img["image_id"], []), image_ids[img["image_id"]]))
     used = [s for s in SPLITS if per_split[s]]
     yolo_excluded: dict[str, list[str]] = {}
+    # reviewed for tags only, never said to hold no box: out of the box / mask annotations
+    unchecked = {r["image_id"] for r in image_rows
+                 if layout.boxes_unchecked(r["resolution"], r["n_labels"], r["image_labels"])}
     for split in used:
         ims = per_split[split]
-        ids = {i["image_id"] for i in ims}
-        obj = coco.build_coco(ims, [lab for lab in released_labels if lab["image_id"] in ids], inputs.categories,
+        ids = {i["image_id"] for i in ims} - unchecked
+        obj = coco.build_coco([i for i in ims if i["image_id"] in ids], [lab for lab in released_labels if lab["image_id"] in ids], inputs.categories,
                               image_ids=image_ids, annotation_ids=ann_ids, keypoints=inputs.keypoints)
         views = {layout.instances_file(split): coco.instances_view(obj),
                  layout.keypoints_file(split): coco.keypoints_view(obj),
@@ -330,7 +336,7 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                 (out_dir / rel).write_bytes(coco.dumps_coco(view))
         for im in ims:
             own = labels_by_image.get(im["image_id"], [])
-            if yolo.yolo_view_excludes(own):
+            if im["image_id"] in unchecked or yolo.yolo_view_excludes(own):
                 yolo_excluded.setdefault(split, []).append(im["file_name"])
                 continue
             txt = yolo.label_text(inputs.yolo_task, own, im["width"], im["height"], inputs.categories, kpt)

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence, cast
 
 from labelloop.formats.cvat.reader import cvat_mask_rle
 from labelloop.formats.labelstudio.brush import brush_rle_to_mask
+from labelloop.formats.labelstudio.tasks import NO_OBJECTS_CHOICE
 from labelloop.formats.records import NormRegion, Region
 from labelloop.formats.yolo.reader import norm_to_px
 from labelloop.geometry.boxes import box_problem, clip, ls_rotation, ls_to_xyxy
@@ -211,7 +212,10 @@ def tag_answers(regions: Sequence[Region], categories: set[str], tag_categories:
     """The image-level labels (``level: tag`` categories) an annotation's tag regions give: regions of
     kind ``tag`` (Label Studio's ``tags`` Choices, CVAT ``<tag>``), each with
     ``value["choices"]`` = category names. Returns them sorted and deduplicated ([] without tag
-    regions). A name in another Unicode form (NFC vs NFD) is that category.
+    regions). A name in another Unicode form (NFC vs NFD) is that category. The reserved choice
+    ``no objects`` (:data:`labelloop.formats.labelstudio.tasks.NO_OBJECTS_CHOICE`: the reviewer
+    checked the image for boxes and found none) is returned as given, when the project has tag
+    categories.
 
     Raises:
         RegionError: a choice naming no category of the project, or naming a ``box`` / ``mask``
@@ -233,6 +237,9 @@ def tag_answers(regions: Sequence[Region], categories: set[str], tag_categories:
             continue
         for choice in (reg.get("value") or {}).get("choices") or []:
             cat = by_nfc.get(unicodedata.normalize("NFC", str(choice)), str(choice))
+            if cat == NO_OBJECTS_CHOICE and tags:
+                out.add(cat)
+                continue
             if cat not in categories:
                 raise RegionError(f"{_name(reg, i)}: tag {choice!r} names no category "
                                   f"(known: {', '.join(sorted(categories))})")

@@ -34,6 +34,11 @@ POLYGON_CONTROL = "polygon"  # <PolygonLabels name="polygon" toName="image">
 BRUSH_CONTROL = "brush"  # <BrushLabels name="brush" toName="image">
 KEYPOINT_CONTROL = "keypoint"  # <KeyPointLabels name="keypoint" toName="image">
 TAG_CONTROL = "tags"  # <Choices name="tags" toName="image" choice="multiple">: the tag categories
+#: Reserved choice of the ``tags`` control, offered when the project has box categories too: the
+#: reviewer checked the image for boxes and there are none (a negative for the box categories). A
+#: reviewed image with tags, no box and without this choice is not a box negative: the release
+#: leaves it out of the box / mask annotations (docs/guides/label-studio.md, "Image-level tags").
+NO_OBJECTS_CHOICE = "no objects"
 REGION_TYPE = "rectanglelabels"
 #: Control name -> Label Studio result type of every control in labelloop's labeling config.
 CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", BRUSH_CONTROL: "brushlabels",
@@ -58,18 +63,20 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
     visibility flag (:mod:`labelloop.geometry.keypoints`). With ``tags`` (the ``level: tag``
     categories, image-level labels) a multi-label ``<Choices name="tags" toName="image"
     choice="multiple" showInline="true">`` with one ``<Choice value=.../>`` per tag category
-    (Label Studio docs, "Choices tag"); ``categories`` then holds the box categories only and may
-    be empty. Without any of them, the output is the plain rectangle config
+    (Label Studio docs, "Choices tag"), then, when ``categories`` (the box categories only; may be
+    empty) is not empty, the reserved ``<Choice value="no objects"/>`` (:data:`NO_OBJECTS_CHOICE`). Without any of them, the output is the plain rectangle config
     (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
 
     Raises:
         ValueError: no categories (and no tags), a duplicate or empty category name (tags
-            included), a keypoint or mask category not in ``categories``, or a keypoint name used
+            included), a category named ``no objects`` (reserved), a keypoint or mask category not in ``categories``, or a keypoint name used
             by two categories.
     """
     every = list(categories) + list(tags or [])
     if not every or len(set(every)) != len(every) or any(not c for c in every):
         raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {every}")
+    if NO_OBJECTS_CHOICE in every:
+        raise ValueError(f"category name {NO_OBJECTS_CHOICE!r} is reserved (the tags control's 'checked, no boxes' choice)")
     if not categories:
         lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>', *_tag_choices(tags or [])]
         return "\n".join(["<View>", *lines, "</View>"])
@@ -99,15 +106,16 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
                   f'  <Choices name="{VISIBILITY_CONTROL}" toName="{OBJECT_NAME}" perRegion="true" '
                   f'visibleWhen="region-selected" whenTagName="{KEYPOINT_CONTROL}" choice="single">',
                   f'    <Choice value="{CHOICE_VISIBLE}"/>', f'    <Choice value="{CHOICE_OCCLUDED}"/>', "  </Choices>"]
-    lines += _tag_choices(tags or [])
+    lines += _tag_choices(tags or [], no_objects=True)
     return "\n".join(["<View>", *lines, "</View>"])
 
 
-def _tag_choices(tags: list[str]) -> list[str]:
+def _tag_choices(tags: list[str], no_objects: bool = False) -> list[str]:
     if not tags:
         return []
     return ([f'  <Choices name="{TAG_CONTROL}" toName="{OBJECT_NAME}" choice="multiple" showInline="true">']
-            + [f"    <Choice value={quoteattr(t)}/>" for t in tags] + ["  </Choices>"])
+            + [f"    <Choice value={quoteattr(t)}/>" for t in tags]
+            + ([f"    <Choice value={quoteattr(NO_OBJECTS_CHOICE)}/>"] if no_objects else []) + ["  </Choices>"])
 
 
 def image_reference(uri: str) -> str:

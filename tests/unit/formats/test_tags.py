@@ -58,13 +58,16 @@ def test_label_config_has_a_multi_label_choices_for_the_tags():
     xml = label_config_xml(BOXES, tags=TAGS)
     assert xml == (FX / "label_config.xml").read_text(encoding="utf-8").strip().replace(
         "</View>", '  <Choices name="tags" toName="image" choice="multiple" showInline="true">\n'
-                   '    <Choice value="outdoor"/>\n    <Choice value="indoor"/>\n  </Choices>\n</View>')
+                   '    <Choice value="outdoor"/>\n    <Choice value="indoor"/>\n    <Choice value="no objects"/>\n'
+                   '  </Choices>\n</View>')
     assert label_config_xml([], tags=["outdoor"]) == (
         '<View>\n  <Image name="image" value="$image"/>\n'
         '  <Choices name="tags" toName="image" choice="multiple" showInline="true">\n'
         '    <Choice value="outdoor"/>\n  </Choices>\n</View>')
     with pytest.raises(ValueError, match="unique"):
         label_config_xml(BOXES, tags=["face"])
+    with pytest.raises(ValueError, match="'no objects' is reserved"):
+        label_config_xml(BOXES, tags=["no objects"])
 
 
 def test_json_export_tags_import_and_bad_answers_are_rejected_alone(images):
