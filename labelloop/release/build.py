@@ -100,7 +100,7 @@ class ReleaseInputs:
     shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
     mask_categories: list[str] = field(default_factory=list)  # categories labeled with masks (segm view)
     tag_categories: list[str] = field(default_factory=list)  # level: tag categories (image_labels.csv)
-    tags: dict[str, list[str]] = field(default_factory=dict)  # image_id -> its reviewer's tags ([] = none)
+    tags: dict[str, list[str]] = field(default_factory=dict)  # image_id -> its tags, human over model ([] = none)
 
 
 @dataclass
@@ -194,7 +194,9 @@ def image_labels_csv(image_rows: list[dict], tags: dict[str, list[str]]) -> str:
     image that has a tag answer (a reviewed image of a project with ``level: tag`` categories),
     sorted by image_id; ``file_name`` is release-relative (``images/<split>/<file>``), ``labels``
     the tag categories joined by ``;`` in sorted order (empty: the reviewer gave none, so none of
-    them applies). An image not listed has no tag answer (it was auto-accepted, not reviewed).
+    them applies). Tags are human over model (:func:`labelloop.review.resolve.resolve_tags`): an
+    auto-accepted image carries its model's kept tag pre-labels; an image not listed has no tag
+    answer (auto-accepted with the opencv backend, which gives no tag pre-label).
     RFC 4180 CSV (Python's csv module), LF line ends, UTF-8."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -57,3 +57,19 @@ def test_tag_pre_label_routes_like_a_box_with_its_thresholds():
     assert r["c"]["route"] in (AUTO, QA_SAMPLE) and r["c"]["n_predictions"] == 1
     assert r["d"]["route"] == REVIEW and r["d"]["reason"] == "no prediction at or above its low threshold"
     assert r["e"]["route"] in (AUTO, QA_SAMPLE)
+
+
+def test_release_tags_are_human_over_model():
+    """labelloop.review.resolve.resolve_tags: reviewed images keep their reviewer's tags, auto-accepted
+    ones get their kept tag pre-labels ([] when none), and the opencv backend gives them no entry."""
+    from labelloop.review.resolve import resolve_tags
+    resolved = [{"image_id": "a", "resolution": "auto_accepted"}, {"image_id": "b", "resolution": "auto_accepted"},
+                {"image_id": "c", "resolution": "reviewed"}, {"image_id": "d", "resolution": "auto_accepted"}]
+    preds = [pred("a1", "a", "outdoor", 0.9), pred("a2", "a", "face", 0.99),
+             pred("b1", "b", "outdoor", 0.29),  # below outdoor's low (0.3): not kept
+             pred("c1", "c", "outdoor", 0.95)]   # reviewed: the reviewer's answer wins
+    human = {"c": ["no objects"]}
+    assert resolve_tags(resolved, human, preds, foundation_config()) == {
+        "a": ["outdoor"], "b": [], "c": ["no objects"], "d": []}
+    assert resolve_tags(resolved, human, preds, config(True)) == {"c": ["no objects"]}
+    assert resolve_tags(resolved, human, preds, config(False)) == {}
