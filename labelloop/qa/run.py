@@ -68,7 +68,8 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
     return {"cfg": cfg, "labels": labels, "resolved": resolved, "labels_sha256": labels_sha256, "images": images,
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
             "queue": repo.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
-            "all_human_labels": store.human_labels(), "predictions": preds,
+            "all_human_labels": store.human_labels(),
+            "predictions": [p for p in preds if p["category"] not in cfg.tag_categories],  # boxes: AP, suspects
             # box metrics read the kept box predictions; the tag QA the kept image-level tag pre-labels
             "kept": [p for p in kept_predictions(preds, cfg) if p["category"] not in cfg.tag_categories],
             "kept_tags": [p for p in kept_predictions(preds, cfg) if p["category"] in cfg.tag_categories],
