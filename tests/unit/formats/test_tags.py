@@ -207,3 +207,19 @@ def test_tag_pre_labels_go_to_label_studio_as_one_choices_prediction(images):
     assert res["rejects"] == []
     assert [(t["image_id"], t["category"]) for t in res["human_tags"]] == [(astro["image_id"], "outdoor")]
     assert {h["action"] for h in res["human_labels"]} == {"deleted"}  # the pre-sent boxes were removed
+
+
+def test_no_objects_answer_is_kept_with_the_tags_and_needs_tag_categories(images):
+    """The reserved ``no objects`` choice (boxes checked, none there) is stored with the review's
+    tags; in a project without tag categories (no tags control) it names no category: rejected."""
+    registered, _ = register_import_tasks(json.loads((FX / "import_tasks.json").read_text()), source=SRC,
+                                          images=images)
+    task = copy.deepcopy(json.loads((FX / "export_json.json").read_text(encoding="utf-8"))[2])  # coffee
+    task["annotations"][0]["result"] = [tag_result("t1", "indoor", "no objects")]
+    res = do_import(parse_export([task]), images, registered)
+    assert res["rejects"] == []
+    assert sorted(t["category"] for t in res["human_tags"]) == ["indoor", "no objects"]
+    task["annotations"][0]["result"] = [tag_result("t1", "no objects")]
+    res = do_import(parse_export([task]), images, registered, tag_categories=[])
+    assert len(res["rejects"]) == 1 and res["human_tags"] == []
+    assert "region t1: tag 'no objects' names no category" in res["rejects"][0]["reason"]
