@@ -105,7 +105,19 @@ class NormRegion(TypedDict, total=False):
     original_height: float | None
 
 
-Region = LsRegion | PixelRegion | NormRegion
+class TagRegion(TypedDict):
+    """The image-level labels of one annotation (progressive labeling, ``level: tag`` categories):
+    CVAT's ``<tag label=...>`` elements of an ``<image>``. ``value["choices"]``: the category
+    names, in file order; ``category``: None (several tags make one region). Label Studio's
+    ``tags`` Choices results come as an :class:`LsRegion` of kind ``tag`` of the same shape."""
+
+    kind: Literal["tag"]
+    region_id: str | None
+    category: None
+    value: dict[str, Any]
+
+
+Region = LsRegion | PixelRegion | NormRegion | TagRegion
 
 
 class ParentRegion(TypedDict):

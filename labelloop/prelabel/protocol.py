@@ -33,6 +33,26 @@ class Detection:
     mask: str | None = None
 
 
+def image_level_tags(detections: Sequence[Detection], tag_categories: set[str] | frozenset[str]) -> list[Detection]:
+    """Collapse the detections of ``level: tag`` categories into one image-level pre-label each.
+
+    The rule (docs/design.md, "Progressive labeling"): a tag category's image-level score is the
+    best (highest) box score among the detections of its prompt on that image; no detection of
+    the prompt gives no tag pre-label. The one :class:`Detection` kept per tag category carries
+    that score, its best box (xyxy pixels, the evidence only: no box label is ever made of it) and
+    no mask. Detections of other categories pass through unchanged, in order; the tag pre-labels
+    follow them, in order of first appearance.
+    """
+    out: list[Detection] = []
+    best: dict[str, Detection] = {}
+    for d in detections:
+        if d.category not in tag_categories:
+            out.append(d)
+        elif d.category not in best or d.score > best[d.category].score:
+            best[d.category] = Detection(d.category, d.bbox, d.score, d.prompt, None)
+    return out + list(best.values())
+
+
 @runtime_checkable
 class PreLabeler(Protocol):
     """Images in, detections out, with a stable ``model_id``."""

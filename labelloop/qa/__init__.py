@@ -8,6 +8,8 @@
 - :mod:`~labelloop.qa.model_eval`: model vs human COCO AP (pycocotools);
 - :mod:`~labelloop.qa.label_errors`, :mod:`~labelloop.qa.statistics`, :mod:`~labelloop.qa.cost`:
   cleanlab suspects, label statistics and drift, labeling cost;
+- :mod:`~labelloop.qa.levels`: the annotation level (tag | box | mask) recommended per class;
+  :mod:`~labelloop.qa.tags`: image-level tags, pre-label precision / recall and reviewers' kappa;
 - :mod:`~labelloop.qa.calibration`: per-class routing thresholds fitted on reviewed outcomes;
 - :mod:`~labelloop.qa.gates`: the gates, declared once (name, blocking, threshold setting);
 - :mod:`~labelloop.qa.run`: the ``qa_report`` stage; :mod:`~labelloop.qa.report`: its HTML page.

@@ -262,7 +262,8 @@ def calibrate_workspace(ws, model_id: str, apply: bool = False) -> dict:
     cfg = ws.config()
     store = review_store(ws)
     queue = repo.all_queue(ws)
-    preds = kept_predictions(current_predictions(ws, model_id), cfg)
+    # image-level tag pre-labels have no box to match with IoU: tag thresholds are not calibrated here
+    preds = [p for p in kept_predictions(current_predictions(ws, model_id), cfg) if p["category"] not in cfg.tag_categories]
     routed = sorted({q["image_id"] for q in queue})
     policy = calibrate(cfg, [p for p in preds if p["image_id"] in set(routed)], routed,
                        store.current_human_labels(), store.latest_reviews())

@@ -31,6 +31,8 @@ from labelloop.images.files import load_rgb
 from labelloop.qa import label_errors as LE
 from labelloop.qa.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
 from labelloop.qa.cost import estimate_cost
+from labelloop.qa.levels import recommend_levels, tag_counts
+from labelloop.qa.tags import predicted_tags, tag_agreement, tag_precision_recall
 from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
 from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
 from labelloop.qa.model_eval import model_vs_human
@@ -80,10 +82,16 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
             "queue": repo.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
             "guidelines_sha256": guidelines_sha256(ws.root, warn=False),
-            "all_human_labels": store.human_labels(), "predictions": preds, "kept": kept_predictions(preds, cfg),
+            "all_human_labels": store.human_labels(),
+            "predictions": [p for p in preds if p["category"] not in cfg.tag_categories],  # boxes: AP, suspects
+            # box metrics read the kept box predictions; the tag QA the kept image-level tag pre-labels
+            "kept": [p for p in kept_predictions(preds, cfg) if p["category"] not in cfg.tag_categories],
+            "kept_tags": [p for p in kept_predictions(preds, cfg) if p["category"] in cfg.tag_categories],
             "gold_labels": repo.read_gold_labels(ws), "gold_images": repo.read_gold_images(ws),
             "exported": repo.all_exported(ws), "model_id": model_id, "previous_release": repo.previous_release(ws),
-            "calibration": active_calibration(ws.root, cfg)}
+            "calibration": active_calibration(ws.root, cfg),
+            "human_tags": store.human_tags() if cfg.tag_categories else [],
+            "current_tags": store.current_tags() if cfg.tag_categories else {}}
 
 
 def active_calibration(root: Path, cfg) -> dict | None:
@@ -101,7 +109,7 @@ def _subset(d: dict, ids: set[str]) -> dict:
     keep = lambda rows: [r for r in rows if r["image_id"] in ids]  # noqa: E731
     out = dict(d)
     for k in ("labels", "resolved", "queue", "reviews", "human_labels", "all_human_labels", "predictions", "kept",
-              "gold_labels", "gold_images"):
+              "kept_tags", "gold_labels", "gold_images"):
         out[k] = keep(d[k])
     out["sizes"] = {i: s for i, s in d["sizes"].items() if i in ids}
     return out
@@ -147,6 +155,16 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
                              "drift": class_drift(dict(per_class), prev[1] if prev else None, prev[0] if prev else None)}
     report["cost"] = estimate_cost(d["labels"], d["resolved"], d["human_labels"], cfg.cost)
     report["calibration"] = d.get("calibration")
+    report["levels"] = recommend_levels(cfg, d["labels"], {p["prediction_id"]: p for p in d["predictions"]},
+                                        tagged_images=tag_counts(d.get("current_tags") or {}))
+    if cfg.tag_categories:
+        truth = {i: t for i, t in (d.get("current_tags") or {}).items() if i in d["sizes"]}
+        report["tags"] = {
+            "categories": cfg.tag_categories, "reviewed_images": len(truth),
+            "prelabel_vs_human": tag_precision_recall(predicted_tags(d["kept_tags"], cfg.tag_categories), truth,
+                                                      cfg.tag_categories, q.confidence),
+            "agreement": tag_agreement(d["reviews"], [t for t in d.get("human_tags") or [] if t["image_id"] in d["sizes"]],
+                                       cfg.tag_categories, q.confidence, q.bootstrap_resamples)}
     if suspects is not None:
         ids = set(d["sizes"])
         rows = [s for s in suspects.get("rows", []) if s["image_id"] in ids]

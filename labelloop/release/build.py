@@ -13,6 +13,11 @@ Layout of ``release/`` (paths relative to it)::
                                            out of the YOLO view
     shards/<split>/<split>-<sha>.tar       instead of images/ when ``release.shard_mb`` is set:
     shards/<split>/index.parquet           the same files as tar members (labelloop.release.shards)
+    image_labels.csv                       image-level tags (``level: tag`` categories), when the
+                                           project has any: image_id, file_name, split, labels; an
+                                           image reviewed for tags only, without the "no objects"
+                                           answer, is in images/ but out of the COCO and YOLO
+                                           files (labelloop.release.layout.boxes_unchecked)
     labels.parquet                         every label with its provenance (LABELS schema)
     images.parquet                         every image: split, group, COCO id, how it was resolved
     lineage.parquet                        one provenance row per label (RELEASE_LINEAGE)
@@ -28,7 +33,9 @@ and checked before the release is accepted (:mod:`labelloop.release.check`).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -60,7 +67,7 @@ from labelloop.tables.schemas import (
 #: Ultralytics' ``verify_image_label`` asserts both sides are > 9 px: smaller images are dropped there.
 TINY_SIDE = 10
 
-__all__ = ["SPLITS", "TINY_SIDE", "ReleaseInputs", "ReleasePlan", "build_release", "dataset_warnings", "plan_release", "swap_in"]
+__all__ = ["IMAGE_LABELS_FILE", "SPLITS", "TINY_SIDE", "ReleaseInputs", "ReleasePlan", "build_release", "dataset_warnings", "image_labels_csv", "plan_release", "swap_in"]
 
 
 @dataclass
@@ -93,6 +100,8 @@ class ReleaseInputs:
     shard_mb: float | None = None  # images in tar shards of about this many MiB (labelloop.release.shards)
     mask_categories: list[str] = field(default_factory=list)  # categories labeled with masks (segm view)
     guidelines_sha256: str | None = None  # of the workspace's guidelines.md ("none": no file), in the manifest
+    tag_categories: list[str] = field(default_factory=list)  # level: tag categories (image_labels.csv)
+    tags: dict[str, list[str]] = field(default_factory=dict)  # image_id -> its tags, human over model ([] = none)
 
 
 @dataclass
@@ -173,7 +182,30 @@ def _image_row(img: ImageRow, split: str, file_name: str, res: ResolvedImageRow,
         "annotator": review.get("annotator"), "reviewed_at": review.get("updated_at"),
         "route": q.get("route") or res.get("route"), "route_reason": q.get("reason"),
         "qa_sample": (q.get("route") or res.get("route")) == "qa_sample", "policy_id": q.get("policy_id"),
+        "image_labels": ";".join(sorted(inputs.tags[img["image_id"]])) if img["image_id"] in inputs.tags else None,
     }
+
+
+#: The release's image-level labels file (progressive labeling, ``level: tag`` categories).
+IMAGE_LABELS_FILE = "image_labels.csv"
+
+
+def image_labels_csv(image_rows: list[dict], tags: dict[str, list[str]]) -> str:
+    """``image_labels.csv``: header ``image_id,file_name,split,labels``, then one row per released
+    image that has a tag answer (a reviewed image of a project with ``level: tag`` categories),
+    sorted by image_id; ``file_name`` is release-relative (``images/<split>/<file>``), ``labels``
+    the tag categories joined by ``;`` in sorted order (empty: the reviewer gave none, so none of
+    them applies). Tags are human over model (:func:`labelloop.review.resolve.resolve_tags`): an
+    auto-accepted image carries its model's kept tag pre-labels; an image not listed has no tag
+    answer (auto-accepted with the opencv backend, which gives no tag pre-label).
+    RFC 4180 CSV (Python's csv module), LF line ends, UTF-8."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_id", "file_name", "split", "labels"])
+    for r in sorted(image_rows, key=lambda r: r["image_id"]):
+        if r["image_id"] in tags:
+            w.writerow([r["image_id"], r["file_name"], r["split"], ";".join(sorted(tags[r["image_id"]]))])
+    return buf.getvalue()
 
 
 def _previous_hashes(previous: Path | None) -> dict[str, str]:
@@ -291,10 +323,13 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                                      labels_by_image.get(img["image_id"], []), image_ids[img["image_id"]]))
     used = [s for s in SPLITS if per_split[s]]
     yolo_excluded: dict[str, list[str]] = {}
+    # reviewed for tags only, never said to hold no box: out of the box / mask annotations
+    unchecked = {r["image_id"] for r in image_rows
+                 if layout.boxes_unchecked(r["resolution"], r["n_labels"], r["image_labels"])}
     for split in used:
         ims = per_split[split]
-        ids = {i["image_id"] for i in ims}
-        obj = coco.build_coco(ims, [lab for lab in released_labels if lab["image_id"] in ids], inputs.categories,
+        ids = {i["image_id"] for i in ims} - unchecked
+        obj = coco.build_coco([i for i in ims if i["image_id"] in ids], [lab for lab in released_labels if lab["image_id"] in ids], inputs.categories,
                               image_ids=image_ids, annotation_ids=ann_ids, keypoints=inputs.keypoints)
         views = {layout.instances_file(split): coco.instances_view(obj),
                  layout.keypoints_file(split): coco.keypoints_view(obj),
@@ -305,7 +340,7 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                 (out_dir / rel).write_bytes(coco.dumps_coco(view))
         for im in ims:
             own = labels_by_image.get(im["image_id"], [])
-            if yolo.yolo_view_excludes(own):
+            if im["image_id"] in unchecked or yolo.yolo_view_excludes(own):
                 yolo_excluded.setdefault(split, []).append(im["file_name"])
                 continue
             txt = yolo.label_text(inputs.yolo_task, own, im["width"], im["height"], inputs.categories, kpt)
@@ -327,6 +362,8 @@ def build_release(out_dir: Path, root: Path, inputs: ReleaseInputs, plan: Releas
                        listed=[s for s in yolo_splits if s in yolo_excluded]), encoding="utf-8")
     if inputs.shard_mb:
         _pack_shards(out_dir, used, inputs.shard_mb, previous)
+    if inputs.tag_categories:
+        (out_dir / IMAGE_LABELS_FILE).write_text(image_labels_csv(image_rows, inputs.tags), encoding="utf-8")
     ordered = sorted(released_labels, key=lambda r: r["label_id"])
     tables.write_rows(ordered, LABELS, out_dir / "labels.parquet")
     tables.write_rows(sorted(image_rows, key=lambda r: r["image_id"]), RELEASE_IMAGES, out_dir / "images.parquet")

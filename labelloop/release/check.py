@@ -177,6 +177,21 @@ def _check_view(folder: Path, rel: str, kind: str, instances: dict[int, int]) ->
     return problems
 
 
+def _boxes_unchecked(folder: Path) -> dict[str, set[str]]:
+    """``split -> image file stems`` of the images.parquet rows that are out of the box
+    annotations (:func:`labelloop.release.layout.boxes_unchecked`); {} when it cannot be read
+    (its own check reports that)."""
+    out: dict[str, set[str]] = {}
+    try:
+        rows = tables.read_rows(folder / "images.parquet", RELEASE_IMAGES)
+    except Exception:  # noqa: BLE001 - missing or damaged: reported by the row-count check
+        return out
+    for r in rows:
+        if layout.boxes_unchecked(r.get("resolution"), r.get("n_labels"), r.get("image_labels")):
+            out.setdefault(str(r["split"]), set()).add(Path(str(r["file_name"])).stem)
+    return out
+
+
 def _check_yolo_list(folder: Path, split: str, images: list[Path]) -> tuple[list[str], set[str]]:
     """Problems of ``<split>.txt`` and the image stems it lists."""
     rel = layout.yolo_list_file(split)
@@ -204,6 +219,7 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
         problems.append(f"data.yaml: kpt_shape {data.get('kpt_shape')} is not [{kpt_count}, 3]")
     seen: dict = {"images": {}, "annotations": {}}
     n_images = n_anns = 0
+    unchecked = _boxes_unchecked(folder)  # split -> image stems out of the box annotations
     for split in SPLITS:
         images = sorted(p for p in (folder / "images" / split).glob("*") if p.is_file())
         members: dict[str, dict] = {}
@@ -237,8 +253,9 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
                     if (folder / view).is_file():
                         problems += _check_view(folder, view, kind, instances)
         # the YOLO view: every image but those whose only objects are crowd regions
-        in_view = {p.stem for p in images} - crowd_only
-        entry = (layout.yolo_list_file(split) if crowd_only else f"images/{split}") if in_view else None
+        in_view = {p.stem for p in images} - crowd_only - unchecked.get(split, set())
+        left_out = crowd_only or unchecked.get(split)
+        entry = (layout.yolo_list_file(split) if left_out else f"images/{split}") if in_view else None
         if data.get(split) != entry:
             problems.append(f"data.yaml: {split} should be {entry or 'left out (no image of it is in the YOLO view)'}, "
                             f"is {data.get(split)!r}")
@@ -253,7 +270,7 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
                 problems.append(f"images/{split}/{img.name}: not a JPEG or PNG file name")
             if img.stem not in in_view:
                 if img.stem in txts:
-                    problems.append(f"labels/{split}/{img.stem}.txt: the image holds only crowd regions and is "
+                    problems.append(f"labels/{split}/{img.stem}.txt: the image holds only crowd regions (or was reviewed for tags only) and is "
                                     "left out of the YOLO view, it should have no label file")
                     txts.pop(img.stem)
                 continue
@@ -265,7 +282,7 @@ def check_release(folder: Path, categories: list[str], yolo_task: str = "detect"
                 problems.append(f"labels/{split}/{t.name}: {p}")
         problems += [f"labels/{split}/{name}.txt: no image of that name" for name in sorted(txts)]
     for rel, schema, want in (("labels.parquet", LABELS, n_anns), ("lineage.parquet", RELEASE_LINEAGE, n_anns),
-                              ("images.parquet", RELEASE_IMAGES, n_images)):
+                              ("images.parquet", RELEASE_IMAGES, n_images + sum(map(len, unchecked.values())))):
         try:
             n = len(tables.read_table(folder / rel, schema)) if (folder / rel).is_file() else None
         except Exception as exc:  # noqa: BLE001 - a damaged Parquet file

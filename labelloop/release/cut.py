@@ -17,6 +17,7 @@ from labelloop.release.check import validate_release
 from labelloop.release.diff import diff_releases, summary_lines, view_of_folder, view_of_rev
 from labelloop.release.ids import CocoIds, identity
 from labelloop.release.splits import format_balance, save_assignments
+from labelloop.review.resolve import resolve_tags
 from labelloop.review.store import review_store
 from labelloop.store import failure_point
 from labelloop.tables.schemas import (
@@ -70,14 +71,23 @@ def cut_release(ws: Workspace, push: bool = True, resplit: bool = False, run_id:
     return cut_checked(ws, report, labels, resolved, push=push, resplit=resplit, run_id=run_id, settings=settings)
 
 
-def gather_inputs(ws: Workspace, labels: list[LabelRow], resolved: list[ResolvedImageRow]) -> ReleaseInputs:
-    """The :class:`~labelloop.release.build.ReleaseInputs` of the workspace's current labels."""
+def gather_inputs(ws: Workspace, labels: list[LabelRow], resolved: list[ResolvedImageRow],
+                  model_id: str | None = None) -> ReleaseInputs:
+    """The :class:`~labelloop.release.build.ReleaseInputs` of the workspace's current labels.
+    ``model_id``: the model whose tag pre-labels the auto-accepted images carry
+    (:func:`labelloop.review.resolve.resolve_tags`; None: only the reviewers' tags)."""
     cfg = ws.config()
     store = review_store(ws)
+    tags: dict[str, list[str]] = {}
+    if cfg.tag_categories:
+        model_preds = (repo.current_predictions(ws, model_id)
+                       if model_id and cfg.prelabeler.backend != "opencv" else [])
+        tags = resolve_tags(resolved, store.current_tags(), model_preds, cfg)
     return ReleaseInputs(
         images=repo.all_images(ws), resolved=resolved, labels=labels, categories=cfg.category_names,
         ratios=cfg.release.ratios(), yolo_task=cfg.release.yolo_task, shard_mb=cfg.release.shard_mb,
         mask_categories=[c.name for c in cfg.categories if c.masks],
+        tag_categories=cfg.tag_categories, tags=tags,
         keypoints={c.name: {"keypoints": list(c.keypoints), "skeleton": [list(p) for p in c.skeleton or []]}
                    for c in cfg.categories if c.keypoints},
         reviews={r["review_id"]: r for r in store.reviews()},
@@ -167,7 +177,7 @@ def cut_checked(ws: Workspace, report: dict, labels: list[LabelRow], resolved: l
         ValueError: a label that cannot be written (unknown class, bad box, mask or keypoints).
     """
     cfg = ws.config()
-    inputs = gather_inputs(ws, labels, resolved)
+    inputs = gather_inputs(ws, labels, resolved, report.get("model_id"))
     staging = ws.state / "release-staging"
     with ws.lock():
         recovery.clear_stale_locks(ws.root)  # a git killed before holding them; a release killed before its tag

@@ -26,6 +26,8 @@ Releases written before this layout keep ``coco/instances_<split>.json`` with
 
 from __future__ import annotations
 
+from labelloop.formats.labelstudio.tasks import NO_OBJECTS_CHOICE
+
 SPLITS = ("train", "val", "test")
 ANNOTATIONS = "annotations"
 
@@ -70,3 +72,19 @@ def coco_instances(read, split: str) -> tuple[str, bytes] | None:
         if data is not None:
             return rel, data
     return None
+
+
+#: The ``tags`` control's reserved answer (Label Studio's ``no objects`` choice): the reviewer
+#: checked the image for boxes and there are none.
+NO_OBJECTS = NO_OBJECTS_CHOICE
+
+
+def boxes_unchecked(resolution: str | None, n_labels: int | None, image_labels: str | None) -> bool:
+    """True for a released image that is out of the box / mask annotations (COCO instances and its
+    views, the YOLO view) though it is in ``images/``, ``images.parquet`` and ``image_labels.csv``:
+    reviewed (``resolution == "reviewed"``), with no label, with at least one tag answer
+    (``image_labels``: the ``;``-joined tags of images.parquet, non-empty) and without the
+    reserved ``no objects`` answer. The reviewer labeled the image's tags but never said it holds
+    no box: it is not a negative for the box categories (docs/guides/releases.md)."""
+    tags = [t for t in (image_labels or "").split(";") if t]
+    return resolution == "reviewed" and not n_labels and bool(tags) and NO_OBJECTS not in tags

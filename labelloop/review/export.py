@@ -54,7 +54,7 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     mask_cats = [c.name for c in cfg.categories if c.masks]  # their masks are reviewed as brush regions
     tasks, exported = labelstudio.build_import_tasks(
         images, preds, model_version=model_id, batch=batch, keypoints=cfg.keypoint_schema(), masks=mask_cats,
-        reviewers={q["image_id"]: q.get("reviewers_required") or 1 for q in send})
+        reviewers={q["image_id"]: q.get("reviewers_required") or 1 for q in send}, tags=cfg.tag_categories)
     order = {q["image_id"]: i for i, q in enumerate(send)}
     tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))  # highest priority first
     tasks, exported = mix_honeypots(ws, batch, model_id, tasks, exported)
@@ -70,10 +70,18 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
         copy.unlink()  # an older export's copy: not the guidelines of this export
     write_text_atomic(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     write_text_atomic(out / "label_config.xml",
-                 labelstudio.label_config_xml(cfg.category_names, keypoints=cfg.keypoint_schema() or None,
-                                              masks=mask_cats or None) + "\n")
-    cvat_xml = build_cvat_xml(images, preds, cfg.category_names, task_name=f"{cfg.project}/{batch}",
-                              mask_shape=cfg.review.cvat_mask_shape, keypoints=cfg.keypoint_schema())
+                 labelstudio.label_config_xml([c.name for c in cfg.located_categories()],
+                                              keypoints=cfg.keypoint_schema() or None, masks=mask_cats or None,
+                                              tags=cfg.tag_categories or None) + "\n")
+    # tag pre-labels (image-level) go as <tag source="auto">, not as boxes
+    tag_preds: dict[str, list[str]] = {}
+    for p in preds:
+        if p["category"] in cfg.tag_categories:
+            tag_preds.setdefault(p["image_id"], []).append(p["category"])
+    cvat_xml = build_cvat_xml(images, [p for p in preds if p["category"] not in cfg.tag_categories],
+                              cfg.category_names, task_name=f"{cfg.project}/{batch}",
+                              mask_shape=cfg.review.cvat_mask_shape, keypoints=cfg.keypoint_schema(),
+                              tag_categories=cfg.tag_categories, tags={i: sorted(set(t)) for i, t in tag_preds.items()})
     write_text_atomic(out / "annotations.xml", cvat_xml.decode("utf-8"))
     tables.write_rows(exported, EXPORTED_PREDICTIONS, repo.exported_path(ws, batch))
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

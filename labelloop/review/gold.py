@@ -211,6 +211,7 @@ def mix_honeypots(ws: Workspace, batch: str, model_id: str, tasks: list[dict], e
         return tasks, exported
     present = {t["data"]["image_id"] for t in tasks}
     preds = kept_predictions([p for p in repo.current_predictions(ws, model_id) if p["image_id"] in set(gold_ids)], cfg)
+    preds = [p for p in preds if p["category"] not in cfg.tag_categories]  # gold sets hold boxes, not tags
     extra, extra_rows = honeypot_tasks(repo.all_images(ws), preds, gold_ids, batch, cfg.qa.honeypots_per_batch,
                                        model_version=model_id, seed=cfg.routing.seed, exclude=present)
     return mix_tasks(tasks, extra, batch, cfg.routing.seed), exported + extra_rows

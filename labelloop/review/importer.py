@@ -33,12 +33,13 @@ from labelloop.review import regions as regions_module
 from labelloop.review.files import read_review_file
 from labelloop.review.inbox import link_in_inbox, list_inbox, read_ledger, source_for, write_ledger_entry
 from labelloop.review.matching import ImageIndex, MatchReject
-from labelloop.review.regions import MaskBudget, RegionError, to_pixels
+from labelloop.review.regions import MaskBudget, RegionError, tag_answers, to_pixels
 from labelloop.review.store import review_store
 from labelloop.tables.schemas import (
     EXPORTED_PREDICTIONS,
     ExportedPredictionRow,
     HumanLabelRow,
+    HumanTagRow,
     ImageRow,
     RejectRow,
     ReviewRow,
@@ -69,11 +70,13 @@ def human_label_id(source: str, task_id: str, tool_annotation_id: str, part: str
 
 
 def regions_px(rec: ReviewRecord, image: ImageRow, categories: set[str],
-                keypoint_schema: dict[str, list[str]] | None = None, budget: MaskBudget | None = None) -> list[dict]:
+                keypoint_schema: dict[str, list[str]] | None = None, budget: MaskBudget | None = None,
+                tag_categories: set[str] | None = None) -> list[dict]:
     """The record's regions as pixel regions of ``image`` (:func:`labelloop.review.regions.to_pixels`,
-    CVAT masks decoded within the file's ``budget``); any problem rejects the record (``MatchReject``)."""
+    CVAT masks decoded within the file's ``budget``; tag answers checked against
+    ``tag_categories``); any problem rejects the record (``MatchReject``)."""
     try:
-        return to_pixels(rec["regions"], image, categories, keypoint_schema, budget)
+        return to_pixels(rec["regions"], image, categories, keypoint_schema, budget, tag_categories)
     except RegionError as exc:
         raise MatchReject(str(exc)) from None
 
@@ -160,7 +163,8 @@ def _import_record(rec: ReviewRecord, key: tuple[str, str, str, str], *, index: 
                    exported_by_image: dict[str, list[ExportedPredictionRow]], categories: set[str], accept_iou: float,
                    import_sha256: str, file_name: str, keypoint_schema: dict[str, list[str]] | None = None,
                    import_run_id: str | None = None, budget: MaskBudget | None = None,
-                   guidelines_by_image: Mapping[str, str] | None = None) -> tuple[ReviewRow, list[HumanLabelRow]]:
+                   guidelines_by_image: Mapping[str, str] | None = None,
+                   tag_categories: set[str] | None = None) -> tuple[ReviewRow, list[HumanLabelRow]]:
     source, task_id, ann_id, updated_at = key
     tool = rec.get("tool") or TOOL
     image = index.match(rec.get("image_ref"), rec.get("data_image_id"), allow_name=rec.get("allow_name", True),
@@ -179,7 +183,7 @@ def _import_record(rec: ReviewRecord, key: tuple[str, str, str, str], *, index: 
                          "import_sha256": import_sha256, "file": file_name, "import_run_id": import_run_id}
     if review["was_cancelled"]:
         return review, []  # a skip: the image stays in review
-    regions = regions_px(rec, image, categories, keypoint_schema, budget)
+    regions = regions_px(rec, image, categories, keypoint_schema, budget, tag_categories)
     preds = _seen_predictions(rec, image, exported_by_image.get(image["image_id"], []), source)
     objects = [i for i, reg in enumerate(regions) if not reg.get("iscrowd")]  # a crowd region corrects no prediction
     links = {objects[a]: j for a, j in _link([regions[i] for i in objects], preds).items()}
@@ -244,6 +248,7 @@ def import_review(
     keypoint_schema: dict[str, list[str]] | None = None,
     import_run_id: str | None = None,
     guidelines_by_image: Mapping[str, str] | None = None,
+    tag_categories: list[str] | None = None,
 ) -> dict:
     """Import review records (:class:`~labelloop.formats.records.ReviewRecord`, from any reader).
 
@@ -262,6 +267,9 @@ def import_review(
         accept_iou: a linked region of the same class with IoU >= this is "accepted".
         keypoint_schema: ``{category: [keypoint names]}`` (config ``keypoints``); keypoints of
             other categories, or unknown keypoint names, reject the record.
+        tag_categories: the ``level: tag`` categories; a tag answer (Label Studio ``tags``
+            Choices, CVAT ``<tag>``) naming an unknown or a box category rejects the record
+            (:func:`labelloop.review.regions.tag_answers`).
 
     The value returned:
 
@@ -289,7 +297,8 @@ def import_review(
         exported_by_image[row["image_id"]].append(row)
     seen = set(known_review_keys)
     budget = MaskBudget()  # the file's allowance for decoding CVAT masks (regions.MAX_MASK_PIXELS_PER_FILE)
-    out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0, "mapped_controls": []}
+    out: dict[str, Any] = {"reviews": [], "human_labels": [], "rejects": [], "skipped": 0, "mapped_controls": [],
+                           "human_tags": []}
     mapped: set[str] = set()
     yolo_images: dict[str, tuple[str, str]] = {}  # image_id -> (item, review_id) of its YOLO label file
     dropped: set[str] = set()
@@ -309,6 +318,7 @@ def import_review(
                 accept_iou=accept_iou, import_sha256=import_sha256, file_name=file_name,
                 keypoint_schema=keypoint_schema, import_run_id=import_run_id, budget=budget,
                 guidelines_by_image=guidelines_by_image,
+                tag_categories=set(tag_categories or ()),
             )
         except MatchReject as exc:
             out["rejects"].append({"file": file_name, "item": item, "reason": str(exc)})
@@ -323,12 +333,27 @@ def import_review(
                 dropped.update((first[0], item))
                 out["reviews"] = [r for r in out["reviews"] if r["review_id"] != first[1]]
                 out["human_labels"] = [h for h in out["human_labels"] if h["review_id"] != first[1]]
+                out["human_tags"] = [t for t in out["human_tags"] if t["review_id"] != first[1]]
                 continue
         seen.add(key)
         out["reviews"].append(review)
         out["human_labels"].extend(labels)
+        if not review["was_cancelled"]:  # checked by _import_record: its tags are known tag categories
+            out["human_tags"].extend(tag_rows(review, tag_answers(rec["regions"], set(categories),
+                                                                  set(tag_categories or ()))))
     out["mapped_controls"] = sorted(mapped)
     return out
+
+
+def tag_rows(review: ReviewRow, tags: Sequence[str]) -> list[HumanTagRow]:
+    """HUMAN_TAGS rows of one imported review: one per tag category in ``tags``
+    (:func:`labelloop.review.regions.tag_answers`), with the review's identity and provenance;
+    ``tag_id`` = ``"tg-"`` + 16 hex of sha256 over ``review_id + "|" + category``."""
+    return [{"tag_id": "tg-" + hashlib.sha256(f"{review['review_id']}|{c}".encode()).hexdigest()[:16],
+             "review_id": review["review_id"], "image_id": review["image_id"], "category": c,
+             "annotator": review["annotator"], "tool": review["tool"], "source": review["source"],
+             "reviewed_at": review["updated_at"], "import_sha256": review["import_sha256"],
+             "import_run_id": review.get("import_run_id")} for c in tags]
 
 
 def register_import_tasks(
@@ -501,6 +526,7 @@ def import_file(ws: Workspace, path: Path, source: str | None = None, dry_run: b
                     known_review_keys=store.known_review_keys(), categories=cfg.category_names,
                     accept_iou=cfg.qa.accept_iou, keypoint_schema=cfg.keypoint_schema(), import_run_id=run_id,
                     guidelines_by_image=repo.exported_guidelines(ws),
+                    tag_categories=cfg.tag_categories,
                 )
             except (ExportFormatError, UnicodeDecodeError) as exc:  # a streamed file, malformed part-way
                 return _failed(path, str(exc))

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence, cast
 
 from labelloop.formats.cvat.reader import cvat_mask_rle
 from labelloop.formats.labelstudio.brush import brush_rle_to_mask
+from labelloop.formats.labelstudio.tasks import NO_OBJECTS_CHOICE
 from labelloop.formats.records import NormRegion, Region
 from labelloop.formats.yolo.reader import norm_to_px
 from labelloop.geometry.boxes import box_problem, clip, ls_rotation, ls_to_xyxy
@@ -207,9 +208,55 @@ def _px_object(reg: Mapping[str, Any], name: str, w: int, h: int, budget: MaskBu
             "occluded": bool(reg.get("occluded"))}
 
 
+def tag_answers(regions: Sequence[Region], categories: set[str], tag_categories: set[str] | None) -> list[str]:
+    """The image-level labels (``level: tag`` categories) an annotation's tag regions give: regions of
+    kind ``tag`` (Label Studio's ``tags`` Choices, CVAT ``<tag>``), each with
+    ``value["choices"]`` = category names. Returns them sorted and deduplicated ([] without tag
+    regions). A name in another Unicode form (NFC vs NFD) is that category. The reserved choice
+    ``no objects`` (:data:`labelloop.formats.labelstudio.tasks.NO_OBJECTS_CHOICE`: the reviewer
+    checked the image for boxes and found none) is returned as given, when the project has tag
+    categories.
+
+    Raises:
+        RegionError: a choice naming no category of the project, or naming a ``box`` / ``mask``
+            category (a Choices result on a box-only category), or any tag answer when
+            ``tag_categories`` is None (a caller that reads no tags: gold sets): the whole
+            annotation is rejected with that reason.
+    """
+    if tag_categories is None:  # a reader of boxes only (gold sets): a tag answer has no place there
+        for i, reg in enumerate(cast(Sequence[Mapping[str, Any]], regions)):
+            if reg.get("kind") == "tag":
+                raise RegionError(f"{_name(reg, i)}: image-level tags {(reg.get('value') or {}).get('choices')} "
+                                  "are not read here (gold sets hold boxes, masks and keypoints)")
+    tags = tag_categories or set()
+    by_nfc = {unicodedata.normalize("NFC", c): c for c in categories}
+    out: set[str] = set()
+    either: Sequence[Mapping[str, Any]] = regions
+    for i, reg in enumerate(either):
+        if reg.get("kind") != "tag":
+            continue
+        for choice in (reg.get("value") or {}).get("choices") or []:
+            cat = by_nfc.get(unicodedata.normalize("NFC", str(choice)), str(choice))
+            if cat == NO_OBJECTS_CHOICE and tags:
+                out.add(cat)
+                continue
+            if cat not in categories:
+                raise RegionError(f"{_name(reg, i)}: tag {choice!r} names no category "
+                                  f"(known: {', '.join(sorted(categories))})")
+            if cat not in tags:
+                raise RegionError(f"{_name(reg, i)}: tag {cat!r} is a box category, not an image-level one "
+                                  f"(level: tag categories: {', '.join(sorted(tags)) or 'none'})")
+            out.add(cat)
+    return sorted(out)
+
+
 def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
-              keypoint_schema: dict[str, list[str]] | None = None, budget: MaskBudget | None = None) -> list[dict]:
+              keypoint_schema: dict[str, list[str]] | None = None, budget: MaskBudget | None = None,
+              tag_categories: set[str] | None = None) -> list[dict]:
     """Validate an annotation's regions and convert them to pixel regions of ``image``.
+
+    Tag regions (image-level labels) are checked by :func:`tag_answers` against
+    ``tag_categories`` (the ``level: tag`` categories; None = none) and give no pixel region.
 
     Args:
         regions: the annotation's regions (any form of the module docstring).
@@ -233,6 +280,7 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
     assert image["width"] is not None and image["height"] is not None  # an ok row: its size is known
     w, h = int(image["width"]), int(image["height"])
     budget = budget if budget is not None else MaskBudget()
+    tag_answers(regions, categories, tag_categories)
     by_nfc = {unicodedata.normalize("NFC", c): c for c in categories}
     schema = keypoint_schema or {}
     kp_names = {n for names in schema.values() for n in names}
@@ -249,6 +297,8 @@ def to_pixels(regions: Sequence[Region], image: ImageRow, categories: set[str],
                 reg, kind = norm_to_px(cast(NormRegion, reg), w, h), "px"
             except (TypeError, ValueError) as exc:
                 raise RegionError(f"{name}: bad normalized geometry: {exc}") from None
+        if kind == "tag":  # an image-level label, checked above: no geometry
+            continue
         rid = reg.get("region_id")
         if kind == "visibility":
             visibility[rid] = reg["value"].get("choices")

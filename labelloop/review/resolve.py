@@ -6,7 +6,8 @@ For every image of the workspace (status ok):
   the human labels of that review, deletion markers left out; an empty review is a labeled
   negative (resolved with no labels);
 - else routed ``auto_accept`` or ``qa_sample``: the current model's predictions kept by routing
-  (score >= the category's low threshold), with action ``auto_accepted``;
+  (score >= the category's low threshold), with action ``auto_accepted``; image-level tag
+  pre-labels (``level: tag`` categories) are not box labels and are left out;
 - else (waiting for review, or never routed): unresolved, left out of releases.
 
 A model re-run therefore never changes, hides or duplicates a reviewed label (invariant 1).
@@ -18,7 +19,7 @@ annotation_id), and a human annotation keeps its id across updated versions.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence, cast
+from typing import Mapping, Sequence, cast
 
 from labelloop.review.store import review_store
 from labelloop.routing.confidence import AUTO, QA_SAMPLE, kept_predictions
@@ -55,8 +56,10 @@ def resolve_labels(
     model; ``human_labels``: rows of the latest reviews (deletion markers are skipped)."""
     route = {q["image_id"]: q for q in queue}
     preds: dict[str, list[PredictionRow]] = {}
+    tag_categories = set(config.tag_categories)
     for p in kept_predictions(predictions, config):
-        preds.setdefault(p["image_id"], []).append(p)
+        if p["category"] not in tag_categories:  # an image-level tag pre-label is no box label
+            preds.setdefault(p["image_id"], []).append(p)
     humans: dict[str, list[HumanLabelRow]] = {}
     for h in human_labels:
         if h["action"] != "deleted":
@@ -125,3 +128,32 @@ def resolve_workspace(ws: Workspace, model_id: str) -> dict:
     return {"labels": len(labels), "images_resolved": len(resolved), "by_origin": by_origin,
             "reviewed_images": sum(1 for r in resolved if r["resolution"] == "reviewed"),
             "negatives": sum(1 for r in resolved if r["n_labels"] == 0)}
+
+
+def resolve_tags(resolved: Sequence[ResolvedImageRow], human_tags: Mapping[str, Sequence[str]],
+                 predictions: Sequence[PredictionRow], config: ProjectConfig) -> dict[str, list[str]]:
+    """``image_id -> tags`` of the resolved images, human over model (progressive labeling,
+    ``level: tag`` categories).
+
+    - a reviewed image: its current review's tags (``human_tags``, from
+      :meth:`labelloop.review.store.ReviewStore.current_tags`; absent: no tag answer);
+    - an auto-accepted image (resolution ``auto_accepted``): the tag categories of its kept
+      image-level tag pre-labels (``predictions``: the current model's; kept: score >= the
+      category's ``low``, :func:`labelloop.routing.confidence.kept_predictions`), ``[]`` when it has
+      none, which is the model's answer "none applies". With the ``opencv`` backend (no tag
+      pre-label exists) auto-accepted images get no entry: no tag answer.
+
+    Returns the tags sorted; {} when the project has no tag categories."""
+    tags = set(config.tag_categories)
+    if not tags:
+        return {}
+    out = {i: sorted(t) for i, t in human_tags.items()}
+    auto = {r["image_id"] for r in resolved if r["resolution"] == "auto_accepted"}
+    if not auto or config.prelabeler.backend == "opencv":
+        return {i: t for i, t in out.items() if i not in auto}
+    model: dict[str, set[str]] = {i: set() for i in auto}
+    for p in kept_predictions(predictions, config):
+        if p["image_id"] in auto and p["category"] in tags:
+            model[p["image_id"]].add(p["category"])
+    out.update({i: sorted(t) for i, t in model.items()})
+    return out

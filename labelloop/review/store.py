@@ -5,6 +5,7 @@ Layout under the store root (e.g. ``<workspace>/tables/human_labels``)::
     imports/<import_id>/reviews.parquet        REVIEWS rows
     imports/<import_id>/human_labels.parquet   HUMAN_LABELS rows
     imports/<import_id>/rejects.parquet        REJECTS rows
+    imports/<import_id>/human_tags.parquet     HUMAN_TAGS rows (image-level tags; absent in older imports)
     imports/.tmp-*/                            an unfinished commit: ignored, removed at the next commit
     .lock                                      serializes commits (filelock)
 
@@ -55,11 +56,20 @@ from filelock import FileLock
 
 from labelloop.store import is_remote
 from labelloop.tables.parquet import read_rows, to_table, write_table
-from labelloop.tables.schemas import HUMAN_LABELS, REJECTS, REVIEWS, HumanLabelRow, RejectRow, ReviewRow
+from labelloop.tables.schemas import (
+    HUMAN_LABELS,
+    HUMAN_TAGS,
+    REJECTS,
+    REVIEWS,
+    HumanLabelRow,
+    HumanTagRow,
+    RejectRow,
+    ReviewRow,
+)
 from labelloop.workspace import repo
 from labelloop.workspace.layout import Workspace
 
-_FILES = {"reviews": REVIEWS, "human_labels": HUMAN_LABELS, "rejects": REJECTS}
+_FILES = {"reviews": REVIEWS, "human_labels": HUMAN_LABELS, "rejects": REJECTS, "human_tags": HUMAN_TAGS}
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 SUCCESS = "_SUCCESS"
@@ -234,6 +244,23 @@ class ReviewStore:
             if h["review_id"] in ids:
                 rows.setdefault((h["image_id"], h["annotation_id"]), h)
         return [rows[k] for k in sorted(rows)]
+
+
+    def human_tags(self) -> list[HumanTagRow]:
+        """Every HUMAN_TAGS row (all versions of every review)."""
+        return cast(list[HumanTagRow], self._read("human_tags"))
+
+    def current_tags(self) -> dict[str, list[str]]:
+        """``image_id -> sorted tag categories`` of :meth:`latest_reviews`: every image whose
+        latest review is current appears, with ``[]`` when its reviewer gave no tag (a reviewed
+        image is labeled for the tag categories: no tag = the class is absent)."""
+        latest = self.latest_reviews()
+        ids = {r["review_id"] for r in latest.values()}
+        out: dict[str, set[str]] = {i: set() for i in latest}
+        for t in self.human_tags():
+            if t["review_id"] in ids:
+                out[t["image_id"]].add(t["category"])
+        return {i: sorted(c) for i, c in sorted(out.items())}
 
 
 def _fsync_dir(path: Path) -> None:

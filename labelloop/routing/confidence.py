@@ -7,6 +7,14 @@ none remain (the detector saw nothing it trusts; a human decides whether it is a
 A seeded, reproducible QA sample of the auto-accepted images (``qa_sample_rate``, rounded up,
 at least one when any exist) is also sent to review to audit the auto-accepted labels.
 
+Tag categories (``level: tag``, image-level labels) are routed like boxes from their image-level
+pre-labels (a PREDICTIONS row of the tag category whose score is the best box score of its prompt,
+:func:`labelloop.prelabel.protocol.image_level_tags`): kept at or above the category's ``low``
+threshold, auto-accepted only when at or above its ``high``. The foundation and sam3 backends give
+them; the embedded classical backend (``opencv``) has no text prompt and gives none, so with it every
+image of a project with tag categories goes to review (reason "tag categories ... have no
+pre-label"), where the reviewer gives its tags.
+
 Priority is least confidence first (Settles, "Active Learning Literature Survey", 2009):
 ``priority = 1 - min(kept scores)``, 1.0 for an image with no kept prediction; QA-sample
 images get priority 0 so they are reviewed after the uncertain ones.
@@ -56,8 +64,14 @@ def route_images(images: Sequence[ImageRow], predictions: Sequence[PredictionRow
         row = cast(ReviewQueueRow, {
             "image_id": img["image_id"], "source_path": img["source_path"], "policy_id": policy,
             "n_predictions": len(kept), "min_score": min((p["score"] for p in kept), default=None)})
+        # the opencv backend gives no tag pre-label: a reviewer gives the tags (module docstring)
+        untagged = bool(config.tag_categories) and config.prelabeler.backend == "opencv"
         if not kept:
             row.update({"route": REVIEW, "priority": 1.0, "reason": "no prediction at or above its low threshold"})
+        elif untagged:
+            row.update({"route": REVIEW, "priority": round(1.0 - min(p["score"] for p in kept), 6),
+                        "reason": f"tag categories ({', '.join(config.tag_categories)}) have no pre-label: "
+                                  "a reviewer gives the image's tags"})
         else:
             below = [p for p in kept if p["score"] < config.thresholds(p["category"]).high]
             assert row["min_score"] is not None  # kept is not empty

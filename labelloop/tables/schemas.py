@@ -503,6 +503,7 @@ RELEASE_IMAGES = pa.schema(
         ("route_reason", pa.string()),
         ("qa_sample", pa.bool_()),
         ("policy_id", pa.string()),
+        ("image_labels", pa.string()),  # the image's tags, ";"-joined, sorted; null: no tag answer
     ]
 )
 
@@ -534,6 +535,7 @@ class ReleaseImageRow(TypedDict):
     route_reason: str | None
     qa_sample: bool | None
     policy_id: str | None
+    image_labels: str | None
 
 #: ``release/lineage.parquet``: one row per label of a release (:mod:`labelloop.release.lineage`).
 #: Deterministic: the release tag, git sha and the release's Dagster run are added by the lineage
@@ -733,3 +735,35 @@ class ModelRow(TypedDict):
     promoted_by: str | None
     promoted_reason: str | None
     promoted_at: str | None
+
+#: The review store's image-level tags (``imports/<id>/human_tags.parquet``, :class:`HumanTagRow`):
+#: one row per tag (a ``level: tag`` category) a reviewer gave an image in one review.
+HUMAN_TAGS = pa.schema(
+    [
+        ("tag_id", pa.string()),  # "tg-" + 16 hex of sha256 over (review_id, category)
+        ("review_id", pa.string()),
+        ("image_id", pa.string()),
+        ("category", pa.string()),
+        ("annotator", pa.string()),
+        ("tool", pa.string()),
+        ("source", pa.string()),
+        ("reviewed_at", pa.string()),
+        ("import_sha256", pa.string()),
+        ("import_run_id", pa.string()),
+    ]
+)
+
+
+class HumanTagRow(TypedDict):
+    """One HUMAN_TAGS row: an image-level label (tag category) of one review of one image."""
+
+    tag_id: str
+    review_id: str
+    image_id: str
+    category: str
+    annotator: str
+    tool: str
+    source: str
+    reviewed_at: str
+    import_sha256: str
+    import_run_id: str | None

@@ -44,17 +44,58 @@ class Thresholds(_Strict):
         return self
 
 
+# The annotation levels of progressive labeling, cheapest first: tag (an image-level label, no
+# geometry), box (one box per object), mask (a box and an instance mask per object).
+LEVELS = ("tag", "box", "mask")
+
+
 class Category(_Strict):
-    """One class of the ontology: its detector, text prompt and whether it needs masks."""
+    """One class of the ontology: its detector, text prompt and annotation level.
+
+    ``level`` (progressive labeling): ``tag`` = an image-level label (the image shows the class;
+    no box; needs no detector), ``box`` = boxes, ``mask`` = boxes and instance masks. ``masks:
+    true`` is the older spelling of ``level: mask`` and keeps working; after validation ``masks``
+    is True exactly when the level (:attr:`annotation_level`) is ``mask``. Unknown levels, ``masks: true`` with another level,
+    a box or mask category without a detector and a tag category with keypoints are errors naming
+    the category.
+    """
 
     name: str = Field(min_length=1)
-    detector: str = Field(description="detector key of the pre-labeler backend, e.g. opencv-hog-person")
+    detector: str | None = Field(None, description="detector key of the pre-labeler backend, e.g. opencv-hog-person "
+                                 "(required for box and mask categories)")
     prompt: str | None = Field(None, description="text prompt for open-vocabulary detectors")
+    level: Literal["tag", "box", "mask"] | None = Field(
+        None, description="tag | box | mask (default: mask when masks is true, else box)")
     masks: bool = False
     thresholds: Thresholds | None = None
     # pose categories (COCO keypoints): point names in order and the skeleton's 1-based index pairs
     keypoints: list[str] | None = Field(None, description="keypoint names, e.g. COCO person's 17")
     skeleton: list[list[int]] | None = Field(None, description="pairs of 1-based keypoint indices (COCO)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_level(cls, data):
+        if isinstance(data, dict) and data.get("level") is not None and data.get("level") not in LEVELS:
+            raise ValueError(f"category {data.get('name')!r}: level {data.get('level')!r} is unknown "
+                             f"(one of {' | '.join(LEVELS)})")
+        return data
+
+    @model_validator(mode="after")
+    def _level(self):
+        if self.masks and self.level not in (None, "mask"):
+            raise ValueError(f"category {self.name!r}: masks: true contradicts level {self.level!r} "
+                             "(masks: true means level: mask)")
+        self.masks = self.annotation_level == "mask"
+        if self.annotation_level != "tag" and not self.detector:
+            raise ValueError(f"category {self.name!r}: level {self.annotation_level!r} needs a detector")
+        if self.annotation_level == "tag" and (self.keypoints or self.skeleton):
+            raise ValueError(f"category {self.name!r}: level 'tag' is an image-level label, it cannot have keypoints")
+        return self
+
+    @property
+    def annotation_level(self) -> str:
+        """``tag`` | ``box`` | ``mask``: ``level`` when given, else ``mask`` for ``masks: true``, else ``box``."""
+        return self.level or ("mask" if self.masks else "box")
 
     @model_validator(mode="after")
     def _keypoints(self):
@@ -297,6 +338,15 @@ class ProjectConfig(_Strict):
     @property
     def category_names(self) -> list[str]:
         return [c.name for c in self.categories]
+
+    @property
+    def tag_categories(self) -> list[str]:
+        """Names of the ``level: tag`` categories (image-level labels, no geometry), in file order."""
+        return [c.name for c in self.categories if c.annotation_level == "tag"]
+
+    def located_categories(self) -> list[Category]:
+        """The ``box`` and ``mask`` categories (those a detector pre-labels with boxes), in file order."""
+        return [c for c in self.categories if c.annotation_level != "tag"]
 
     def keypoint_schema(self) -> dict[str, list[str]]:
         """``{category: [keypoint names]}`` of the categories with keypoints."""

@@ -59,8 +59,9 @@ def cli(ctx: click.Context, workspace: str | None, verbose: bool) -> None:
 
 for _command in (workspace.init, workspace.ingest, workspace.run, review.import_review, review.register_export,
                  release.release, release.rollback, workspace.status, workspace.ui, demo.demo, qa.register_gold,
-                 qa.calibrate, review.push_review, review.pull_review, review.serve_webhook, release.lineage,
-                 release.push, release.diff, release.remote, models.models, training.train):
+                 qa.calibrate, qa.levels, review.push_review, review.pull_review, review.serve_webhook, release.lineage,
+                 release.push, release.diff, release.remote, models.models,
+                 training.train):
     cli.add_command(_command)
 
 

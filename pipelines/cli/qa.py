@@ -1,4 +1,4 @@
-"""QA commands of the ``labelloop`` CLI: ``register-gold`` and ``calibrate`` (added to the group
+"""QA commands of the ``labelloop`` CLI: ``register-gold``, ``calibrate`` and ``levels`` (added to the group
 in :mod:`pipelines.cli`)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from labelloop.qa.calibration import calibrate_workspace
+from labelloop.qa.levels import workspace_levels
 from labelloop.review.gold import GoldError
 from labelloop.review.gold import register_gold as do_register
 from labelloop.workspace import repo
@@ -80,3 +81,27 @@ def calibrate(ctx: click.Context, apply_: bool, as_json: bool) -> None:
                    "`labelloop run` re-routes the batches")
     else:
         click.echo("not applied: run `labelloop calibrate --apply` to route with it")
+
+
+@click.command()
+@options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def levels(ctx: click.Context, as_json: bool) -> None:
+    """Recommend an annotation level (tag | box | mask) per class: the median mask-fill ratio
+    (mask area / box area) of the masks at hand (human masks, pre-label masks of reviewed boxes)
+    and the cost of the next level. Only recommends: labelloop.yaml is never changed."""
+
+    ws = workspace_of(ctx)
+    model_id = PreLabelerResource().get(ws.config()).model_id
+    advice = workspace_levels(ws, model_id)
+    if as_json:
+        click.echo(json.dumps(advice, indent=1))
+        return
+    for a in advice:
+        fill = "no masks" if a["fill_median"] is None else f"median fill {a['fill_median']:.2f} over {a['masks']} masks"
+        nxt = "" if a["next_level"] is None else \
+            f"; {a['next_level']} for its {a['objects']} objects: {a['next_level_cost']:.2f} {a['currency']}"
+        click.echo(f"{a['category']}: level {a['level']} -> recommended {a['recommended']} ({fill}{nxt})")
+        click.echo(f"  {a['reason']}")
+    click.echo("a recommendation only: change categories[].level in labelloop.yaml to follow it")

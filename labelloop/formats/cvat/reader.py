@@ -28,7 +28,10 @@ them; labelloop's export does). ``<attribute>`` values are kept in attributes as
 attribute (a checkbox, or an integer 0 / 1) to mark a region of many objects (COCO
 ``iscrowd: 1``); labelloop reads that attribute the same way (``true`` / ``1`` -> a crowd region,
 ``false`` / ``0`` -> one object, anything else rejects the image), on any shape of the object.
-Tags, polylines, points outside a skeleton, ellipses, cuboids and tracks have no labelloop form:
+``<tag label="..." source="manual">`` (an image-level label) is read as one tag region
+(:class:`~labelloop.formats.records.TagRegion`) listing the image's tags; the importer accepts
+only ``level: tag`` categories there (:func:`labelloop.review.regions.tag_answers`).
+Polylines, points outside a skeleton, ellipses, cuboids and tracks have no labelloop form:
 they reject the image (or the file, for tracks) with the reason.
 """
 
@@ -51,12 +54,13 @@ from labelloop.formats.records import (
     PixelRegion,
     Region,
     ReviewRecord,
+    TagRegion,
     annotator_pseudonym,
     new_record,
 )
 from labelloop.geometry.boxes import enclosing_box, rotated_rect_corners
 
-_UNSUPPORTED = {"tag": "image-level tag", "polyline": "polyline", "points": "points outside a skeleton",
+_UNSUPPORTED = {"polyline": "polyline", "points": "points outside a skeleton",
                 "ellipse": "ellipse", "cuboid": "cuboid"}
 
 
@@ -256,9 +260,15 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
     """Regions of one ``<image>`` in the pixel form of :mod:`labelloop.review.regions`; ValueError on a problem."""
     objects: dict[tuple, dict] = {}
     skeletons = []
+    tags: list[str] = []
     order = 0
     for i, el in enumerate(img):
         name = f"{el.tag} #{i}" + (f" ({el.attrib.get('label')})" if el.attrib.get("label") else "")
+        if el.tag == "tag":  # an image-level label
+            if not el.attrib.get("label"):
+                raise ValueError(f"{name}: a tag without a label")
+            tags.append(el.attrib["label"])
+            continue
         if el.tag in _UNSUPPORTED:
             raise ValueError(f"{name}: {_UNSUPPORTED[el.tag]} shapes have no labelloop form")
         if el.tag not in ("box", "polygon", "mask", "skeleton"):
@@ -325,8 +335,11 @@ def _image_regions(img, width: int, height: int, keypoints: dict[str, list[str]]
                                   "original_height": height, "_order": order}
             order += 1
         obj["keypoints"] = flat
-    return [cast(PixelRegion, {k: v for k, v in o.items() if k != "_order"})  # a PixelRegion less its sort key
-            for o in sorted(objects.values(), key=lambda o: o["_order"])]
+    out: list[Region] = [cast(PixelRegion, {k: v for k, v in o.items() if k != "_order"})  # less its sort key
+                         for o in sorted(objects.values(), key=lambda o: o["_order"])]
+    if tags:
+        out.append(TagRegion(kind="tag", region_id="tags", category=None, value={"choices": tags}))
+    return out
 
 
 def parse_cvat(data: bytes, *, where: str, keypoints: dict[str, list[str]] | None = None,

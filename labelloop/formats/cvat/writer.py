@@ -157,7 +157,7 @@ class _Writer:
 
 
 def _meta(w: _Writer, task_name: str, n_images: int, categories: list[str], keypoints: dict[str, list[str]],
-          now: str) -> None:
+          now: str, tag_categories: Sequence[str] = ()) -> None:
     w.open("meta")
     w.open("task")
     for k, v in (("id", ""), ("name", task_name), ("size", str(n_images)), ("mode", "annotation"),
@@ -168,7 +168,7 @@ def _meta(w: _Writer, task_name: str, n_images: int, categories: list[str], keyp
     for c in categories:
         w.open("label")
         w.leaf("name", c)
-        w.leaf("type", "skeleton" if c in keypoints else "any")
+        w.leaf("type", "skeleton" if c in keypoints else "tag" if c in tag_categories else "any")
         w.open("attributes")
         w.open("attribute")
         for k, v in (("name", SCORE_ATTRIBUTE), ("mutable", "False"), ("input_type", "number"),
@@ -195,7 +195,8 @@ def _score(w: _Writer, p: PredictionRow) -> None:
 def build_cvat_xml(images: Sequence[ImageRow], predictions: Sequence[PredictionRow], categories: list[str], *,
                    task_name: str,
                    mask_shape: str = "mask", keypoints: dict[str, list[str]] | None = None,
-                   now: str | None = None) -> bytes:
+                   now: str | None = None, tag_categories: Sequence[str] = (),
+                   tags: Mapping[str, Sequence[str]] | None = None) -> bytes:
     """CVAT for images 1.1 annotation file of ``images`` with ``predictions`` as pre-annotations.
 
     Args:
@@ -213,6 +214,10 @@ def build_cvat_xml(images: Sequence[ImageRow], predictions: Sequence[PredictionR
         mask_shape: ``"mask"`` or ``"polygon"``.
         keypoints: ``{category: [keypoint names]}``.
         now: ISO 8601 time for ``created`` / ``updated`` / ``dumped`` (default: now, UTC).
+        tag_categories: the ``level: tag`` categories among ``categories``: their ``<meta>`` label
+            has ``<type>tag</type>`` (CVAT's image-level label type), the others ``any``.
+        tags: ``image_id -> tag categories`` pre-annotated on that image: one ``<tag
+            label=... source="auto">`` each, first in its ``<image>`` (CVAT for images 1.1).
 
     Returns:
         UTF-8 XML bytes.
@@ -234,12 +239,14 @@ def build_cvat_xml(images: Sequence[ImageRow], predictions: Sequence[PredictionR
     w.gen.startDocument()
     w.open("annotations")
     w.leaf("version", VERSION)
-    _meta(w, task_name, len(chosen), categories, keypoints, now)
+    _meta(w, task_name, len(chosen), categories, keypoints, now, tag_categories)
     group = 0
     for frame, img in enumerate(sorted(chosen.values(), key=lambda r: r["uri"])):
         # images to send are ok rows: their sha256 and size are known
         assert img["image_id"] is not None and img["width"] is not None and img["height"] is not None
         w.open("image", {"id": frame, "name": img["uri"], "width": int(img["width"]), "height": int(img["height"])})
+        for t in (tags or {}).get(img["image_id"], ()):
+            w.leaf("tag", attrs={"label": t, "source": "auto"})
         preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
         for p in preds:
             group += 1

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import ijson
 
 from labelloop.formats.labelstudio.regions import RecordError, check_mapping, parent_regions, parse_region
-from labelloop.formats.labelstudio.tasks import CONTROLS, TOOL
+from labelloop.formats.labelstudio.tasks import CONTROLS, TAG_CONTROL, TOOL
 from labelloop.formats.records import ParsedFile, ReviewRecord, annotator_pseudonym, new_record
 from labelloop.geometry.boxes import ls_to_xyxy
 
@@ -177,7 +177,10 @@ def _min_region_lists(obj: dict) -> list[tuple[str, Any]]:
     for key, value in obj.items():
         if key in _MIN_META:
             continue
-        if key in CONTROLS:
+        if key == TAG_CONTROL:  # JSON-MIN writes one choice as a string, several as {"choices": [...]}
+            found.append((key, {"choices": [value]} if isinstance(value, str) else
+                          {"choices": value} if isinstance(value, list) else value))
+        elif key in CONTROLS:
             found.extend((key, v) for v in (value if isinstance(value, list) else [value]))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             if any(h in v for v in value for h in _REGION_HINTS):
@@ -216,8 +219,8 @@ def parse_export(obj: Any) -> list[ReviewRecord]:
         {"task_id": str, "tool_annotation_id": str, "updated_at": str, "created_at": str|None,
          "annotator": "ls-user-...", "was_cancelled": bool, "image_ref": str,
          "data_image_id": str|None, "project": str|None, "format": "json"|"json-min",
-         "regions": [{"region_id": str|None, "kind": "rectangle"|"polygon"|"keypoint"|"visibility",
-                      "category": str (label; keypoint name; None for visibility choices),
+         "regions": [{"region_id": str|None, "kind": "rectangle"|"polygon"|"keypoint"|"visibility"|"tag",
+                      "category": str (label; keypoint name; None for visibility and tag choices),
                       "value": the result's value (percent), "original_width", "original_height",
                       "type": "rectanglelabels"|"polygonlabels"|"keypointlabels"|"choices"}],
          "parent_regions": [{"region_id", "category", "value", "original_width",

@@ -2,8 +2,10 @@
 
 Accepted: results of labelloop's labeling config (:data:`labelloop.formats.labelstudio.tasks.CONTROLS`):
 ``rectanglelabels`` from ``label`` (``rotation`` kept in ``value``), ``polygonlabels`` from
-``polygon``, ``brushlabels`` (``format`` ``rle``) from ``brush``, ``keypointlabels`` from ``keypoint`` and per-region ``choices`` from
-``keypoint_visibility``, all with ``to_name`` ``image``. Anything else is a problem of the one
+``polygon``, ``brushlabels`` (``format`` ``rle``) from ``brush``, ``keypointlabels`` from ``keypoint``, per-region ``choices`` from
+``keypoint_visibility`` and image-level ``choices`` from ``tags`` (the ``level: tag`` categories,
+read as one region of kind ``tag`` whose ``value["choices"]`` lists the categories chosen; the
+importer checks each is a tag category), all with ``to_name`` ``image``. Anything else is a problem of the one
 annotation that holds it (``RecordError``), never of the whole file.
 
 A project with its own labeling config names its controls otherwise (``<RectangleLabels
@@ -21,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence, cast
 
-from labelloop.formats.labelstudio.tasks import CONTROLS, OBJECT_NAME
+from labelloop.formats.labelstudio.tasks import CONTROLS, OBJECT_NAME, TAG_CONTROL
 from labelloop.formats.records import LsRegion, ParentRegion
 from labelloop.geometry.boxes import ls_to_xyxy
 
@@ -109,7 +111,11 @@ def parse_region(item: Any, index: int, *, min_format: bool, control: str | None
     if not isinstance(value, dict):
         raise RecordError(f"{name}: missing value")
     labels = value.get(label_key)
-    if kind == "visibility":
+    if from_name == TAG_CONTROL:  # image-level labels (tag categories), any number of them
+        if not isinstance(labels, list) or not labels or not all(isinstance(c, str) and c for c in labels):
+            raise RecordError(f"{name}: tag choices must be a non-empty list of category names, got {labels!r}")
+        kind, category = "tag", None
+    elif kind == "visibility":
         if not isinstance(labels, list) or not all(isinstance(c, str) for c in labels):
             raise RecordError(f"{name}: choices must be a list of strings, got {labels!r}")
         category = None

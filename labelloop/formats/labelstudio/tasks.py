@@ -10,8 +10,10 @@ Control names (the ``from_name`` of results; imports reject any other): ``label`
 the categories with ``masks: true``; pre-labels' masks go as brush regions, see
 :mod:`labelloop.formats.labelstudio.brush`), ``keypoint``
 (KeyPointLabels, when a category has keypoints) and ``keypoint_visibility`` (per-region Choices
-``visible`` / ``occluded``; see :mod:`labelloop.geometry.keypoints` for the visibility convention), all
-on the object ``image``.
+``visible`` / ``occluded``; see :mod:`labelloop.geometry.keypoints` for the visibility convention) and
+``tags`` (a multi-label image-level ``Choices``, ``choice="multiple"``, of the ``level: tag``
+categories: progressive labeling; its result is ``{"from_name": "tags", "type": "choices",
+"value": {"choices": [category, ...]}}``), all on the object ``image``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,16 @@ CONTROL_NAME = "label"  # <RectangleLabels name="label" toName="image">
 POLYGON_CONTROL = "polygon"  # <PolygonLabels name="polygon" toName="image">
 BRUSH_CONTROL = "brush"  # <BrushLabels name="brush" toName="image">
 KEYPOINT_CONTROL = "keypoint"  # <KeyPointLabels name="keypoint" toName="image">
+TAG_CONTROL = "tags"  # <Choices name="tags" toName="image" choice="multiple">: the tag categories
+#: Reserved choice of the ``tags`` control, offered when the project has box categories too: the
+#: reviewer checked the image for boxes and there are none (a negative for the box categories). A
+#: reviewed image with tags, no box and without this choice is not a box negative: the release
+#: leaves it out of the box / mask annotations (docs/guides/label-studio.md, "Image-level tags").
+NO_OBJECTS_CHOICE = "no objects"
 REGION_TYPE = "rectanglelabels"
 #: Control name -> Label Studio result type of every control in labelloop's labeling config.
 CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", BRUSH_CONTROL: "brushlabels",
-            KEYPOINT_CONTROL: "keypointlabels", VISIBILITY_CONTROL: "choices"}
+            KEYPOINT_CONTROL: "keypointlabels", VISIBILITY_CONTROL: "choices", TAG_CONTROL: "choices"}
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
 
@@ -43,7 +51,7 @@ def _labels(values: list[str]) -> list[str]:
 
 
 def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | None = None,
-                     polygons: bool = False, masks: list[str] | None = None) -> str:
+                     polygons: bool = False, masks: list[str] | None = None, tags: list[str] | None = None) -> str:
     """Labeling config: ``<View>`` with ``<Image name="image" value="$image"/>`` and
     ``<RectangleLabels name="label" toName="image">`` holding one ``<Label value=.../>`` per
     category, in the given order (Label Studio docs, "RectangleLabels tag"). Values are
@@ -52,15 +60,26 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
     name="brush">`` of those categories, in which the pre-labels' masks are shown and edited; with ``keypoints`` (``{category: [keypoint names]}``) a ``<KeyPointLabels
     name="keypoint">`` of every keypoint name and the per-region ``<Choices
     name="keypoint_visibility" perRegion="true">`` (``visible`` / ``occluded``) that carries COCO's
-    visibility flag (:mod:`labelloop.geometry.keypoints`). Without either, the output is the plain
-    rectangle config (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
+    visibility flag (:mod:`labelloop.geometry.keypoints`). With ``tags`` (the ``level: tag``
+    categories, image-level labels) a multi-label ``<Choices name="tags" toName="image"
+    choice="multiple" showInline="true">`` with one ``<Choice value=.../>`` per tag category
+    (Label Studio docs, "Choices tag"), then, when ``categories`` (the box categories only; may be
+    empty) is not empty, the reserved ``<Choice value="no objects"/>`` (:data:`NO_OBJECTS_CHOICE`). Without any of them, the output is the plain rectangle config
+    (``tests/fixtures/label-studio-1.23.2/label_config.xml``).
 
     Raises:
-        ValueError: no categories, a duplicate or empty category name, a keypoint or mask
-            category not in ``categories``, or a keypoint name used by two categories.
+        ValueError: no categories (and no tags), a duplicate or empty category name (tags
+            included), a category named ``no objects`` (reserved), a keypoint or mask category not in ``categories``, or a keypoint name used
+            by two categories.
     """
-    if not categories or len(set(categories)) != len(categories) or any(not c for c in categories):
-        raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {categories}")
+    every = list(categories) + list(tags or [])
+    if not every or len(set(every)) != len(every) or any(not c for c in every):
+        raise ValueError(f"categories must be a non-empty list of unique, non-empty names: {every}")
+    if NO_OBJECTS_CHOICE in every:
+        raise ValueError(f"category name {NO_OBJECTS_CHOICE!r} is reserved (the tags control's 'checked, no boxes' choice)")
+    if not categories:
+        lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>', *_tag_choices(tags or [])]
+        return "\n".join(["<View>", *lines, "</View>"])
     lines = [f'  <Image name="{OBJECT_NAME}" value="${OBJECT_NAME}"/>',
              f'  <RectangleLabels name="{CONTROL_NAME}" toName="{OBJECT_NAME}">', *_labels(categories),
              "  </RectangleLabels>"]
@@ -87,7 +106,16 @@ def label_config_xml(categories: list[str], keypoints: dict[str, list[str]] | No
                   f'  <Choices name="{VISIBILITY_CONTROL}" toName="{OBJECT_NAME}" perRegion="true" '
                   f'visibleWhen="region-selected" whenTagName="{KEYPOINT_CONTROL}" choice="single">',
                   f'    <Choice value="{CHOICE_VISIBLE}"/>', f'    <Choice value="{CHOICE_OCCLUDED}"/>', "  </Choices>"]
+    lines += _tag_choices(tags or [], no_objects=True)
     return "\n".join(["<View>", *lines, "</View>"])
+
+
+def _tag_choices(tags: list[str], no_objects: bool = False) -> list[str]:
+    if not tags:
+        return []
+    return ([f'  <Choices name="{TAG_CONTROL}" toName="{OBJECT_NAME}" choice="multiple" showInline="true">']
+            + [f"    <Choice value={quoteattr(t)}/>" for t in tags]
+            + ([f"    <Choice value={quoteattr(NO_OBJECTS_CHOICE)}/>"] if no_objects else []) + ["  </Choices>"])
 
 
 def image_reference(uri: str) -> str:
@@ -104,7 +132,7 @@ def image_reference(uri: str) -> str:
 def build_import_tasks(
     images: Sequence[ImageRow], predictions: Sequence[PredictionRow], model_version: str, batch: str,
     reviewers: dict[str, int] | None = None, keypoints: dict[str, list[str]] | None = None,
-    masks: list[str] | set[str] | None = None,
+    masks: list[str] | set[str] | None = None, tags: list[str] | set[str] | None = None,
 ) -> tuple[list[dict], list[ExportedPredictionRow]]:
     """Label Studio import tasks with pre-annotations (docs, "Import pre-annotated data").
 
@@ -125,6 +153,13 @@ def build_import_tasks(
             [...], "brushlabels": [category]}, ...}``, :func:`labelloop.formats.labelstudio.brush.mask_to_brush_rle`)
             instead of a rectangle: one region per object; its box on import is the mask's
             bounding box. Its EXPORTED_PREDICTIONS row carries the mask.
+        tags: the ``level: tag`` categories. Their predictions are image-level pre-labels (score:
+            the best box score of the category's prompt, :func:`labelloop.prelabel.protocol.image_level_tags`):
+            all of an image's go as one ``choices`` result on the ``tags`` Choices control
+            (``{"id": "tags-" + 12 hex of the image_id, "from_name": "tags", "to_name": "image",
+            "type": "choices", "value": {"choices": [category, ...]}, "score": lowest tag score}``,
+            categories sorted; Label Studio docs, "Import pre-annotated data", Choices), never as a
+            rectangle, and get no EXPORTED_PREDICTIONS row (that table holds regions).
 
     Returns:
         ``(tasks, exported)``: tasks sorted by source_path, each
@@ -151,7 +186,15 @@ def build_import_tasks(
         w, h = int(img["width"]), int(img["height"])
         preds = sorted(by_image.get(img["image_id"], []), key=lambda p: (-float(p["score"]), p["prediction_id"]))
         result: list[dict] = []
+        tagged = [p for p in preds if p["category"] in (tags or ())]
+        if tagged:
+            result.append({"id": "tags-" + img["image_id"][:12], "from_name": TAG_CONTROL, "to_name": OBJECT_NAME,
+                           "type": CONTROLS[TAG_CONTROL],
+                           "value": {"choices": sorted({p["category"] for p in tagged})},
+                           "score": min(float(p["score"]) for p in tagged)})
         for p in preds:
+            if p in tagged:
+                continue
             as_mask = bool(masks) and p["category"] in (masks or ()) and bool(p.get("mask"))
             value: dict[str, Any]
             if as_mask:

@@ -42,7 +42,7 @@ from labelloop.prelabel.backends.pipeline import Prepare, batch_of_images, image
 from labelloop.prelabel.backends.runtime import OomHalving, autocast_dtype, resolve_device
 from labelloop.prelabel.backends.sam import SamSegmenter
 from labelloop.prelabel.backends.sam_hf import SEGMENTERS
-from labelloop.prelabel.protocol import Detection, model_id_for
+from labelloop.prelabel.protocol import Detection, image_level_tags, model_id_for
 from labelloop.workspace.config import ProjectConfig
 
 
@@ -73,8 +73,13 @@ class FoundationPreLabeler:
         if p.detector is None:
             raise ValueError("prelabeler.backend foundation needs prelabeler.detector (path, sha256)")
         self.settings_cfg, self.root = p, Path(root or ".").resolve()
-        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.categories]
-        for c in config.categories:
+        # tag categories (image-level labels) run their prompt too, after the located ones and without
+        # masks; their boxes collapse into one image-level pre-label (prelabel.protocol.image_level_tags)
+        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.located_categories()]
+        self.categories += [(c.name, (c.prompt or c.name), False) for c in config.categories
+                            if c.annotation_level == "tag"]
+        self.tag_categories = frozenset(config.tag_categories)
+        for c in config.located_categories():  # tag categories need no detector of their own
             if c.detector != p.detector.kind:
                 raise ValueError(f"category {c.name!r}: detector {c.detector!r} is not the configured detector "
                                  f"{p.detector.kind!r} (with backend foundation every category uses it)")
@@ -156,7 +161,7 @@ class FoundationPreLabeler:
                 dets.append(Detection(name, tuple(round(v, 3) for v in box), round(float(s), 6), prompt,
                                       masks_for.get(i, {}).get(k)))
             dets.sort(key=lambda d: (self.category_rank(d.category), -d.score))
-            out.append(dets)
+            out.append(image_level_tags(dets, self.tag_categories))
         self.timings["model_s"] = self.timings.get("model_s", 0.0) + time.perf_counter() - t0
         return out
 

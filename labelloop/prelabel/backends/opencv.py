@@ -87,7 +87,9 @@ class OpenCVPreLabeler:
     def __init__(self, config: ProjectConfig):
         self.max_side = config.prelabeler.max_side
         self.grabcut_iterations = config.prelabeler.grabcut_iterations
-        self.categories = [(c.name, c.detector, c.masks, c.prompt or c.name) for c in config.categories]
+        # tag categories (image-level labels) need no detector and get no pre-label from this backend
+        self.categories = [(c.name, c.detector or "", c.masks, c.prompt or c.name)
+                           for c in config.located_categories()]
         digest = hashlib.sha256()
         self._cascades: dict[str, cv2.CascadeClassifier] = {}
         self._hog: cv2.HOGDescriptor | None = None

@@ -61,7 +61,7 @@ from labelloop.prelabel.backends.foundation import FoundationPreLabeler, _dtype_
 from labelloop.prelabel.backends.loading import resolve_path
 from labelloop.prelabel.backends.pipeline import Prepare
 from labelloop.prelabel.backends.runtime import OomHalving, autocast, autocast_dtype, resolve_device
-from labelloop.prelabel.protocol import Detection, model_id_for
+from labelloop.prelabel.protocol import Detection, image_level_tags, model_id_for
 from labelloop.workspace.config import ProjectConfig, Sam3Spec
 
 __all__ = ["KIND", "MASK_CHUNK", "Instances", "Sam3PreLabeler", "Sam3Prepare", "Sam3Runner", "sam3_collate"]
@@ -236,12 +236,17 @@ class Sam3PreLabeler(FoundationPreLabeler):
         p = config.prelabeler
         if p.sam3 is None:
             raise ValueError("prelabeler.backend sam3 needs prelabeler.sam3 (path, sha256)")
-        for c in config.categories:
+        for c in config.located_categories():  # tag categories need no detector of their own
             if c.detector != KIND:
                 raise ValueError(f"category {c.name!r}: detector {c.detector!r} is not {KIND!r} "
                                  f"(with backend sam3 every category uses it)")
         self.settings_cfg, self.root, self.spec = p, Path(root or ".").resolve(), p.sam3
-        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.categories]
+        # tag categories (image-level labels) run their prompt too, after the located ones and without
+        # masks; their boxes collapse into one image-level pre-label (prelabel.protocol.image_level_tags)
+        self.categories = [(c.name, (c.prompt or c.name), c.masks) for c in config.located_categories()]
+        self.categories += [(c.name, (c.prompt or c.name), False) for c in config.categories
+                            if c.annotation_level == "tag"]
+        self.tag_categories = frozenset(config.tag_categories)
         self.segment = True
         self.backend = KIND
         self.checkpoint_sha256 = p.sam3.sha256
@@ -292,6 +297,6 @@ class Sam3PreLabeler(FoundationPreLabeler):
                 name, prompt, _ = self.categories[lab]
                 dets.append(Detection(name, tuple(round(v, 3) for v in box), round(float(s), 6), prompt, rles.get(k)))
             dets.sort(key=lambda d: (self.category_rank(d.category), -d.score))
-            out.append(dets)
+            out.append(image_level_tags(dets, self.tag_categories))
         self.timings["model_s"] = self.timings.get("model_s", 0.0) + time.perf_counter() - t0
         return out

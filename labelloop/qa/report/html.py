@@ -266,6 +266,8 @@ def _extra_sections(report: dict, gallery) -> list[str]:
         _plot(RP.box_sizes_png(stats.get("box_sizes") or {}, stats.get("objects_per_image") or {}),
               "box sizes and objects per image", "No label yet."),
         "<h2>Cost</h2>", RS.cost_html(report.get("cost") or {}),
+        "<h2>Annotation level per class</h2>", RS.levels_html(report.get("levels") or []),
+        *(["<h2>Image-level tags</h2>", RS.tags_html(report["tags"])] if report.get("tags") else []),
         "<h2>Calibrated routing</h2>", RS.calibration_html(report.get("calibration") or {}),
         _plot(RP.calibration_png(report.get("calibration")), "calibration curves", "No calibration curve."),
     ]

@@ -150,3 +150,41 @@ def calibration_html(cal: dict) -> str:
             for c, f in cal.get("per_class", {}).items()]
     return out + table(["class", "high before", "high now", "reviewed", "errors", "precision", "95% lower",
                         "reason"], rows)
+
+
+def levels_html(levels: list) -> str:
+    """The level recommendation (:mod:`labelloop.qa.levels`): per class, the configured level, the
+    median mask-fill ratio and its masks, the recommended level, the next level's cost and the rule."""
+    if not levels:
+        return ""
+    rows = [[escape(a["category"]), escape(a["level"]), fmt(a["fill_median"]),
+             f"{a['masks']} ({a['fill_sources']['human']} human, {a['fill_sources']['prelabel']} pre-label)",
+             f"<b>{escape(a['recommended'])}</b>", str(a["objects"]),
+             "&mdash;" if a["next_level"] is None else f"{escape(a['next_level'])}: {a['next_level_cost']:.2f} "
+                                                       f"{escape(a['currency'])}",
+             escape(a["reason"])] for a in levels]
+    return (table(["class", "level", "median fill", "masks", "recommended", "objects", "next level cost", "why"], rows)
+            + '<p class="muted">A recommendation only: <code>labelloop.yaml</code> is never changed by it.</p>')
+
+
+def tags_html(t: dict) -> str:
+    """Image-level tags (:mod:`labelloop.qa.tags`): pre-label precision / recall against the reviewers
+    per tag category, and Cohen's kappa of two reviewers' tags."""
+    if not t:
+        return ""
+    pr, ag = t.get("prelabel_vs_human") or {}, t.get("agreement") or {}
+    rows = []
+    for c in t.get("categories", []):
+        p, k = pr.get(c) or {}, (ag.get("per_category") or {}).get(c) or {}
+        rows.append([escape(c), str(p.get("tp", 0)), str(p.get("fp", 0)), str(p.get("fn", 0)), fmt(p.get("precision")),
+                     _ci(p.get("precision_ci")), fmt(p.get("recall")), _ci(p.get("recall_ci")),
+                     fmt(k.get("kappa")) if k.get("kappa") is not None else escape(k.get("undefined") or "&mdash;"),
+                     _ci((k.get("ci_low"), k.get("ci_high")))])
+    pooled = ag.get("pooled") or {}
+    return (f"<p>reviewed images with a tag answer: <b>{t.get('reviewed_images', 0)}</b> &middot; double-reviewed: "
+            f"{ag.get('double_reviewed_images', 0)} &middot; pooled kappa: "
+            + (fmt(pooled.get("kappa")) if pooled.get("kappa") is not None else escape(pooled.get("undefined") or "—"))
+            + "</p>"
+            + table(["tag", "TP", "FP", "FN", "precision", "95% CI", "recall", "95% CI", "kappa", "95% CI"], rows)
+            + '<p class="muted">Pre-label = the best kept score of the tag category on the image; '
+              "&mdash; = undefined (no tag pre-label, or no double review).</p>")

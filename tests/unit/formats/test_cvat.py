@@ -269,7 +269,8 @@ def test_one_bad_image_is_rejected_alone(images, predictions):
     res = do_import(xml.encode(), images)
     reasons = sorted(r["reason"] for r in res["rejects"])
     assert len(reasons) == 2
-    assert any("image-level tag shapes have no labelloop form" in r for r in reasons)
+    # a tag on a box category (the project has no level: tag category) rejects its image
+    assert any("tag 'cat' is a box category, not an image-level one" in r for r in reasons)
     assert any("unknown category 'dog'" in r for r in reasons)
     assert len(res["reviews"]) == 1
 

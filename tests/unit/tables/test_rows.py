@@ -21,7 +21,7 @@ SCHEMA_OF = {"Image": "IMAGES", "Prediction": "PREDICTIONS", "ReviewQueue": "REV
              "GoldImage": "GOLD_IMAGES", "LabelSuspect": "LABEL_SUSPECTS", "CalibrationOutcome": "CALIBRATION_OUTCOMES",
              "ReleaseImage": "RELEASE_IMAGES", "ReleaseLineage": "RELEASE_LINEAGE", "Lineage": "LINEAGE",
              "SplitAssignment": "SPLIT_ASSIGNMENTS", "CocoId": "COCO_IDS",
-             "Model": "MODELS"}
+             "Model": "MODELS", "HumanTag": "HUMAN_TAGS"}
 
 
 def python_type(arrow: pa.DataType):
