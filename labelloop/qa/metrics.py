@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping, Sequence, cast
+from typing import Any, Collection, Iterable, Mapping, Sequence, cast
 
 from labelloop.geometry.boxes import box_problem, greedy_match, iou
 from labelloop.qa.gates import gate_result
@@ -137,6 +137,21 @@ def _image_errors(autos: list[PredictionRow | LabelRow], humans: list[HumanLabel
     return errors
 
 
+def tag_errors(auto_tags: Collection[str], human_tags: Collection[str]) -> list[str]:
+    """Why an audited image's image-level tags are in error (progressive labeling, ``level: tag``):
+    a tag the image was auto-accepted with that its reviewer removed, or a tag the reviewer added.
+
+    Args:
+        auto_tags: tag categories of the image's auto-accepted tag pre-labels.
+        human_tags: tag categories of the image's latest review (none given: the classes are absent).
+
+    Returns:
+        ``["tag removed C", ...] + ["tag added C", ...]`` in category order; empty when they agree.
+    """
+    a, h = set(auto_tags), set(human_tags)
+    return [f"tag removed {c}" for c in sorted(a - h)] + [f"tag added {c}" for c in sorted(h - a)]
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
@@ -149,6 +164,8 @@ def audit(
     move_iou: float = 0.75,
     target: float = 0.02,
     confidence: float = 0.95,
+    auto_tags: Mapping[str, Collection[str]] | None = None,
+    human_tags: Mapping[str, Collection[str]] | None = None,
 ) -> dict:
     """Audited error rate of auto-accepted labels on the QA sample, with its Wilson interval.
 
@@ -158,6 +175,11 @@ def audit(
     missing), relabeled one (other category), moved one (IoU < ``move_iou``), or added a box.
     Human rows without a link are matched to the remaining auto labels greedily (IoU >= 0.5,
     same class): unmatched humans are additions, unmatched autos deletions.
+
+    Image-level tags count like boxes when ``auto_tags`` is given (a project with ``level: tag``
+    categories): ``auto_tags`` maps an audited image to the tag categories it was auto-accepted
+    with, ``human_tags`` to those of its latest review; a tag removed or added is an error
+    (:func:`tag_errors`).
 
     Gate: ``fail`` when the interval's lower bound exceeds ``target``, ``pass`` when its upper
     bound is below it, ``warn`` otherwise (with the audit size that would be needed).
@@ -172,6 +194,8 @@ def audit(
     details = {}
     for image_id in audited:
         errs = _image_errors(autos.get(image_id, []), humans.get(image_id, []), move_iou)
+        if auto_tags is not None:
+            errs += tag_errors(auto_tags.get(image_id, ()), (human_tags or {}).get(image_id, ()))
         if errs:
             details[image_id] = errs
     n, k = len(audited), len(details)
@@ -215,7 +239,8 @@ def model_of_prediction(p: Mapping[str, Any]) -> str | None:
 def audits_by_model(
     review_queue: Sequence[ReviewQueueRow], reviews: Sequence[ReviewRow], human_labels: Sequence[HumanLabelRow],
     auto_labels: Sequence[Mapping[str, Any]], default_model: str | None, move_iou: float = 0.75,
-    target: float = 0.02, confidence: float = 0.95,
+    target: float = 0.02, confidence: float = 0.95, auto_tags: Mapping[str, Collection[str]] | None = None,
+    human_tags: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, dict]:
     """:func:`audit` per model: each QA-sample image is audited against the auto labels it was
     routed with (``auto_labels`` rows carry ``model_id`` or ``model_version``), so a new model does
@@ -236,7 +261,8 @@ def audits_by_model(
         out[model] = audit([r for r in review_queue if r["image_id"] in ids], reviews, human_labels,
                            cast(list[PredictionRow], [a for a in auto_labels if a["image_id"] in ids
                                                       and model_of_prediction(a) in (model, None)]),
-                           move_iou=move_iou, target=target, confidence=confidence)
+                           move_iou=move_iou, target=target, confidence=confidence, auto_tags=auto_tags,
+                           human_tags=human_tags)
     return out
 
 
@@ -310,7 +336,8 @@ def build_qa_report(
     auto_labels: Sequence[PredictionRow] | Sequence[LabelRow] | None = None,
     resolved_images: Sequence[ResolvedImageRow] | None = None, move_iou: float = 0.75, target: float = 0.02,
     confidence: float = 0.95, iou_thresholds: Sequence[float] = (0.5, 0.75), model_id: str | None = None,
-    reviewer_gold: tuple[int, int] | None = None,
+    reviewer_gold: tuple[int, int] | None = None, auto_tags: Mapping[str, Collection[str]] | None = None,
+    human_tags: Mapping[str, Collection[str]] | None = None,
 ) -> dict:
     """Assemble the JSON-serializable QA report (floats rounded to 6 decimals, no NaN).
 
@@ -331,6 +358,8 @@ def build_qa_report(
         model_id: the current pre-labeler's model_id (audits of images whose auto labels name none).
         reviewer_gold: ``(k_R, n_R)`` reviewer-vs-gold image-level errors
             (:func:`labelloop.qa.release_error.reviewer_gold_errors`); None: not measured.
+        auto_tags, human_tags: ``image_id -> tag categories`` auto-accepted / of the latest review,
+            for a project with ``level: tag`` categories: tags count in the audit (:func:`audit`).
 
     Gates: ``schema_valid`` and ``release_error_rate`` (:mod:`labelloop.qa.release_error`); the
     pre-labeler's audited error rate is reported (``audit``, ``audit_by_model``) and blocks nothing.
@@ -343,9 +372,9 @@ def build_qa_report(
     if auto_labels is None:
         auto_labels = [lab for lab in labels if lab.get("action") == "auto_accepted"]
     aud = audit(review_queue, reviews, human_labels, auto_labels, move_iou=move_iou, target=target,
-                confidence=confidence)
+                confidence=confidence, auto_tags=auto_tags, human_tags=human_tags)
     by_model = audits_by_model(review_queue, reviews, human_labels, auto_labels, model_id, move_iou=move_iou,
-                               target=target, confidence=confidence)
+                               target=target, confidence=confidence, auto_tags=auto_tags, human_tags=human_tags)
     schema = schema_check(labels, images, categories)
     if resolved_images is None:
         auto_ids = {lab["image_id"] for lab in labels if lab.get("action") == "auto_accepted"}

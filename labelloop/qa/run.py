@@ -123,13 +123,16 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     annotations = current_annotations(d["reviews"], d["all_human_labels"])
     gold_ids = sorted({r["image_id"] for r in d["gold_images"]})
     rev_gold = reviewer_gold_errors(d["gold_labels"], gold_ids, annotations, q.audit_move_iou)
+    autos = routed_auto_labels(d, qa_ids)
     report = build_qa_report(
         labels=d["labels"], labels_sha256=d["labels_sha256"], policy_id=cfg.policy_id(), review_queue=d["queue"],
         reviews=d["reviews"], human_labels=d["human_labels"], predictions=d["kept"], images=d["sizes"],
-        categories=cfg.category_names, auto_labels=cast(list[PredictionRow], routed_auto_labels(d, qa_ids)),
+        categories=cfg.category_names, auto_labels=cast(list[PredictionRow], autos),
         resolved_images=d["resolved"], move_iou=q.audit_move_iou, target=q.audit_error_target,
         confidence=q.confidence, model_id=d["model_id"],
-        reviewer_gold=(rev_gold["k"], rev_gold["n"]) if rev_gold["n"] else None)
+        reviewer_gold=(rev_gold["k"], rev_gold["n"]) if rev_gold["n"] else None,
+        auto_tags=routed_auto_tags(d, qa_ids, autos) if cfg.tag_categories else None,
+        human_tags=d.get("current_tags") or {})
     report["scope"] = scope
     report["model_id"] = d["model_id"]
     report["release_error"]["reviewer_gold_errors"] = rev_gold["errors"]
@@ -175,6 +178,22 @@ def build_report(d: dict, scope: str, suspects: dict | None = None) -> tuple[dic
     gallery = gallery_entries(gold, agreement, annotations, d["gold_labels"], mvh_worst, d["kept"], truths)
     report["gallery"] = [{k: v for k, v in g.items() if k not in ("set_a", "set_b")} for g in gallery]
     return json_safe(report), gallery
+
+
+def routed_auto_tags(d: dict, qa_ids: set[str], autos: list[dict]) -> dict[str, list[str]]:
+    """``image_id -> tag categories`` each QA-sample image was auto-accepted with: its kept
+    image-level tag pre-labels (``kept_tags``) of the model its box labels were routed with
+    (:func:`routed_auto_labels`; the current model for an image without one). Tag pre-labels are
+    not in the review export's prediction table, so an image routed by an older model than the
+    one whose tag pre-labels are stored gets none (its tags are not audited)."""
+    model_of = {a["image_id"]: str(a.get("model_id") or a.get("model_version")) for a in autos
+                if a.get("model_id") or a.get("model_version")}
+    out: dict[str, set[str]] = {i: set() for i in qa_ids}
+    for p in d["kept_tags"]:
+        i = p["image_id"]
+        if i in out and p.get("model_id") == model_of.get(i, d["model_id"]):
+            out[i].add(p["category"])
+    return {i: sorted(c) for i, c in sorted(out.items())}
 
 
 def routed_auto_labels(d: dict, qa_ids: set[str]) -> list[dict]:

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from labelloop.qa.intervals import sample_size_needed, wilson_interval
-from labelloop.qa.metrics import audit, build_qa_report, class_counts, detection_metrics, route_counts, schema_check
+from labelloop.qa.metrics import (audit, build_qa_report, class_counts, detection_metrics, route_counts, schema_check,
+                                  tag_errors)
 from labelloop.qa.report.html import render_html
 
 
@@ -289,3 +290,19 @@ def test_render_html_with_qa_sections_is_deterministic_and_says_why_figures_are_
                  "saving: <b>0.13 USD</b>", "No PR curve: no reviewed ground truth yet."):
         assert text in html, text
     json.dumps(r, allow_nan=False)
+
+
+def test_audit_counts_image_level_tags_like_boxes():
+    """#16: an audited image whose auto-accepted tags the reviewer changed is in error, as for a
+    box; agreeing tags (or a project without tag categories: auto_tags None) change nothing."""
+    ids = ["i1", "i2", "i3"]
+    autos = [_auto(i, f"p{i}") for i in ids]
+    humans = [_human(i, "accepted", f"p{i}") for i in ids]
+    auto_tags = {"i1": ["cat"], "i2": ["cat"], "i3": []}
+    human_tags = {"i1": ["cat"], "i2": [], "i3": ["dog"]}
+    a = audit(_queue(ids), [_review(i) for i in ids], humans, autos, auto_tags=auto_tags, human_tags=human_tags)
+    assert (a["n_audited"], a["n_errors"]) == (3, 2)
+    assert a["errors"] == {"i2": ["tag removed cat"], "i3": ["tag added dog"]}
+    assert tag_errors(["cat", "dog"], ["dog", "person"]) == ["tag removed cat", "tag added person"]
+    plain = audit(_queue(ids), [_review(i) for i in ids], humans, autos)
+    assert plain["n_errors"] == 0
