@@ -20,7 +20,9 @@ kind is replaced whole (settings such as ``arch`` belong to one kind). The spec 
 catalog entry's ``spec_kind`` (:data:`labelloop.models.catalog.CATALOG`), or for a model pulled
 by repo id with ``--kind``, the row's ``family``. The new file is validated as a
 :class:`~labelloop.workspace.config.ProjectConfig` before it replaces the old one (atomically);
-it is written with ``yaml.safe_dump``, so comments in ``labelloop.yaml`` are not kept.
+it is written with ``yaml.safe_dump``, so comments in ``labelloop.yaml`` are not kept; the file keeps
+its permissions, a symlinked ``labelloop.yaml`` has its target updated, and a read-only one is
+refused (:class:`UseError`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,11 +171,20 @@ def _validate_and_write(cfg_path: Path, new: dict[str, Any], what: str) -> None:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
         raise UseError(f"{cfg_path}: {what} would make the config invalid: {problems}") from None
-    fd, tmp = tempfile.mkstemp(prefix=".labelloop.yaml.", dir=cfg_path.parent)
+    target = cfg_path.resolve()  # a symlinked labelloop.yaml: its target is updated, the link kept
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError as exc:
+        raise UseError(f"{cfg_path}: cannot be read ({exc})") from None
+    if not os.access(target, os.W_OK) or not mode & stat.S_IWUSR:
+        raise UseError(f"{cfg_path}: is read-only (mode {mode:o}); make it writable to change the pre-labeler, "
+                       "or edit it by hand")
+    fd, tmp = tempfile.mkstemp(prefix=".labelloop.yaml.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yaml.safe_dump(new, fh, sort_keys=False, allow_unicode=True)
-        os.replace(tmp, cfg_path)
+        os.chmod(tmp, mode)  # the file keeps its permissions (mkstemp makes 0600)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -23,10 +23,10 @@ from labelloop.formats import labelstudio
 from labelloop.formats.cvat.writer import build_cvat_xml
 from labelloop.review.gold import mix_honeypots
 from labelloop.routing.active_learning import to_send
-from labelloop.store import write_text_atomic
+from labelloop.store import write_bytes_atomic, write_text_atomic
 from labelloop.tables.schemas import EXPORTED_PREDICTIONS, REVIEW_QUEUE, ReviewQueueRow
 from labelloop.workspace import repo
-from labelloop.workspace.guidelines import GUIDELINES_FILE, read_guidelines
+from labelloop.workspace.guidelines import GUIDELINES_FILE, read_guidelines_bytes
 from labelloop.workspace.layout import Workspace
 
 
@@ -58,14 +58,14 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     order = {q["image_id"]: i for i, q in enumerate(send)}
     tasks.sort(key=lambda t: order.get(t["data"]["image_id"], 0))  # highest priority first
     tasks, exported = mix_honeypots(ws, batch, model_id, tasks, exported)
-    text, guidelines = read_guidelines(ws.root)
+    gl_bytes, guidelines = read_guidelines_bytes(ws.root)
     for t in tasks:
         t["data"]["guidelines_sha256"] = guidelines  # Label Studio exports a task's data back: the import reads it
     out = ws.review_out / batch
     out.mkdir(parents=True, exist_ok=True)
     copy = out / GUIDELINES_FILE
-    if text is not None:
-        write_text_atomic(copy, text)
+    if gl_bytes is not None:
+        write_bytes_atomic(copy, lambda fh: fh.write(gl_bytes))  # the bytes its sha256 names, unchanged
     elif copy.exists():
         copy.unlink()  # an older export's copy: not the guidelines of this export
     write_text_atomic(out / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
@@ -87,7 +87,7 @@ def export_batch(ws: Workspace, batch: str, model_id: str, reviewed: set[str]) -
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     rel = ws.relative(out / "tasks.json")
     manifest = {"batch": batch, "model_id": model_id, "exported_at": now, "tasks": len(tasks),
-                "guidelines_sha256": guidelines, "guidelines_file": GUIDELINES_FILE if text is not None else None}
+                "guidelines_sha256": guidelines, "guidelines_file": GUIDELINES_FILE if gl_bytes is not None else None}
     write_text_atomic(out / "export.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     for q in queue:
         if q["image_id"] in ids:

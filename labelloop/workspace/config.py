@@ -49,6 +49,13 @@ class Thresholds(_Strict):
 LEVELS = ("tag", "box", "mask")
 
 
+#: The reserved answer of Label Studio's ``tags`` Choices control
+#: (labelloop.formats.labelstudio.tasks.NO_OBJECTS_CHOICE), which no category name may contain.
+RESERVED_TAG_ANSWER = "no objects"
+#: What joins an image's tags in a release's image_labels.csv and images.parquet.
+TAG_SEPARATOR = ";"
+
+
 class Category(_Strict):
     """One class of the ontology: its detector, text prompt and annotation level.
 
@@ -321,6 +328,13 @@ class ProjectConfig(_Strict):
             raise ValueError("at least one category is required")
         if len(set(names)) != len(names):
             raise ValueError(f"category names must be unique: {names}")
+        for name in names:
+            if RESERVED_TAG_ANSWER in name.casefold():
+                raise ValueError(f"category {name!r}: {RESERVED_TAG_ANSWER!r} is reserved (the reviewer's answer that an "
+                                 "image holds no objects of the box categories)")
+            if TAG_SEPARATOR in name:
+                raise ValueError(f"category {name!r}: {TAG_SEPARATOR!r} is not allowed in a category name (it "
+                                 "separates an image's tags in image_labels.csv and images.parquet)")
         return categories
 
     def category(self, name: str) -> Category:

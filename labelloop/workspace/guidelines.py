@@ -91,10 +91,12 @@ def write_template(root: str | Path, cfg: ProjectConfig) -> bool:
     return True
 
 
-def read_guidelines(root: str | Path, warn: bool = True) -> tuple[str | None, str]:
-    """``(text, sha256)`` of ``<root>/guidelines.md``: the text (UTF-8, undecodable bytes replaced)
-    and the sha256 hex of its bytes; ``(None, "none")`` when the file is missing or unreadable,
-    with a :class:`GuidelinesWarning` naming the file (unless ``warn`` is False). Never raises."""
+def read_guidelines_bytes(root: str | Path, warn: bool = True) -> tuple[bytes | None, str]:
+    """``(bytes, sha256)`` of ``<root>/guidelines.md`` as stored (the version is the sha256 hex of
+    these bytes; a review export copies them unchanged); ``(None, "none")`` when the file is
+    missing or unreadable. With ``warn``, a :class:`GuidelinesWarning` names the file when it is
+    missing, unreadable, or not UTF-8 text (Label Studio then shows undecodable bytes as U+FFFD).
+    Never raises."""
     path = guidelines_path(root)
     try:
         data = path.read_bytes()
@@ -104,7 +106,23 @@ def read_guidelines(root: str | Path, warn: bool = True) -> tuple[str | None, st
             warnings.warn(f"{path} {why}: the guidelines version is recorded as {NO_GUIDELINES!r} "
                           "(`labelloop init` writes a template)", GuidelinesWarning, stacklevel=2)
         return None, NO_GUIDELINES
-    return data.decode("utf-8", errors="replace"), hashlib.sha256(data).hexdigest()
+    if warn:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            warnings.warn(f"{path} is not UTF-8 text (byte {exc.start}): its version is the sha256 of its bytes, "
+                          "exports copy it unchanged, and Label Studio's instructions show the undecodable bytes "
+                          "as U+FFFD; save it as UTF-8", GuidelinesWarning, stacklevel=2)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def read_guidelines(root: str | Path, warn: bool = True) -> tuple[str | None, str]:
+    """``(text, sha256)`` of ``<root>/guidelines.md``: the text (UTF-8, undecodable bytes replaced)
+    and the sha256 hex of its bytes; ``(None, "none")`` when the file is missing or unreadable,
+    with a :class:`GuidelinesWarning` naming the file (unless ``warn`` is False;
+    :func:`read_guidelines_bytes`). Never raises."""
+    data, sha = read_guidelines_bytes(root, warn)
+    return (None if data is None else data.decode("utf-8", errors="replace")), sha
 
 
 def guidelines_sha256(root: str | Path, warn: bool = True) -> str:

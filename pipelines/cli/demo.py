@@ -64,11 +64,21 @@ def demo_models(prelabeler: str) -> tuple[dict[str, Any], str] | None:
 def run_demo(ctx: click.Context, prelabeler: str = "opencv") -> None:
 
     models = demo_models(prelabeler)
+    if models is not None:
+        root = Path(ctx.obj["workspace"] or "labelloop-demo").expanduser().resolve()
+        inside = [str(spec["path"]) for spec in models[0].values() if isinstance(spec, dict) and
+                  Path(str(spec["path"])).expanduser().resolve().is_relative_to(root)]
+        if inside:  # the demo replaces its folder: it would delete the models it is about to use
+            raise CliError(f"the models {', '.join(inside)} lie inside the demo folder {root}, which the demo replaces; "
+                           f"move them out (e.g. to ~/.cache/labelloop-models) and point ${ENV_MODELS} there")
     ws = fresh_demo_workspace(ctx.obj["workspace"])
     click.echo(f"[1/7] workspace {ws.root}")
     init_workspace(ws)
     if models is not None:
-        write_prelabeler(ws, *models)
+        try:
+            write_prelabeler(ws, *models)
+        except UseError as exc:
+            raise CliError(f"the pulled models cannot be used: {exc}") from None
         click.echo(f"      pre-labeler {prelabeler}: " + ", ".join(
             f"{role} {spec['path']}" for role, spec in models[0].items() if isinstance(spec, dict)))
     (ws.root / MARKER).write_text("created by `labelloop demo`; `labelloop demo` may replace this folder\n")

@@ -101,7 +101,7 @@ def test_release_note_says_what_changed_and_who_caused_it(history):
     assert [t["tag"] for t in tags] == ["dataset-v1", "dataset-v2"]
     note = versioning.tag_message(ws.root, "dataset-v2")
     assert "dataset-v2: 12 images (8 negatives), 7 labels" in note
-    assert "QA: schema_valid pass; release_error_rate pass" in note
+    assert "QA: schema_valid pass; release_error_rate warn" in note  # no gold set: reviewers not measured
     assert yaml.safe_load(versioning.git(ws.root, "show", "dataset-v2:labelloop.yaml"))["qa"]["audit_error_target"] == 0.02
     assert "changes since dataset-v1: images +11 -0; labels +6 -0, 1 moved, 0 relabeled, 0 confirmed, 0 unchanged" in note
     assert "  face: +2, -0, 1 moved" in note and "  person: +3, -0" in note and "  cat: +1, -0" in note

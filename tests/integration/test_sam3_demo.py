@@ -40,3 +40,18 @@ def test_sam3_demo_uses_the_pulled_model(tmp_path):
     labeler = Sam3PreLabeler(cfg, ws.root)
     labeler.load()
     assert labeler.model_id.startswith(f"sam3@{sha[:12]}-")
+
+
+def test_sam3_demo_refuses_models_inside_the_folder_it_replaces(tmp_path, monkeypatch):
+    """Models pulled into the old demo folder would be deleted with it: the demo refuses before
+    touching anything, naming the models and the folder, and both are left as they were."""
+    demo = tmp_path / "demo"
+    (demo / ".labelloop").mkdir(parents=True)
+    (demo / ".labelloop" / "demo-workspace").write_text("created by `labelloop demo`\n")
+    sha = write_sam3(demo / "models" / "sam3", DEMO_PROMPTS)
+    monkeypatch.setenv("LABELLOOP_MODELS", str(demo / "models"))
+    res = cli(demo, "demo", "--prelabeler", "sam3", ok=False)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert f"lie inside the demo folder {demo}" in res.output and str(demo / "models" / "sam3") in res.output
+    assert (demo / "models" / "sam3").is_dir() and (demo / ".labelloop" / "demo-workspace").is_file()
+    assert pulled_prelabeler(demo / "models", "sam3")[0]["sam3"]["sha256"] == sha

@@ -96,3 +96,26 @@ def test_models_pull_every_catalog_entry_has_a_backend_kind():
         assert kind in {"detector": det_kinds, "segmenter": seg_kinds, "sam3": ("sam3",)}[e.role], e.name
         if e.role == "segmenter" and kind != "sam":
             assert kind in SEGMENTERS
+
+
+def test_models_pull_use_keeps_mode_and_symlink_and_refuses_a_read_only_config(ws):
+    """``labelloop.yaml`` is rewritten in place of its target: a symlink stays a link (the shared
+    file is updated), the file keeps its permissions, and a read-only file is refused unchanged."""
+    cfg_path = ws.config_path
+    shared = ws.root / "shared-labelloop.yaml"
+    shutil.move(cfg_path, shared)
+    cfg_path.symlink_to(shared.name)
+    try:
+        shared.chmod(0o444)
+        before = shared.read_text()
+        with pytest.raises(UseError, match=r"labelloop.yaml: is read-only \(mode 444\)"):
+            use_model(ws, "grounding-dino-tiny")
+        assert shared.read_text() == before
+        shared.chmod(0o640)
+        use_model(ws, "grounding-dino-tiny")
+        assert cfg_path.is_symlink() and (shared.stat().st_mode & 0o777) == 0o640
+        assert load_config(shared).prelabeler.detector.kind == "grounding-dino"
+    finally:
+        cfg_path.unlink()
+        shutil.move(shared, cfg_path)
+        cfg_path.chmod(0o644)

@@ -57,10 +57,12 @@ def test_issue_example_all_reviewed_no_reviewer_error_on_gold_is_not_blocked():
     assert "about 189 reviewer annotations of gold images with no errors" in f["reason"]
 
 
-def test_all_reviewed_without_gold_passes_and_says_reviewers_not_measured():
+def test_all_reviewed_without_gold_warns_not_passes_and_says_reviewers_not_measured():
+    """Not blocked (the issue), but no ``pass`` on a stratum nothing measured: it warns and says
+    what settles it (a gold set)."""
     f = release_error_rate({}, 12, 12, {}, None)
-    assert (f["estimate"], f["ci_low"], f["ci_high"], f["status"]) == (0.0, 0.0, 0.0, "pass")
-    assert "reviewers' error is not measured" in f["reason"]
+    assert (f["estimate"], f["ci_low"], f["ci_high"], f["status"]) == (0.0, 0.0, 0.0, "warn")
+    assert "reviewers' error is not measured" in f["reason"] and "gold set" in f["reason"]
     assert "QA-sample" not in f["reason"]
 
 
@@ -163,3 +165,12 @@ def test_routed_auto_labels_are_the_predictions_the_review_export_sent():
     rows = routed_auto_labels(d, {"q1", "q2", "q3"})
     assert [(r["image_id"], r["prediction_id"], r["model_id"]) for r in rows] == [
         ("q1", "o1", "old"), ("q2", "n2", "new"), ("q3", "k3", "new")]  # q3 never exported: current model
+
+
+def test_hint_never_asks_a_model_for_more_audits_than_it_auto_accepted():
+    """One auto-accepted image, audit 0/1: an audit of about 13 is impossible, so the hint says
+    to review that image instead."""
+    f = release_error_rate({"m1": 1}, 11, 12, {"m1": (0, 1)}, (0, 5000))
+    assert f["status"] == "warn"
+    assert "reviewing the 1 images auto-accepted by model m1 (an audit would need about 13" in f["reason"]
+    assert "audited images of model m1" not in f["reason"]

@@ -63,3 +63,17 @@ def test_bad_level_names_the_file_and_category(tmp_path, body, expected):
     msg = error_of(path)
     assert msg.startswith(f"{path}: ")
     assert expected in msg
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("out;door", "';' is not allowed in a category name"),
+    ("no objects", "'no objects' is reserved"),
+    ("x;no objects", "'no objects' is reserved"),
+    ("No Objects", "'no objects' is reserved"),
+])
+def test_a_category_name_that_would_corrupt_the_release_tags_is_refused_up_front(tmp_path, name, problem):
+    """The release joins an image's tags with ';' and reads the reserved 'no objects' answer:
+    such names are refused by the config check, naming the file and the category, before any run."""
+    path = write(tmp_path, f"  - {{name: person, detector: opencv-hog-person}}\n  - {{name: '{name}', level: tag}}\n")
+    err = error_of(path)
+    assert problem in err and "labelloop.yaml" in err and repr(name) in err

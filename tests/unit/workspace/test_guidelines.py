@@ -18,6 +18,7 @@ from labelloop.workspace.guidelines import (
     guidelines_html,
     guidelines_sha256,
     read_guidelines,
+    read_guidelines_bytes,
     template,
     write_template,
 )
@@ -99,3 +100,14 @@ def test_the_release_note_names_the_guidelines_version():
     assert f"guidelines: sha256 {SHA2}" in note.splitlines()
     note = release_note("dataset-v2", {**manifest, "guidelines_sha256": None}, report, [], [], None, None)
     assert "guidelines: sha256 none" in note.splitlines()
+
+
+def test_guidelines_that_are_not_utf8_warn_and_keep_their_bytes(tmp_path):
+    """A Latin-1 file: the version is the sha256 of its bytes, the bytes come back unchanged (what
+    a review export copies), and a warning names the file and the first undecodable byte."""
+    data = "# Guidelines\ncaf\u00e9: draw the cup\n".encode("latin-1")
+    (tmp_path / GUIDELINES_FILE).write_bytes(data)
+    with pytest.warns(GuidelinesWarning, match=rf"{tmp_path / GUIDELINES_FILE} is not UTF-8 text \(byte 16\)"):
+        assert read_guidelines_bytes(tmp_path) == (data, hashlib.sha256(data).hexdigest())
+    text, sha = read_guidelines(tmp_path, warn=False)
+    assert sha == hashlib.sha256(data).hexdigest() and text == "# Guidelines\ncaf\ufffd: draw the cup\n"
