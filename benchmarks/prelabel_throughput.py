@@ -251,10 +251,18 @@ def main_sam3(a: argparse.Namespace, dev: torch.device) -> int:
     c0 = cpu_seconds()
     s_time, results = stage(m, paths)
     s_cpu = cpu_seconds() - c0
+    r_time, r_cpu = sam3_raw(m, paths, m.halving.batch_size)
+    return report(a, dev, m, results, len(paths), (s_time, s_cpu), (r_time, r_cpu), lambda: sam3_naive(m, paths))
+
+
+
+def report(a, dev, m, results, n: int, stage_t: tuple[float, float], raw_t: tuple[float, float], run_naive) -> int:
+    """Print the figures of one run (same lines for every backend): counts, stage / raw / naive
+    images per second (wall clock), CPU seconds on a CPU, and the last line with the ratios."""
+    s_time, s_cpu = stage_t
+    r_time, r_cpu = raw_t
     n_boxes = sum(len(r) for _, r in results if isinstance(r, list))
     n_masks = sum(d.mask is not None for _, r in results if isinstance(r, list) for d in r)
-    r_time, r_cpu = sam3_raw(m, paths, m.halving.batch_size)
-    n = len(paths)
     print(f"images {n}  boxes {n_boxes}  masks {n_masks}  batch_size {m.halving.batch_size}  "
           f"oom_halvings {len(m.halving.events)}")
     print(f"stage  {n / s_time:8.3f} img/s  ({s_time:.2f} s)")
@@ -266,13 +274,12 @@ def main_sam3(a: argparse.Namespace, dev: torch.device) -> int:
         nv_time = float("nan")
         print("naive  skipped")
     else:
-        nv_time = sam3_naive(m, paths)
+        nv_time = run_naive()
         print(f"naive  {n / nv_time:8.3f} img/s  ({nv_time:.2f} s; {nv_time / n:.2f} s per image)")
     ips = n / s_time
-    ips_text = f"{ips:.1f}" if ips >= 1 else f"{ips:.4f}"
+    ips_text = f"{ips:.1f}" if ips >= 1 else f"{ips:.4f}"  # a CPU run is far below 1 img/s
     print(f"stage/raw {r_time / s_time:.2f}  stage/naive {nv_time / s_time:.2f}  stage_img_per_s {ips_text}")
     return 0
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -336,28 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     c0 = cpu_seconds()
     s_time, results = stage(m, paths)
     c1 = cpu_seconds()
-    n_boxes = sum(len(r) for _, r in results if isinstance(r, list))
-    n_masks = sum(d.mask is not None for _, r in results if isinstance(r, list) for d in r)
     r_time, r_cpu = raw(m, paths, results, m.halving.batch_size)
-    s_cpu = c1 - c0
-    n = len(paths)
-    print(f"images {n}  boxes {n_boxes}  masks {n_masks}  batch_size {m.halving.batch_size}  "
-          f"oom_halvings {len(m.halving.events)}")
-    print(f"stage  {n / s_time:8.3f} img/s  ({s_time:.2f} s)")
-    print(f"raw    {n / r_time:8.3f} img/s  ({r_time:.2f} s)")
-    if dev.type == "cpu":
-        print(f"cpu seconds: stage {s_cpu:.1f}  raw {r_cpu:.1f}  cpu stage/raw {r_cpu / s_cpu:.2f} "
-              "(work done, whatever share of the cores the scheduler gave)")
-    if a.skip_naive:
-        nv_time = float("nan")
-        print("naive  skipped")
-    else:
-        nv_time = naive(m, paths)
-        print(f"naive  {n / nv_time:8.3f} img/s  ({nv_time:.2f} s; {nv_time / n:.2f} s per image)")
-    ips = n / s_time
-    ips_text = f"{ips:.1f}" if ips >= 1 else f"{ips:.4f}"  # a CPU run is far below 1 img/s
-    print(f"stage/raw {r_time / s_time:.2f}  stage/naive {nv_time / s_time:.2f}  stage_img_per_s {ips_text}")
-    return 0
+    return report(a, dev, m, results, len(paths), (s_time, c1 - c0), (r_time, r_cpu), lambda: naive(m, paths))
 
 
 if __name__ == "__main__":
