@@ -1,7 +1,7 @@
 """``labelloop train`` and ``labelloop models promote`` on the demo's release (issue #18's "done
-when", at test size): a tiny RT-DETRv2 candidate is trained on dataset-v1's train split, recorded
-with its card, refused by the gate (the demo's release has no reviewed test image; the message
-says how many are needed), promoted by a person's override, and the next ``labelloop run`` uses
+when", at test size): a tiny RT-DETRv2 candidate is trained on dataset-v2's train split, recorded
+with its card, refused by the gate (the demo's release, dataset-v2, has no reviewed test box; the
+message says how many test images are needed and gives both models' AP on the train split), promoted by a person's override, and the next ``labelloop run`` uses
 it. ``pytest -k finetune`` selects it."""
 
 from __future__ import annotations
@@ -31,13 +31,18 @@ def test_finetune_train_and_promote_on_the_demo_release(tmp_path):
     (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = json.loads(cli(root, "train", "--json").stdout)
     name = out["name"]
-    assert name.startswith("rtdetrv2-dataset-v1-") and out["release"] == "dataset-v1" and not out["promoted"]
-    assert "a promotion needs at least 20" in out["metrics"]["gate"]["reason"]
+    assert name.startswith("rtdetrv2-dataset-v2-") and out["release"] == "dataset-v2" and not out["promoted"]
+    reason = out["metrics"]["gate"]["reason"]
+    assert "the test split has 1 image(s); a promotion needs at least 20" in reason and "19 more" in reason
+    cand, cur = out["metrics"]["candidate"]["train"], out["metrics"]["current"]["train"]
+    assert cand["images"] == cur["images"] == 9 and "skipped" in out["metrics"]["candidate"]["test"]
+    assert (f"train (seen in training: not a gate figure): AP candidate {cand['AP']:.3f} vs current {cur['AP']:.3f}"
+            in reason)
     card = json.loads(Path(out["card_path"]).read_text())
     assert card["hyperparameters"]["epochs"] == 2 and len(card["losses"]) == 2 and card["device"] == "cpu"
     ws = Workspace.at(root)
     row = registry.get_model(ws, name)
-    assert row is not None and row["status"] == "candidate" and row["trained_on_release"] == "dataset-v1"
+    assert row is not None and row["status"] == "candidate" and row["trained_on_release"] == "dataset-v2"
     assert row["labels_sha256"] == card["labels_sha256"] and row["sha256"] == card["checkpoint_sha256"]
 
     again = json.loads(cli(root, "train", "--json").stdout)  # same release: the finished run is reused
