@@ -7,6 +7,7 @@ it. ``pytest -k finetune`` selects it."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ pytest.importorskip("transformers")
 from labelloop.models import registry
 from labelloop.workspace.layout import Workspace
 from labelloop.workspace.versioning import git
-from support.helpers import cli
+from support.helpers import cli, skimage_data
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +58,26 @@ def test_finetune_train_and_promote_on_the_demo_release(tmp_path):
     assert promoted["routing"]["calibrated_policy"] is None
     assert git(root, "log", "-1", "--format=%s").startswith(f"promote {name} to pre-labeler (lead: demo override)")
     assert registry.current_model(ws, "detector")["promoted_reason"] == "demo override"
+    from labelloop.review.store import review_store
+    from labelloop.workspace import repo
+
+    store = review_store(ws)
+    reviewed, humans = set(store.latest_reviews()), store.human_labels()
+    late = tmp_path / "late"  # a batch nobody reviewed, besides the demo's reviewed one
+    late.mkdir()
+    for photo in ("horse.png", "retina.jpg"):
+        shutil.copy(skimage_data() / photo, late / photo)
+    cli(root, "ingest", str(late), "--batch", "late")
     cli(root, "run")  # the promoted model is the pre-labeler now: the run builds it from labelloop.yaml
+    batches = sorted(p.name for p in (root / "tables" / "prelabels").iterdir())
+    new_ids = {d.name for b in batches for d in repo.prelabel_dir(ws, b, "x").parent.iterdir()
+               if d.name.startswith("rtdetrv2@")}
+    assert len(new_ids) == 1
+    predicted = set().union(*(repo.done_image_ids(repo.prelabel_dir(ws, b, next(iter(new_ids)))) for b in batches))
+    wanted = {r["image_id"] for b in batches for r in repo.images_to_label(ws, b)}
+    assert reviewed & wanted and wanted - reviewed  # the demo has reviewed and unreviewed images
+    assert predicted == wanted  # unreviewed ones re-predicted, reviewed ones predicted too
+    assert review_store(ws).human_labels() == humans  # no human label changed
 
     # the Dagster asset: trains (reuses the finished run), evaluates, and its blocking check fails
     import dagster as dg
