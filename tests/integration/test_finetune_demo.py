@@ -78,6 +78,9 @@ def test_finetune_train_and_promote_on_the_demo_release(tmp_path):
     assert reviewed & wanted and wanted - reviewed  # the demo has reviewed and unreviewed images
     assert predicted == wanted  # unreviewed ones re-predicted, reviewed ones predicted too
     assert review_store(ws).human_labels() == humans  # no human label changed
+    # calibrate measures the new model on the reviewed images (the promotion left category thresholds)
+    cal = json.loads(cli(root, "calibrate", "--json").stdout)
+    assert cal["data"]["predictions"] > 0 and not cal["applied"]
 
     # the Dagster asset: trains (reuses the finished run), evaluates, and its blocking check fails
     import dagster as dg
