@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from labelloop.models import registry
 from labelloop.release import lineage as L
 from labelloop.workspace import versioning as V
 from resources.storage import WorkspaceResource
@@ -34,11 +35,12 @@ def lineage(context: dg.AssetExecutionContext, storage: WorkspaceResource):
     tag = _current_tag(ws)
     if tag is None:
         raise dg.Failure(description="no release yet: materialize dataset_release first", allow_retries=False)
+    trained_on = registry.trained_on_lines(ws)  # a fine-tuned model's labels name its training release
     for t in V.release_tags(ws.root):
         if t["tag"] != tag and not (L.lineage_dir(ws.root, t["tag"], ws.tables) / "lineage.parquet").is_file():
-            L.materialize(ws.root, t["tag"], ws.release_dir, ws.tables)
+            L.materialize(ws.root, t["tag"], ws.release_dir, ws.tables, trained_on)
             context.log.info(f"lineage of {t['tag']} written (it had none)")
-    s = L.materialize(ws.root, tag, ws.release_dir, ws.tables)
+    s = L.materialize(ws.root, tag, ws.release_dir, ws.tables, trained_on)
     yield dg.MaterializeResult(metadata={
         "tag": tag, "git_sha": s["git_sha"], "release_run_id": s["run_id"] or "", "dagster/row_count": s["rows"],
         "by_origin": dg.MetadataValue.json(s["by_origin"]),

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from labelloop.prelabel.stage import prelabel_batch
+from labelloop.reprocess import predicts_reviewed
 from labelloop.review.store import review_store
 from labelloop.workspace import repo
 from pipelines.partitions import backfill_policy, batches, summed
@@ -33,7 +34,9 @@ def prelabels(context: dg.AssetExecutionContext, storage: WorkspaceResource,
     ws = storage.workspace()
     cfg = ws.config()
     model = prelabeler.get(cfg, root=str(ws.root))
-    reviewed = set(review_store(ws).latest_reviews())  # reviewed images are never re-predicted
+    # reviewed images are not predicted, except by a promoted fine-tuned model: its predictions on them
+    # are a prediction set of its own that QA and calibrate measure (the human labels still win)
+    reviewed = set() if predicts_reviewed(ws) else set(review_store(ws).latest_reviews())
     keys = context.partition_keys  # one batch, or a range of batches (backfill policy)
     per = [prelabel_batch(ws, k, model, context.run_id, chunk_size=cfg.prelabeler.chunk_size, skip=reviewed)
            for k in keys]

@@ -74,14 +74,25 @@ def plan_runs(order: list[str], stale: dict[str, str], max_per_run: int) -> list
     return runs
 
 
+def predicts_reviewed(ws: Workspace) -> bool:
+    """Whether the pre-labeler also predicts reviewed images: True for a promoted fine-tuned
+    detector (``prelabeler.backend: rtdetrv2``, set only by
+    :func:`labelloop.training.promotion.promote`), so its predictions on the human-labeled images
+    are a prediction set of their own (``tables/prelabels/<batch>/<model_id>/``) that QA's
+    model-vs-human figures and ``labelloop calibrate`` measure; the human labels still win."""
+    return ws.config().prelabeler.backend == "rtdetrv2"
+
+
 def stale_stage(ws: Workspace, batch: str, model_id: str,
-                reviewed: set[str] | frozenset = frozenset()) -> tuple[str, str] | None:
+                reviewed: set[str] | frozenset = frozenset(), predict_reviewed: bool = False) -> tuple[str, str] | None:
     """``(first asset to re-run, why)`` when ``batch``'s per-batch tables are missing or stale,
     or None when they are current. The asset is ``raw_images`` (not materialized, or the inbox
     files changed), ``prelabels`` (predictions of ``model_id`` missing for an image that is not in
     ``reviewed``), ``review_queue`` (an unreviewed image routed with another routing or
     active-learning policy, or the queue is older than the predictions) or ``review_export``
-    (older than the queue). Reviewed images never make a batch stale: their labels are human."""
+    (older than the queue). Reviewed images never make a batch stale: their labels are human;
+    with ``predict_reviewed`` (:func:`predicts_reviewed`) a reviewed image without predictions of
+    ``model_id`` makes ``prelabels`` stale (its human labels are left as they are)."""
     ip = repo.images_path(ws, batch)
     if not ip.is_file():
         return "raw_images", "raw_images not materialized"
@@ -90,7 +101,7 @@ def stale_stage(ws: Workspace, batch: str, model_id: str,
     if on_disk != {r["source_path"] for r in tables.read_rows(ip, IMAGES)}:
         return "raw_images", "inbox files changed"
     wanted = {r["image_id"] for r in repo.images_to_label(ws, batch)}
-    if wanted - set(reviewed) - repo.done_image_ids(repo.prelabel_dir(ws, batch, model_id)):
+    if wanted - (set() if predict_reviewed else set(reviewed)) - repo.done_image_ids(repo.prelabel_dir(ws, batch, model_id)):
         return "prelabels", f"predictions of {model_id} missing"
     qp = repo.queue_path(ws, batch)
     if not qp.is_file():

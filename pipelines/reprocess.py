@@ -17,7 +17,7 @@ import hashlib
 import dagster as dg
 
 from labelloop import reprocess as R
-from labelloop.reprocess import stale_stage
+from labelloop.reprocess import predicts_reviewed, stale_stage
 from labelloop.review.store import review_store
 from pipelines.jobs import batch_job, resolve_job
 from pipelines.partitions import BATCHES, MAX_BATCHES_PER_RUN
@@ -44,9 +44,10 @@ def stale_runs(ws, order: list[str], model_id: str) -> list[R.PlannedRun]:
     """The planned runs for the workspace ``ws`` (batches in ``order``) and ``model_id``."""
 
     reviewed = set(review_store(ws).latest_reviews())
+    also_reviewed = predicts_reviewed(ws)
     stale = {}
     for b in order:
-        st = stale_stage(ws, b, model_id, reviewed)
+        st = stale_stage(ws, b, model_id, reviewed, also_reviewed)
         if st:
             stale[b] = st[0]
     return R.plan_runs(order, stale, MAX_BATCHES_PER_RUN)

@@ -138,6 +138,28 @@ def get_model(ws: Workspace, name: str) -> ModelRow | None:
     return next((r for r in read_models(ws) if r["name"] == name), None)
 
 
+def trained_on_line(row: ModelRow) -> str | None:
+    """The provenance line of a model trained here (a fine-tuned candidate's row):
+    ``"model NAME, trained on dataset-vN (labels sha256 <12 hex>)"``; None for a row without
+    ``trained_on_release`` (a pulled or embedded model)."""
+    if not row.get("trained_on_release"):
+        return None
+    return (f"model {row['name']}, trained on {row['trained_on_release']} "
+            f"(labels sha256 {(row.get('labels_sha256') or '?')[:12]})")
+
+
+def trained_on_lines(ws: Workspace) -> dict[str, str]:
+    """``{checkpoint sha256: trained_on_line}`` of every model of the table trained here
+    (empty when none was); what the audit summary and ``labelloop lineage`` print beside a
+    fine-tuned model's predictions."""
+    out: dict[str, str] = {}
+    for row in read_models(ws):
+        line = trained_on_line(row)
+        if line:
+            out[row["sha256"]] = line
+    return out
+
+
 def current_model(ws: Workspace, role: str) -> ModelRow | None:
     """The ``current`` model of ``role`` (``ROLES``), or None.
 

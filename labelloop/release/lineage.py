@@ -130,9 +130,12 @@ def release_view(root: Path, tag: str, release_dir: Path | None = None):
     return view_of_rev(root, tag), info
 
 
-def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_dir=None) -> dict:
+def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_dir=None,
+                trained_on: Mapping[str, str] | None = None) -> dict:
     """Write the lineage of release ``tag``: ``tables/lineage/<tag>/lineage.parquet`` (LINEAGE),
-    ``summary.md`` and ``summary.html`` (under ``tables_dir``, see :func:`lineage_dir`).
+    ``summary.md`` and ``summary.html`` (under ``tables_dir``, see :func:`lineage_dir`);
+    ``trained_on`` (:func:`labelloop.models.registry.trained_on_lines`) names the release that
+    trained each fine-tuned model whose labels the summary lists.
 
     Returns ``{"tag", "git_sha", "run_id", "rows", "untraced": [...], "by_origin", "paths"}``
     (``untraced``: :func:`trace_problems`).
@@ -152,7 +155,7 @@ def materialize(root: Path, tag: str, release_dir: Path | None = None, tables_di
     out = lineage_dir(root, tag, tables_dir)
     tables.write_rows(rows, LINEAGE, out / "lineage.parquet")
     previous = _previous(root, tag)
-    md = audit_markdown(view, info, V.tag_message(root, tag), rows, previous)
+    md = audit_markdown(view, info, V.tag_message(root, tag), rows, previous, trained_on)
     _atomic_text(out / "summary.md", md)
     _atomic_text(out / "summary.html", markdown_to_html(md, title=f"labelloop release {tag}"))
     return {"tag": tag, "git_sha": info["git_sha"], "run_id": info.get("run_id"), "rows": len(rows),

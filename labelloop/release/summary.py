@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from html import escape
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from markdown_it import MarkdownIt
 
@@ -34,7 +34,8 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
     return out + [""]
 
 
-def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], previous: dict | None) -> str:
+def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], previous: dict | None,
+                   trained_on: Mapping[str, str] | None = None) -> str:
     """Markdown audit summary of one release.
 
     Args:
@@ -43,7 +44,11 @@ def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], prev
         note: the tag message (release note).
         rows: LINEAGE rows of its labels.
         previous: :func:`labelloop.release.diff.diff_releases` from the release before, or None.
+        trained_on: ``{checkpoint sha256: "model NAME, trained on dataset-vN (labels sha256 ...)"}``
+            (:func:`labelloop.models.registry.trained_on_lines`): a fine-tuned model's labels say
+            which release trained it, in the who-made-the-labels table and each label's row.
     """
+    trained_on = trained_on or {}
     counts = view.manifest.get("counts", {})
     tag = info["tag"]
     lines = [f"# Release {tag}: audit summary", ""]
@@ -65,6 +70,10 @@ def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], prev
     lines += ["## Who made the labels", ""]
     lines += _table(["origin", "reviewer / model", "review source / checkpoint sha256", "labels", "images"],
                     [[k[0], k[1], k[2], c["labels"], len(images_by[k])] for k, c in sorted(who.items(), key=str)])
+    fine_tuned = sorted({trained_on[s] for r in rows if r.get("origin") != "human"
+                         and (s := r.get("checkpoint_sha256") or "") in trained_on})
+    if fine_tuned:
+        lines += ["Fine-tuned models: " + "; ".join(fine_tuned) + ".", ""]
     routes = Counter(i.get("route") for i in view.images)
     lines += ["## Routing and QA sample", ""]
     lines += _table(["route", "images"], [[k, v] for k, v in sorted(routes.items(), key=str)])
@@ -92,7 +101,8 @@ def audit_markdown(view, info: dict, note: str, rows: Sequence[LineageRow], prev
     for r in ordered[:MAX_LABEL_ROWS]:
         by = (f"{r.get('annotator')} ({r.get('review_source')} task {r.get('review_task_id')}, "
               f"guidelines {short(r.get('guidelines_sha256'))}, import run {(r.get('import_run_id') or '-')[:8]})") \
-            if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}"
+            if r.get("origin") == "human" else f"{r.get('model_id')} run {(r.get('label_run_id') or '')[:8]}" + \
+            (f" ({trained_on[ck]})" if (ck := r.get("checkpoint_sha256") or "") in trained_on else "")
         when = r.get("reviewed_at") if r.get("origin") == "human" else \
             (f"score {r['score']:.2f}" if r.get("score") is not None else "")
         body.append([r["label_id"], r.get("coco_annotation_id"), r.get("file_name"), r.get("category"), r.get("origin"),

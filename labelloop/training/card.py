@@ -104,10 +104,4 @@ def trained_on(ws: Workspace, checkpoint_sha256: str | None) -> str | None:
     """The provenance line of a fine-tuned model's prediction, from the models table:
     ``"model NAME, trained on dataset-vN (labels sha256 <12 hex>)"``; None when no model of the
     table with that checkpoint sha256 was trained here (a pulled or embedded model)."""
-    if not checkpoint_sha256:
-        return None
-    for row in registry.read_models(ws):
-        if row["sha256"] == checkpoint_sha256 and row["trained_on_release"]:
-            return (f"model {row['name']}, trained on {row['trained_on_release']} "
-                    f"(labels sha256 {(row['labels_sha256'] or '?')[:12]})")
-    return None
+    return registry.trained_on_lines(ws).get(checkpoint_sha256) if checkpoint_sha256 else None

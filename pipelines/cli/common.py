@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from labelloop.images.files import sha256_file
-from labelloop.reprocess import PlannedRun, stale_stage
+from labelloop.reprocess import PlannedRun, predicts_reviewed, stale_stage
 from labelloop.review.inbox import remember_source
 from labelloop.review.store import review_store
 from labelloop.workspace import recovery
@@ -26,7 +26,7 @@ BLOCKED = 3
 
 
 _SQL_NOISE = re.compile(r"\s*\[SQL: .*?\](?=\s|$)|\s*\[parameters: .*?\](?=\s|$)|\s*\(Background on this error at: [^)]*\)",
-                        re.S)
+                        re.DOTALL)
 
 
 def one_line(message: str) -> str:
@@ -108,7 +108,7 @@ def run_batches(ctx: click.Context, ws: Workspace, only: str | None) -> list[dic
     reviewed = set(review_store(ws).latest_reviews())
     done = []
     for b in names:
-        st = stale_stage(ws, b, model_id, reviewed)
+        st = stale_stage(ws, b, model_id, reviewed, predicts_reviewed(ws))
         if st is None and not only:
             continue
         # from the first stale stage on: a new routing policy re-routes without a pre-label step

@@ -4,6 +4,8 @@ The work is :mod:`labelloop.models` (catalog, pull, registry); this module parse
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from labelloop.models import catalog, registry
@@ -19,6 +21,26 @@ def _size(n: int | None) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def _trained_lines(row: dict) -> list[str]:
+    """A fine-tuned model's provenance and figures (AP on each evaluated split of it and of the
+    model that was current when it was trained, from ``metrics_json``); none for a pretrained one."""
+    if not row.get("trained_on_release"):
+        return []
+    out = [f"trained on {row['trained_on_release']} (labels sha256 {(row.get('labels_sha256') or '?')[:12]})"]
+    try:
+        metrics = json.loads(row.get("metrics_json") or "{}")
+    except ValueError:
+        metrics = {}
+    for who in ("candidate", "current"):
+        for split, ev in sorted((metrics.get(who) or {}).items(), key=lambda kv: kv[0] != "test"):
+            if isinstance(ev, dict) and ev.get("AP") is not None:
+                out.append(f"{'this model' if who == 'candidate' else 'then current'}: AP {ev['AP']:.3f} "
+                           f"AP50 {ev.get('AP50', float('nan')):.3f} on {ev.get('images', '?')} {split} images")
+    if row.get("promoted_at"):
+        out.append(f"promoted {row['promoted_at']} by {row.get('promoted_by')}: {row.get('promoted_reason')}")
+    return out
 
 
 @click.group("models")
@@ -51,7 +73,11 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
         lines.append(f"installed in {d['models_dir']}:" if d["installed"] else "installed: none")
         for r in d["installed"]:
             lines.append(f"  {r['name']:<20} {r['role']:<9} {r['status']:<9} {_size(r['size_bytes']):<8} "
-                         f"sha256 {r['sha256']}  {r['path']}")
+                         f"sha256 {r['sha256']}  {r['path']}" + ("  <- current" if r["status"] == "current" else ""))
+            lines += [f"  {'':<20} {x}" for x in _trained_lines(r)]
+        current = [f"{r['role']}: {r['name']}" for r in d["installed"] if r["status"] == "current"]
+        if d["installed"]:
+            lines.append("current: " + (", ".join(current) if current else "none (labelloop.yaml's built-in models)"))
         return "\n".join(lines)
 
     emit(data, as_json, fmt)

@@ -8,6 +8,7 @@ import re
 
 import click
 
+from labelloop.models import registry
 from labelloop.release import lineage as L
 from labelloop.release.audit import lineage as get_lineage
 from labelloop.release.diff import diff_releases, format_diff, view_of_rev
@@ -153,7 +154,7 @@ def release_lineage(ctx: click.Context, ident: str | None, tag: str | None, html
         out = L.lineage_dir(ws.root, tag, ws.tables)
         if not (out / "summary.md").is_file():
             with ws.lock():
-                L.materialize(ws.root, tag, ws.release_dir, ws.tables)
+                L.materialize(ws.root, tag, ws.release_dir, ws.tables, registry.trained_on_lines(ws))
         click.echo((out / ("summary.html" if html else "summary.md")).read_text(encoding="utf-8"), nl=False)
         return
     try:

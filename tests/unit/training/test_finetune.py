@@ -25,7 +25,7 @@ from labelloop.training.evaluation import (
     predict,
     resampled_ap,
 )
-from labelloop.training.loop import last_checkpoint, train_detector
+from labelloop.training.loop import DecodedImages, last_checkpoint, make_batch, train_detector
 from labelloop.workspace.config import Training
 from labelloop.workspace.layout import Workspace
 from support.training_release import CATEGORIES, write_release
@@ -161,3 +161,18 @@ def test_finetune_promotion_needs_enough_test_images(release):
         paired_bootstrap(perfect, empty, min_images=20)
     boot = paired_bootstrap(perfect, empty, resamples=200, min_images=4)
     assert boot.difference == pytest.approx(1.0) and boot.low == pytest.approx(1.0) and boot.images == 4
+
+
+def test_finetune_decoded_images_match_make_batch_and_are_decoded_once(release):
+    split = read_split(release, "train")
+    decoded = DecodedImages(96, "cpu")
+    first = decoded.batch(split.examples)
+    want = make_batch(split.examples, 96, "cpu")
+    assert first[0].shape == (len(split.examples), 3, 96, 96) and first[0].dtype == torch.float32
+    assert torch.equal(first[0], want[0])  # uint8 / 255 is what the float32 path computes
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first[1], want[1]) for k in a)
+    assert len(decoded._cache) == len(split.examples)
+    again = decoded.batch(split.examples[::-1])
+    assert torch.equal(again[0], first[0].flip(0))
+    small = DecodedImages(96, "cpu", max_bytes=3 * 96 * 96)  # room for one image: the rest decoded per batch
+    assert torch.equal(small.batch(split.examples)[0], want[0]) and len(small._cache) == 1

@@ -16,6 +16,8 @@ from labelloop.models import registry
 from labelloop.models.hashing import sha256_path
 from labelloop.prelabel.backends.loading import CheckpointError
 from labelloop.prelabel.protocol import PreLabeler
+from labelloop.release.diff import view_of_folder
+from labelloop.release.summary import audit_markdown
 from labelloop.training import card as card_mod
 from labelloop.training.backend import RTDetrV2PreLabeler
 from labelloop.training.data import read_split
@@ -25,6 +27,7 @@ from labelloop.training.loop import train_detector
 from labelloop.training.promotion import PromotionError, gate, promote
 from labelloop.workspace.config import ConfigError, Training, load_config
 from labelloop.workspace.layout import Workspace
+from support.helpers import cli
 from support.training_release import CATEGORIES, write_release
 
 TINY = {"architecture": "tiny", "image_size": 128, "batch_size": 2, "device": "cpu"}
@@ -106,6 +109,24 @@ def test_finetune_promote_points_the_config_at_the_model_and_clears_calibration(
                               model_dir=model_dir, checkpoint=str(model_dir), categories=CATEGORIES, metrics={},
                               losses=[], trained_at=registry.now_utc(), seconds=0.0, device="cpu")
     card_mod.register_candidate(ws, card, card_mod.write_card(tmp_path, card))
+    sha = card["checkpoint_sha256"]
+    line = f"model c1, trained on dataset-v1 (labels sha256 {card['labels_sha256'][:12]})"
+    assert registry.trained_on_lines(ws) == {sha: line} and card_mod.trained_on(ws, sha) == line
+    # the release's audit summary names the training release of a fine-tuned model's labels
+    view = view_of_folder(rel, "dataset-v2")
+    rows = [{"label_id": "lb-1", "image_id": "im-1", "file_name": "astronaut.png", "category": "person",
+             "origin": "model", "model_id": "rtdetrv2", "checkpoint_sha256": sha, "score": 0.9,
+             "label_run_id": "run12345"},
+            {"label_id": "lb-2", "image_id": "im-2", "file_name": "coffee.png", "category": "cup",
+             "origin": "model", "model_id": "opencv", "checkpoint_sha256": "0" * 64, "score": 0.5}]
+    md = audit_markdown(view, {"tag": "dataset-v2", "git_sha": "a" * 40, "content_sha256": "b" * 64}, "note",
+                        rows, None, registry.trained_on_lines(ws))
+    assert f"Fine-tuned models: {line}." in md
+    assert f"| rtdetrv2 run run12345 ({line}) |" in md and "| opencv run  |" in md
+    (ws.root / ".git").mkdir(exist_ok=True)
+    (ws.root / ".dvc").mkdir(exist_ok=True)
+    listed = cli(ws.root, "models", "list", "--json")
+    assert json.loads(listed.stdout)["installed"][0]["metrics_json"] == "{}"
     with pytest.raises(PromotionError, match="needs who"):
         promote(ws, "c1", by="", why="x")
     with pytest.raises(PromotionError, match="no model 'nope'"):
@@ -117,6 +138,13 @@ def test_finetune_promote_points_the_config_at_the_model_and_clears_calibration(
     assert cfg.prelabeler.rtdetrv2.sha256 == sha256_path(model_dir) and cfg.routing.calibrated_policy is None
     assert registry.current_model(ws, "detector")["name"] == "c1"
     assert json.loads(tmp_path.joinpath("model_card.json").read_text())["release"] == "dataset-v1"
+    registry.update_model(ws, "c1", metrics_json=json.dumps({"candidate": {"test": {"AP": 0.25, "AP50": 0.5, "images": 20}},
+                                                             "current": {"test": {"AP": 0.125, "AP50": 0.25, "images": 20}}}))
+    text = cli(ws.root, "models", "list").stdout
+    assert "c1" in text and "<- current" in text and "current: detector: c1" in text
+    assert "this model: AP 0.250 AP50 0.500 on 20 test images" in text
+    assert "then current: AP 0.125 AP50 0.250 on 20 test images" in text
+    assert "promoted " in text and "by lead: AP +0.2 on dataset-v1 test" in text
 
 
 def test_finetune_backend_config_needs_its_spec(tmp_path):
