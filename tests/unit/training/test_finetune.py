@@ -1,7 +1,9 @@
 """Fine-tuning RT-DETRv2 on a release (labelloop.training): a tiny random-weight model really
-trains (it overfits four hand-labelled photos to a pycocotools AP >= 0.9), a crash mid-run resumes
-from the last complete epoch, the class head follows the release's ontology, the bootstrap's AP
-equals pycocotools', and bad input is refused by name. ``pytest -k finetune`` selects them all."""
+trains (it overfits four hand-labelled photos to a pycocotools AP >= 0.9, and the promotion gate
+promotes it over an untrained model of the same config on 20 test images, not the reverse), a
+crash mid-run resumes from the last complete epoch, the class head follows the release's ontology,
+the bootstrap's AP equals pycocotools', and bad input is refused by name. ``pytest -k finetune``
+selects them all."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from labelloop.training.evaluation import (
     resampled_ap,
 )
 from labelloop.training.loop import DecodedImages, last_checkpoint, make_batch, train_detector
+from labelloop.training.promotion import gate
 from labelloop.workspace.config import Training
 from labelloop.workspace.layout import Workspace
 from support.training_release import CATEGORIES, write_release
@@ -48,11 +51,25 @@ def release(tmp_path_factory):
     return write_release(tmp_path_factory.mktemp("release"))
 
 
-def test_finetune_tiny_detector_overfits_four_photos(release, tmp_path, one_thread):
+@pytest.fixture(scope="module")
+def overfit(release, tmp_path_factory):
+    """The tiny detector trained for ``EPOCHS`` epochs on the four photos, once per module (the
+    slowest part of these tests): ``(split, TrainResult, progress reports)``."""
     split = read_split(release, "train")
+    seen: list = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as ``one_thread``
+    try:
+        result = train_detector(split, Training(epochs=EPOCHS, **OVERFIT), tmp_path_factory.mktemp("overfit") / "run",
+                                progress=seen.append)
+    finally:
+        torch.set_num_threads(before)
+    return split, result, seen
+
+
+def test_finetune_tiny_detector_overfits_four_photos(overfit, one_thread):
+    split, result, seen = overfit
     assert split.categories == CATEGORIES and len(split.examples) == 4
-    seen = []
-    result = train_detector(split, Training(epochs=EPOCHS, **OVERFIT), tmp_path / "run", progress=seen.append)
     assert (result.model_dir / "config.json").is_file() and result.resumed_from is None
     assert [p.global_step for p in seen] == list(range(1, 2 * EPOCHS + 1)) and seen[-1].epoch == EPOCHS
     assert result.losses[-1] < result.losses[0] / 3
@@ -66,6 +83,29 @@ def test_finetune_tiny_detector_overfits_four_photos(release, tmp_path, one_thre
 
 EPOCHS = 200
 AP_MIN = 0.9
+
+
+def test_finetune_gate_promotes_the_trained_candidate_and_not_an_untrained_one(overfit, tmp_path, one_thread):
+    """The gate both ways on real evaluations: 20 test images (mirrored / cropped copies of the
+    four photos, :func:`support.training_release.write_release`), the trained candidate against
+    an untrained model of the same tiny config (random head, what ``train_detector`` starts from)."""
+    _split, result, _seen = overfit
+    test = read_split(write_release(tmp_path / "rel", split="test", copies=5), "test")
+    assert len(test.examples) == 20 and test.categories == CATEGORIES
+    untrained = build_model(CATEGORIES, None, "tiny", seed=Training().seed)
+    trained_ev = coco_ap(test, predict(result.model_dir, test, 128))
+    untrained_ev = coco_ap(test, predict(untrained, test, 128))
+    assert trained_ev.image_ids == untrained_ev.image_ids == list(range(1, 21))
+    assert trained_ev.AP >= 0.7 and trained_ev.AP50 >= 0.9, trained_ev  # AP 0.77 on these copies (seed 0)
+    assert untrained_ev.AP < 0.1, untrained_ev
+    settings = Training(bootstrap_resamples=300)
+    yes = gate(trained_ev, untrained_ev, settings)
+    assert yes.promote and yes.bootstrap.images == 20 and "20 test images" in yes.reason
+    assert yes.bootstrap.difference == pytest.approx(trained_ev.AP - untrained_ev.AP)
+    assert settings.promote_margin < yes.bootstrap.low <= yes.bootstrap.difference <= yes.bootstrap.high
+    no = gate(untrained_ev, trained_ev, settings)
+    assert not no.promote and "kept as a candidate" in no.reason
+    assert no.bootstrap.low <= no.bootstrap.high < 0
 
 
 class Crash(RuntimeError):
