@@ -41,6 +41,9 @@ def _loop(root: Path, photos: Path) -> Workspace:
     review_export) -> import the demo review -> release (human_labels, labels, qa_report,
     dataset_release), with a lenient audit target so the release goes through."""
     cli(root, "init")
+    # the template names the project (the folder's name): the local and S3 workspaces get the
+    # same guidelines, so their queues' guidelines_sha256 are compared too
+    (root / "guidelines.md").write_text("# Labeling guidelines\n\nBox every person, face and cat.\n", encoding="utf-8")
     cfg = yaml.safe_load((root / "labelloop.yaml").read_text())
     cfg["qa"]["audit_error_target"] = 0.5
     (root / "labelloop.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
