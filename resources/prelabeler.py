@@ -11,37 +11,30 @@ from labelloop.prelabel.backends.opencv import OpenCVPreLabeler
 from labelloop.prelabel.protocol import PreLabeler
 from labelloop.workspace.config import ProjectConfig
 
+#: What each torch backend imports (named when it is missing).
+GPU_NEEDS = {"foundation": "torch, torchvision, transformers and segment-anything",
+             "sam3": "torch, torchvision and transformers", "rtdetrv2": "torch and transformers"}
+
 
 @functools.lru_cache(maxsize=4)
 def _build(config_json: str, root: str | None) -> PreLabeler:
     cfg = ProjectConfig.model_validate_json(config_json)
     if cfg.prelabeler.backend == "opencv":
         return OpenCVPreLabeler(cfg)
-    if cfg.prelabeler.backend == "foundation":
-        try:
-            from labelloop.prelabel.backends.foundation import FoundationPreLabeler  # imports torch: the gpu extra
-
-            return FoundationPreLabeler(cfg, root)
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(f"prelabeler.backend foundation needs torch, torchvision, transformers and "
-                               f"segment-anything ({exc}): pip install 'labelloop[gpu]'") from None
-    if cfg.prelabeler.backend == "sam3":
-        try:
-            from labelloop.prelabel.backends.sam3 import Sam3PreLabeler  # imports torch: the gpu extra
-
-            return Sam3PreLabeler(cfg, root)
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(f"prelabeler.backend sam3 needs torch, torchvision and transformers ({exc}): "
-                               "pip install 'labelloop[gpu]'") from None
-    if cfg.prelabeler.backend == "rtdetrv2":
-        try:
-            from labelloop.training.backend import RTDetrV2PreLabeler  # imports torch: the gpu extra
-
-            return RTDetrV2PreLabeler(cfg, root)
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(f"prelabeler.backend rtdetrv2 needs torch and transformers ({exc}): "
-                               "pip install 'labelloop[gpu]'") from None
-    raise ValueError(f"unknown pre-labeler backend {cfg.prelabeler.backend!r}")
+    backend = cfg.prelabeler.backend
+    try:  # each imports torch: the gpu extra
+        if backend == "foundation":
+            from labelloop.prelabel.backends.foundation import FoundationPreLabeler as cls
+        elif backend == "sam3":
+            from labelloop.prelabel.backends.sam3 import Sam3PreLabeler as cls
+        elif backend == "rtdetrv2":
+            from labelloop.training.backend import RTDetrV2PreLabeler as cls
+        else:
+            raise ValueError(f"unknown pre-labeler backend {backend!r}")
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(f"prelabeler.backend {backend} needs {GPU_NEEDS[backend]} ({exc}): "
+                           "pip install 'labelloop[gpu]'") from None
+    return cls(cfg, root)
 
 
 class PreLabelerResource(dg.ConfigurableResource):

@@ -31,14 +31,14 @@ from labelloop.images.files import load_rgb
 from labelloop.qa import label_errors as LE
 from labelloop.qa.agreement import agreement_units, current_annotations, kappa_gates, pairwise_agreement
 from labelloop.qa.cost import estimate_cost
-from labelloop.qa.levels import recommend_levels, tag_counts
-from labelloop.qa.tags import predicted_tags, tag_agreement, tag_precision_recall
 from labelloop.qa.gold_eval import gold_gates, reviewer_vs_gold
+from labelloop.qa.levels import recommend_levels, tag_counts
 from labelloop.qa.metrics import build_qa_report, json_safe, latest_reviews
 from labelloop.qa.model_eval import model_vs_human
 from labelloop.qa.release_error import reviewer_gold_errors
 from labelloop.qa.report.html import render_html
 from labelloop.qa.statistics import box_sizes, class_drift, objects_per_image
+from labelloop.qa.tags import predicted_tags, tag_agreement, tag_precision_recall
 from labelloop.review.store import review_store
 from labelloop.routing.confidence import QA_SAMPLE, kept_predictions
 from labelloop.store import write_text_atomic
@@ -78,6 +78,7 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
     store = review_store(ws)
     images = repo.all_images(ws)
     preds = repo.current_predictions(ws, model_id)
+    kept = kept_predictions(preds, cfg)
     return {"cfg": cfg, "labels": labels, "resolved": resolved, "labels_sha256": labels_sha256, "images": images,
             "sizes": {r["image_id"]: (r["width"], r["height"]) for r in images if r["status"] == "ok"},
             "queue": repo.all_queue(ws), "reviews": store.reviews(), "human_labels": store.current_human_labels(),
@@ -85,8 +86,8 @@ def gather(ws, model_id: str, labels: list[LabelRow], resolved: list[ResolvedIma
             "all_human_labels": store.human_labels(),
             "predictions": [p for p in preds if p["category"] not in cfg.tag_categories],  # boxes: AP, suspects
             # box metrics read the kept box predictions; the tag QA the kept image-level tag pre-labels
-            "kept": [p for p in kept_predictions(preds, cfg) if p["category"] not in cfg.tag_categories],
-            "kept_tags": [p for p in kept_predictions(preds, cfg) if p["category"] in cfg.tag_categories],
+            "kept": [p for p in kept if p["category"] not in cfg.tag_categories],
+            "kept_tags": [p for p in kept if p["category"] in cfg.tag_categories],
             "gold_labels": repo.read_gold_labels(ws), "gold_images": repo.read_gold_images(ws),
             "exported": repo.all_exported(ws), "model_id": model_id, "previous_release": repo.previous_release(ws),
             "calibration": active_calibration(ws.root, cfg),

@@ -63,6 +63,7 @@ from labelloop.tables.schemas import (
     ReviewRow,
     SplitAssignmentRow,
 )
+from labelloop.workspace.config import TAG_SEPARATOR
 
 #: Ultralytics' ``verify_image_label`` asserts both sides are > 9 px: smaller images are dropped there.
 TINY_SIDE = 10
@@ -182,7 +183,7 @@ def _image_row(img: ImageRow, split: str, file_name: str, res: ResolvedImageRow,
         "annotator": review.get("annotator"), "reviewed_at": review.get("updated_at"),
         "route": q.get("route") or res.get("route"), "route_reason": q.get("reason"),
         "qa_sample": (q.get("route") or res.get("route")) == "qa_sample", "policy_id": q.get("policy_id"),
-        "image_labels": ";".join(sorted(inputs.tags[img["image_id"]])) if img["image_id"] in inputs.tags else None,
+        "image_labels": TAG_SEPARATOR.join(sorted(inputs.tags[img["image_id"]])) if img["image_id"] in inputs.tags else None,
     }
 
 
@@ -204,7 +205,7 @@ def image_labels_csv(image_rows: list[dict], tags: dict[str, list[str]]) -> str:
     w.writerow(["image_id", "file_name", "split", "labels"])
     for r in sorted(image_rows, key=lambda r: r["image_id"]):
         if r["image_id"] in tags:
-            w.writerow([r["image_id"], r["file_name"], r["split"], ";".join(sorted(tags[r["image_id"]]))])
+            w.writerow([r["image_id"], r["file_name"], r["split"], TAG_SEPARATOR.join(sorted(tags[r["image_id"]]))])
     return buf.getvalue()
 
 

@@ -27,6 +27,7 @@ Releases written before this layout keep ``coco/instances_<split>.json`` with
 from __future__ import annotations
 
 from labelloop.formats.labelstudio.tasks import NO_OBJECTS_CHOICE
+from labelloop.workspace.config import TAG_SEPARATOR
 
 SPLITS = ("train", "val", "test")
 ANNOTATIONS = "annotations"
@@ -86,5 +87,5 @@ def boxes_unchecked(resolution: str | None, n_labels: int | None, image_labels: 
     (``image_labels``: the ``;``-joined tags of images.parquet, non-empty) and without the
     reserved ``no objects`` answer. The reviewer labeled the image's tags but never said it holds
     no box: it is not a negative for the box categories (docs/guides/releases.md)."""
-    tags = [t for t in (image_labels or "").split(";") if t]
+    tags = [t for t in (image_labels or "").split(TAG_SEPARATOR) if t]
     return resolution == "reviewed" and not n_labels and bool(tags) and NO_OBJECTS not in tags

@@ -26,6 +26,7 @@ from labelloop.formats.labelstudio.brush import mask_to_brush_rle
 from labelloop.geometry.boxes import xyxy_to_ls
 from labelloop.geometry.keypoints import CHOICE_OCCLUDED, CHOICE_VISIBLE, VISIBILITY_CONTROL, ls_keypoint_results
 from labelloop.tables.schemas import ExportedPredictionRow, ImageRow, PredictionRow
+from labelloop.workspace.config import RESERVED_TAG_ANSWER
 
 TOOL = "label-studio"
 OBJECT_NAME = "image"  # <Image name="image" value="$image"/>
@@ -38,7 +39,7 @@ TAG_CONTROL = "tags"  # <Choices name="tags" toName="image" choice="multiple">: 
 #: reviewer checked the image for boxes and there are none (a negative for the box categories). A
 #: reviewed image with tags, no box and without this choice is not a box negative: the release
 #: leaves it out of the box / mask annotations (docs/guides/label-studio.md, "Image-level tags").
-NO_OBJECTS_CHOICE = "no objects"
+NO_OBJECTS_CHOICE = RESERVED_TAG_ANSWER
 REGION_TYPE = "rectanglelabels"
 #: Control name -> Label Studio result type of every control in labelloop's labeling config.
 CONTROLS = {CONTROL_NAME: REGION_TYPE, POLYGON_CONTROL: "polygonlabels", BRUSH_CONTROL: "brushlabels",
